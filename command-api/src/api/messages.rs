@@ -1,0 +1,85 @@
+use duet_common::auth::BearerAuth;
+use duet_common::domain::{Message, MessageType, NewMessage};
+use duet_common::error::ApiResult;
+use duet_common::http::ApiTags;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use crate::{Commands, Markers, Receipt, Target};
+
+pub struct MessagesApi(pub Commands);
+
+#[derive(Object)]
+#[oai(rename_all = "camelCase")]
+struct SendMessageRequest {
+    /// The client's idempotency key: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    /// A retry with the same key and content returns the stored message.
+    client_msg_id: String,
+    /// 1 to 4000 characters after trimming. Required for `text` messages.
+    text: Option<String>,
+    /// Defaults to `text`.
+    #[oai(rename = "type")]
+    kind: Option<MessageType>,
+    /// A JSON object for non-text messages (at most 16 KiB).
+    payload: Option<serde_json::Value>,
+}
+
+#[derive(Object)]
+struct ReceiptRequest {
+    /// Cumulative: everything up to and including this seq.
+    seq: i64,
+}
+
+#[derive(ApiResponse)]
+enum SendMessageResponse {
+    /// A retry of an earlier send: the stored message.
+    #[oai(status = 200)]
+    Existing(Json<Message>),
+    /// The message is stored.
+    #[oai(status = 201)]
+    Created(Json<Message>),
+}
+
+#[derive(ApiResponse)]
+enum ReceiptResponse {
+    /// The caller's markers after the receipt.
+    #[oai(status = 200)]
+    Ok(Json<Markers>),
+}
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl MessagesApi {
+    /// Send a message. Answered only once it is durable.
+    #[oai(path = "/conversations/:id/messages", method = "post", operation_id = "sendMessage")]
+    async fn send(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<SendMessageRequest>) -> ApiResult<SendMessageResponse> {
+        let Json(body) = body;
+        let message = NewMessage {
+            client_msg_id: body.client_msg_id,
+            kind: body.kind.unwrap_or(MessageType::Text),
+            text: body.text,
+            payload: body.payload,
+        };
+        let appended = self.0.send(auth.user_id(), Target::Conversation(id.0), message).await?;
+        Ok(if appended.created {
+            SendMessageResponse::Created(Json(appended.message))
+        } else {
+            SendMessageResponse::Existing(Json(appended.message))
+        })
+    }
+
+    /// Mark everything up to `seq` delivered to the caller.
+    #[oai(path = "/conversations/:id/delivered", method = "post", operation_id = "markDelivered")]
+    async fn delivered(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
+        let markers = self.0.receipt(auth.user_id(), id.0, body.0.seq, Receipt::Delivered).await?;
+        Ok(ReceiptResponse::Ok(Json(markers)))
+    }
+
+    /// Mark everything up to `seq` read by the caller (implies delivered).
+    #[oai(path = "/conversations/:id/read", method = "post", operation_id = "markRead")]
+    async fn read(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
+        let markers = self.0.receipt(auth.user_id(), id.0, body.0.seq, Receipt::Read).await?;
+        Ok(ReceiptResponse::Ok(Json(markers)))
+    }
+}

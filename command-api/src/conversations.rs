@@ -1,0 +1,90 @@
+//! Get-or-create of the one conversation between two users.
+
+use chrono::{DateTime, Utc};
+use duet_common::ApiError;
+use duet_common::domain::{PublicUser, ordered_pair};
+use duet_common::events::DomainEvent;
+use poem_openapi::Object;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::appender::{now_micros, write_outbox};
+
+/// A conversation as seen by one of its members.
+#[derive(Clone, Debug, Serialize, Object)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: Uuid,
+    pub peer: PublicUser,
+    /// Seq of the newest message; 0 when empty.
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    /// Last activity: the newest message, or creation.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    last_seq: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Returns the conversation between `user_id` and `peer_id`, creating it if
+/// missing, and whether this call created it. Concurrent calls create one row:
+/// the pair's unique constraint decides, and the losers read the winner's row.
+pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
+    if user_id == peer_id {
+        return Err(ApiError::invalid("cannot_message_self", "a conversation needs another user"));
+    }
+    let peer: PublicUser = sqlx::query_as("select id, name, last_seen_at from users where id = $1")
+        .bind(peer_id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+    let (lo, hi) = ordered_pair(user_id, peer_id);
+    let now = now_micros();
+
+    let mut tx = db.begin().await?;
+    let inserted: Option<Row> = sqlx::query_as(
+        "insert into conversations (id, user_lo, user_hi, created_at, updated_at) values ($1, $2, $3, $4, $4) \
+         on conflict (user_lo, user_hi) do nothing \
+         returning id, last_seq, created_at, updated_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(lo)
+    .bind(hi)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = inserted else {
+        tx.rollback().await?;
+        let row: Row = sqlx::query_as(
+            "select id, last_seq, created_at, updated_at from conversations where user_lo = $1 and user_hi = $2",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(db)
+        .await?;
+        return Ok((conversation(row, peer), false));
+    };
+    sqlx::query(
+        "insert into conversation_members (conversation_id, user_id, peer_id) values ($1, $2, $3), ($1, $3, $2)",
+    )
+    .bind(row.id)
+    .bind(lo)
+    .bind(hi)
+    .execute(&mut *tx)
+    .await?;
+    write_outbox(&mut tx, [DomainEvent::ConversationCreated { conversation_id: row.id, user_lo: lo, user_hi: hi, at: now }])
+        .await?;
+    tx.commit().await?;
+    Ok((conversation(row, peer), true))
+}
+
+fn conversation(row: Row, peer: PublicUser) -> Conversation {
+    Conversation { id: row.id, peer, last_seq: row.last_seq, created_at: row.created_at, updated_at: row.updated_at }
+}

@@ -1,0 +1,90 @@
+//! The command side: everything that changes state goes through here.
+//!
+//! Messages and receipts are validated, appended in a transaction together
+//! with their outbox events, and only then acknowledged and published live.
+//! The realtime gateway calls [`Commands`] in-process, so a WebSocket send
+//! and a REST send take exactly the same path.
+
+pub mod accounts;
+pub mod api;
+pub mod appender;
+pub mod conversations;
+pub mod devices;
+pub mod receipts;
+
+use duet_common::domain::NewMessage;
+use duet_common::live::{self, Frame, ReceiptData};
+use duet_common::ratelimit::{Decision, RateLimiter};
+use duet_common::{AppContext, ApiError};
+use uuid::Uuid;
+
+pub use appender::{AppendRequest, Appended, Appender};
+pub use conversations::Conversation;
+pub use receipts::{Markers, Receipt};
+
+/// Where a message goes: a known conversation, or the conversation with a user.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Conversation(Uuid),
+    Peer(Uuid),
+}
+
+/// The command handlers, shared by REST and the WebSocket gateway.
+#[derive(Clone)]
+pub struct Commands {
+    pub ctx: AppContext,
+    appender: Appender,
+    send_limiter: RateLimiter,
+}
+
+impl Commands {
+    /// Starts the append writers of this process.
+    pub fn start(ctx: &AppContext) -> Self {
+        let settings = &ctx.settings;
+        Commands {
+            appender: Appender::start(ctx.db.clone(), settings),
+            send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
+            ctx: ctx.clone(),
+        }
+    }
+
+    /// Validates, rate-limits, stores and publishes a message. Returns once it is durable.
+    pub async fn send(&self, sender_id: Uuid, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
+        let message = message.validate()?;
+        let key = self.ctx.keys.key(format_args!("rl:send:{sender_id}"));
+        if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.redis, &key).await {
+            return Err(ApiError::RateLimited { retry_after_ms });
+        }
+        let conversation_id = match target {
+            Target::Conversation(id) => id,
+            Target::Peer(peer_id) => conversations::get_or_create(&self.ctx.db, sender_id, peer_id).await?.0.id,
+        };
+        let appended = self.appender.append(AppendRequest { sender_id, conversation_id, message }).await?;
+        // Published on replays too: if the first attempt died between commit
+        // and publish, the retry is what tells the receiver. Duplicates carry
+        // the same id and seq.
+        let m = &appended.message;
+        live::publish(&self.ctx.redis, &self.ctx.keys, &[m.receiver_id, m.sender_id], live::encode_message(m)).await;
+        Ok(appended)
+    }
+
+    /// Records a delivered or read receipt and tells the other party (and the
+    /// user's other devices) when a marker moved.
+    pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
+        let markers = receipts::record(&self.ctx.db, user_id, conversation_id, seq, receipt).await?;
+        if markers.moved {
+            let (kind, seq) = match receipt {
+                Receipt::Delivered => ("chat.message.delivered", markers.last_delivered_seq),
+                Receipt::Read => ("chat.message.read", markers.last_read_seq),
+            };
+            let frame = Frame::new(kind, ReceiptData { conversation_id, seq, user_id, at: markers.at }).encode();
+            live::publish(&self.ctx.redis, &self.ctx.keys, &[markers.peer_id, user_id], live::encode_other(&frame)).await;
+        }
+        Ok(markers)
+    }
+
+    /// The conversation with `peer_id`, created if missing.
+    pub async fn conversation_with(&self, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
+        conversations::get_or_create(&self.ctx.db, user_id, peer_id).await
+    }
+}

@@ -1,0 +1,65 @@
+//! What every service of one process shares: pools, keys and metrics.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+
+use crate::auth::JwtKeys;
+use crate::metrics::Metrics;
+use crate::redis::Keys;
+use crate::settings::{Environment, Settings};
+use crate::{db, redis};
+
+#[derive(Clone)]
+pub struct AppContext {
+    pub settings: Arc<Settings>,
+    /// The primary: all writes, and reads that must see them.
+    pub db: PgPool,
+    /// History and search reads; the primary when no replica is configured.
+    pub replica: PgPool,
+    /// Whether `replica` is a real replica (not the primary).
+    pub has_replica: bool,
+    pub redis: fred::prelude::Pool,
+    pub keys: Keys,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: Arc<Metrics>,
+    /// This process, in presence values and logs.
+    pub node_id: String,
+}
+
+impl AppContext {
+    /// Connects to PostgreSQL (creating the database and applying migrations) and Redis.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        if settings.jwt_secret.is_none() {
+            tracing::warn!(
+                "DUET_JWT_SECRET is not set: using the built-in development secret. \
+                 Anyone can forge tokens. Never run like this outside development."
+            );
+        }
+        debug_assert!(settings.env == Environment::Development || settings.jwt_secret.is_some());
+        db::ensure_database(&settings.database_url).await?;
+        let db = db::connect(&settings.database_url, settings.db_pool_size).await?;
+        db::migrate(&db).await?;
+        let (replica, has_replica) = match &settings.database_replica_url {
+            Some(url) => (db::connect_lazy(url, settings.db_pool_size)?, true),
+            None => (db.clone(), false),
+        };
+        let redis = redis::connect(&settings.redis_url, 4).await.context("Failed to set up Redis")?;
+        let jwt = Arc::new(JwtKeys::new(&settings)?);
+        let keys = Keys::new(settings.redis_prefix.clone());
+        let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Ok(AppContext {
+            settings: Arc::new(settings),
+            db,
+            replica,
+            has_replica,
+            redis,
+            keys,
+            jwt,
+            metrics: Arc::new(Metrics::new()),
+            node_id,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! PostgreSQL pools and migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+/// The migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Creates the database named in `url` if it does not exist yet.
+///
+/// Several processes may race here; losing the race is fine.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    if Postgres::database_exists(url).await.context("Failed to check whether the database exists")? {
+        return Ok(());
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(e) => Err(e).context("Failed to create the database"),
+    }
+}
+
+/// A pool on the primary.
+pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url.parse().context("Failed to parse DATABASE_URL")?;
+    PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.application_name("duet"))
+        .await
+        .context("Failed to connect to PostgreSQL")
+}
+
+/// A pool that connects on first use: a replica that is down at start-up
+/// must not stop the process.
+pub fn connect_lazy(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url.parse().context("Failed to parse DATABASE_REPLICA_URL")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options.application_name("duet-replica")))
+}
+
+/// Applies pending migrations. sqlx holds an advisory lock meanwhile, so
+/// processes that start together apply them once.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("Failed to apply migrations")
+}
+
+/// Whether a database error is a violation of the named constraint.
+pub fn is_constraint_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.constraint() == Some(constraint))
+}

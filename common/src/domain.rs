@@ -1,0 +1,298 @@
+//! Domain types shared by the command side, the query side and the gateway,
+//! and the input rules every entry point applies the same way.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// Longest message text, in characters, after trimming.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Longest client message id.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+/// Largest `payload` of a non-text message, in bytes of JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// What a message carries. Text messages have `text`; others carry a
+/// `payload` (for example an attachment reference) and an optional caption.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Enum, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum MessageType {
+    Text,
+    Image,
+    File,
+    Audio,
+    Video,
+    Location,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Text => "text",
+            MessageType::Image => "image",
+            MessageType::File => "file",
+            MessageType::Audio => "audio",
+            MessageType::Video => "video",
+            MessageType::Location => "location",
+        }
+    }
+}
+
+/// A stored message, as every API returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// Position in the conversation: 1, 2, 3, ... with no gaps. The sync cursor.
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub receiver_id: Uuid,
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: MessageType,
+    pub text: Option<String>,
+    pub payload: Option<serde_json::Value>,
+    pub client_msg_id: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The columns of `messages`, in [`Message`]'s order, for `select` lists:
+/// `concat!("select ", message_columns!(), " from messages …")`.
+#[macro_export]
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at"
+    };
+}
+
+/// A user as other users see them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct PublicUser {
+    pub id: Uuid,
+    pub name: String,
+    /// When the user was last online; absent if never, or while unknown.
+    #[serde(with = "rfc3339::option")]
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// The signed-in user's own account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub phone: Option<String>,
+    pub name: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339::option")]
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A new message as a client submits it, before validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub client_msg_id: String,
+    pub kind: MessageType,
+    pub text: Option<String>,
+    pub payload: Option<serde_json::Value>,
+}
+
+impl NewMessage {
+    /// Applies the input rules and normalizes the text (trimmed).
+    ///
+    /// Text messages need 1..=4000 characters after trimming; other types need a
+    /// JSON object `payload` and may carry a caption within the same limit.
+    pub fn validate(mut self) -> Result<Self, ApiError> {
+        validate_client_msg_id(&self.client_msg_id)?;
+        self.text = match self.text.take() {
+            Some(text) => Some(validate_text(&text)?),
+            None => None,
+        };
+        match self.kind {
+            MessageType::Text => {
+                if self.text.is_none() {
+                    return Err(ApiError::invalid("text_required", "a text message needs `text`"));
+                }
+                if self.payload.is_some() {
+                    return Err(ApiError::invalid(
+                        "invalid_payload",
+                        "a text message carries no `payload`",
+                    ));
+                }
+            }
+            _ => match &self.payload {
+                Some(serde_json::Value::Object(_)) => {
+                    let size = serde_json::to_vec(&self.payload).map(|v| v.len()).unwrap_or(usize::MAX);
+                    if size > MAX_PAYLOAD_BYTES {
+                        return Err(ApiError::invalid(
+                            "payload_too_large",
+                            format!("`payload` must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
+                        ));
+                    }
+                    if contains_nul(self.payload.as_ref().expect("checked above")) {
+                        return Err(ApiError::invalid("invalid_payload", "`payload` must not contain NUL characters"));
+                    }
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "invalid_payload",
+                        format!("a `{}` message needs a JSON object `payload`", self.kind.as_str()),
+                    ));
+                }
+            },
+        }
+        Ok(self)
+    }
+
+    /// Whether `message` stores exactly this content (used to tell a retry from a reused id).
+    pub fn same_content(&self, message: &Message) -> bool {
+        self.kind == message.kind && self.text == message.text && self.payload == message.payload
+    }
+}
+
+/// Text rules: 1..=4000 characters after trimming, no NUL (PostgreSQL cannot store it).
+pub fn validate_text(text: &str) -> Result<String, ApiError> {
+    if text.contains('\0') {
+        return Err(ApiError::invalid("invalid_text", "`text` must not contain NUL characters"));
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid("text_empty", "`text` must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_TEXT_CHARS {
+        return Err(ApiError::invalid(
+            "text_too_long",
+            format!("`text` must be at most {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Client message ids: 1..=64 characters of `[A-Za-z0-9_-]`.
+pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_CLIENT_MSG_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "invalid_client_msg_id",
+            "`clientMsgId` must be 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
+        ))
+    }
+}
+
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// Timestamps serialize as poem-openapi writes them (`to_rfc3339`), so a
+/// message reads the same over REST and over the WebSocket.
+pub mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+
+    /// The same for optional timestamps.
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => s.serialize_str(&at.to_rfc3339()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<DateTime<Utc>>::deserialize(d)
+        }
+    }
+}
+
+/// The two members of a 1:1 conversation in stored order (`lo < hi`).
+pub fn ordered_pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str) -> NewMessage {
+        NewMessage { client_msg_id: "c-1".into(), kind: MessageType::Text, text: Some(t.into()), payload: None }
+    }
+
+    fn code(err: ApiError) -> &'static str {
+        err.code()
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded_in_characters_not_bytes() {
+        assert_eq!(text("  hi  ").validate().unwrap().text.as_deref(), Some("hi"));
+        let max = "é".repeat(MAX_TEXT_CHARS);
+        assert!(text(&max).validate().is_ok());
+        assert_eq!(code(text(&format!("{max}e")).validate().unwrap_err()), "text_too_long");
+        assert_eq!(code(text(" \n\t ").validate().unwrap_err()), "text_empty");
+        assert_eq!(code(text("a\0b").validate().unwrap_err()), "invalid_text");
+    }
+
+    #[test]
+    fn client_msg_id_accepts_only_its_alphabet() {
+        assert!(validate_client_msg_id("A-z_09").is_ok());
+        assert!(validate_client_msg_id(&"x".repeat(64)).is_ok());
+        for bad in ["", " ", "a b", "é", "a/b", &"x".repeat(65)] {
+            assert!(validate_client_msg_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn non_text_messages_need_an_object_payload() {
+        let image = |payload| NewMessage {
+            client_msg_id: "c".into(),
+            kind: MessageType::Image,
+            text: None,
+            payload,
+        };
+        assert!(image(Some(serde_json::json!({"url": "https://x/y.png"}))).validate().is_ok());
+        assert_eq!(code(image(None).validate().unwrap_err()), "invalid_payload");
+        assert_eq!(code(image(Some(serde_json::json!("x"))).validate().unwrap_err()), "invalid_payload");
+        let big = serde_json::json!({"a": "x".repeat(MAX_PAYLOAD_BYTES)});
+        assert_eq!(code(image(Some(big)).validate().unwrap_err()), "payload_too_large");
+    }
+
+    #[test]
+    fn ordered_pair_is_symmetric() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(ordered_pair(a, b), ordered_pair(b, a));
+        let (lo, hi) = ordered_pair(a, b);
+        assert!(lo < hi);
+    }
+}

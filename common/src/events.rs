@@ -1,0 +1,77 @@
+//! Domain events, written to the outbox in the same transaction as the
+//! change they describe. Past tense; each carries its schema version.
+//!
+//! The projector (read models) and the push jobs consume them; nothing
+//! reads them back into the write side.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::Message;
+
+/// Version of the event payloads below; bump on an incompatible change.
+pub const EVENT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DomainEvent {
+    /// A 1:1 conversation was created between two users.
+    ConversationCreated {
+        conversation_id: Uuid,
+        user_lo: Uuid,
+        user_hi: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// A message was appended at `message.seq`.
+    MessageAppended { message: Message },
+    /// `user_id` has received everything up to `seq` in the conversation.
+    DeliveredUpTo {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    },
+    /// `user_id` has read everything up to `seq` in the conversation.
+    ReadUpTo {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent {
+    /// The outbox `event_type` column.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DomainEvent::ConversationCreated { .. } => "conversation_created",
+            DomainEvent::MessageAppended { .. } => "message_appended",
+            DomainEvent::DeliveredUpTo { .. } => "delivered_up_to",
+            DomainEvent::ReadUpTo { .. } => "read_up_to",
+        }
+    }
+
+    pub fn conversation_id(&self) -> Uuid {
+        match self {
+            DomainEvent::ConversationCreated { conversation_id, .. }
+            | DomainEvent::DeliveredUpTo { conversation_id, .. }
+            | DomainEvent::ReadUpTo { conversation_id, .. } => *conversation_id,
+            DomainEvent::MessageAppended { message } => message.conversation_id,
+        }
+    }
+}
+
+/// An event as stored in the outbox: the event plus its version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub event: DomainEvent,
+}
+
+impl From<DomainEvent> for Envelope {
+    fn from(event: DomainEvent) -> Self {
+        Envelope { version: EVENT_VERSION, event }
+    }
+}

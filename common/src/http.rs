@@ -1,0 +1,147 @@
+//! HTTP plumbing shared by every service: request ids and spans, metrics,
+//! JSON error bodies for errors raised outside our handlers, and the
+//! operations endpoints.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fred::interfaces::ClientLike;
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler};
+use tracing::Instrument;
+
+use crate::context::AppContext;
+use crate::error::ErrorBody;
+use crate::metrics::{HttpLabels, Metrics, RouteLabels, route_of};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Wraps the whole app: a request id and span per request, metrics, and
+/// `{code, message}` bodies for errors raised by the framework itself
+/// (unknown route, bad JSON, missing token).
+pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>) -> impl Endpoint {
+    app.around(move |ep, req| {
+        let metrics = metrics.clone();
+        async move { handle(ep, req, &metrics).await }
+    })
+}
+
+async fn handle<E: Endpoint>(ep: Arc<E>, req: Request, metrics: &Metrics) -> poem::Result<Response> {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().to_string();
+    let route = route_of(req.uri().path());
+    let span = tracing::info_span!("http", %request_id, %method, %route);
+    let started = Instant::now();
+    let mut resp = match ep.call(req).instrument(span.clone()).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) if err.is_from_response() => err.into_response(),
+        Err(err) => error_response(err.status(), err.to_string()),
+    };
+    let status = resp.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "answered"));
+    if let Ok(value) = request_id.parse() {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    metrics.http_duration.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(started.elapsed().as_secs_f64());
+    metrics.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
+    Ok(resp)
+}
+
+/// A `{code, message}` response for a framework error.
+fn error_response(status: StatusCode, message: String) -> Response {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if status.is_server_error() {
+        tracing::error!(%message, "framework error");
+        "internal server error".to_owned()
+    } else {
+        message
+    };
+    let body = serde_json::to_string(&ErrorBody { code: code.into(), message }).expect("serializing an error body");
+    Response::builder().status(status).content_type("application/json").body(body)
+}
+
+/// Adds `/healthz`, `/readyz` and `/metrics`.
+pub fn ops_routes(route: Route) -> Route {
+    route.at("/healthz", healthz).at("/readyz", readyz).at("/metrics", metrics_text)
+}
+
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+#[handler]
+async fn readyz(ctx: Data<&AppContext>) -> Response {
+    let db = sqlx::query("select 1").execute(&ctx.db).await.is_ok();
+    let redis = ctx.redis.next().ping::<String>(None).await.is_ok();
+    let body = serde_json::json!({ "postgres": db, "redis": redis });
+    let status = if db && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Response::builder().status(status).content_type("application/json").body(body.to_string())
+}
+
+#[handler]
+fn metrics_text(ctx: Data<&AppContext>) -> Response {
+    Response::builder()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(ctx.metrics.encode())
+}
+
+/// An API that is part of the spec whether or not this process serves it.
+///
+/// `duet serve --only …` runs a subset of services; the OpenAPI document
+/// stays the whole contract, while only the served operations are routed.
+pub struct Served<T>(pub Option<T>);
+
+impl<T: poem_openapi::OpenApi> poem_openapi::OpenApi for Served<T> {
+    fn meta() -> Vec<poem_openapi::registry::MetaApi> {
+        T::meta()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry)
+    }
+
+    fn add_routes(
+        self,
+        route_table: &mut std::collections::HashMap<
+            String,
+            std::collections::HashMap<poem::http::Method, poem::endpoint::BoxEndpoint<'static>>,
+        >,
+    ) {
+        if let Some(api) = self.0 {
+            api.add_routes(route_table)
+        }
+    }
+}
+
+/// Tags grouping the operations in the API documentation.
+#[derive(poem_openapi::Tags)]
+pub enum ApiTags {
+    /// Registration and login.
+    Auth,
+    /// Accounts and user look-up.
+    Users,
+    /// 1:1 conversations, their messages and receipts.
+    Conversations,
+    /// Push notification devices.
+    Devices,
+    /// Full-text search over the caller's messages.
+    Search,
+}

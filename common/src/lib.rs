@@ -1,0 +1,23 @@
+//! Shared ground for every Duet service: settings, domain types, events,
+//! the error type, auth, database and Redis connections, telemetry and metrics.
+//!
+//! Kept deliberately small: anything that belongs to one service lives in
+//! that service's crate.
+
+pub mod auth;
+pub mod context;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod ratelimit;
+pub mod redis;
+pub mod settings;
+pub mod telemetry;
+
+pub use context::AppContext;
+pub use error::{ApiError, ErrorBody, ErrorResponse};
+pub use settings::Settings;

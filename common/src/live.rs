@@ -1,0 +1,128 @@
+//! Live fan-out: events published to Redis Pub/Sub channels, one per user,
+//! for every gateway node that holds a session of that user.
+//!
+//! Pub/Sub is at-most-once: nothing here is the record. Every message is in
+//! PostgreSQL before it is published, carries its gap-free `seq`, and a
+//! gateway that misses one repairs the gap from PostgreSQL (see
+//! `docs/decisions/0001-live-delivery.md`).
+//!
+//! The payload is the WebSocket frame itself, encoded once by the publisher,
+//! behind a short header the gateway reads without parsing the JSON:
+//! `m <conversation> <seq>\n<frame>` for messages, `e\n<frame>` for the rest.
+
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::Message;
+use crate::redis::Keys;
+
+/// The channel of one user's live events.
+pub fn user_channel(keys: &Keys, user_id: Uuid) -> String {
+    keys.key(format_args!("user:{user_id}"))
+}
+
+/// A server-to-client WebSocket frame. Server pushes carry no `id`;
+/// replies carry the client's frame id as `data.ref`.
+#[derive(Serialize)]
+pub struct Frame<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub ts: i64,
+    pub data: T,
+}
+
+impl<'a, T: Serialize> Frame<'a, T> {
+    pub fn new(kind: &'a str, data: T) -> Self {
+        Frame { kind, ts: Utc::now().timestamp_millis(), data }
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("frames always serialize")
+    }
+}
+
+#[derive(Serialize)]
+struct NewMessageData<'a> {
+    message: &'a Message,
+}
+
+/// `chat.message.new` for `message`.
+pub fn message_frame(message: &Message) -> String {
+    Frame::new("chat.message.new", NewMessageData { message }).encode()
+}
+
+/// A delivered or read receipt, as forwarded to the other party.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptData {
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub user_id: Uuid,
+    #[serde(with = "crate::domain::rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+/// A live event decoded from a channel payload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Live<'a> {
+    Message { conversation_id: Uuid, seq: i64, frame: &'a str },
+    Other { frame: &'a str },
+}
+
+/// Encodes a message event.
+pub fn encode_message(message: &Message) -> String {
+    format!("m {} {}\n{}", message.conversation_id, message.seq, message_frame(message))
+}
+
+/// Encodes any other event (a ready frame).
+pub fn encode_other(frame: &str) -> String {
+    format!("e\n{frame}")
+}
+
+/// Decodes a channel payload; `None` for anything malformed.
+pub fn decode(payload: &str) -> Option<Live<'_>> {
+    let (header, frame) = payload.split_once('\n')?;
+    if header == "e" {
+        return Some(Live::Other { frame });
+    }
+    let mut parts = header.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("m"), Some(conversation), Some(seq), None) => Some(Live::Message {
+            conversation_id: conversation.parse().ok()?,
+            seq: seq.parse().ok()?,
+            frame,
+        }),
+        _ => None,
+    }
+}
+
+/// Publishes `payload` to each user's channel in one round trip. Failures
+/// are logged, never returned: the message is already durable, and the
+/// receivers catch up from PostgreSQL.
+pub async fn publish(redis: &Pool, keys: &Keys, users: &[Uuid], payload: String) {
+    let client = redis.next();
+    let pipeline = client.pipeline();
+    for user in users {
+        let _: Result<(), Error> = pipeline.publish(user_channel(keys, *user), payload.as_str()).await;
+    }
+    if let Err(e) = pipeline.all::<Vec<Value>>().await {
+        tracing::warn!(error = %e, "live publish failed; receivers will catch up from PostgreSQL");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let conversation = Uuid::new_v4();
+        let raw = format!("m {conversation} 42\n{{\"type\":\"x\"}}");
+        assert_eq!(decode(&raw), Some(Live::Message { conversation_id: conversation, seq: 42, frame: "{\"type\":\"x\"}" }));
+        assert_eq!(decode("e\n{}"), Some(Live::Other { frame: "{}" }));
+        assert_eq!(decode("m nope 1\n{}"), None);
+        assert_eq!(decode("garbage"), None);
+    }
+}

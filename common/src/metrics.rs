@@ -1,0 +1,92 @@
+//! Prometheus metrics: one registry per process, served at `/metrics`.
+//!
+//! The HTTP families live here; each service registers its own families
+//! into the same registry when it starts.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The path with ids replaced by `{id}`, to keep cardinality bounded.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("duet");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", http_requests.clone());
+        let http_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
+        Metrics { registry: Mutex::new(registry), http_requests, http_duration }
+    }
+
+    /// Adds a service's metric to the process registry.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry.lock().expect("metrics registry poisoned").register(name, help, metric);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics registry poisoned");
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String");
+        out
+    }
+}
+
+/// Buckets from 100 µs to about 26 s.
+pub fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0001, 2.0, 19)
+}
+
+/// `/conversations/3f0c…/messages` → `/conversations/{id}/messages`.
+pub fn route_of(path: &str) -> String {
+    let mut route = String::with_capacity(path.len());
+    for segment in path.split('/').skip(1) {
+        route.push('/');
+        if uuid::Uuid::parse_str(segment).is_ok() || segment.parse::<u64>().is_ok() {
+            route.push_str("{id}");
+        } else {
+            route.push_str(segment);
+        }
+    }
+    if route.is_empty() { "/".into() } else { route }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn route_of_hides_ids() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(super::route_of(&format!("/conversations/{id}/messages")), "/conversations/{id}/messages");
+        assert_eq!(super::route_of("/"), "/");
+    }
+}

@@ -1,0 +1,164 @@
+//! Process settings, read from environment variables (or the matching
+//! command-line flags) with defaults that work on a developer machine.
+//!
+//! Every setting is documented in the README; `duet serve --help` lists them.
+
+use std::net::SocketAddr;
+
+/// Where the process runs; production refuses unsafe defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// How messages are appended: grouped into shared transactions (the
+/// default), or one transaction per message (kept only so benchmarks can
+/// compare the two side by side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppendMode {
+    Batched,
+    Single,
+}
+
+/// The JWT secret used when none is configured outside production.
+pub const DEV_JWT_SECRET: &str = "duet-development-secret-do-not-use-in-production";
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// `development` allows a built-in JWT secret (with a warning); `production` refuses it.
+    #[arg(long, env = "DUET_ENV", value_enum, default_value = "development")]
+    pub env: Environment,
+
+    /// Primary PostgreSQL; the database is created if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/duet", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Streaming replica for history and search reads; reads use the primary when unset.
+    #[arg(long, env = "DATABASE_REPLICA_URL", hide_env_values = true)]
+    pub database_replica_url: Option<String>,
+
+    /// Connections in the primary pool.
+    #[arg(long, env = "DUET_DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: u32,
+
+    /// Redis for presence, fan-out, rate limits and projections.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and channel, so several deployments (or tests) can share one Redis.
+    #[arg(long, env = "DUET_REDIS_PREFIX", default_value = "duet:")]
+    pub redis_prefix: String,
+
+    /// HTTP and WebSocket listen address; port 0 picks a free port (the chosen address is logged).
+    #[arg(long, env = "DUET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// HS256 secret for access tokens. Required in production.
+    #[arg(long, env = "DUET_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// `iss` claim set on and required of every token.
+    #[arg(long, env = "DUET_JWT_ISSUER", default_value = "duet")]
+    pub jwt_issuer: String,
+
+    /// `aud` claim set on and required of every token.
+    #[arg(long, env = "DUET_JWT_AUDIENCE", default_value = "duet-clients")]
+    pub jwt_audience: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "DUET_JWT_TTL_SECS", default_value_t = 86_400)]
+    pub jwt_ttl_secs: u64,
+
+    /// `pretty` for people, `json` for log pipelines.
+    #[arg(long, env = "DUET_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Message append path: `batched` (group commit) or `single` (for comparison only).
+    #[arg(long, env = "DUET_APPEND_MODE", value_enum, default_value = "batched")]
+    pub append_mode: AppendMode,
+
+    /// Largest number of messages appended in one transaction.
+    #[arg(long, env = "DUET_APPEND_MAX_BATCH", default_value_t = 512)]
+    pub append_max_batch: usize,
+
+    /// Append writers; a conversation always goes to the same one, so its order is kept.
+    #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 4)]
+    pub append_writers: usize,
+
+    /// Messages a user may send per second, over WebSocket and REST together, across all nodes.
+    #[arg(long, env = "DUET_RATE_LIMIT_PER_SEC", default_value_t = 20)]
+    pub rate_limit_per_sec: u32,
+
+    /// Burst allowance of the per-user send limit.
+    #[arg(long, env = "DUET_RATE_LIMIT_BURST", default_value_t = 40)]
+    pub rate_limit_burst: u32,
+
+    /// Seconds a presence key lives without a ping.
+    #[arg(long, env = "DUET_PRESENCE_TTL_SECS", default_value_t = 60)]
+    pub presence_ttl_secs: u64,
+
+    /// Seconds a WebSocket client has to authenticate.
+    #[arg(long, env = "DUET_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
+
+    /// Largest WebSocket frame accepted, in bytes; larger frames close the connection with 1009.
+    #[arg(long, env = "DUET_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_frame_bytes: usize,
+
+    /// Frames queued for a slow client before it is disconnected with 1013.
+    #[arg(long, env = "DUET_WS_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub ws_outbound_queue: usize,
+
+    /// WebSocket handshakes allowed per client IP per minute.
+    #[arg(long, env = "DUET_HANDSHAKE_PER_MIN", default_value_t = 120)]
+    pub handshake_per_min: u32,
+
+    /// Comma-separated browser origins allowed to open WebSockets; clients without `Origin` are always allowed.
+    #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Settings {
+    /// Settings from the environment alone, for tests and tools.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        use clap::Parser;
+        Only::try_parse_from(["duet"]).map(|o| o.settings)
+    }
+
+    /// Checks settings that cannot be expressed as defaults.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.env == Environment::Production && self.jwt_secret.is_none() {
+            anyhow::bail!("DUET_JWT_SECRET must be set when DUET_ENV=production");
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                anyhow::bail!("DUET_JWT_SECRET must be at least 32 bytes");
+            }
+        }
+        if self.append_max_batch == 0 || self.append_writers == 0 {
+            anyhow::bail!("DUET_APPEND_MAX_BATCH and DUET_APPEND_WRITERS must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The JWT secret in force, warning loudly when it is the development default.
+    pub fn jwt_secret(&self) -> &str {
+        match &self.jwt_secret {
+            Some(secret) => secret,
+            None => DEV_JWT_SECRET,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+use duet_common::auth::BearerAuth;
+use duet_common::domain::{PublicUser, User};
+use duet_common::error::ApiResult;
+use duet_common::http::ApiTags;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use crate::{Queries, users};
+
+pub struct UsersApi(pub Queries);
+
+#[derive(ApiResponse)]
+enum MeResponse {
+    #[oai(status = 200)]
+    Ok(Json<User>),
+}
+
+#[derive(ApiResponse)]
+enum UserResponse {
+    #[oai(status = 200)]
+    Ok(Json<PublicUser>),
+}
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UsersApi {
+    /// The caller's own account.
+    #[oai(path = "/me", method = "get", operation_id = "me")]
+    async fn me(&self, auth: BearerAuth) -> ApiResult<MeResponse> {
+        Ok(MeResponse::Ok(Json(users::me(&self.0.ctx.db, auth.user_id()).await?)))
+    }
+
+    /// Find a user by exact email, to start a conversation with them.
+    #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
+    async fn lookup(&self, _auth: BearerAuth, email: Query<String>) -> ApiResult<UserResponse> {
+        Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, &email.0).await?)))
+    }
+
+    /// A user's public profile, with when they were last seen.
+    #[oai(path = "/users/:id", method = "get", operation_id = "getUser")]
+    async fn get(&self, _auth: BearerAuth, id: Path<Uuid>) -> ApiResult<UserResponse> {
+        Ok(UserResponse::Ok(Json(users::by_id(&self.0.ctx.db, id.0).await?)))
+    }
+}

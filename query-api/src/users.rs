@@ -1,0 +1,32 @@
+//! Account and user reads.
+
+use duet_common::ApiError;
+use duet_common::domain::{PublicUser, User};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub async fn me(db: &PgPool, user_id: Uuid) -> Result<User, ApiError> {
+    sqlx::query_as("select id, email, phone, name, created_at, last_seen_at from users where id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?
+        // A valid token for a deleted account.
+        .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))
+}
+
+/// A user by exact email (case-insensitive), so an app can start a chat.
+pub async fn lookup_by_email(db: &PgPool, email: &str) -> Result<PublicUser, ApiError> {
+    sqlx::query_as("select id, name, last_seen_at from users where email = $1")
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no user with this email"))
+}
+
+pub async fn by_id(db: &PgPool, user_id: Uuid) -> Result<PublicUser, ApiError> {
+    sqlx::query_as("select id, name, last_seen_at from users where id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+}

@@ -1,0 +1,100 @@
+//! Assembles Duet's services into one process.
+//!
+//! `duet serve` runs every service; `--only` runs a subset, so each can be
+//! scaled out on its own. All HTTP services share one listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use duet_command_api::Commands;
+use duet_common::http::{Served, ops_routes, wrap};
+use duet_common::{AppContext, Settings};
+use duet_query_api::Queries;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+
+/// The services one process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Service {
+    /// Accounts, conversations, message and receipt appends (REST).
+    CommandApi,
+    /// Users, conversation lists, history and search (REST).
+    QueryApi,
+}
+
+impl Service {
+    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi];
+}
+
+type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
+
+fn openapi_service(api: FullApi) -> OpenApiService<FullApi, ()> {
+    OpenApiService::new(api, "Duet", env!("CARGO_PKG_VERSION"))
+        .description("Realtime 1:1 chat: accounts, conversations, a durable message log, receipts and history. Realtime events are on the WebSocket at `/ws` (see `openapi/asyncapi.yaml`).")
+        .server("/")
+}
+
+/// The OpenAPI document of every HTTP operation, as committed in `openapi/openapi.json`.
+pub fn openapi_spec() -> String {
+    openapi_service((Served(None), Served(None))).spec()
+}
+
+/// A built, listening process; `run_until_stopped` serves it.
+pub struct Application {
+    ctx: AppContext,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    services: Vec<Service>,
+}
+
+impl Application {
+    /// Connects to PostgreSQL and Redis, applies migrations and binds the listener.
+    pub async fn build(settings: Settings, services: &[Service]) -> anyhow::Result<Self> {
+        let ctx = AppContext::build(settings).await?;
+        let acceptor = TcpListener::bind(ctx.settings.http_addr)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("Failed to bind {}", ctx.settings.http_addr))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .context("the listener has no address")?;
+        Ok(Application { ctx, acceptor, addr, services: services.to_vec() })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn context(&self) -> &AppContext {
+        &self.ctx
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { ctx, acceptor, addr, services } = self;
+        let serves = |s| services.contains(&s);
+        let commands = serves(Service::CommandApi).then(|| Commands::start(&ctx));
+        let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
+        let api = openapi_service((
+            Served(commands.map(duet_command_api::api::api)),
+            Served(queries.map(duet_query_api::api::api)),
+        ));
+        let app = ops_routes(Route::new())
+            .at("/openapi.json", api.spec_endpoint())
+            .nest("/docs", api.swagger_ui())
+            .nest("/", api)
+            .data(ctx.jwt.clone())
+            .data(ctx.clone());
+        tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(wrap(app, ctx.metrics.clone()), shutdown, Some(Duration::from_secs(30)))
+            .await
+            .context("HTTP server failed")
+    }
+}

@@ -1,0 +1,80 @@
+//! `duet`: runs Duet's services, applies migrations, prints the API spec.
+
+use clap::{Parser, Subcommand};
+use duet::{Application, Service};
+use duet_common::{Settings, telemetry};
+
+#[derive(Parser)]
+#[command(name = "duet", version, about = "Realtime 1:1 chat backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run services (all of them unless --only is given).
+    Serve {
+        /// Comma-separated services to run in this process.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<Service>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Create the database if needed and apply pending migrations.
+    Migrate {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Openapi) => {
+            println!("{}", duet::openapi_spec());
+            Ok(())
+        }
+        Some(Command::Migrate { settings }) => {
+            telemetry::init(settings.log_format);
+            duet_common::db::ensure_database(&settings.database_url).await?;
+            let pool = duet_common::db::connect(&settings.database_url, 1).await?;
+            duet_common::db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Serve { only, settings }) => serve(only, settings).await,
+        None => serve(Vec::new(), Settings::from_env()?).await,
+    }
+}
+
+async fn serve(only: Vec<Service>, settings: Settings) -> anyhow::Result<()> {
+    telemetry::init(settings.log_format);
+    let services = if only.is_empty() { Service::ALL.to_vec() } else { only };
+    let app = Application::build(settings, &services).await?;
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("ctrl-c: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

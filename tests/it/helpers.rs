@@ -1,0 +1,167 @@
+//! `TestApp`: a running Duet process for one test, plus a client with one
+//! method per endpoint so tests read as behaviour.
+
+use std::net::SocketAddr;
+
+use duet::{Application, Service};
+use duet_common::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    /// The test's own database, for assertions on stored state.
+    pub db: PgPool,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub token: String,
+    pub email: String,
+}
+
+/// Settings for a fresh database and Redis prefix.
+pub fn fresh_settings() -> Settings {
+    let name = format!("duet_test_{}", Uuid::new_v4().simple());
+    let mut settings = Settings::from_env().expect("default settings");
+    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    settings.database_replica_url = None;
+    settings.redis_url = "redis://127.0.0.1:6379".into();
+    settings.redis_prefix = format!("duet:test:{}:", Uuid::new_v4().simple());
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.db_pool_size = 10;
+    // Generous limits, so only the rate-limit tests meet them.
+    settings.rate_limit_per_sec = 100_000;
+    settings.rate_limit_burst = 100_000;
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = fresh_settings();
+        configure(&mut settings);
+        Self::spawn_settings(settings, Service::ALL).await
+    }
+
+    /// Another node of the same system (same database and Redis prefix).
+    pub async fn spawn_peer(&self) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.http_addr = "127.0.0.1:0".parse().unwrap();
+        Self::spawn_settings(settings, Service::ALL).await
+    }
+
+    pub async fn spawn_settings(settings: Settings, services: &[Service]) -> TestApp {
+        duet_common::telemetry::init_for_tests();
+        let app = Application::build(settings.clone(), services).await.expect("the app builds");
+        let addr = app.local_addr();
+        let db = app.context().db.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { addr, settings, db, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
+    }
+
+    /// Stops the node gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// The underlying client, for requests that need headers.
+    pub fn http_raw(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn register(&self, name: &str) -> TestUser {
+        let email = format!("{}-{}@example.com", name.to_lowercase(), Uuid::new_v4().simple());
+        let (status, body) =
+            self.post("/auth/register", None, json!({"email": email, "password": "correct horse", "name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "register: {body}");
+        TestUser { id: body["user"]["id"].as_str().unwrap().parse().unwrap(), token: body["token"].as_str().unwrap().into(), email }
+    }
+
+    /// Creates (or gets) the conversation between two users; returns its id.
+    pub async fn conversation(&self, a: &TestUser, b: &TestUser) -> Uuid {
+        let (status, body) = self.post("/conversations", Some(&a.token), json!({"peerId": b.id})).await;
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "conversation: {status} {body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn send(&self, from: &TestUser, conversation: Uuid, client_msg_id: &str, text: &str) -> (StatusCode, Value) {
+        self.post(
+            &format!("/conversations/{conversation}/messages"),
+            Some(&from.token),
+            json!({"clientMsgId": client_msg_id, "text": text}),
+        )
+        .await
+    }
+
+    /// Sends and expects 201; returns the stored message.
+    pub async fn send_ok(&self, from: &TestUser, conversation: Uuid, text: &str) -> Value {
+        let (status, body) = self.send(from, conversation, &Uuid::new_v4().simple().to_string(), text).await;
+        assert_eq!(status, StatusCode::CREATED, "send: {body}");
+        body
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts an error response: status and stable code.
+#[track_caller]
+pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(response.0, status, "body: {}", response.1);
+    assert_eq!(response.1["code"], code, "body: {}", response.1);
+    assert!(response.1["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {}", response.1);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: each starts the real service on port 0 against its own
+//! fresh PostgreSQL database and its own Redis key prefix.
+
+mod helpers;
+
+mod accounts;
+mod conversations;
+mod messages;
+mod openapi;
+mod receipts;

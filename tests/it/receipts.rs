@@ -1,0 +1,81 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_error};
+
+#[tokio::test]
+async fn markers_move_forward_only_and_read_implies_delivered() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    for i in 0..5 {
+        app.send_ok(&ann, conversation, &format!("m{i}")).await;
+    }
+    let mark = |what: &'static str, seq: i64| {
+        let app = &app;
+        let bob = &bob;
+        async move { app.post(&format!("/conversations/{conversation}/{what}"), Some(&bob.token), json!({"seq": seq})).await }
+    };
+    let (status, m) = mark("delivered", 4).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!((m["lastDeliveredSeq"].as_i64(), m["lastReadSeq"].as_i64()), (Some(4), Some(0)));
+    let (_, m) = mark("delivered", 2).await;
+    assert_eq!(m["lastDeliveredSeq"], 4, "a lower seq is a no-op");
+    let (_, m) = mark("read", 3).await;
+    assert_eq!((m["lastDeliveredSeq"].as_i64(), m["lastReadSeq"].as_i64()), (Some(4), Some(3)));
+    let (_, m) = mark("read", 5).await;
+    assert_eq!((m["lastDeliveredSeq"].as_i64(), m["lastReadSeq"].as_i64()), (Some(5), Some(5)), "read implies delivered");
+    let (_, m) = mark("read", 1).await;
+    assert_eq!(m["lastReadSeq"], 5);
+
+    assert_error(&mark("read", 6).await, StatusCode::BAD_REQUEST, "seq_out_of_range");
+    assert_error(&mark("delivered", -1).await, StatusCode::BAD_REQUEST, "invalid_seq");
+
+    let stored: (i64, i64) = sqlx::query_as(
+        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
+    )
+    .bind(conversation)
+    .bind(bob.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, (5, 5));
+    // One event per forward move, none for the no-ops.
+    let events: Vec<(String, i64)> = sqlx::query_as(
+        "select event_type, (payload->>'seq')::int8 from outbox where event_type in ('delivered_up_to', 'read_up_to') order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let expected = [("delivered_up_to", 4), ("read_up_to", 3), ("delivered_up_to", 5), ("read_up_to", 5)];
+    assert_eq!(events, expected.map(|(t, s)| (t.to_owned(), s)).to_vec());
+}
+
+#[tokio::test]
+async fn concurrent_receipts_never_move_a_marker_backwards() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    for i in 0..30 {
+        app.send_ok(&ann, conversation, &format!("m{i}")).await;
+    }
+    let marks = (1..=30).rev().map(|seq| {
+        let what = if seq % 3 == 0 { "read" } else { "delivered" };
+        let (app, bob) = (&app, &bob);
+        async move { app.post(&format!("/conversations/{conversation}/{what}"), Some(&bob.token), json!({"seq": seq})).await }
+    });
+    for (status, body) in futures_util::future::join_all(marks).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let stored: (i64, i64) = sqlx::query_as(
+        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
+    )
+    .bind(conversation)
+    .bind(bob.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, (30, 30));
+}
