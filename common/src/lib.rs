@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod presence;
 pub mod ratelimit;
 pub mod redis;
 pub mod settings;

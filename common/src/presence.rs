@@ -1,0 +1,120 @@
+//! Presence in Redis, shared by the gateway (which writes it) and the jobs
+//! (which read it to decide whether to push).
+//!
+//! - `presence:user:{id}`: a string `nodeId:unixMs` with a TTL
+//!   (`DUET_PRESENCE_TTL_SECS`), refreshed by every ping of any session.
+//!   The user is online while it exists.
+//! - `presence:sessions:{id}`: a sorted set of the user's session ids, scored
+//!   by when each expires (unix ms), with the same TTL. It lets a clean close
+//!   of the last session mark the user offline at once, while a crashed
+//!   session keeps the user online only until its own expiry.
+//!
+//! If Redis does not answer, presence is unknown: callers get `None`, never
+//! a guess.
+
+use std::sync::LazyLock;
+
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use uuid::Uuid;
+
+use crate::redis::Keys;
+
+pub fn user_key(keys: &Keys, user_id: Uuid) -> String {
+    keys.key(format_args!("presence:user:{user_id}"))
+}
+
+pub fn sessions_key(keys: &Keys, user_id: Uuid) -> String {
+    keys.key(format_args!("presence:sessions:{user_id}"))
+}
+
+/// Refreshes a session: KEYS = [user, sessions]; ARGV = [session, node, ttl ms].
+/// Returns 1 if the user was offline before (so peers should be told).
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local was_online = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[2] .. ':' .. now, 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ttl)
+if was_online == 1 then return 0 else return 1 end
+"#,
+    )
+});
+
+/// Ends a session: KEYS = [user, sessions]; ARGV = [session].
+/// Returns 1 if that was the user's last live session (now offline).
+static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  local existed = redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[2])
+  return existed
+end
+return 0
+"#,
+    )
+});
+
+/// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
+pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, node_id: &str, ttl_ms: u64) -> Option<bool> {
+    let result: Result<i64, Error> = TOUCH
+        .evalsha_with_reload(
+            redis.next(),
+            vec![user_key(keys, user_id), sessions_key(keys, user_id)],
+            vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string()],
+        )
+        .await;
+    match result {
+        Ok(came_online) => Some(came_online == 1),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence write failed");
+            None
+        }
+    }
+}
+
+/// Ends a session. `Some(true)` if the user is now offline.
+pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -> Option<bool> {
+    let result: Result<i64, Error> = LEAVE
+        .evalsha_with_reload(
+            redis.next(),
+            vec![user_key(keys, user_id), sessions_key(keys, user_id)],
+            vec![session_id.to_string()],
+        )
+        .await;
+    match result {
+        Ok(went_offline) => Some(went_offline == 1),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence write failed");
+            None
+        }
+    }
+}
+
+/// Whether each user is online; `None` when Redis cannot tell.
+pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<bool>> {
+    if users.is_empty() {
+        return Some(Vec::new());
+    }
+    let client = redis.next();
+    let pipeline = client.pipeline();
+    for user in users {
+        let _: Result<(), Error> = pipeline.exists(user_key(keys, *user)).await;
+    }
+    match pipeline.all::<Vec<i64>>().await {
+        Ok(found) => Some(found.into_iter().map(|n| n == 1).collect()),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence read failed");
+            None
+        }
+    }
+}
