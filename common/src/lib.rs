@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod last_seen;
 pub mod live;
 pub mod metrics;
 pub mod presence;

@@ -9,6 +9,12 @@
 //!   of the last session mark the user offline at once, while a crashed
 //!   session keeps the user online only until its own expiry.
 //!
+//! - `presence:expiries`: a sorted set of user ids scored by when their
+//!   presence ends (unix ms); a clean close of the last session scores it
+//!   "now". [`claim_expired`] takes the users whose time has passed and whose
+//!   user key is gone: each goes offline exactly once, whichever node asks,
+//!   whether it closed cleanly or crashed.
+//!
 //! If Redis does not answer, presence is unknown: callers get `None`, never
 //! a guess.
 
@@ -28,7 +34,11 @@ pub fn sessions_key(keys: &Keys, user_id: Uuid) -> String {
     keys.key(format_args!("presence:sessions:{user_id}"))
 }
 
-/// Refreshes a session: KEYS = [user, sessions]; ARGV = [session, node, ttl ms].
+pub fn expiries_key(keys: &Keys) -> String {
+    keys.key(format_args!("presence:expiries"))
+}
+
+/// Refreshes a session: KEYS = [user, sessions, expiries]; ARGV = [session, node, ttl ms, user id].
 /// Returns 1 if the user was offline before (so peers should be told).
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
@@ -40,12 +50,13 @@ local was_online = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[2] .. ':' .. now, 'PX', ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[4])
 if was_online == 1 then return 0 else return 1 end
 "#,
     )
 });
 
-/// Ends a session: KEYS = [user, sessions]; ARGV = [session].
+/// Ends a session: KEYS = [user, sessions, expiries]; ARGV = [session, user id].
 /// Returns 1 if that was the user's last live session (now offline).
 static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
@@ -57,6 +68,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) == 0 then
   local existed = redis.call('DEL', KEYS[1])
   redis.call('DEL', KEYS[2])
+  if existed == 1 then redis.call('ZADD', KEYS[3], now, ARGV[2]) end
   return existed
 end
 return 0
@@ -69,8 +81,8 @@ pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, n
     let result: Result<i64, Error> = TOUCH
         .evalsha_with_reload(
             redis.next(),
-            vec![user_key(keys, user_id), sessions_key(keys, user_id)],
-            vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string()],
+            vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
+            vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()],
         )
         .await;
     match result {
@@ -87,8 +99,8 @@ pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -
     let result: Result<i64, Error> = LEAVE
         .evalsha_with_reload(
             redis.next(),
-            vec![user_key(keys, user_id), sessions_key(keys, user_id)],
-            vec![session_id.to_string()],
+            vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
+            vec![session_id.to_string(), user_id.to_string()],
         )
         .await;
     match result {
@@ -115,6 +127,52 @@ pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<boo
         Err(e) => {
             tracing::warn!(error = %e, "presence read failed");
             None
+        }
+    }
+}
+
+/// Takes up to `limit` users whose presence has ended: KEYS = [expiries];
+/// ARGV = [user key prefix, limit]. Returns a flat list `user, ended_ms, …`.
+/// (User keys are derived in the script: fine on one Redis, not on a cluster.)
+static CLAIM_EXPIRED: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #due, 2 do
+  local user = due[i]
+  if redis.call('EXISTS', ARGV[1] .. user) == 0 then
+    redis.call('ZREM', KEYS[1], user)
+    table.insert(out, user)
+    table.insert(out, due[i + 1])
+  end
+end
+return out
+"#,
+    )
+});
+
+/// Users whose presence ended (by a clean close or by TTL), each returned
+/// once across all callers, with when it ended. Empty when Redis is down.
+pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(Uuid, chrono::DateTime<chrono::Utc>)> {
+    let user_prefix = keys.key(format_args!("presence:user:"));
+    let result: Result<Vec<String>, Error> = CLAIM_EXPIRED
+        .evalsha_with_reload(redis.next(), vec![expiries_key(keys)], vec![user_prefix, limit.to_string()])
+        .await;
+    match result {
+        Ok(flat) => flat
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let user = pair[0].parse().ok()?;
+                let ms = pair[1].parse::<f64>().ok()? as i64;
+                Some((user, chrono::DateTime::from_timestamp_millis(ms)?))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence sweep failed");
+            Vec::new()
         }
     }
 }

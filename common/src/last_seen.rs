@@ -1,0 +1,27 @@
+//! Pending `users.last_seen_at` writes, handed from the gateway to the jobs.
+//!
+//! `{prefix}lastseen:pending` is a sorted set of user ids scored by when
+//! they went offline (unix ms). `ZADD GT` coalesces a burst of disconnects
+//! of one user into one entry with the latest time; the jobs service takes
+//! entries in batches and writes them to PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use fred::types::sorted_sets::Ordering;
+use uuid::Uuid;
+
+use crate::redis::Keys;
+
+pub fn pending_key(keys: &Keys) -> String {
+    keys.key(format_args!("lastseen:pending"))
+}
+
+/// Records that `user_id` was last seen at `at`; a later time wins.
+pub async fn record(redis: &Pool, keys: &Keys, user_id: Uuid, at: DateTime<Utc>) {
+    let result: Result<i64, Error> = redis
+        .zadd(pending_key(keys), None, Some(Ordering::GreaterThan), false, false, (at.timestamp_millis() as f64, user_id.to_string()))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, %user_id, "could not record last seen");
+    }
+}
