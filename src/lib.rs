@@ -12,6 +12,7 @@ use duet_command_api::Commands;
 use duet_common::http::{Served, ops_routes, wrap};
 use duet_common::{AppContext, Settings};
 use duet_query_api::Queries;
+use duet_realtime::Gateway;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
@@ -23,10 +24,12 @@ pub enum Service {
     CommandApi,
     /// Users, conversation lists, history and search (REST).
     QueryApi,
+    /// The WebSocket gateway at `/ws`: live delivery, receipts, typing, presence, sync.
+    Realtime,
 }
 
 impl Service {
-    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi];
+    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Realtime];
 }
 
 type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
@@ -79,19 +82,36 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { ctx, acceptor, addr, services } = self;
         let serves = |s| services.contains(&s);
-        let commands = serves(Service::CommandApi).then(|| Commands::start(&ctx));
+        // The gateway sends through the same Commands (and append writers) as REST.
+        let commands = (serves(Service::CommandApi) || serves(Service::Realtime)).then(|| Commands::start(&ctx));
+        let gateway = match (&commands, serves(Service::Realtime)) {
+            (Some(commands), true) => Some(Gateway::start(&ctx, commands.clone()).await?),
+            _ => None,
+        };
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
         let api = openapi_service((
-            Served(commands.map(duet_command_api::api::api)),
+            Served(commands.filter(|_| serves(Service::CommandApi)).map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
         ));
-        let app = ops_routes(Route::new())
+        let mut route = ops_routes(Route::new());
+        if let Some(gateway) = &gateway {
+            route = route.at("/ws", gateway.endpoint());
+        }
+        let app = route
             .at("/openapi.json", api.spec_endpoint())
             .nest("/docs", api.swagger_ui())
             .nest("/", api)
             .data(ctx.jwt.clone())
             .data(ctx.clone());
         tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");
+        // WebSocket connections outlive poem's graceful shutdown: close them
+        // (1012, after in-flight sends) before the server stops.
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(gateway) = gateway {
+                gateway.shutdown(Duration::from_secs(10)).await;
+            }
+        };
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(wrap(app, ctx.metrics.clone()), shutdown, Some(Duration::from_secs(30)))
             .await

@@ -121,6 +121,10 @@ pub struct Settings {
     #[arg(long, env = "DUET_HANDSHAKE_PER_MIN", default_value_t = 120)]
     pub handshake_per_min: u32,
 
+    /// Seconds a peer's `chat.typing start` lasts without a refresh.
+    #[arg(long, env = "DUET_TYPING_TTL_SECS", default_value_t = 6)]
+    pub typing_ttl_secs: u64,
+
     /// Comma-separated browser origins allowed to open WebSockets; clients without `Origin` are always allowed.
     #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,

@@ -1,1 +1,120 @@
-//! placeholder
+//! The realtime gateway: `GET /ws`, Duet's WebSocket protocol
+//! (`docs/protocol.md`), presence, and live delivery across nodes.
+//!
+//! Each connection has a reader (this crate's `connection` and `handlers`)
+//! and a writer (`writer`) joined by a bounded queue. Commands go through
+//! [`duet_command_api::Commands`] in-process, the same path as REST. Live
+//! events arrive from Redis Pub/Sub (`subscriber`) and reach local sessions
+//! through the `hub`; PostgreSQL fills whatever Pub/Sub loses
+//! (`docs/decisions/0001-live-delivery.md`).
+
+mod connection;
+pub mod errors;
+mod handlers;
+mod hub;
+mod metrics;
+mod presence;
+pub mod protocol;
+mod session;
+mod store;
+mod subscriber;
+mod sync;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use duet_command_api::Commands;
+use duet_common::AppContext;
+use duet_common::ratelimit::RateLimiter;
+use fred::clients::SubscriberClient;
+use fred::interfaces::ClientLike;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::hub::Hub;
+use crate::metrics::GatewayMetrics;
+
+/// The gateway of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: AppContext,
+    commands: Commands,
+    hub: Arc<Hub>,
+    subscriber: SubscriberClient,
+    metrics: GatewayMetrics,
+    handshakes: RateLimiter,
+    /// Set once on shutdown; every connection closes with 1012.
+    stopping: watch::Sender<bool>,
+    /// Open connections, so shutdown can wait for them.
+    open: AtomicUsize,
+    /// (conversation, user) → peer, for typing: membership never changes.
+    peers: moka::future::Cache<(Uuid, Uuid), Uuid>,
+    typing_ttl: Duration,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Gateway {
+    /// Connects the node's Redis subscriber and starts the background tasks
+    /// (live dispatch, subscription changes, presence sweeper).
+    pub async fn start(ctx: &AppContext, commands: Commands) -> anyhow::Result<Gateway> {
+        let subscriber = subscriber::connect(&ctx.settings.redis_url).await?;
+        let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone());
+        let (stopping, stop_rx) = watch::channel(false);
+        let per_min = ctx.settings.handshake_per_min.max(1);
+        let inner = Arc::new(Inner {
+            ctx: ctx.clone(),
+            commands,
+            hub: hub.clone(),
+            subscriber: subscriber.clone(),
+            metrics: GatewayMetrics::register(&ctx.metrics),
+            handshakes: RateLimiter::new((per_min / 60).max(1), per_min),
+            stopping,
+            open: AtomicUsize::new(0),
+            peers: moka::future::Cache::new(100_000),
+            typing_ttl: Duration::from_secs(ctx.settings.typing_ttl_secs.max(1)),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            subscriptions,
+            tokio::spawn(subscriber::run(subscriber, hub)),
+            tokio::spawn(presence::sweep(ctx.clone(), stop_rx)),
+        ];
+        *inner.tasks.lock().expect("tasks poisoned") = tasks;
+        Ok(Gateway { inner })
+    }
+
+    /// The `GET /ws` endpoint.
+    pub fn endpoint(&self) -> impl poem::Endpoint + 'static {
+        connection::endpoint(self.clone())
+    }
+
+    /// Closes every connection with 1012 once its in-flight command is done,
+    /// waits for them (at most `grace`), then stops the background tasks.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        while inner.open.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = inner.open.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::warn!(left, "connections still open after the shutdown grace period");
+        }
+        for task in inner.tasks.lock().expect("tasks poisoned").drain(..) {
+            task.abort();
+        }
+        let _ = inner.subscriber.quit().await;
+    }
+}
+
+/// Resolves once shutdown has begun (the watch's guard is not held across awaits).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}

@@ -1,0 +1,256 @@
+//! `GET /ws`: handshake checks, authentication, and a connection's reader loop.
+//!
+//! Before the upgrade: the `Origin` allowlist and the per-IP handshake
+//! limit (answered as HTTP errors). After it: authentication, by the
+//! upgrade's `Authorization: Bearer` header or a first `auth` frame within
+//! `DUET_AUTH_TIMEOUT_SECS`; then the session's reader runs here while its
+//! writer runs in a task of its own.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use duet_common::error::{ApiError, ErrorBody, ErrorResponse};
+use duet_common::presence;
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use poem::http::{StatusCode, header};
+use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocket, WebSocketConfig, WebSocketStream};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
+
+use crate::Gateway;
+use crate::errors::{close, error_frame};
+use crate::handlers::{self, Handler};
+use crate::protocol::{AuthOk, ClientEvent, PresenceStatus, frame};
+use crate::session::{Outbound, Session};
+use crate::writer::{Sink, Writer};
+
+type Stream = SplitStream<WebSocketStream>;
+
+/// How long the reader waits for the writer to finish a close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+pub fn endpoint(gateway: Gateway) -> impl Endpoint + 'static {
+    poem::get(WsEndpoint(gateway))
+}
+
+struct WsEndpoint(Gateway);
+
+impl Endpoint for WsEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let gw = &self.0.inner;
+        if *gw.stopping.borrow() {
+            return Ok(ErrorResponse::from(ApiError::Unavailable("the server is restarting; reconnect".into())).into_response());
+        }
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+            if !gw.ctx.settings.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+                gw.metrics.refused.inc();
+                return Ok(json_error(StatusCode::FORBIDDEN, "origin_not_allowed", "this Origin may not open WebSockets"));
+            }
+        }
+        if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
+            let key = gw.ctx.keys.key(format_args!("rl:handshake:{ip}"));
+            if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.redis, &key).await {
+                gw.metrics.refused.inc();
+                return Ok(ErrorResponse::from(ApiError::RateLimited { retry_after_ms }).into_response());
+            }
+        }
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| t.trim().to_owned());
+        let ws = WebSocket::from_request_without_body(&req).await?;
+        let gateway = self.0.clone();
+        let config = socket_config(gw.ctx.settings.ws_max_frame_bytes);
+        Ok(ws.config(config).on_upgrade(move |socket| serve(gateway, socket, bearer)).into_response())
+    }
+}
+
+/// Explicit limits: tungstenite's defaults allow 64 MiB messages and an
+/// unbounded write buffer, and allocate a 128 KiB read buffer per connection.
+fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    let mut config = WebSocketConfig::default();
+    config.read_buffer_size = 4 * 1024;
+    config.write_buffer_size = 0;
+    config.max_write_buffer_size = max_frame_bytes.max(64 * 1024) * 4;
+    config.max_message_size = Some(max_frame_bytes);
+    config.max_frame_size = Some(max_frame_bytes);
+    config
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::to_string(&ErrorBody { code: code.into(), message: message.into() }).expect("error bodies serialize");
+    Response::builder().status(status).content_type("application/json").body(body)
+}
+
+/// Counts a connection while it is open.
+struct OpenGuard(Gateway);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.inner.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.inner.metrics.connections.dec();
+    }
+}
+
+async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>) {
+    gateway.inner.open.fetch_add(1, Ordering::AcqRel);
+    gateway.inner.metrics.connections.inc();
+    let _open = OpenGuard(gateway.clone());
+    let (mut sink, mut stream) = socket.split();
+    let Some(user_id) = authenticate(&gateway, &mut sink, &mut stream, bearer).await else {
+        return;
+    };
+    run_session(gateway, sink, stream, user_id).await;
+}
+
+/// Waits for valid credentials; on failure the connection is closed here.
+async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Uuid> {
+    let gw = &gateway.inner;
+    let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| claims.sub);
+    if let Some(token) = bearer {
+        return match verify(&token) {
+            Ok(user) => Some(user),
+            Err(_) => refuse(gateway, sink, None).await,
+        };
+    }
+    let deadline = Instant::now() + Duration::from_secs(gw.ctx.settings.auth_timeout_secs);
+    let mut stopping = gw.stopping.subscribe();
+    let mut bad = handlers::Bucket::bad_frames();
+    loop {
+        let next = tokio::select! {
+            _ = crate::stopped(&mut stopping) => {
+                let _ = sink.send(WsMessage::close_with(CloseCode::Restart, "server restarting")).await;
+                return None;
+            }
+            next = timeout_at(deadline, stream.next()) => next,
+        };
+        let reply = match next {
+            Err(_) => {
+                let _ = sink.send(WsMessage::close_with(CloseCode::from(close::TIMEOUT), "authentication timeout")).await;
+                gw.metrics.closed(close::TIMEOUT);
+                return None;
+            }
+            Ok(None) => return None,
+            Ok(Some(Err(e))) => {
+                if handlers::is_too_big(&e) {
+                    let _ = sink.send(WsMessage::close_with(CloseCode::Size, "frame too large")).await;
+                    gw.metrics.closed(close::TOO_BIG);
+                }
+                return None;
+            }
+            Ok(Some(Ok(WsMessage::Text(text)))) => match handlers::parse(&text) {
+                Ok((reference, ClientEvent::Auth(auth))) => {
+                    return match verify(&auth.token) {
+                        Ok(user) => Some(user),
+                        Err(_) => refuse(gateway, sink, reference).await,
+                    };
+                }
+                Ok((reference, _)) => error_frame(reference.as_deref(), "unauthorized", "authenticate first with an `auth` frame"),
+                Err(refused) => {
+                    if !bad.take() {
+                        let _ = sink.send(WsMessage::close_with(CloseCode::Policy, "too many invalid frames")).await;
+                        gw.metrics.closed(close::POLICY);
+                        return None;
+                    }
+                    refused.frame()
+                }
+            },
+            Ok(Some(Ok(WsMessage::Binary(_)))) => handlers::binary_refused().frame(),
+            Ok(Some(Ok(WsMessage::Close(_)))) => return None,
+            Ok(Some(Ok(_))) => continue,
+        };
+        if sink.send(WsMessage::Text(reply)).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// Answers a bad token: an `error` frame, then close 4401.
+async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<Uuid> {
+    let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), "unauthorized", "invalid or expired token"))).await;
+    let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
+    gateway.inner.metrics.closed(close::UNAUTHORIZED);
+    None
+}
+
+async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: Uuid) {
+    let gw = &gateway.inner;
+    let settings = &gw.ctx.settings;
+    let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));
+    let session = Session::new(user_id, queue);
+    let ttl_ms = settings.presence_ttl_secs.max(1) * 1000;
+    let auth_ok = AuthOk { user_id, session_id: session.id, heartbeat_interval_ms: (ttl_ms / 3).min(20_000) };
+    session.push(Outbound::Frame(frame("auth.ok", auth_ok)));
+    gw.hub.register(session.clone()).await;
+    let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
+    let writer = Writer::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());
+    let mut writer = tokio::spawn(writer.run());
+    if came_online == Some(true) {
+        crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;
+    }
+
+    let mut handler = Handler::new(gateway.clone(), session.clone());
+    let idle = Duration::from_millis(ttl_ms);
+    let mut idle_deadline = Instant::now() + idle;
+    let mut stopping = gw.stopping.subscribe();
+    let mut closing = false;
+    let writer_done = loop {
+        let next = tokio::select! {
+            biased;
+            done = &mut writer => break done.is_ok(),
+            _ = crate::stopped(&mut stopping), if !closing => {
+                closing = true;
+                if !session.push(Outbound::Close(close::RESTART, "server restarting; reconnect and sync")) {
+                    session.kick(close::RESTART);
+                }
+                continue;
+            }
+            next = timeout_at(idle_deadline, stream.next()) => next,
+        };
+        match next {
+            Err(_) => {
+                // No frame, not even a ping, for a whole presence TTL.
+                session.kick(close::TIMEOUT);
+                closing = true;
+                idle_deadline = Instant::now() + CLOSE_GRACE;
+            }
+            Ok(None) => break false,
+            Ok(Some(Err(e))) => {
+                if handlers::is_too_big(&e) {
+                    session.kick(close::TOO_BIG);
+                    break false;
+                }
+                break false;
+            }
+            Ok(Some(Ok(message))) => {
+                if !closing {
+                    idle_deadline = Instant::now() + idle;
+                }
+                match message {
+                    WsMessage::Text(text) if !closing => handler.text(&text).await,
+                    WsMessage::Binary(_) if !closing => handler.binary(),
+                    WsMessage::Close(_) => {
+                        // Let the writer answer the close handshake.
+                        session.push(Outbound::Close(close::NORMAL, "bye"));
+                        closing = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    if !writer_done && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    gw.hub.unregister(&session);
+    // The last session's clean close scores the user offline "now"; the sweeper announces it.
+    presence::leave(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id).await;
+}

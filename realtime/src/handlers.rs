@@ -1,0 +1,236 @@
+//! What the reader does with each client frame of an authenticated session.
+//!
+//! Frames are handled one at a time, in arrival order: a client's sends are
+//! appended in the order it sent them, and an in-flight send always finishes
+//! (and its ack is queued) before a shutdown close.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use duet_command_api::{Receipt, Target};
+use duet_common::domain::{MessageType, NewMessage};
+use duet_common::{ApiError, live, presence};
+use serde_json::Value;
+
+use crate::Gateway;
+use crate::errors::{api_error_frame, close, error_frame};
+use crate::protocol::{Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, ParseError, Pong, PresenceStatus, SendData, TypingIn, TypingOut, frame};
+use crate::session::{Outbound, Session};
+use crate::{store, sync};
+
+/// Most users in one `presence.subscribe`.
+const MAX_PRESENCE_USERS: usize = 100;
+
+/// A frame refused before it reached a handler.
+#[derive(Debug)]
+pub struct Refused {
+    reference: Option<String>,
+    code: &'static str,
+    message: String,
+}
+
+impl Refused {
+    pub fn frame(&self) -> String {
+        error_frame(self.reference.as_deref(), self.code, self.message.clone())
+    }
+}
+
+pub fn binary_refused() -> Refused {
+    Refused { reference: None, code: "binary_not_supported", message: "frames must be JSON text".into() }
+}
+
+/// Reads the envelope and interprets `data` by type.
+pub fn parse(text: &str) -> Result<(Option<String>, ClientEvent), Refused> {
+    let refused = |reference: Option<String>, code, message: String| Refused { reference, code, message };
+    let value: Value = serde_json::from_str(text).map_err(|e| refused(None, "invalid_json", format!("not JSON: {e}")))?;
+    // The id is read first, so every later refusal can name the frame.
+    let reference = value.get("id").and_then(Value::as_str).map(str::to_owned);
+    let envelope: Envelope = serde_json::from_value(value).map_err(|e| {
+        refused(reference.clone(), "invalid_frame", format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"))
+    })?;
+    if envelope.id.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_FRAME_ID_CHARS) {
+        return Err(refused(None, "invalid_frame", format!("`id` must be 1 to {MAX_FRAME_ID_CHARS} characters")));
+    }
+    let event = ClientEvent::parse(&envelope.kind, envelope.data).map_err(|e| match e {
+        ParseError::UnknownType(kind) => refused(reference.clone(), "unknown_type", format!("unknown frame type `{kind}`")),
+        ParseError::InvalidData { kind, cause } => refused(reference.clone(), "invalid_data", format!("invalid `data` for `{kind}`: {cause}")),
+    })?;
+    Ok((envelope.id, event))
+}
+
+/// Whether a read error is tungstenite refusing an oversized frame or message.
+/// (poem hands these over as `io::Error`s carrying tungstenite's text.)
+pub fn is_too_big(err: &std::io::Error) -> bool {
+    err.to_string().starts_with("Space limit exceeded")
+}
+
+/// A small token bucket, local to one connection.
+pub struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    per_sec: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: f64, per_sec: f64) -> Self {
+        Bucket { tokens: capacity, capacity, per_sec, at: Instant::now() }
+    }
+
+    /// Invalid frames tolerated: 10 at once, one more per second.
+    pub fn bad_frames() -> Self {
+        Bucket::new(10.0, 1.0)
+    }
+
+    /// Frames of any kind: 100 at once, 50 a second.
+    pub fn frames() -> Self {
+        Bucket::new(100.0, 50.0)
+    }
+
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Handler {
+    gateway: Gateway,
+    session: std::sync::Arc<Session>,
+    bad: Bucket,
+    frames: Bucket,
+}
+
+impl Handler {
+    pub fn new(gateway: Gateway, session: std::sync::Arc<Session>) -> Self {
+        Handler { gateway, session, bad: Bucket::bad_frames(), frames: Bucket::frames() }
+    }
+
+    fn reply(&self, text: String) {
+        self.session.push(Outbound::Frame(text));
+    }
+
+    fn refuse(&mut self, refused: Refused) {
+        if self.bad.take() {
+            self.reply(refused.frame());
+        } else {
+            self.session.kick(close::POLICY);
+        }
+    }
+
+    pub fn binary(&mut self) {
+        self.refuse(binary_refused());
+    }
+
+    pub async fn text(&mut self, text: &str) {
+        let (reference, event) = match parse(text) {
+            Ok(parsed) => parsed,
+            Err(refused) => return self.refuse(refused),
+        };
+        if !self.frames.take() {
+            let err = ApiError::RateLimited { retry_after_ms: 20 };
+            return self.reply(api_error_frame(reference.as_deref(), &err));
+        }
+        let r = reference.as_deref();
+        if let Err(err) = self.event(r, event).await {
+            self.reply(api_error_frame(r, &err));
+        }
+    }
+
+    async fn event(&mut self, r: Option<&str>, event: ClientEvent) -> Result<(), ApiError> {
+        let gw = &self.gateway.inner;
+        let user_id = self.session.user_id;
+        match event {
+            ClientEvent::Auth(_) => Err(ApiError::invalid("already_authenticated", "this connection is already authenticated")),
+            ClientEvent::Ping(_) => {
+                let ttl_ms = gw.ctx.settings.presence_ttl_secs.max(1) * 1000;
+                let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, self.session.id, &gw.ctx.node_id, ttl_ms).await;
+                self.reply(frame("presence.pong", Pong { reference: r.map(str::to_owned) }));
+                if came_online == Some(true) {
+                    crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;
+                }
+                Ok(())
+            }
+            ClientEvent::Send(data) => self.send(r, data).await,
+            ClientEvent::Delivered(receipt) => {
+                gw.commands.receipt(user_id, receipt.conversation_id, receipt.seq, Receipt::Delivered).await.map(|_| ())
+            }
+            ClientEvent::Read(receipt) => gw.commands.receipt(user_id, receipt.conversation_id, receipt.seq, Receipt::Read).await.map(|_| ()),
+            ClientEvent::Typing(typing) => self.typing(typing).await,
+            ClientEvent::PresenceSubscribe(request) => {
+                let users: Vec<_> = request.user_ids.into_iter().collect::<HashSet<_>>().into_iter().collect();
+                if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
+                    return Err(ApiError::invalid("invalid_user_ids", format!("`userIds` must list 1 to {MAX_PRESENCE_USERS} users")));
+                }
+                let (frames, refused) = crate::presence::snapshot(&gw.ctx, user_id, &users, r).await?;
+                for update in frames {
+                    self.reply(update);
+                }
+                if refused > 0 {
+                    return Err(ApiError::not_found("not_a_peer", format!("{refused} of the users share no conversation with you")));
+                }
+                Ok(())
+            }
+            ClientEvent::Sync(request) => {
+                let (result, up_to) = sync::sync(&gw.ctx, user_id, request, r.map(str::to_owned)).await?;
+                self.session.push(Outbound::Synced { frame: frame("chat.sync.result", result), up_to });
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(&mut self, r: Option<&str>, data: SendData) -> Result<(), ApiError> {
+        let target = match (data.conversation_id, data.receiver_id) {
+            (Some(c), None) => Target::Conversation(c),
+            (None, Some(peer)) => Target::Peer(peer),
+            _ => return Err(ApiError::invalid("invalid_target", "give exactly one of `conversationId` and `receiverId`")),
+        };
+        let message =
+            NewMessage { client_msg_id: data.client_msg_id, kind: data.kind.unwrap_or(MessageType::Text), text: data.text, payload: data.payload };
+        let client_msg_id = message.client_msg_id.clone();
+        self.session.remember_send(&client_msg_id);
+        let sent = self.gateway.inner.commands.send(self.session.user_id, target, message).await;
+        let appended = match sent {
+            Ok(appended) => appended,
+            Err(err) => {
+                self.session.forget_send(&client_msg_id);
+                return Err(err);
+            }
+        };
+        let m = appended.message;
+        let ack = Ack {
+            reference: r.map(str::to_owned),
+            client_msg_id: m.client_msg_id,
+            message_id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            created_at: m.created_at,
+        };
+        self.session.push(Outbound::Ack { conversation_id: m.conversation_id, seq: m.seq, frame: frame("chat.message.ack", ack) });
+        Ok(())
+    }
+
+    /// Forwards typing to the peer; nothing is stored.
+    async fn typing(&mut self, typing: TypingIn) -> Result<(), ApiError> {
+        let gw = &self.gateway.inner;
+        let user_id = self.session.user_id;
+        let key = (typing.conversation_id, user_id);
+        let peer = match gw.peers.get(&key).await {
+            Some(peer) => peer,
+            None => {
+                let peer = store::peer_in(&gw.ctx.db, user_id, typing.conversation_id).await?.ok_or_else(ApiError::conversation_not_found)?;
+                gw.peers.insert(key, peer).await;
+                peer
+            }
+        };
+        let out = frame("chat.typing", TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state });
+        live::publish(&gw.ctx.redis, &gw.ctx.keys, &[peer], live::encode_other(&out)).await;
+        Ok(())
+    }
+}

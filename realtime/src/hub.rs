@@ -1,0 +1,118 @@
+//! The node's local sessions, by user, and the Redis subscriptions that
+//! follow them: a user's channel is subscribed while the user has a session
+//! on this node (subscribed on the first, unsubscribed after the last).
+//!
+//! Subscription changes go through one task in order, so a quick
+//! connect-disconnect-connect never ends unsubscribed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use duet_common::live::user_channel;
+use duet_common::redis::Keys;
+use fred::clients::SubscriberClient;
+use fred::interfaces::PubsubInterface;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::session::{Outbound, Session};
+
+enum SubCommand {
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+pub struct Hub {
+    sessions: Mutex<HashMap<Uuid, Vec<Arc<Session>>>>,
+    subscriptions: mpsc::UnboundedSender<SubCommand>,
+    keys: Keys,
+}
+
+impl Hub {
+    /// The hub, and the task that applies its subscription changes to `subscriber`.
+    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(apply_subscriptions(subscriber, rx));
+        (Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys }), task)
+    }
+
+    /// Adds a session; resolves once the user's channel is subscribed (or the attempt failed),
+    /// so nothing published after `auth.ok` is missed live.
+    pub async fn register(&self, session: Arc<Session>) {
+        let waiter = {
+            let mut sessions = self.sessions.lock().expect("hub poisoned");
+            let list = sessions.entry(session.user_id).or_default();
+            list.push(session.clone());
+            if list.len() == 1 {
+                let (done, waiter) = oneshot::channel();
+                let _ = self.subscriptions.send(SubCommand::Subscribe(user_channel(&self.keys, session.user_id), done));
+                Some(waiter)
+            } else {
+                None
+            }
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.await;
+        }
+    }
+
+    /// Removes a session; unsubscribes after the user's last one on this node.
+    pub fn unregister(&self, session: &Session) {
+        let mut sessions = self.sessions.lock().expect("hub poisoned");
+        if let Some(list) = sessions.get_mut(&session.user_id) {
+            list.retain(|s| s.id != session.id);
+            if list.is_empty() {
+                sessions.remove(&session.user_id);
+                let _ = self.subscriptions.send(SubCommand::Unsubscribe(user_channel(&self.keys, session.user_id)));
+            }
+        }
+    }
+
+    /// The user's local sessions.
+    pub fn sessions_of(&self, user_id: Uuid) -> Vec<Arc<Session>> {
+        self.sessions.lock().expect("hub poisoned").get(&user_id).cloned().unwrap_or_default()
+    }
+
+    /// Gives each of the user's local sessions an item made by `make`.
+    pub fn deliver(&self, user_id: Uuid, make: impl Fn() -> Outbound) {
+        for session in self.sessions_of(user_id) {
+            session.push(make());
+        }
+    }
+
+    /// Every local session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().expect("hub poisoned").values().flatten().cloned().collect()
+    }
+
+    /// Channels of every user with a local session.
+    pub fn channels(&self) -> Vec<String> {
+        let sessions = self.sessions.lock().expect("hub poisoned");
+        sessions.keys().map(|user| user_channel(&self.keys, *user)).collect()
+    }
+
+    /// The user whose channel this is.
+    pub fn user_of_channel(&self, channel: &str) -> Option<Uuid> {
+        channel.strip_prefix(self.keys.prefix())?.strip_prefix("user:")?.parse().ok()
+    }
+}
+
+async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::UnboundedReceiver<SubCommand>) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            SubCommand::Subscribe(channel, done) => {
+                if let Err(e) = subscriber.subscribe(channel.as_str()).await {
+                    // Live delivery for this user resumes when Redis reconnects
+                    // (every local user is resubscribed); the client syncs meanwhile.
+                    tracing::warn!(error = %e, %channel, "subscribe failed");
+                }
+                let _ = done.send(());
+            }
+            SubCommand::Unsubscribe(channel) => {
+                if let Err(e) = subscriber.unsubscribe(channel.as_str()).await {
+                    tracing::warn!(error = %e, %channel, "unsubscribe failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The node's one Redis Pub/Sub connection: turns channel payloads into
+//! session work, and repairs what Pub/Sub may have lost.
+//!
+//! Pub/Sub is at-most-once. When the connection comes back after a drop,
+//! or when this node fell behind and the client library dropped messages
+//! (broadcast lag), every local user is resubscribed and every local
+//! session re-reads its conversations from PostgreSQL
+//! (docs/decisions/0001-live-delivery.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use duet_common::live::{Live, decode};
+use fred::clients::SubscriberClient;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::prelude::{Builder, Config, ReconnectPolicy};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::hub::Hub;
+use crate::protocol::TypingState;
+use crate::session::{LiveMessage, Outbound};
+
+/// Builds the subscriber client and starts connecting; returns even if Redis is down.
+pub async fn connect(url: &str) -> anyhow::Result<SubscriberClient> {
+    let mut config = Config::from_url(url).context("Failed to parse REDIS_URL")?;
+    config.fail_fast = true;
+    let client = Builder::from_config(config)
+        .with_performance_config(|perf| {
+            perf.default_command_timeout = Duration::from_secs(2);
+            // Bursts of fan-out must not overflow the client's buffer; if they
+            // still do, the loss is detected and repaired (see `run`).
+            perf.broadcast_channel_capacity = 16 * 1024;
+        })
+        .with_connection_config(|conn| {
+            conn.connection_timeout = Duration::from_secs(2);
+            conn.internal_command_timeout = Duration::from_secs(2);
+            conn.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_subscriber_client()
+        .context("Failed to build the Redis subscriber")?;
+    let _ = client.connect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await;
+    Ok(client)
+}
+
+/// Dispatches channel messages to local sessions until the client is dropped.
+pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>) {
+    let mut messages = subscriber.message_rx();
+    let mut reconnects = subscriber.reconnect_rx();
+    loop {
+        tokio::select! {
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    let Some(user) = hub.user_of_channel(&message.channel) else { continue };
+                    let Some(payload) = message.value.as_str() else { continue };
+                    dispatch(&hub, user, &payload);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "live events dropped by the Redis client; resyncing local sessions");
+                    resync(&hub);
+                }
+                Err(RecvError::Closed) => return,
+            },
+            reconnect = reconnects.recv() => match reconnect {
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    let channels = hub.channels();
+                    if !channels.is_empty() {
+                        if let Err(e) = subscriber.subscribe(channels).await {
+                            tracing::warn!(error = %e, "resubscribe after reconnect failed");
+                        }
+                    }
+                    resync(&hub);
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+fn resync(hub: &Hub) {
+    for session in hub.all() {
+        session.push(Outbound::Resync);
+    }
+}
+
+/// The fields the gateway needs from a frame, read once per node.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "type")]
+    kind: String,
+    data: ProbeData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeData {
+    #[serde(default)]
+    message: Option<ProbeMessage>,
+    #[serde(default)]
+    conversation_id: Option<Uuid>,
+    #[serde(default)]
+    user_id: Option<Uuid>,
+    #[serde(default)]
+    state: Option<TypingState>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeMessage {
+    sender_id: Uuid,
+    client_msg_id: String,
+}
+
+fn dispatch(hub: &Hub, user: Uuid, payload: &str) {
+    let Some(live) = decode(payload) else {
+        tracing::warn!("undecodable live payload");
+        return;
+    };
+    match live {
+        Live::Message { conversation_id, seq, frame } => {
+            let Ok(Probe { data: ProbeData { message: Some(m), .. }, .. }) = serde_json::from_str::<Probe>(frame) else {
+                tracing::warn!("live message frame without a message");
+                return;
+            };
+            let message = Arc::new(LiveMessage {
+                conversation_id,
+                seq,
+                sender_id: m.sender_id,
+                client_msg_id: m.client_msg_id,
+                frame: Arc::from(frame),
+            });
+            hub.deliver(user, || Outbound::Message(message.clone()));
+        }
+        Live::Other { frame } => {
+            let shared: Arc<str> = Arc::from(frame);
+            match serde_json::from_str::<Probe>(frame) {
+                Ok(Probe { kind, data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. } })
+                    if kind == "chat.typing" =>
+                {
+                    hub.deliver(user, || Outbound::Typing {
+                        conversation_id: c,
+                        user_id: u,
+                        state: s,
+                        frame: shared.clone(),
+                    })
+                }
+                _ => hub.deliver(user, || Outbound::Shared(shared.clone())),
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `chat.sync`: what a (re)connecting client lacks, read from the primary.
+//!
+//! With a list of `{conversationId, afterSeq}`, each listed conversation
+//! from its cursor; without one, every conversation with messages past the
+//! caller's delivered marker, from that marker. Each conversation returns at
+//! most `limit` messages and says `hasMore`; the client pages with the list
+//! form until `hasMore` is false.
+
+use std::collections::HashSet;
+
+use duet_common::{AppContext, ApiError};
+use uuid::Uuid;
+
+use crate::protocol::{SyncConversation, SyncIn, SyncResult};
+use crate::store;
+
+/// Messages per conversation when the client does not say.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Most messages per conversation in one result.
+pub const MAX_LIMIT: u32 = 500;
+/// Most conversations in one result.
+pub const MAX_CONVERSATIONS: usize = 50;
+
+/// The result, and per conversation the seq the client then holds everything up to
+/// (only for conversations fully caught up).
+pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(Uuid, i64)>), ApiError> {
+    let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be 1 to {MAX_LIMIT}")));
+    }
+    let (rows, cursors, more_conversations) = match request.conversations {
+        Some(list) => {
+            if list.len() > MAX_CONVERSATIONS {
+                return Err(ApiError::invalid(
+                    "too_many_conversations",
+                    format!("at most {MAX_CONVERSATIONS} conversations per sync"),
+                ));
+            }
+            if list.iter().any(|c| c.after_seq < 0) {
+                return Err(ApiError::invalid("invalid_seq", "`afterSeq` must not be negative"));
+            }
+            let ids: Vec<Uuid> = list.iter().map(|c| c.conversation_id).collect::<HashSet<_>>().into_iter().collect();
+            if ids.len() != list.len() {
+                return Err(ApiError::invalid("duplicate_conversation", "each conversation may be listed once"));
+            }
+            let rows = store::sync_rows(&ctx.db, user_id, &ids).await?;
+            if rows.len() != ids.len() {
+                return Err(ApiError::conversation_not_found());
+            }
+            let cursors = list.iter().map(|c| (c.conversation_id, c.after_seq)).collect::<Vec<_>>();
+            (rows, cursors, false)
+        }
+        None => {
+            let mut rows = store::pending_rows(&ctx.db, user_id, MAX_CONVERSATIONS as i64 + 1).await?;
+            let more = rows.len() > MAX_CONVERSATIONS;
+            rows.truncate(MAX_CONVERSATIONS);
+            let cursors = rows.iter().map(|r| (r.conversation_id, r.last_delivered_seq)).collect();
+            (rows, cursors, more)
+        }
+    };
+    let mut conversations = Vec::with_capacity(rows.len());
+    let mut up_to = Vec::new();
+    for (conversation_id, after_seq) in cursors {
+        let row = rows.iter().find(|r| r.conversation_id == conversation_id).expect("a row per cursor");
+        let mut messages = store::messages_between(&ctx.db, conversation_id, after_seq, i64::MAX, i64::from(limit) + 1).await?;
+        let has_more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        if !has_more {
+            // Everything stored up to the conversation's last seq at read time is in hand.
+            let newest = messages.last().map_or(after_seq.min(row.last_seq), |m| m.seq);
+            up_to.push((conversation_id, newest));
+        }
+        conversations.push(SyncConversation {
+            conversation_id,
+            messages,
+            has_more,
+            peer_last_delivered_seq: row.peer_last_delivered_seq,
+            peer_last_read_seq: row.peer_last_read_seq,
+            unread_count: store::unread_count(&ctx.db, user_id, conversation_id, row.last_read_seq).await?,
+        });
+    }
+    Ok((SyncResult { reference, conversations, more_conversations }, up_to))
+}

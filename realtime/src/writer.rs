@@ -1,0 +1,238 @@
+//! A session's writer task: the only code that writes to the socket.
+//!
+//! It keeps, per conversation, the last seq this session has pushed (or
+//! that the client holds after a sync), so message frames go out in seq
+//! order, each at most once per session:
+//! - a seq at or below it is a duplicate and is skipped;
+//! - a gap (seq beyond it + 1) is filled from PostgreSQL first;
+//! - an unknown conversation starts from the user's delivered marker.
+//!
+//! It also expires a peer's `chat.typing start` that was never refreshed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_common::domain::Message;
+use duet_common::live::message_frame;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::metrics::GatewayMetrics;
+use crate::protocol::{TypingOut, TypingState, frame};
+use crate::session::{LiveMessage, Outbound, Session};
+use crate::store;
+
+pub type Sink = SplitSink<WebSocketStream, WsMessage>;
+
+/// Messages read from PostgreSQL per query while filling a gap.
+const FILL_PAGE: i64 = 200;
+/// Largest gap filled live; beyond it the client sees the jump in seq and syncs.
+const FILL_MAX: i64 = 2_000;
+/// How long a close frame may take to go out to a client that is not reading.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Writer {
+    pub sink: Sink,
+    pub queue: mpsc::Receiver<Outbound>,
+    pub session: Arc<Session>,
+    pub db: PgPool,
+    pub typing_ttl: Duration,
+    pub metrics: GatewayMetrics,
+    /// Last seq the client holds, per conversation.
+    last: HashMap<Uuid, i64>,
+    /// A peer's `start` per (conversation, user), and when it lapses.
+    typing: Vec<(Uuid, Uuid, Instant)>,
+}
+
+/// Why the writer stopped writing.
+enum Stop {
+    /// The socket is gone.
+    Gone,
+    /// Close with this code.
+    Close(u16, &'static str),
+}
+
+impl Writer {
+    pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
+        Writer { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new() }
+    }
+
+    /// Writes until the session closes; returns the close code sent (if any).
+    pub async fn run(mut self) -> Option<u16> {
+        let stop = loop {
+            let next_expiry = self.typing.iter().map(|t| t.2).min();
+            let step = tokio::select! {
+                biased;
+                code = self.session.kicked() => Err(Stop::Close(code, reason_of(code))),
+                item = self.queue.recv() => match item {
+                    Some(item) => self.handle(item).await,
+                    None => Err(Stop::Gone),
+                },
+                _ = sleep_until(next_expiry), if next_expiry.is_some() => self.expire_typing().await,
+            };
+            if let Err(stop) = step {
+                break stop;
+            }
+        };
+        match stop {
+            Stop::Gone => None,
+            Stop::Close(code, reason) => {
+                let close = WsMessage::close_with(CloseCode::from(code), reason);
+                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.sink.send(close)).await;
+                self.metrics.closed(code);
+                Some(code)
+            }
+        }
+    }
+
+    async fn handle(&mut self, item: Outbound) -> Result<(), Stop> {
+        match item {
+            Outbound::Frame(text) => self.write(text).await,
+            Outbound::Shared(text) => self.write(text.to_string()).await,
+            Outbound::Message(message) => self.message(&message).await,
+            Outbound::Typing { conversation_id, user_id, state, frame } => {
+                self.typing.retain(|t| !(t.0 == conversation_id && t.1 == user_id));
+                if state == TypingState::Start {
+                    self.typing.push((conversation_id, user_id, Instant::now() + self.typing_ttl));
+                }
+                self.write(frame.to_string()).await
+            }
+            Outbound::Ack { conversation_id, seq, frame } => {
+                self.fill_up_to(conversation_id, seq).await?;
+                self.write(frame).await?;
+                self.advance(conversation_id, seq);
+                Ok(())
+            }
+            Outbound::Synced { frame, up_to } => {
+                self.write(frame).await?;
+                for (conversation_id, seq) in up_to {
+                    self.advance(conversation_id, seq);
+                }
+                Ok(())
+            }
+            Outbound::Resync => self.resync().await,
+            Outbound::Close(code, reason) => Err(Stop::Close(code, reason)),
+        }
+    }
+
+    /// Pushes a live message in order: duplicates skipped, gaps filled first.
+    async fn message(&mut self, message: &LiveMessage) -> Result<(), Stop> {
+        // The device that sent it has its ack; it gets no copy.
+        let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
+        self.fill_up_to(message.conversation_id, message.seq).await?;
+        if self.last.get(&message.conversation_id).is_some_and(|last| *last >= message.seq) {
+            return Ok(());
+        }
+        self.typing.retain(|t| !(t.0 == message.conversation_id && t.1 == message.sender_id));
+        if !own {
+            self.write(message.frame.to_string()).await?;
+            self.metrics.pushed.inc();
+        }
+        self.advance(message.conversation_id, message.seq);
+        Ok(())
+    }
+
+    /// Pushes every stored message of the conversation below `seq` that the client lacks.
+    async fn fill_up_to(&mut self, conversation_id: Uuid, seq: i64) -> Result<(), Stop> {
+        let last = match self.last.get(&conversation_id) {
+            Some(last) => *last,
+            None => match store::delivered_marker(&self.db, self.session.user_id, conversation_id).await {
+                Ok(marker) => marker,
+                // Without the marker, push what comes; the client's sync covers the rest.
+                Err(_) => seq - 1,
+            },
+        };
+        self.last.insert(conversation_id, last);
+        self.fill(conversation_id, last, seq).await
+    }
+
+    /// Pushes stored messages with `after < seq < before`, in pages.
+    async fn fill(&mut self, conversation_id: Uuid, after: i64, before: i64) -> Result<(), Stop> {
+        let mut after = after.max(before - 1 - FILL_MAX);
+        while after + 1 < before {
+            let page = match store::messages_between(&self.db, conversation_id, after, before, FILL_PAGE).await {
+                Ok(page) => page,
+                Err(_) => return Ok(()), // logged by the error type; the client syncs
+            };
+            if page.is_empty() {
+                break;
+            }
+            for message in &page {
+                self.push_stored(message).await?;
+                after = message.seq;
+            }
+            self.metrics.filled.inc_by(page.len() as u64);
+        }
+        Ok(())
+    }
+
+    async fn push_stored(&mut self, message: &Message) -> Result<(), Stop> {
+        self.write(message_frame(message)).await?;
+        self.advance(message.conversation_id, message.seq);
+        Ok(())
+    }
+
+    /// After possible loss of live events: pushes whatever the client lacks, in every conversation.
+    async fn resync(&mut self) -> Result<(), Stop> {
+        let Ok(positions) = store::positions(&self.db, self.session.user_id).await else { return Ok(()) };
+        for (conversation_id, last_seq, marker) in positions {
+            let held = self.last.get(&conversation_id).copied().unwrap_or(marker);
+            if last_seq > held {
+                self.last.insert(conversation_id, held);
+                self.fill(conversation_id, held, last_seq + 1).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, conversation_id: Uuid, seq: i64) {
+        let last = self.last.entry(conversation_id).or_insert(seq);
+        *last = (*last).max(seq);
+    }
+
+    async fn expire_typing(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        let (expired, kept): (Vec<_>, Vec<_>) = self.typing.drain(..).partition(|t| t.2 <= now);
+        self.typing = kept;
+        for (conversation_id, user_id, _) in expired {
+            self.write(frame("chat.typing", TypingOut { conversation_id, user_id, state: TypingState::Stop })).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame; a kick interrupts a write blocked on a client that does not read.
+    async fn write(&mut self, text: String) -> Result<(), Stop> {
+        let session = self.session.clone();
+        tokio::select! {
+            biased;
+            code = session.kicked() => Err(Stop::Close(code, reason_of(code))),
+            sent = self.sink.send(WsMessage::Text(text)) => sent.map_err(|_| Stop::Gone),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn reason_of(code: u16) -> &'static str {
+    use crate::errors::close;
+    match code {
+        close::TRY_AGAIN => "client too slow; reconnect and sync",
+        close::TOO_BIG => "frame too large",
+        close::POLICY => "too many invalid frames",
+        close::RESTART => "server restarting; reconnect and sync",
+        close::TIMEOUT => "timed out",
+        close::UNAUTHORIZED => "unauthorized",
+        _ => "closing",
+    }
+}
