@@ -2,9 +2,11 @@
 //! fresh PostgreSQL database and its own Redis key prefix.
 
 mod helpers;
+mod ws;
 
 mod accounts;
 mod conversations;
 mod messages;
 mod openapi;
 mod receipts;
+mod ws_session;

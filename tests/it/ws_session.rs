@@ -1,0 +1,170 @@
+//! Gateway: authentication, the send → ack → new → delivered → read round
+//! trip, idempotency shared with REST, and multi-device fan-out.
+
+use duet_common::settings::DEV_JWT_SECRET;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::ws::{WsClient, open};
+
+#[tokio::test]
+async fn bearer_header_and_auth_frame_both_authenticate() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let by_header = WsClient::connect(&app, &ann).await;
+    let by_frame = WsClient::connect_with_auth_frame(&app, &ann).await;
+    assert_ne!(by_header.session_id, by_frame.session_id, "each connection is its own session");
+}
+
+#[tokio::test]
+async fn a_bad_bearer_header_gets_unauthorized_then_close_4401() {
+    let app = TestApp::spawn().await;
+    let stream = open(app.addr, &[("authorization", "Bearer not-a-jwt")]).await.expect("the upgrade itself succeeds");
+    let mut client = WsClient::from_stream(stream);
+    client.expect_error(None, "unauthorized").await;
+    assert_eq!(client.expect_close().await, 4401);
+}
+
+#[tokio::test]
+async fn an_expired_token_in_the_auth_frame_gets_unauthorized_then_close_4401() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": ann.id, "iss": app.settings.jwt_issuer, "aud": app.settings.jwt_audience,
+        "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600, "jti": uuid::Uuid::new_v4(),
+    });
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut client = WsClient::raw(&app).await;
+    let id = client.send("auth", json!({"token": expired})).await;
+    client.expect_error(Some(&id), "unauthorized").await;
+    assert_eq!(client.expect_close().await, 4401);
+}
+
+#[tokio::test]
+async fn no_auth_within_the_timeout_closes_4408() {
+    let app = TestApp::spawn_with(|s| s.auth_timeout_secs = 1).await;
+    let mut client = WsClient::raw(&app).await;
+    assert_eq!(client.expect_close().await, 4408);
+}
+
+#[tokio::test]
+async fn frames_before_auth_are_refused_and_auth_still_works_after() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let mut client = WsClient::raw(&app).await;
+    let id = client.send("presence.ping", json!({})).await;
+    client.expect_error(Some(&id), "unauthorized").await;
+    client.send("auth", json!({"token": ann.token})).await;
+    let ok = client.expect("auth.ok").await;
+    assert_eq!(ok["userId"], ann.id.to_string());
+}
+
+#[tokio::test]
+async fn send_ack_new_delivered_read_round_trip() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+
+    let ack = a.send_message(conversation, "  hello Bob  ").await;
+    assert_eq!(ack["conversationId"], conversation.to_string());
+    assert_eq!(ack["seq"], 1);
+    assert!(ack["createdAt"].as_str().is_some());
+
+    let message = b.next_message().await;
+    assert_eq!(message["id"], ack["messageId"]);
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["text"], "hello Bob", "text is trimmed as over REST");
+    assert_eq!(message["senderId"], ann.id.to_string());
+
+    b.delivered(conversation, 1).await;
+    let delivered = a.next_matching("chat.message.delivered", |_| true).await;
+    assert_eq!((delivered["seq"].as_i64(), delivered["userId"].as_str()), (Some(1), Some(bob.id.to_string().as_str())));
+    assert_eq!(delivered["conversationId"], conversation.to_string());
+    assert!(delivered["at"].as_str().is_some());
+
+    b.read(conversation, 1).await;
+    let read = a.next_matching("chat.message.read", |_| true).await;
+    assert_eq!((read["seq"].as_i64(), read["userId"].as_str()), (Some(1), Some(bob.id.to_string().as_str())));
+
+    let stored: (i64, i64) = sqlx::query_as(
+        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
+    )
+    .bind(conversation)
+    .bind(bob.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, (1, 1));
+}
+
+#[tokio::test]
+async fn a_send_to_a_receiver_id_creates_the_conversation() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+    let ack = a.send_message_with(json!({"receiverId": bob.id, "clientMsgId": "first", "text": "hi"})).await;
+    assert_eq!(ack["seq"], 1);
+    let message = b.next_message().await;
+    assert_eq!(message["conversationId"], ack["conversationId"]);
+}
+
+#[tokio::test]
+async fn a_resend_over_websocket_or_rest_returns_the_same_message() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let data = json!({"conversationId": conversation, "clientMsgId": "retry-1", "text": "once"});
+    let first = a.send_message_with(data.clone()).await;
+    let again = a.send_message_with(data).await;
+    assert_eq!((&first["messageId"], &first["seq"]), (&again["messageId"], &again["seq"]));
+    let (status, rest) = app.send(&ann, conversation, "retry-1", "once").await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(rest["id"], first["messageId"]);
+    let count: i64 = sqlx::query_scalar("select count(*) from messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn every_receiver_session_and_the_senders_other_sessions_get_the_message() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut ann_phone = WsClient::connect(&app, &ann).await;
+    let mut ann_laptop = WsClient::connect(&app, &ann).await;
+    let mut bob_phone = WsClient::connect(&app, &bob).await;
+    let mut bob_laptop = WsClient::connect(&app, &bob).await;
+
+    let ack = ann_phone.send_message(conversation, "to all your devices").await;
+    for other in [&mut ann_laptop, &mut bob_phone, &mut bob_laptop] {
+        let message = other.next_message().await;
+        assert_eq!(message["id"], ack["messageId"]);
+    }
+    // The sending device has its ack and gets no copy: up to the pong of a
+    // later ping, nothing but the second ack arrives.
+    ann_phone.send_message(conversation, "second").await;
+    let ping = ann_phone.send("presence.ping", json!({})).await;
+    loop {
+        let (kind, data) = ann_phone.recv().await;
+        assert_ne!(kind, "chat.message.new", "the sender's own device got its message back: {data}");
+        if kind == "presence.pong" && data["ref"] == ping.as_str() {
+            break;
+        }
+    }
+    let second: Value = bob_laptop.next_message().await;
+    assert_eq!(second["seq"], 2);
+}
