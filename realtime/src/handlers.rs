@@ -82,7 +82,7 @@ impl Bucket {
         Bucket::new(10.0, 1.0)
     }
 
-    /// Frames of any kind: 100 at once, 50 a second.
+    /// Frames other than sends: 100 at once, 50 a second.
     pub fn frames() -> Self {
         Bucket::new(100.0, 50.0)
     }
@@ -133,7 +133,8 @@ impl Handler {
             Ok(parsed) => parsed,
             Err(refused) => return self.refuse(refused),
         };
-        if !self.frames.take() {
+        // Sends have their own per-user limit, shared with REST across nodes.
+        if !matches!(event, ClientEvent::Send(_)) && !self.frames.take() {
             let err = ApiError::RateLimited { retry_after_ms: 20 };
             return self.reply(api_error_frame(reference.as_deref(), &err));
         }

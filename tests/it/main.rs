@@ -10,3 +10,4 @@ mod messages;
 mod openapi;
 mod receipts;
 mod ws_session;
+mod ws_delivery;

@@ -1,0 +1,135 @@
+//! Gateway: delivery across nodes, repair of lost live events, offline sync.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+use crate::ws::{WsClient, seqs};
+
+#[tokio::test]
+async fn users_on_different_nodes_exchange_messages_and_receipts() {
+    let node1 = TestApp::spawn().await;
+    let node2 = node1.spawn_peer().await;
+    let ann = node1.register("Ann").await;
+    let bob = node1.register("Bob").await;
+    let conversation = node1.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&node1, &ann).await;
+    let mut b = WsClient::connect(&node2, &bob).await;
+
+    let ack = a.send_message(conversation, "from node 1").await;
+    assert_eq!(b.next_message().await["id"], ack["messageId"]);
+    let reply = b.send_message(conversation, "from node 2").await;
+    assert_eq!(a.next_message().await["id"], reply["messageId"]);
+
+    b.read(conversation, 2).await;
+    let read = a.next_matching("chat.message.read", |_| true).await;
+    assert_eq!(read["seq"], 2);
+}
+
+#[tokio::test]
+async fn a_live_event_lost_by_pubsub_is_filled_from_postgres_in_order() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    // A node that cannot reach Redis stores sends but cannot publish them.
+    let mut cut_off = app.settings.clone();
+    cut_off.redis_url = "redis://127.0.0.1:1".into();
+    cut_off.http_addr = "127.0.0.1:0".parse().unwrap();
+    let isolated = TestApp::spawn_settings(cut_off, duet::Service::ALL).await;
+
+    let mut b = WsClient::connect(&app, &bob).await;
+    let mut a_isolated = WsClient::connect(&isolated, &ann).await;
+    let lost = a_isolated.send_message(conversation, "never published").await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let live = a.send_message(conversation, "published").await;
+
+    let first = b.next_message().await;
+    let second = b.next_message().await;
+    assert_eq!((first["seq"].as_i64(), second["seq"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(first["id"], lost["messageId"]);
+    assert_eq!(second["id"], live["messageId"]);
+}
+
+#[tokio::test]
+async fn an_offline_receiver_syncs_exactly_the_200_messages_once_in_order() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+
+    // Pipelined: 200 sends in flight, then the 200 acks.
+    let started = Instant::now();
+    for i in 0..200 {
+        a.send_message_nowait(conversation, &format!("m-{i}"), &format!("message {i}")).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 200 {
+        let ack = a.next_matching("chat.message.ack", |_| true).await;
+        acked.push(ack["seq"].as_i64().unwrap());
+    }
+    let elapsed = started.elapsed();
+    println!("200 pipelined WebSocket sends acked in {elapsed:?} ({:.0} msg/s)", 200.0 / elapsed.as_secs_f64());
+    assert_eq!(acked, (1..=200).collect::<Vec<_>>(), "one client's sends keep their order");
+
+    let mut b = WsClient::connect(&app, &bob).await;
+    let result = b.sync(json!({})).await;
+    assert_eq!(result["moreConversations"], false);
+    let entry = &result["conversations"][0];
+    assert_eq!(entry["conversationId"], conversation.to_string());
+    assert_eq!(entry["unreadCount"], 200);
+    assert_eq!(entry["hasMore"], true, "the default page is 100");
+    let mut messages = entry["messages"].as_array().unwrap().clone();
+    let last = messages.last().unwrap()["seq"].as_i64().unwrap();
+    messages.extend(b.sync_conversation(conversation, last, 64).await);
+    assert_eq!(seqs(&messages), (1..=200).collect::<Vec<_>>());
+    let texts: Vec<_> = messages.iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(texts, (0..200).map(|i| format!("message {i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn sync_reports_peer_markers_and_unread_counts_and_skips_delivered_conversations() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let cat = app.register("Cat").await;
+    let with_ann = app.conversation(&ann, &bob).await;
+    let with_cat = app.conversation(&cat, &bob).await;
+    for i in 0..3 {
+        app.send_ok(&ann, with_ann, &format!("a{i}")).await;
+    }
+    app.send_ok(&cat, with_cat, "c0").await;
+    let mut b = WsClient::connect(&app, &bob).await;
+    b.read(with_cat, 1).await;
+    b.next_matching("chat.message.read", |r| r["userId"] == bob.id.to_string()).await;
+    b.send_message(with_ann, "bob's reply").await;
+
+    let result = b.sync(json!({})).await;
+    let conversations = result["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 1, "the conversation delivered up to its end is skipped: {result}");
+    let entry = &conversations[0];
+    assert_eq!(entry["conversationId"], with_ann.to_string());
+    assert_eq!(seqs(entry["messages"].as_array().unwrap()), vec![1, 2, 3, 4]);
+    assert_eq!(entry["unreadCount"], 3, "bob's own message is not unread");
+    assert_eq!((entry["peerLastDeliveredSeq"].as_i64(), entry["peerLastReadSeq"].as_i64()), (Some(0), Some(0)));
+
+    let listed = b.sync(json!({"conversations": [{"conversationId": with_cat, "afterSeq": 0}]})).await;
+    assert_eq!(listed["conversations"][0]["unreadCount"], 0);
+    assert_eq!(seqs(listed["conversations"][0]["messages"].as_array().unwrap()), vec![1]);
+}
+
+#[tokio::test]
+async fn sync_of_a_foreign_conversation_or_a_bad_limit_is_refused() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let cat = app.register("Cat").await;
+    let theirs = app.conversation(&ann, &bob).await;
+    let mut c = WsClient::connect(&app, &cat).await;
+    let id = c.send("chat.sync", json!({"conversations": [{"conversationId": theirs, "afterSeq": 0}]})).await;
+    c.expect_error(Some(&id), "conversation_not_found").await;
+    let id = c.send("chat.sync", json!({"limit": 0})).await;
+    c.expect_error(Some(&id), "invalid_limit").await;
+}
