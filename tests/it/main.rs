@@ -11,3 +11,4 @@ mod openapi;
 mod receipts;
 mod ws_session;
 mod ws_delivery;
+mod ws_presence;

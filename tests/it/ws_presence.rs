@@ -1,0 +1,144 @@
+//! Gateway: presence (clean close, lapsed TTL, snapshot, Redis down) and typing.
+
+use std::time::Duration;
+
+use fred::interfaces::{ClientLike, SortedSetsInterface};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+use crate::ws::{WsClient, open};
+
+/// Whether `user` has a pending last-seen write for the jobs.
+async fn pending_last_seen(app: &TestApp, user: uuid::Uuid) -> Option<f64> {
+    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&app.settings.redis_url).unwrap()).build().unwrap();
+    client.init().await.unwrap();
+    let key = format!("{}lastseen:pending", app.settings.redis_prefix);
+    let score: Option<f64> = client.zscore(key, user.to_string()).await.unwrap();
+    let _ = client.quit().await;
+    score
+}
+
+#[tokio::test]
+async fn peers_see_a_user_come_online_and_go_offline_on_clean_close() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    app.conversation(&ann, &bob).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+
+    let a = WsClient::connect(&app, &ann).await;
+    let online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(online["status"], "online");
+
+    // A second device changes nothing; closing it leaves Ann online.
+    let a2 = WsClient::connect(&app, &ann).await;
+    a2.close().await;
+    a.close().await;
+    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(offline["status"], "offline", "the first update after online is the offline one: {offline}");
+    let last_seen: chrono::DateTime<chrono::Utc> = offline["lastSeenAt"].as_str().unwrap().parse().unwrap();
+    assert!((chrono::Utc::now() - last_seen).num_seconds().abs() < 30);
+    assert!(pending_last_seen(&app, ann.id).await.is_some(), "the last-seen time is handed to the jobs");
+}
+
+#[tokio::test]
+async fn a_crashed_connection_goes_offline_after_the_presence_ttl() {
+    let app = TestApp::spawn_with(|s| s.presence_ttl_secs = 2).await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    app.conversation(&ann, &bob).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+    b.keep_alive(Duration::from_millis(500));
+
+    // Ann's client freezes: the socket stays open, nothing more is sent.
+    let frozen = open(app.addr, &[("authorization", &format!("Bearer {}", ann.token))]).await.unwrap();
+    let online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(online["status"], "online");
+    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["lastSeenAt"].as_str().is_some());
+    drop(frozen);
+}
+
+#[tokio::test]
+async fn presence_subscribe_answers_for_peers_only() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let cat = app.register("Cat").await;
+    let stranger = app.register("Stranger").await;
+    app.conversation(&ann, &bob).await;
+    app.conversation(&ann, &cat).await;
+    let _b = WsClient::connect(&app, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+
+    let id = a.presence_subscribe(&[bob.id, cat.id]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let update = a.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+        statuses.push((update["userId"].as_str().unwrap().to_owned(), update["status"].as_str().unwrap().to_owned()));
+    }
+    statuses.sort();
+    let mut expected = vec![(bob.id.to_string(), "online".to_owned()), (cat.id.to_string(), "offline".to_owned())];
+    expected.sort();
+    assert_eq!(statuses, expected);
+
+    let id = a.presence_subscribe(&[stranger.id]).await;
+    a.expect_error(Some(&id), "not_a_peer").await;
+    let id = a.send("presence.subscribe", json!({"userIds": []})).await;
+    a.expect_error(Some(&id), "invalid_user_ids").await;
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_presence_is_unknown_and_sends_still_work() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut settings = app.settings.clone();
+    settings.redis_url = "redis://127.0.0.1:1".into();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    let cut_off = TestApp::spawn_settings(settings, duet::Service::ALL).await;
+
+    let mut a = WsClient::connect(&cut_off, &ann).await;
+    let ack = a.send_message(conversation, "stored anyway").await;
+    assert_eq!(ack["seq"], 1);
+    let id = a.presence_subscribe(&[bob.id]).await;
+    let update = a.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+    assert_eq!(update["status"], "unknown");
+
+    let mut b = WsClient::connect(&app, &bob).await;
+    let synced = b.sync_conversation(conversation, 0, 10).await;
+    assert_eq!(synced[0]["id"], ack["messageId"]);
+}
+
+#[tokio::test]
+async fn typing_is_forwarded_stopped_and_expires_without_refresh() {
+    let app = TestApp::spawn_with(|s| s.typing_ttl_secs = 1).await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+    let is_typing = |state: &'static str| move |t: &serde_json::Value| t["state"] == state;
+
+    a.typing(conversation, "start").await;
+    let start = b.next_matching("chat.typing", is_typing("start")).await;
+    assert_eq!((start["userId"].as_str(), start["conversationId"].as_str()), (Some(ann.id.to_string().as_str()), Some(conversation.to_string().as_str())));
+    a.typing(conversation, "stop").await;
+    b.next_matching("chat.typing", is_typing("stop")).await;
+
+    // A start that is never refreshed ends by itself.
+    a.typing(conversation, "start").await;
+    b.next_matching("chat.typing", is_typing("start")).await;
+    let expired = b.next_matching("chat.typing", |_| true).await;
+    assert_eq!(expired["state"], "stop");
+    assert_eq!(expired["userId"], ann.id.to_string());
+
+    let stored: i64 = sqlx::query_scalar("select count(*) from messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, 0, "typing is never stored");
+    let stranger = app.register("Stranger").await;
+    let mut s = WsClient::connect(&app, &stranger).await;
+    let id = s.typing(conversation, "start").await;
+    s.expect_error(Some(&id), "conversation_not_found").await;
+}
