@@ -30,7 +30,7 @@ use crate::writer::{Sink, Writer};
 type Stream = SplitStream<WebSocketStream>;
 
 /// How long the reader waits for the writer to finish a close.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 pub fn endpoint(gateway: Gateway) -> impl Endpoint + 'static {
     poem::get(WsEndpoint(gateway))
@@ -79,7 +79,10 @@ fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 4 * 1024;
     config.write_buffer_size = 0;
-    config.max_write_buffer_size = max_frame_bytes.max(64 * 1024) * 4;
+    // Frames are written one at a time with backpressure, so the buffer
+    // never holds more than one frame; a limit below the largest frame (a
+    // sync result) would fail that write.
+    config.max_write_buffer_size = usize::MAX;
     config.max_message_size = Some(max_frame_bytes);
     config.max_frame_size = Some(max_frame_bytes);
     config

@@ -20,6 +20,8 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 500;
 /// Most conversations in one result.
 pub const MAX_CONVERSATIONS: usize = 50;
+/// Rough size of one result: past it, conversations stop early with `hasMore`.
+pub const RESULT_BYTES: usize = 1024 * 1024;
 
 /// The result, and per conversation the seq the client then holds everything up to
 /// (only for conversations fully caught up).
@@ -60,11 +62,17 @@ pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: O
     };
     let mut conversations = Vec::with_capacity(rows.len());
     let mut up_to = Vec::new();
+    let mut budget = RESULT_BYTES;
     for (conversation_id, after_seq) in cursors {
         let row = rows.iter().find(|r| r.conversation_id == conversation_id).expect("a row per cursor");
         let mut messages = store::messages_between(&ctx.db, conversation_id, after_seq, i64::MAX, i64::from(limit) + 1).await?;
-        let has_more = messages.len() > limit as usize;
+        let mut has_more = messages.len() > limit as usize;
         messages.truncate(limit as usize);
+        // Each conversation gets at least one message, so paging always progresses.
+        if let Some(fit) = fitting(&messages, &mut budget) {
+            has_more = true;
+            messages.truncate(fit);
+        }
         if !has_more {
             // Everything stored up to the conversation's last seq at read time is in hand.
             let newest = messages.last().map_or(after_seq.min(row.last_seq), |m| m.seq);
@@ -80,4 +88,17 @@ pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: O
         });
     }
     Ok((SyncResult { reference, conversations, more_conversations }, up_to))
+}
+
+/// How many of `messages` fit in what is left of `budget` (at least one), if not all.
+fn fitting(messages: &[duet_common::domain::Message], budget: &mut usize) -> Option<usize> {
+    for (i, m) in messages.iter().enumerate() {
+        let size = 300 + m.text.as_ref().map_or(0, String::len) + m.payload.as_ref().map_or(0, |p| p.to_string().len());
+        if size > *budget && i > 0 {
+            *budget = 0;
+            return Some(i);
+        }
+        *budget = budget.saturating_sub(size);
+    }
+    None
 }

@@ -34,8 +34,9 @@ pub type Sink = SplitSink<WebSocketStream, WsMessage>;
 const FILL_PAGE: i64 = 200;
 /// Largest gap filled live; beyond it the client sees the jump in seq and syncs.
 const FILL_MAX: i64 = 2_000;
-/// How long a close frame may take to go out to a client that is not reading.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a close frame may wait for a client that is not reading (behind
+/// what is already in its socket); then the connection is dropped.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Writer {
     pub sink: Sink,
@@ -83,9 +84,10 @@ impl Writer {
         match stop {
             Stop::Gone => None,
             Stop::Close(code, reason) => {
+                // Counted when decided: the close may wait for the client to read.
+                self.metrics.closed(code);
                 let close = WsMessage::close_with(CloseCode::from(code), reason);
                 let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.sink.send(close)).await;
-                self.metrics.closed(code);
                 Some(code)
             }
         }

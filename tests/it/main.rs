@@ -12,3 +12,4 @@ mod receipts;
 mod ws_session;
 mod ws_delivery;
 mod ws_presence;
+mod ws_limits;

@@ -46,6 +46,18 @@ pub async fn open(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Resul
     tokio_tungstenite::connect_async(request).await.map(|(stream, _)| stream)
 }
 
+/// Opens an authenticated WebSocket whose socket has a tiny receive buffer,
+/// so a client that stops reading pushes back on the server quickly.
+pub async fn open_with_small_buffer(addr: std::net::SocketAddr, token: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.expect("tcp connects");
+    let mut request = ws_url(addr).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (stream, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await.expect("websocket opens");
+    stream
+}
+
 impl WsClient {
     /// Connects with `Authorization: Bearer` and waits for `auth.ok`.
     pub async fn connect(app: &TestApp, user: &TestUser) -> WsClient {
