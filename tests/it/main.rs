@@ -13,3 +13,4 @@ mod ws_session;
 mod ws_delivery;
 mod ws_presence;
 mod ws_limits;
+mod ws_nodes;

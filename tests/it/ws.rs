@@ -158,6 +158,23 @@ impl WsClient {
         }
     }
 
+    /// Every frame until the connection ends (closed, reset or killed); the close code if there was one.
+    pub async fn drain_until_gone(&mut self) -> (Vec<(String, Value)>, Option<u16>) {
+        let mut frames = Vec::new();
+        loop {
+            let next = tokio::time::timeout(WAIT, self.stream.next()).await.expect("the connection neither ended nor sent");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    frames.push((frame["type"].as_str().unwrap().to_owned(), frame["data"].clone()));
+                }
+                Some(Ok(Message::Close(close))) => return (frames, close.map(|c| c.code.into())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return (frames, None),
+            }
+        }
+    }
+
     /// The next frame, which must be of type `kind`; returns its data.
     pub async fn expect(&mut self, kind: &str) -> Value {
         let (got, data) = self.recv().await;

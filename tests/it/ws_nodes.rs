@@ -1,0 +1,128 @@
+//! Gateway: a node killed mid-flow, and a node shut down gracefully.
+//!
+//! The killed node is the real `duet` binary in a child process, SIGKILLed
+//! with no chance to close anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use duet_common::Settings;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::TestApp;
+use crate::ws::{WAIT, WsClient, seqs};
+
+/// Starts `duet serve` with the test's settings; returns it and its address.
+async fn spawn_node_process(settings: &Settings) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .arg("serve")
+        .env("DATABASE_URL", &settings.database_url)
+        .env("REDIS_URL", &settings.redis_url)
+        .env("DUET_REDIS_PREFIX", &settings.redis_prefix)
+        .env("DUET_HTTP_ADDR", "127.0.0.1:0")
+        .env("DUET_DB_POOL_SIZE", settings.db_pool_size.to_string())
+        .env("DUET_RATE_LIMIT_PER_SEC", settings.rate_limit_per_sec.to_string())
+        .env("DUET_RATE_LIMIT_BURST", settings.rate_limit_burst.to_string())
+        .env("DUET_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the duet binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT * 3, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+            if log["message"] == "duet listening" {
+                return log["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("the node exited before listening");
+    })
+    .await
+    .expect("the node listens in time");
+    // Keep draining its logs so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test]
+async fn a_node_killed_while_messages_flow_loses_nothing_acked() {
+    let survivor = TestApp::spawn().await;
+    let ann = survivor.register("Ann").await;
+    let bob = survivor.register("Bob").await;
+    let conversation = survivor.conversation(&ann, &bob).await;
+    let (mut doomed, doomed_addr) = spawn_node_process(&survivor.settings).await;
+
+    let mut b = WsClient::connect(&survivor, &bob).await;
+    let mut a = WsClient::connect_addr(doomed_addr, &ann).await;
+    let mut acked: HashMap<String, (String, i64)> = HashMap::new();
+    let mut sent = 0;
+    for round in 0..6 {
+        for _ in 0..10 {
+            sent += 1;
+            a.send_message_nowait(conversation, &format!("c{sent}"), &format!("message {sent}")).await;
+        }
+        if round == 5 {
+            break; // these ten are in flight when the node dies
+        }
+        for _ in 0..10 {
+            let ack = a.next_matching("chat.message.ack", |_| true).await;
+            acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
+        }
+    }
+    doomed.start_kill().expect("SIGKILL sent");
+    let (frames, close) = a.drain_until_gone().await;
+    assert_eq!(close, None, "a killed node sends no close");
+    for (kind, ack) in frames.iter().filter(|(kind, _)| kind == "chat.message.ack") {
+        assert_eq!(kind, "chat.message.ack");
+        acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
+    }
+    doomed.wait().await.unwrap();
+    assert!(acked.len() >= 50, "at least the first 50 were acked");
+
+    // Ann reconnects to the surviving node; Bob syncs from the start.
+    let mut a = WsClient::connect(&survivor, &ann).await;
+    a.ping().await;
+    let synced = b.sync_conversation(conversation, 0, 100).await;
+    let stored: BTreeMap<i64, (String, String)> = synced
+        .iter()
+        .map(|m| (m["seq"].as_i64().unwrap(), (m["clientMsgId"].as_str().unwrap().into(), m["id"].as_str().unwrap().into())))
+        .collect();
+    assert_eq!(stored.len(), synced.len(), "no seq twice");
+    assert_eq!(seqs(&synced), (1..=synced.len() as i64).collect::<Vec<_>>(), "no gaps, in order");
+    for (client_msg_id, (message_id, seq)) in &acked {
+        assert_eq!(stored.get(seq), Some(&(client_msg_id.clone(), message_id.clone())), "acked {client_msg_id} missing or changed");
+    }
+    println!("{} acked before the kill, {} stored", acked.len(), synced.len());
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_finishes_in_flight_sends_then_closes_1012() {
+    let survivor = TestApp::spawn().await;
+    let node = survivor.spawn_peer().await;
+    let ann = survivor.register("Ann").await;
+    let bob = survivor.register("Bob").await;
+    let conversation = survivor.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&node, &ann).await;
+    a.send_message(conversation, "before").await;
+    for i in 0..20 {
+        a.send_message_nowait(conversation, &format!("in-flight-{i}"), "during shutdown").await;
+    }
+    let stopping = tokio::spawn(node.stop());
+    let (frames, close) = a.drain_until_gone().await;
+    assert_eq!(close, Some(1012));
+    stopping.await.unwrap();
+    let acks: Vec<i64> = frames.iter().filter(|(k, _)| k == "chat.message.ack").map(|(_, d)| d["seq"].as_i64().unwrap()).collect();
+    assert_eq!(acks, (2..2 + acks.len() as i64).collect::<Vec<_>>(), "acks in order, none skipped");
+    let stored: i64 = sqlx::query_scalar("select count(*) from messages where conversation_id = $1")
+        .bind(conversation)
+        .fetch_one(&survivor.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1 + acks.len() as i64, "every stored send was acked; nothing half-done");
+}
