@@ -7,6 +7,7 @@
 //!
 //! The command lines and the JSON they print are a public contract.
 
+mod append;
 mod chat;
 mod checker;
 mod client;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// P pairs of users chatting 1:1 at a total rate R messages/s for D seconds.
     Chat(chat::ChatArgs),
+    /// Closed-loop append throughput over REST (group commit vs one transaction per message).
+    Append(append::AppendArgs),
     /// N authenticated idle WebSocket connections held for a while.
     Connections(connections::ConnectionsArgs),
 }
@@ -37,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let ok = match cli.command {
         Command::Chat(args) => chat::run(args).await?,
         Command::Connections(args) => connections::run(args).await?,
+        Command::Append(args) => append::run(args).await?,
     };
     if !ok {
         std::process::exit(1);

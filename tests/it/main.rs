@@ -7,4 +7,5 @@ mod accounts;
 mod conversations;
 mod messages;
 mod openapi;
+mod ops;
 mod receipts;
