@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::client::{self, User};
+use crate::client;
 use crate::report::{self, Percentiles};
 
 #[derive(clap::Args)]
@@ -47,22 +46,7 @@ struct AppendReport {
 pub async fn run(args: AppendArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.senders >= 2 && args.senders % 2 == 0, "--senders must be even and at least 2");
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.senders).build()?;
-    let users: Vec<User> = futures_util::stream::iter(0..args.senders)
-        .map(|i| {
-            let (http, base) = (http.clone(), args.http.clone());
-            async move { client::register(&http, &base, &format!("append{i}")).await }
-        })
-        .buffered(16)
-        .try_collect()
-        .await?;
-    let conversations: Vec<String> = futures_util::stream::iter(0..args.senders / 2)
-        .map(|p| {
-            let (http, base, a, b) = (http.clone(), args.http.clone(), users[2 * p].clone(), users[2 * p + 1].clone());
-            async move { client::conversation(&http, &base, &a, &b).await }
-        })
-        .buffered(16)
-        .try_collect()
-        .await?;
+    let (users, conversations) = client::setup_pairs(&http, &args.http, args.senders / 2, "append").await?;
 
     let appended = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::checker::{self, ReaderLog, SenderLog, Verdict};
-use crate::client::{self, Incoming, User, WsRx, WsTx};
+use crate::client::{self, Incoming, WsRx, WsTx};
 use crate::report::{self, Percentiles};
 
 #[derive(clap::Args)]
@@ -87,23 +87,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
     let users_n = args.pairs * 2;
     eprintln!("setting up {} users in {} conversations…", users_n, args.pairs);
-    let users: Vec<User> = futures_util::stream::iter(0..users_n)
-        .map(|i| {
-            let http = http.clone();
-            let base = args.http.clone();
-            async move { client::register(&http, &base, &format!("bench{i}")).await }
-        })
-        .buffered(16)
-        .try_collect()
-        .await?;
-    let conversations: Vec<String> = futures_util::stream::iter(0..args.pairs)
-        .map(|p| {
-            let (http, base, a, b) = (http.clone(), args.http.clone(), users[2 * p].clone(), users[2 * p + 1].clone());
-            async move { client::conversation(&http, &base, &a, &b).await }
-        })
-        .buffered(16)
-        .try_collect()
-        .await?;
+    let (users, conversations) = client::setup_pairs(&http, &args.http, args.pairs, "bench").await?;
     let sessions: Vec<(WsTx, WsRx, u64)> = futures_util::stream::iter(users.iter())
         .map(|u| client::connect(&args.url, &u.token, None))
         .buffered(32)

@@ -44,6 +44,23 @@ pub async fn register(http: &reqwest::Client, base: &str, name: &str) -> anyhow:
     })
 }
 
+/// Registers `2 * pairs` users and one conversation per pair (users 2p and
+/// 2p+1 share conversation p).
+pub async fn setup_pairs(http: &reqwest::Client, base: &str, pairs: usize, name: &str) -> anyhow::Result<(Vec<User>, Vec<String>)> {
+    use futures_util::TryStreamExt;
+    let users: Vec<User> = futures_util::stream::iter(0..pairs * 2)
+        .map(|i| async move { register(http, base, &format!("{name}{i}")).await })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let conversations = futures_util::stream::iter(users.chunks(2))
+        .map(|pair| conversation(http, base, &pair[0], &pair[1]))
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok((users, conversations))
+}
+
 /// Gets or creates the conversation between `a` and `b`.
 pub async fn conversation(http: &reqwest::Client, base: &str, a: &User, b: &User) -> anyhow::Result<String> {
     let resp = http

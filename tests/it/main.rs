@@ -8,4 +8,5 @@ mod conversations;
 mod messages;
 mod openapi;
 mod ops;
+mod process;
 mod receipts;

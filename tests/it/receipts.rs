@@ -32,14 +32,7 @@ async fn markers_move_forward_only_and_read_implies_delivered() {
     assert_error(&mark("read", 6).await, StatusCode::BAD_REQUEST, "seq_out_of_range");
     assert_error(&mark("delivered", -1).await, StatusCode::BAD_REQUEST, "invalid_seq");
 
-    let stored: (i64, i64) = sqlx::query_as(
-        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
-    )
-    .bind(conversation)
-    .bind(bob.id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let stored = app.stored_markers(conversation, &bob).await;
     assert_eq!(stored, (5, 5));
     // One event per forward move, none for the no-ops.
     let events: Vec<(String, i64)> = sqlx::query_as(
@@ -69,14 +62,7 @@ async fn concurrent_receipts_never_move_a_marker_backwards() {
     for (status, body) in futures_util::future::join_all(marks).await {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let stored: (i64, i64) = sqlx::query_as(
-        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
-    )
-    .bind(conversation)
-    .bind(bob.id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let stored = app.stored_markers(conversation, &bob).await;
     assert_eq!(stored, (30, 30));
 }
 
@@ -107,11 +93,5 @@ async fn a_refused_receipt_in_a_busy_moment_fails_alone() {
             assert_eq!(response.0, StatusCode::OK, "{}", response.1);
         }
     }
-    let delivered: i64 = sqlx::query_scalar("select last_delivered_seq from conversation_members where conversation_id = $1 and user_id = $2")
-        .bind(conversation)
-        .bind(bob.id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(delivered, 10);
+    assert_eq!(app.stored_markers(conversation, &bob).await.0, 10);
 }
