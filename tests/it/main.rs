@@ -8,6 +8,8 @@ mod accounts;
 mod conversations;
 mod messages;
 mod openapi;
+mod ops;
+mod process;
 mod receipts;
 mod ws_session;
 mod ws_delivery;
