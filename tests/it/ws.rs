@@ -227,11 +227,6 @@ impl WsClient {
         let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = self.stream.next().await {} }).await;
     }
 
-    /// The raw stream, for tests that misbehave on purpose.
-    pub fn into_stream(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-        self.stream
-    }
-
     // ---- one method per frame ----
 
     pub async fn ping(&mut self) -> Value {
