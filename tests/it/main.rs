@@ -5,6 +5,7 @@ mod helpers;
 mod ws;
 
 mod accounts;
+mod asyncapi;
 mod conversations;
 mod messages;
 mod openapi;
