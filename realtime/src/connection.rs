@@ -229,7 +229,6 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
             Ok(Some(Err(e))) => {
                 if handlers::is_too_big(&e) {
                     session.kick(close::TOO_BIG);
-                    break false;
                 }
                 break false;
             }
@@ -241,8 +240,8 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
                     WsMessage::Text(text) if !closing => handler.text(&text).await,
                     WsMessage::Binary(_) if !closing => handler.binary(),
                     WsMessage::Close(_) => {
-                        // Let the writer answer the close handshake.
-                        session.push(Outbound::Close(close::NORMAL, "bye"));
+                        // The writer answers the close handshake (dropping what is queued).
+                        session.kick(close::NORMAL);
                         closing = true;
                     }
                     _ => {}
@@ -250,8 +249,12 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
             }
         }
     };
-    if !writer_done && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
-        writer.abort();
+    if !writer_done {
+        // Unless a close is under way, the socket is gone: the writer stops without writing.
+        session.stop();
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+            writer.abort();
+        }
     }
     gw.hub.unregister(&session);
     // The last session's clean close scores the user offline "now"; the sweeper announces it.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use duet_common::live::user_channel;
 use duet_common::redis::Keys;
 use fred::clients::SubscriberClient;
-use fred::interfaces::PubsubInterface;
+use fred::interfaces::{ClientLike, PubsubInterface};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -101,6 +101,11 @@ async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::U
     while let Some(command) = commands.recv().await {
         match command {
             SubCommand::Subscribe(channel, done) => {
+                // While Redis is down, the reconnect handler subscribes every local user later.
+                if !subscriber.is_connected() {
+                    let _ = done.send(());
+                    continue;
+                }
                 if let Err(e) = subscriber.subscribe(channel.as_str()).await {
                     // Live delivery for this user resumes when Redis reconnects
                     // (every local user is resubscribed); the client syncs meanwhile.

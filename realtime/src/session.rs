@@ -48,6 +48,9 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
+/// The kick that means "the socket is gone": stop without writing a close.
+pub const GONE: u16 = u16::MAX;
+
 /// How many of its own sends a session remembers, waiting for their live copy.
 const OWN_SENDS: usize = 32;
 
@@ -91,6 +94,11 @@ impl Session {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Stops the writer without a close frame: the client is already gone.
+    pub fn stop(&self) {
+        self.kick(GONE);
     }
 
     /// Closes the session with `code` ahead of anything queued. The first code wins.

@@ -70,7 +70,7 @@ impl Writer {
             let next_expiry = self.typing.iter().map(|t| t.2).min();
             let step = tokio::select! {
                 biased;
-                code = self.session.kicked() => Err(Stop::Close(code, reason_of(code))),
+                code = self.session.kicked() => Err(stop_for(code)),
                 item = self.queue.recv() => match item {
                     Some(item) => self.handle(item).await,
                     None => Err(Stop::Gone),
@@ -213,7 +213,7 @@ impl Writer {
         let session = self.session.clone();
         tokio::select! {
             biased;
-            code = session.kicked() => Err(Stop::Close(code, reason_of(code))),
+            code = session.kicked() => Err(stop_for(code)),
             sent = self.sink.send(WsMessage::Text(text)) => sent.map_err(|_| Stop::Gone),
         }
     }
@@ -224,6 +224,10 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+fn stop_for(code: u16) -> Stop {
+    if code == crate::session::GONE { Stop::Gone } else { Stop::Close(code, reason_of(code)) }
 }
 
 fn reason_of(code: u16) -> &'static str {

@@ -142,3 +142,17 @@ async fn typing_is_forwarded_stopped_and_expires_without_refresh() {
     let id = s.typing(conversation, "start").await;
     s.expect_error(Some(&id), "conversation_not_found").await;
 }
+
+#[tokio::test]
+async fn a_connection_dropped_without_a_close_frame_goes_offline_without_waiting_for_the_ttl() {
+    let app = TestApp::spawn().await; // presence TTL 60 s: only the dropped socket can explain offline
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    app.conversation(&ann, &bob).await;
+    let mut b = WsClient::connect(&app, &bob).await;
+    let a = WsClient::connect(&app, &ann).await;
+    b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string() && u["status"] == "online").await;
+    drop(a); // the TCP connection closes with no WebSocket close frame
+    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(offline["status"], "offline");
+}
