@@ -12,18 +12,25 @@ use duet_common::live::user_channel;
 use duet_common::redis::Keys;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, PubsubInterface};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::session::{Outbound, Session};
 
 enum SubCommand {
-    Subscribe(String, oneshot::Sender<()>),
+    /// Subscribe, then set the flag so every session waiting on it may go on.
+    Subscribe(String, watch::Sender<bool>),
     Unsubscribe(String),
 }
 
+/// A user's local sessions, and whether their channel is subscribed yet.
+struct Local {
+    sessions: Vec<Arc<Session>>,
+    subscribed: watch::Receiver<bool>,
+}
+
 pub struct Hub {
-    sessions: Mutex<HashMap<Uuid, Vec<Arc<Session>>>>,
+    sessions: Mutex<HashMap<Uuid, Local>>,
     subscriptions: mpsc::UnboundedSender<SubCommand>,
     keys: Keys,
 }
@@ -39,29 +46,26 @@ impl Hub {
     /// Adds a session; resolves once the user's channel is subscribed (or the attempt failed),
     /// so nothing published after `auth.ok` is missed live.
     pub async fn register(&self, session: Arc<Session>) {
-        let waiter = {
+        let mut subscribed = {
             let mut sessions = self.sessions.lock().expect("hub poisoned");
-            let list = sessions.entry(session.user_id).or_default();
-            list.push(session.clone());
-            if list.len() == 1 {
-                let (done, waiter) = oneshot::channel();
+            let local = sessions.entry(session.user_id).or_insert_with(|| {
+                let (done, subscribed) = watch::channel(false);
                 let _ = self.subscriptions.send(SubCommand::Subscribe(user_channel(&self.keys, session.user_id), done));
-                Some(waiter)
-            } else {
-                None
-            }
+                Local { sessions: Vec::new(), subscribed }
+            });
+            local.sessions.push(session.clone());
+            local.subscribed.clone()
         };
-        if let Some(waiter) = waiter {
-            let _ = waiter.await;
-        }
+        // Also a second session that arrives while the first one's subscribe is in flight.
+        let _ = subscribed.wait_for(|done| *done).await;
     }
 
     /// Removes a session; unsubscribes after the user's last one on this node.
     pub fn unregister(&self, session: &Session) {
         let mut sessions = self.sessions.lock().expect("hub poisoned");
-        if let Some(list) = sessions.get_mut(&session.user_id) {
-            list.retain(|s| s.id != session.id);
-            if list.is_empty() {
+        if let Some(local) = sessions.get_mut(&session.user_id) {
+            local.sessions.retain(|s| s.id != session.id);
+            if local.sessions.is_empty() {
                 sessions.remove(&session.user_id);
                 let _ = self.subscriptions.send(SubCommand::Unsubscribe(user_channel(&self.keys, session.user_id)));
             }
@@ -70,7 +74,7 @@ impl Hub {
 
     /// The user's local sessions.
     pub fn sessions_of(&self, user_id: Uuid) -> Vec<Arc<Session>> {
-        self.sessions.lock().expect("hub poisoned").get(&user_id).cloned().unwrap_or_default()
+        self.sessions.lock().expect("hub poisoned").get(&user_id).map(|l| l.sessions.clone()).unwrap_or_default()
     }
 
     /// Gives each of the user's local sessions an item made by `make`.
@@ -82,7 +86,7 @@ impl Hub {
 
     /// Every local session.
     pub fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().expect("hub poisoned").values().flatten().cloned().collect()
+        self.sessions.lock().expect("hub poisoned").values().flat_map(|l| l.sessions.iter().cloned()).collect()
     }
 
     /// Channels of every user with a local session.
@@ -103,7 +107,7 @@ async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::U
             SubCommand::Subscribe(channel, done) => {
                 // While Redis is down, the reconnect handler subscribes every local user later.
                 if !subscriber.is_connected() {
-                    let _ = done.send(());
+                    done.send_replace(true);
                     continue;
                 }
                 if let Err(e) = subscriber.subscribe(channel.as_str()).await {
@@ -111,7 +115,7 @@ async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::U
                     // (every local user is resubscribed); the client syncs meanwhile.
                     tracing::warn!(error = %e, %channel, "subscribe failed");
                 }
-                let _ = done.send(());
+                done.send_replace(true);
             }
             SubCommand::Unsubscribe(channel) => {
                 if let Err(e) = subscriber.unsubscribe(channel.as_str()).await {

@@ -42,7 +42,8 @@ pub async fn connect(url: &str) -> anyhow::Result<SubscriberClient> {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_subscriber_client()
         .context("Failed to build the Redis subscriber")?;
-    let _ = client.connect();
+    // The connection task runs (and reconnects) on its own; its handle is not needed.
+    drop(client.connect());
     let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await;
     Ok(client)
 }
@@ -68,10 +69,10 @@ pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>) {
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     let channels = hub.channels();
-                    if !channels.is_empty() {
-                        if let Err(e) = subscriber.subscribe(channels).await {
-                            tracing::warn!(error = %e, "resubscribe after reconnect failed");
-                        }
+                    if !channels.is_empty()
+                        && let Err(e) = subscriber.subscribe(channels).await
+                    {
+                        tracing::warn!(error = %e, "resubscribe after reconnect failed");
                     }
                     resync(&hub);
                 }

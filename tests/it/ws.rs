@@ -279,8 +279,7 @@ impl WsClient {
     /// `chat.sync` with this data; returns the result's data.
     pub async fn sync(&mut self, data: Value) -> Value {
         let id = self.send("chat.sync", data).await;
-        let result = self.next_matching("chat.sync.result", |r| r["ref"] == id.as_str()).await;
-        result
+        self.next_matching("chat.sync.result", |r| r["ref"] == id.as_str()).await
     }
 
     /// Every message of the conversation after `after_seq`, paging until `hasMore` is false.
