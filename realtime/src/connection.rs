@@ -237,7 +237,8 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
                     idle_deadline = Instant::now() + idle;
                 }
                 match message {
-                    WsMessage::Text(text) if !closing => handler.text(&text).await,
+                    // Boxed: an idle connection keeps no room for a command's state.
+                    WsMessage::Text(text) if !closing => Box::pin(handler.text(&text)).await,
                     WsMessage::Binary(_) if !closing => handler.binary(),
                     WsMessage::Close(_) => {
                         // The writer answers the close handshake (dropping what is queued).

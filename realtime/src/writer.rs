@@ -72,10 +72,11 @@ impl Writer {
                 biased;
                 code = self.session.kicked() => Err(stop_for(code)),
                 item = self.queue.recv() => match item {
-                    Some(item) => self.handle(item).await,
+                    // Boxed: an idle session keeps no room for a gap fill's state.
+                    Some(item) => Box::pin(self.handle(item)).await,
                     None => Err(Stop::Gone),
                 },
-                _ = sleep_until(next_expiry), if next_expiry.is_some() => self.expire_typing().await,
+                _ = sleep_until(next_expiry), if next_expiry.is_some() => Box::pin(self.expire_typing()).await,
             };
             if let Err(stop) = step {
                 break stop;
@@ -175,7 +176,11 @@ impl Writer {
     }
 
     async fn push_stored(&mut self, message: &Message) -> Result<(), Stop> {
-        self.write(message_frame(message)).await?;
+        // This session's own send, still in flight: its ack is on the way.
+        let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
+        if !own {
+            self.write(message_frame(message)).await?;
+        }
         self.advance(message.conversation_id, message.seq);
         Ok(())
     }
