@@ -88,15 +88,25 @@ impl Bucket {
     }
 
     pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
-        self.at = now;
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Milliseconds until the next token.
+    pub fn retry_after_ms(&mut self) -> u64 {
+        self.refill();
+        (((1.0 - self.tokens).max(0.0) / self.per_sec) * 1000.0).ceil().max(1.0) as u64
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
+        self.at = now;
     }
 }
 
@@ -135,7 +145,7 @@ impl Handler {
         };
         // Sends have their own per-user limit, shared with REST across nodes.
         if !matches!(event, ClientEvent::Send(_)) && !self.frames.take() {
-            let err = ApiError::RateLimited { retry_after_ms: 20 };
+            let err = ApiError::RateLimited { retry_after_ms: self.frames.retry_after_ms() };
             return self.reply(api_error_frame(reference.as_deref(), &err));
         }
         let r = reference.as_deref();
@@ -233,5 +243,38 @@ impl Handler {
         let out = frame("chat.typing", TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state });
         live::publish(&gw.ctx.redis, &gw.ctx.keys, &[peer], live::encode_other(&out)).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_frames_are_recognised_in_the_error_poem_hands_over() {
+        use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+        let err = Error::Capacity(CapacityError::MessageTooLong { size: 10, max_size: 5 });
+        assert!(is_too_big(&std::io::Error::other(err.to_string())));
+        assert!(!is_too_big(&std::io::Error::other("connection reset")));
+    }
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_says_when_to_retry() {
+        let mut bad = Bucket::bad_frames();
+        assert!((0..10).all(|_| bad.take()));
+        assert!(!bad.take());
+        let retry = bad.retry_after_ms();
+        assert!((1..=1000).contains(&retry), "{retry}");
+    }
+
+    #[test]
+    fn parse_names_the_frame_in_every_refusal_it_can() {
+        let code = |text: &str| parse(text).map(|_| ()).unwrap_err();
+        assert_eq!(code("nope").code, "invalid_json");
+        assert_eq!(code(r#"{"id":"x"}"#).reference.as_deref(), Some("x"));
+        let unknown = code(r#"{"type":"what","id":"y"}"#);
+        assert_eq!((unknown.code, unknown.reference.as_deref()), ("unknown_type", Some("y")));
+        let (id, event) = parse(r#"{"type":"presence.ping","id":"z"}"#).unwrap();
+        assert_eq!((id.as_deref(), event), (Some("z"), ClientEvent::Ping(Default::default())));
     }
 }

@@ -33,6 +33,9 @@ async fn peers_see_a_user_come_online_and_go_offline_on_clean_close() {
     // A second device changes nothing; closing it leaves Ann online.
     let a2 = WsClient::connect(&app, &ann).await;
     a2.close().await;
+    let id = b.presence_subscribe(&[ann.id]).await;
+    let still = b.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+    assert_eq!(still["status"], "online", "one of Ann's sessions is still open");
     a.close().await;
     let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(offline["status"], "offline", "the first update after online is the offline one: {offline}");
