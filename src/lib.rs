@@ -23,10 +23,12 @@ pub enum Service {
     CommandApi,
     /// Users, conversation lists, history and search (REST).
     QueryApi,
+    /// Outbox relay and Redis projections (the read side's writer).
+    Projector,
 }
 
 impl Service {
-    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi];
+    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Projector];
 }
 
 type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
@@ -81,6 +83,13 @@ impl Application {
         let serves = |s| services.contains(&s);
         let commands = serves(Service::CommandApi).then(|| Commands::start(&ctx));
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
+        let projector = match serves(Service::Projector) {
+            true => {
+                let config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
+                Some(duet_projector::Projector::start(&ctx, config).await?)
+            }
+            false => None,
+        };
         let api = openapi_service((
             Served(commands.map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
@@ -92,9 +101,13 @@ impl Application {
             .data(ctx.jwt.clone())
             .data(ctx.clone());
         tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");
-        Server::new_with_acceptor(acceptor)
+        let served = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(wrap(app, ctx.metrics.clone()), shutdown, Some(Duration::from_secs(30)))
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        if let Some(projector) = projector {
+            projector.stop().await;
+        }
+        served
     }
 }
