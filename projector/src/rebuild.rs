@@ -10,7 +10,6 @@
 //! state the live projector reaches.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -27,6 +26,9 @@ use crate::keys;
 
 /// Member rows read per round trip.
 const PAGE: i64 = 500;
+/// The rebuild lock's lifetime, renewed after every page: a crashed rebuild
+/// blocks the next one for at most this long.
+const LOCK_SECS: i64 = 30;
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
@@ -54,7 +56,7 @@ pub async fn rebuild(ctx: &AppContext) -> anyhow::Result<Option<Rebuilt>> {
     let taken: Option<String> = ctx
         .redis
         .next()
-        .set(&lock, &token, Some(Expiration::EX(600)), Some(SetOptions::NX), false)
+        .set(&lock, &token, Some(Expiration::EX(LOCK_SECS)), Some(SetOptions::NX), false)
         .await
         .context("Failed to take the rebuild lock")?;
     if taken.is_none() {
@@ -101,6 +103,7 @@ async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
         after = (last.conversation_id, last.user_id);
         rebuild_page(ctx, &rows).await?;
         rebuilt.entries += rows.len() as u64;
+        let _: bool = client.expire(keys::rebuild_lock(&ctx.keys), LOCK_SECS, None).await?;
     }
     let _: () = client.set(keys::ready(&ctx.keys), "1", None, None, false).await?;
     tracing::info!(entries = rebuilt.entries, elapsed_ms = started.elapsed().as_millis() as u64, "projections rebuilt");
@@ -173,18 +176,4 @@ async fn rebuild_entry(ctx: &AppContext, row: &MemberRow, last: Option<Message>,
 pub async fn is_ready(ctx: &AppContext) -> anyhow::Result<bool> {
     let n: i64 = ctx.redis.next().exists(keys::ready(&ctx.keys)).await?;
     Ok(n == 1)
-}
-
-/// Rebuilds if the projections are cold; used at start-up and periodically,
-/// so a Redis that lost its data heals on its own.
-pub async fn ensure_ready(ctx: &AppContext) -> anyhow::Result<()> {
-    if is_ready(ctx).await? {
-        return Ok(());
-    }
-    tracing::info!("projections are cold; rebuilding from PostgreSQL");
-    if rebuild(ctx).await?.is_none() {
-        tracing::info!("another process is rebuilding the projections");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(())
 }

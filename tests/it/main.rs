@@ -7,4 +7,6 @@ mod accounts;
 mod conversations;
 mod messages;
 mod openapi;
+mod projections;
+mod read_side_support;
 mod receipts;
