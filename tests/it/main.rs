@@ -5,8 +5,10 @@ mod helpers;
 
 mod accounts;
 mod conversations;
+mod history;
 mod messages;
 mod openapi;
 mod projections;
 mod read_side_support;
 mod receipts;
+mod replica;
