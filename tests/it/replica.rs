@@ -151,3 +151,45 @@ async fn read_your_writes_holds_while_replica_replay_is_paused() {
     let path = format!("/conversations/{conversation}/messages?minSeq=4");
     assert_eq!(page(&app, &bob.token, &path).await, (vec![1, 2, 3, 4], "replica".to_owned()));
 }
+
+#[tokio::test]
+async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
+    let _replica = take_replica().await;
+    let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    for i in 1..=3 {
+        app.send_ok(&ann, conversation, &format!("m{i}")).await;
+    }
+    crate::read_side_support::mark(&app, &bob, conversation, "read", 2).await;
+    // A login of the analyst role, as docs/analytics.md sets one up (roles are cluster-wide).
+    sqlx::query(
+        "do $$ begin create role duet_test_analyst login in role duet_analyst; \
+         exception when duplicate_object or unique_violation then null; end $$",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    replicated(&app, conversation, 3).await;
+    let url = app.settings.database_replica_url.clone().unwrap().replace("postgres@", "duet_test_analyst@");
+    let receipts = eventually("the read receipt on the replica", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let mut conn = PgConnection::connect(&url).await.ok()?;
+            let row: (i64, i64, i64) =
+                sqlx::query_as("select messages, delivered, read from analytics.messages_per_day join analytics.receipt_latency_per_day using (day)")
+                    .fetch_one(&mut conn)
+                    .await
+                    .ok()?;
+            (row.2 == 2).then_some(row)
+        }
+    })
+    .await;
+    assert_eq!(receipts, (3, 2, 2), "messages, delivered and read today");
+    let mut analyst = PgConnection::connect(&url).await.unwrap();
+    let active: i64 = sqlx::query_scalar("select active_users from analytics.active_users_per_day").fetch_one(&mut analyst).await.unwrap();
+    assert_eq!(active, 1);
+    let raw = sqlx::query("select count(*) from messages").fetch_one(&mut analyst).await.unwrap_err();
+    assert!(raw.to_string().contains("permission denied"), "{raw}");
+}
