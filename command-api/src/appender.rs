@@ -14,7 +14,6 @@
 //! one bad row fails alone.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -25,8 +24,9 @@ use duet_common::message_columns;
 use duet_common::events::{DomainEvent, Envelope};
 use duet_common::settings::{AppendMode, Settings};
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+use crate::batcher::Batcher;
 
 /// A validated message to append.
 #[derive(Debug)]
@@ -44,29 +44,23 @@ pub struct Appended {
     pub created: bool,
 }
 
-type Reply = oneshot::Sender<Result<Appended, ApiError>>;
-
 /// Handle to the writers. Cheap to clone.
 #[derive(Clone)]
 pub struct Appender {
     db: PgPool,
     mode: AppendMode,
-    writers: Vec<mpsc::Sender<(AppendRequest, Reply)>>,
+    batcher: Batcher<AppendRequest, Appended>,
 }
 
 impl Appender {
-    /// Starts the writer tasks. They stop once every handle is dropped and
-    /// their queues are drained.
+    /// Starts the writer tasks.
     pub fn start(db: PgPool, settings: &Settings) -> Self {
-        let max_batch = settings.append_max_batch;
-        let writers = (0..settings.append_writers)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(max_batch * 4);
-                tokio::spawn(writer(db.clone(), rx, max_batch));
-                tx
-            })
-            .collect();
-        Appender { db, mode: settings.append_mode, writers }
+        let pool = db.clone();
+        let batcher = Batcher::start(settings.append_writers, settings.append_max_batch, move |requests| {
+            let pool = pool.clone();
+            async move { append_batch_or_split(&pool, &requests).await }
+        });
+        Appender { db, mode: settings.append_mode, batcher }
     }
 
     /// Appends one message; returns after it is committed (or refused).
@@ -74,31 +68,7 @@ impl Appender {
         if self.mode == AppendMode::Single {
             return append_alone(&self.db, &request).await;
         }
-        let (reply, answer) = oneshot::channel();
-        let writer = &self.writers[shard(request.conversation_id, self.writers.len())];
-        writer
-            .send((request, reply))
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
-        answer.await.map_err(|_| ApiError::Internal(anyhow::anyhow!("append writer stopped")))?
-    }
-}
-
-fn shard(conversation_id: Uuid, writers: usize) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    conversation_id.hash(&mut hasher);
-    (hasher.finish() % writers as u64) as usize
-}
-
-async fn writer(db: PgPool, mut queue: mpsc::Receiver<(AppendRequest, Reply)>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while queue.recv_many(&mut batch, max_batch).await > 0 {
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let outcomes = append_batch_or_split(&db, &requests).await;
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            // The caller may have gone away; the message is stored regardless.
-            let _ = reply.send(outcome);
-        }
+        self.batcher.submit(request.conversation_id, request).await
     }
 }
 

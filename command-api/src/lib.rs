@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod api;
 pub mod appender;
+pub mod batcher;
 pub mod conversations;
 pub mod devices;
 pub mod receipts;
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;
-pub use receipts::{Markers, Receipt};
+pub use receipts::{Markers, Receipt, ReceiptRequest, ReceiptWriter};
 
 /// Where a message goes: a known conversation, or the conversation with a user.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +35,7 @@ pub enum Target {
 pub struct Commands {
     pub ctx: AppContext,
     appender: Appender,
+    receipts: ReceiptWriter,
     send_limiter: RateLimiter,
 }
 
@@ -43,6 +45,7 @@ impl Commands {
         let settings = &ctx.settings;
         Commands {
             appender: Appender::start(ctx.db.clone(), settings),
+            receipts: ReceiptWriter::start(ctx.db.clone(), settings.append_writers, settings.append_max_batch),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
         }
@@ -71,7 +74,7 @@ impl Commands {
     /// Records a delivered or read receipt and tells the other party (and the
     /// user's other devices) when a marker moved.
     pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
-        let markers = receipts::record(&self.ctx.db, user_id, conversation_id, seq, receipt).await?;
+        let markers = self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await?;
         if markers.moved {
             let (kind, seq) = match receipt {
                 Receipt::Delivered => ("chat.message.delivered", markers.last_delivered_seq),

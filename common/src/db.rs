@@ -19,7 +19,12 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     }
     match Postgres::create_database(url).await {
         Ok(()) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        // Another process created it first (42P04, or 23505 when the two
+        // inserts into pg_database race).
+        Err(e) if Postgres::database_exists(url).await.unwrap_or(false) => {
+            tracing::debug!(error = %e, "database created concurrently");
+            Ok(())
+        }
         Err(e) => Err(e).context("Failed to create the database"),
     }
 }

@@ -18,7 +18,11 @@ pub fn pending_key(keys: &Keys) -> String {
 
 /// Records that `user_id` was last seen at `at`; a later time wins.
 pub async fn record(redis: &Pool, keys: &Keys, user_id: Uuid, at: DateTime<Utc>) {
-    let result: Result<i64, Error> = redis
+    let Some(client) = crate::redis::connected(redis) else {
+        tracing::warn!(%user_id, "Redis down: last seen not recorded");
+        return;
+    };
+    let result: Result<i64, Error> = client
         .zadd(pending_key(keys), None, Some(Ordering::GreaterThan), false, false, (at.timestamp_millis() as f64, user_id.to_string()))
         .await;
     if let Err(e) = result {

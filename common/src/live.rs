@@ -102,7 +102,10 @@ pub fn decode(payload: &str) -> Option<Live<'_>> {
 /// are logged, never returned: the message is already durable, and the
 /// receivers catch up from PostgreSQL.
 pub async fn publish(redis: &Pool, keys: &Keys, users: &[Uuid], payload: String) {
-    let client = redis.next();
+    let Some(client) = crate::redis::connected(redis) else {
+        tracing::debug!("Redis down: live publish skipped; receivers will catch up from PostgreSQL");
+        return;
+    };
     let pipeline = client.pipeline();
     for user in users {
         let _: Result<(), Error> = pipeline.publish(user_channel(keys, *user), payload.as_str()).await;

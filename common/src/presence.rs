@@ -78,9 +78,10 @@ return 0
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
 pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, node_id: &str, ttl_ms: u64) -> Option<bool> {
+    let Some(client) = crate::redis::connected(redis) else { return None };
     let result: Result<i64, Error> = TOUCH
         .evalsha_with_reload(
-            redis.next(),
+            client,
             vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
             vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()],
         )
@@ -96,9 +97,10 @@ pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, n
 
 /// Ends a session. `Some(true)` if the user is now offline.
 pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -> Option<bool> {
+    let Some(client) = crate::redis::connected(redis) else { return None };
     let result: Result<i64, Error> = LEAVE
         .evalsha_with_reload(
-            redis.next(),
+            client,
             vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
             vec![session_id.to_string(), user_id.to_string()],
         )
@@ -117,7 +119,7 @@ pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<boo
     if users.is_empty() {
         return Some(Vec::new());
     }
-    let client = redis.next();
+    let client = crate::redis::connected(redis)?;
     let pipeline = client.pipeline();
     for user in users {
         let _: Result<(), Error> = pipeline.exists(user_key(keys, *user)).await;
@@ -158,8 +160,9 @@ return out
 /// once across all callers, with when it ended. Empty when Redis is down.
 pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(Uuid, chrono::DateTime<chrono::Utc>)> {
     let user_prefix = keys.key(format_args!("presence:user:"));
+    let Some(client) = crate::redis::connected(redis) else { return Vec::new() };
     let result: Result<Vec<String>, Error> = CLAIM_EXPIRED
-        .evalsha_with_reload(redis.next(), vec![expiries_key(keys)], vec![user_prefix, limit.to_string()])
+        .evalsha_with_reload(client, vec![expiries_key(keys)], vec![user_prefix, limit.to_string()])
         .await;
     match result {
         Ok(flat) => flat

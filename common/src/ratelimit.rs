@@ -60,8 +60,10 @@ impl RateLimiter {
 
     /// Takes one token from the bucket at `key`.
     pub async fn check(&self, redis: &Pool, key: &str) -> Decision {
-        let result: Result<i64, Error> =
-            TOKEN_BUCKET.evalsha_with_reload(redis.next(), key, vec![self.rate, self.burst, 1]).await;
+        let result: Result<i64, Error> = match crate::redis::connected(redis) {
+            Some(client) => TOKEN_BUCKET.evalsha_with_reload(client, key, vec![self.rate, self.burst, 1]).await,
+            None => Err(crate::redis::down()),
+        };
         match result {
             Ok(0) => Decision::Allowed,
             Ok(ms) => Decision::Limited { retry_after_ms: ms.max(1) as u64 },

@@ -18,6 +18,18 @@ pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// A pooled client if Redis is connected right now. While Redis is down,
+/// callers skip it at once (and degrade) instead of waiting for timeouts.
+pub fn connected(pool: &Pool) -> Option<&Client> {
+    let client = pool.next();
+    client.is_connected().then_some(client)
+}
+
+/// The error callers log when Redis is down.
+pub fn down() -> Error {
+    Error::new(ErrorKind::IO, "Redis is not connected")
+}
+
 /// A dedicated client for pub/sub subscriptions.
 pub fn subscriber(url: &str) -> anyhow::Result<fred::clients::SubscriberClient> {
     builder(url)?.build_subscriber_client().context("Failed to build the Redis subscriber")

@@ -162,3 +162,33 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::from_env().expect("defaults parse")
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_secret() {
+        let mut s = settings();
+        s.jwt_secret = None;
+        s.env = Environment::Production;
+        assert!(s.validate().unwrap_err().to_string().contains("DUET_JWT_SECRET"));
+        s.jwt_secret = Some("x".repeat(32));
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn development_falls_back_to_the_dev_secret_but_short_secrets_are_refused() {
+        let mut s = settings();
+        s.jwt_secret = None;
+        s.env = Environment::Development;
+        assert!(s.validate().is_ok());
+        assert_eq!(s.jwt_secret(), DEV_JWT_SECRET);
+        s.jwt_secret = Some("short".into());
+        assert!(s.validate().is_err());
+    }
+}

@@ -11,7 +11,6 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -140,6 +139,16 @@ impl TestApp {
             json!({"clientMsgId": client_msg_id, "text": text}),
         )
         .await
+    }
+
+    /// `(last_delivered_seq, last_read_seq)` of `user` as stored.
+    pub async fn stored_markers(&self, conversation: Uuid, user: &TestUser) -> (i64, i64) {
+        sqlx::query_as("select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2")
+            .bind(conversation)
+            .bind(user.id)
+            .fetch_one(&self.db)
+            .await
+            .expect("member row")
     }
 
     /// Sends and expects 201; returns the stored message.

@@ -8,6 +8,8 @@ mod conversations;
 mod history;
 mod messages;
 mod openapi;
+mod ops;
+mod process;
 mod projections;
 mod read_side_support;
 mod receipts;

@@ -32,14 +32,7 @@ async fn markers_move_forward_only_and_read_implies_delivered() {
     assert_error(&mark("read", 6).await, StatusCode::BAD_REQUEST, "seq_out_of_range");
     assert_error(&mark("delivered", -1).await, StatusCode::BAD_REQUEST, "invalid_seq");
 
-    let stored: (i64, i64) = sqlx::query_as(
-        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
-    )
-    .bind(conversation)
-    .bind(bob.id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let stored = app.stored_markers(conversation, &bob).await;
     assert_eq!(stored, (5, 5));
     // One event per forward move, none for the no-ops.
     let events: Vec<(String, i64)> = sqlx::query_as(
@@ -69,13 +62,36 @@ async fn concurrent_receipts_never_move_a_marker_backwards() {
     for (status, body) in futures_util::future::join_all(marks).await {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let stored: (i64, i64) = sqlx::query_as(
-        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
-    )
-    .bind(conversation)
-    .bind(bob.id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let stored = app.stored_markers(conversation, &bob).await;
     assert_eq!(stored, (30, 30));
+}
+
+#[tokio::test]
+async fn a_refused_receipt_in_a_busy_moment_fails_alone() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let eve = app.register("Eve").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    for i in 0..10 {
+        app.send_ok(&ann, conversation, &format!("m{i}")).await;
+    }
+    let calls = (1..=10).flat_map(|seq| {
+        [(bob.clone(), seq), (eve.clone(), seq), (bob.clone(), seq + 100)]
+    });
+    let results = futures_util::future::join_all(calls.map(|(who, seq)| {
+        let app = &app;
+        async move { (who.id, seq, app.post(&format!("/conversations/{conversation}/delivered"), Some(&who.token), json!({"seq": seq})).await) }
+    }))
+    .await;
+    for (who, seq, response) in results {
+        if who == eve.id {
+            assert_error(&response, StatusCode::NOT_FOUND, "conversation_not_found");
+        } else if seq > 10 {
+            assert_error(&response, StatusCode::BAD_REQUEST, "seq_out_of_range");
+        } else {
+            assert_eq!(response.0, StatusCode::OK, "{}", response.1);
+        }
+    }
+    assert_eq!(app.stored_markers(conversation, &bob).await.0, 10);
 }

@@ -1,0 +1,136 @@
+//! A minimal Duet client: registration over HTTP, and WebSocket sessions
+//! split into a frame sender and a stream of decoded frames.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, bail};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsTx = SplitSink<Ws, WsMessage>;
+pub type WsRx = SplitStream<Ws>;
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// Registers a throwaway user; returns its id and token.
+pub async fn register(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<User> {
+    let email = format!("bench-{}@bench.example.com", uuid::Uuid::new_v4().simple());
+    let resp = http
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": email, "password": "bench-password", "name": name}))
+        .send()
+        .await
+        .context("register request")?;
+    let status = resp.status();
+    let body: Value = resp.json().await.context("register body")?;
+    if !status.is_success() {
+        bail!("register failed: {status} {body}");
+    }
+    Ok(User {
+        id: body["user"]["id"].as_str().context("user id")?.to_owned(),
+        token: body["token"].as_str().context("token")?.to_owned(),
+    })
+}
+
+/// Registers `2 * pairs` users and one conversation per pair (users 2p and
+/// 2p+1 share conversation p).
+pub async fn setup_pairs(http: &reqwest::Client, base: &str, pairs: usize, name: &str) -> anyhow::Result<(Vec<User>, Vec<String>)> {
+    use futures_util::TryStreamExt;
+    let users: Vec<User> = futures_util::stream::iter(0..pairs * 2)
+        .map(|i| async move { register(http, base, &format!("{name}{i}")).await })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let conversations = futures_util::stream::iter(users.chunks(2))
+        .map(|pair| conversation(http, base, &pair[0], &pair[1]))
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok((users, conversations))
+}
+
+/// Gets or creates the conversation between `a` and `b`.
+pub async fn conversation(http: &reqwest::Client, base: &str, a: &User, b: &User) -> anyhow::Result<String> {
+    let resp = http
+        .post(format!("{base}/conversations"))
+        .bearer_auth(&a.token)
+        .json(&json!({"peerId": b.id}))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("conversation failed: {status} {body}");
+    }
+    Ok(body["id"].as_str().context("conversation id")?.to_owned())
+}
+
+/// Opens an authenticated WebSocket (bearer on the upgrade request), from
+/// `source` when given, and waits for `auth.ok`. Returns the split socket and
+/// the heartbeat interval the server asks for.
+pub async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::Result<(WsTx, WsRx, u64)> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let uri = request.uri().clone();
+    let host = uri.host().context("url host")?;
+    let port = uri.port_u16().unwrap_or(80);
+    let addr: SocketAddr = tokio::net::lookup_host((host, port)).await?.next().context("resolve")?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = socket.connect(addr).await.context("tcp connect")?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.context("ws handshake")?;
+    let (tx, mut rx) = ws.split();
+    while let Some(frame) = rx.next().await {
+        if let WsMessage::Text(text) = frame? {
+            let incoming: Incoming = serde_json::from_str(&text)?;
+            match incoming.kind {
+                "auth.ok" => {
+                    let data: Value = serde_json::from_str(incoming.data.get())?;
+                    let interval = data["heartbeatIntervalMs"].as_u64().unwrap_or(20_000);
+                    return Ok((tx, rx, interval));
+                }
+                "error" => bail!("auth refused: {}", incoming.data.get()),
+                _ => {}
+            }
+        }
+    }
+    bail!("closed before auth.ok")
+}
+
+/// A server frame, with `data` left raw until its type is known.
+#[derive(Deserialize)]
+pub struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: &'a str,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+/// A client frame.
+pub fn frame(kind: &str, id: &str, data: Value) -> WsMessage {
+    WsMessage::text(json!({"type": kind, "id": id, "ts": now_ms(), "data": data}).to_string())
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Sends a frame, turning a closed socket into an error.
+pub async fn send(tx: &mut WsTx, message: WsMessage) -> anyhow::Result<()> {
+    tx.send(message).await.context("ws send")
+}

@@ -1,0 +1,78 @@
+use duet::Service;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_error, fresh_settings};
+
+#[tokio::test]
+async fn health_readiness_metrics_and_docs_are_served() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz", None).await, (StatusCode::OK, serde_json::Value::String("ok".into())));
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready, json!({"postgres": true, "redis": true}));
+    app.register("Ann").await;
+    let metrics = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("duet_http_requests_total{"), "{metrics}");
+    assert!(metrics.contains(r#"route="/auth/register",status="201""#), "{metrics}");
+    assert!(metrics.contains("duet_http_request_duration_seconds_bucket"), "{metrics}");
+    let docs = app.http_raw().get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let resp = app.http_raw().get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = app.http_raw().get(app.url("/nowhere")).send().await.unwrap();
+    assert!(!resp.headers()["x-request-id"].is_empty());
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_redis_is_unreachable_but_writes_still_work() {
+    // Nothing listens on port 1.
+    let app = TestApp::spawn_with(|s| s.redis_url = "redis://127.0.0.1:1".into()).await;
+    let (status, ready) = app.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready, json!({"postgres": true, "redis": false}));
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    app.send_ok(&ann, conversation, "stored without Redis").await;
+}
+
+#[tokio::test]
+async fn a_process_serves_only_the_services_it_runs() {
+    let writer = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi]).await;
+    let ann = writer.register("Ann").await;
+    assert_error(&writer.get("/me", Some(&ann.token)).await, StatusCode::NOT_FOUND, "not_found");
+
+    let mut settings = writer.settings.clone();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    let reader = TestApp::spawn_settings(settings, &[Service::QueryApi]).await;
+    let (status, me) = reader.get("/me", Some(&ann.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], ann.id.to_string());
+    let refused = reader.post("/auth/register", None, json!({"email": "b@example.com", "password": "long enough", "name": "B"})).await;
+    assert_eq!(refused.0, StatusCode::NOT_FOUND);
+    // The spec is the whole contract either way.
+    let (_, spec) = reader.get("/openapi.json", None).await;
+    assert!(spec["paths"]["/auth/register"].is_object());
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once_when_processes_start_together() {
+    let settings = fresh_settings();
+    let starts = (0..4).map(|_| {
+        let settings = settings.clone();
+        async move { TestApp::spawn_settings(settings, Service::ALL).await }
+    });
+    let apps = futures_util::future::join_all(starts).await;
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&apps[0].db).await.unwrap();
+    assert_eq!(applied, duet_common::db::MIGRATOR.iter().count() as i64);
+}
