@@ -12,10 +12,11 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::helpers::{ADMIN_URL, TestApp, fresh_settings};
+use crate::helpers::{TestApp, fresh_settings};
 use crate::read_side_support::eventually;
 
 const REPLICA_LOCK: i64 = 0x0d0e_7ea1;
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The replica's admin URL: `DUET_TEST_REPLICA_URL`, or the default port.
 fn replica_admin_url() -> String {
