@@ -65,11 +65,9 @@ pub async fn run(ctx: AppContext, reader: Pool, metrics: ProjectorMetrics, confi
     let stream = keys::stream(&ctx.keys);
     let mut state = State { from_pending: true, last_claim: Instant::now() };
     while !*stop.borrow() {
-        let outcome = tokio::select! {
-            _ = stop.changed() => None,
-            outcome = step(&ctx, &reader, &pairs, &metrics, &stream, &config, &mut state) => Some(outcome),
-        };
-        if let Some(Err(e)) = outcome {
+        // Never interrupted mid-step: a graceful stop acknowledges what it
+        // read (a read blocks for at most a second).
+        if let Err(e) = step(&ctx, &reader, &pairs, &metrics, &stream, &config, &mut state).await {
             tracing::warn!(error = format!("{e:#}"), "projector consumer failed; retrying");
             state.from_pending = true;
             if format!("{e:#}").contains("NOGROUP") {

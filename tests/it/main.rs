@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod process;
 mod projections;
+mod projector_bench;
 mod read_side_support;
 mod receipts;
 mod replica;
