@@ -39,6 +39,18 @@ ensure_replica() {
     wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
   fi
 
+  # A replica left from an earlier primary (the machine's cluster was made
+  # anew) can never stream from this one: start it over.
+  if [ -f "$data/standby.signal" ]; then
+    local primary_id replica_id
+    primary_id=$("${primary_psql[@]}" -c 'select system_identifier from pg_control_system()')
+    replica_id=$("$bin/pg_controldata" "$data" 2>/dev/null | awk -F: '/Database system identifier/ {gsub(/ /, "", $2); print $2}')
+    if [ "$primary_id" != "$replica_id" ]; then
+      echo "the replica in $data belongs to another primary; recreating it"
+      as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+      rm -f "$data/standby.signal"
+    fi
+  fi
   if ! pg_isready -h 127.0.0.1 -p "$DUET_REPLICA_PORT" -q 2>/dev/null; then
     if [ ! -f "$data/standby.signal" ]; then
       echo "creating the streaming replica in $data (port $DUET_REPLICA_PORT)"
