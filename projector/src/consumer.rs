@@ -185,3 +185,32 @@ fn parse_entries(value: Value) -> anyhow::Result<Vec<Entry>> {
     }
     Ok(entries)
 }
+
+/// Consumers idle this long with nothing pending are forgotten.
+pub const FORGET_IDLE: Duration = Duration::from_secs(3600);
+
+/// Removes consumers of crashed or retired processes (each process has its
+/// own name, so the group would otherwise collect them forever). Only ones
+/// with nothing pending: their work is never dropped.
+pub async fn forget_idle_consumers(ctx: &AppContext, idle_for: Duration) -> anyhow::Result<usize> {
+    let stream = keys::stream(&ctx.keys);
+    let client = ctx.redis.next();
+    let consumers: Value = client.xinfo_consumers(&stream, GROUP).await?;
+    let mut forgotten = 0;
+    for consumer in consumers.into_array() {
+        let fields = consumer.into_array();
+        let field = |name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).and_then(|p| p.get(1).cloned());
+        let (Some(name), Some(pending), Some(idle)) = (
+            field("name").and_then(|v| v.as_string()),
+            field("pending").and_then(|v| v.as_u64()),
+            field("idle").and_then(|v| v.as_u64()),
+        ) else {
+            continue;
+        };
+        if pending == 0 && idle >= idle_for.as_millis() as u64 {
+            let _: i64 = client.xgroup_delconsumer(&stream, GROUP, name.as_str()).await?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}

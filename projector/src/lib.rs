@@ -90,9 +90,16 @@ impl Projector {
     }
 }
 
-/// Rebuilds cold projections and refreshes the lag gauges.
+/// Rebuilds cold projections, refreshes the lag gauges and forgets idle consumers.
 async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut last_prune = std::time::Instant::now();
     while !*stop.borrow() {
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            if let Err(e) = consumer::forget_idle_consumers(&ctx, consumer::FORGET_IDLE).await {
+                tracing::debug!(error = format!("{e:#}"), "could not prune idle consumers");
+            }
+        }
         match rebuild::is_ready(&ctx).await {
             Ok(false) => match rebuild::rebuild(&ctx).await {
                 Ok(Some(_)) => {

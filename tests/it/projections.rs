@@ -8,6 +8,7 @@ use duet_common::events::Envelope;
 use duet_projector::apply::{Pairs, apply_event};
 use duet_projector::{Projector, ProjectorConfig, read, rebuild};
 use fred::prelude::*;
+use futures_util::TryStreamExt;
 use reqwest::StatusCode;
 
 use crate::helpers::{TestApp, assert_error, fresh_settings};
@@ -147,6 +148,10 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     let ctx = context_of(&app.settings).await;
     let stream = duet_projector::keys::stream(&ctx.keys);
     let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
+    // Pruning never forgets a consumer that still holds pending work.
+    duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    let consumers: Value = ctx.redis.next().xinfo_consumers(stream.as_str(), "projector").await.unwrap();
+    assert!(format!("{consumers:?}").contains("ghost"), "{consumers:?}");
 
     // Another projector claims what both left pending and finishes the job.
     let mut config = ProjectorConfig::new("b");
@@ -155,6 +160,9 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     caught_up(&ctx).await;
     let live = read::dump(&ctx).await.unwrap();
     b.stop().await;
+    // Once nothing is pending, the dead consumers can be forgotten.
+    let forgotten = duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    assert!(forgotten >= 2, "ghost and a (and b) are idle with nothing pending: {forgotten}");
     let relayed: i64 =
         sqlx::query_scalar("select count(*) from outbox where published_at is not null").fetch_one(&app.db).await.unwrap();
     assert_eq!(relayed, total);
@@ -179,4 +187,32 @@ async fn projector_lag_is_exposed_in_metrics() {
     })
     .await;
     assert!(metrics.contains("duet_projector_events_applied_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn projections_heal_by_themselves_after_redis_loses_them() {
+    let app = TestApp::spawn().await;
+    let s = run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let before = read::dump(&ctx).await.unwrap();
+    // Everything of this deployment vanishes from Redis: stream, group, projections, marker.
+    let doomed: Vec<Key> = ctx
+        .redis
+        .next()
+        .scan_buffered(format!("{}*", ctx.keys.prefix()), Some(1000), None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(doomed.len() > 5, "{doomed:?}");
+    let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
+    assert!(read::dump(&ctx).await.unwrap().is_empty());
+    // The projector rebuilds from PostgreSQL, and new events flow again.
+    caught_up(&ctx).await;
+    assert_eq!(read::dump(&ctx).await.unwrap(), before);
+    app.send_ok(&s.bob, s.ab, "after the loss").await;
+    caught_up(&ctx).await;
+    let ann = lines(&list(&app, &s.ann).await);
+    assert_eq!(ann[0].1, "after the loss", "{ann:?}");
+    assert_eq!(ann[0].3, 1, "one unread from Bob");
 }
