@@ -24,12 +24,14 @@ pub enum Service {
     CommandApi,
     /// Users, conversation lists, history and search (REST).
     QueryApi,
+    /// Outbox relay and Redis projections (the read side's writer).
+    Projector,
     /// The WebSocket gateway at `/ws`: live delivery, receipts, typing, presence, sync.
     Realtime,
 }
 
 impl Service {
-    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Realtime];
+    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Realtime];
 }
 
 type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
@@ -89,6 +91,13 @@ impl Application {
             _ => None,
         };
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
+        let projector = match serves(Service::Projector) {
+            true => {
+                let config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
+                Some(duet_projector::Projector::start(&ctx, config).await?)
+            }
+            false => None,
+        };
         let api = openapi_service((
             Served(commands.filter(|_| serves(Service::CommandApi)).map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
@@ -112,9 +121,13 @@ impl Application {
                 gateway.shutdown(Duration::from_secs(10)).await;
             }
         };
-        Server::new_with_acceptor(acceptor)
+        let served = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(wrap(app, ctx.metrics.clone()), shutdown, Some(Duration::from_secs(30)))
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        if let Some(projector) = projector {
+            projector.stop().await;
+        }
+        served
     }
 }

@@ -28,6 +28,20 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Read-side maintenance.
+    Projector {
+        #[command(subcommand)]
+        command: ProjectorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectorCommand {
+    /// Recompute every Redis projection from PostgreSQL (safe while projectors run).
+    Rebuild {
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 #[tokio::main]
@@ -47,6 +61,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve { only, settings }) => serve(only, settings).await,
+        Some(Command::Projector { command: ProjectorCommand::Rebuild { settings } }) => {
+            telemetry::init(settings.log_format);
+            let ctx = duet_common::AppContext::build(settings).await?;
+            match duet_projector::rebuild::rebuild(&ctx).await? {
+                Some(rebuilt) => tracing::info!(entries = rebuilt.entries, "projections rebuilt"),
+                None => anyhow::bail!("another process is rebuilding the projections; try again later"),
+            }
+            Ok(())
+        }
         None => serve(Vec::new(), Settings::from_env()?).await,
     }
 }

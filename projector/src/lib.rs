@@ -1,1 +1,122 @@
-//! placeholder
+//! The projector: the CQRS read side's writer.
+//!
+//! - [`relay`] moves committed outbox rows onto the Redis stream `events`.
+//! - [`consumer`] reads the stream in the `projector` consumer group and
+//!   merges each event into per-user projections ([`apply`], [`keys`]).
+//! - [`rebuild`] recomputes the projections from PostgreSQL; it runs by
+//!   itself when they are cold (first start, or Redis lost its data).
+//! - [`metrics`] exposes throughput and lag on `/metrics`.
+//!
+//! Every process running the projector runs all of it; relays split the
+//! outbox with `skip locked` and consumers split the stream via the group.
+
+pub mod apply;
+pub mod consumer;
+pub mod keys;
+pub mod metrics;
+pub mod read;
+pub mod rebuild;
+pub mod relay;
+
+use std::time::Duration;
+
+use duet_common::AppContext;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use consumer::ConsumerConfig;
+pub use metrics::{Lag, ProjectorMetrics};
+
+/// How a projector process behaves.
+#[derive(Clone, Debug)]
+pub struct ProjectorConfig {
+    pub consumer: ConsumerConfig,
+    /// Outbox rows published per relay transaction.
+    pub relay_batch: i64,
+    /// How often the relay polls when no notification comes.
+    pub relay_poll: Duration,
+    /// How often lag is measured and cold projections are looked for.
+    pub check_every: Duration,
+}
+
+impl ProjectorConfig {
+    /// Defaults for one process; `name` must be stable across restarts of
+    /// that process to re-read its own pending entries at once.
+    pub fn new(name: impl Into<String>) -> Self {
+        ProjectorConfig {
+            consumer: ConsumerConfig { name: name.into(), batch: 256, claim_idle: Duration::from_secs(30) },
+            relay_batch: 256,
+            relay_poll: Duration::from_millis(500),
+            check_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The running projector's tasks.
+pub struct Projector {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    pub metrics: ProjectorMetrics,
+}
+
+impl Projector {
+    /// Starts the relay, the consumer and the lag/health task.
+    pub async fn start(ctx: &AppContext, config: ProjectorConfig) -> anyhow::Result<Self> {
+        let metrics = ProjectorMetrics::register(ctx);
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        // Blocking reads get a connection of their own.
+        let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
+        if let Err(e) = consumer::ensure_group(ctx).await {
+            // Redis may be down; the consumer retries.
+            tracing::warn!(error = format!("{e:#}"), "could not create the consumer group yet");
+        }
+        tasks.spawn(relay::run(ctx.clone(), metrics.clone(), config.relay_batch, config.relay_poll, stopped.clone()));
+        tasks.spawn(consumer::run(ctx.clone(), reader, metrics.clone(), config.consumer.clone(), stopped.clone()));
+        tasks.spawn(watch_health(ctx.clone(), metrics.clone(), config.check_every, stopped));
+        Ok(Projector { stop, tasks, metrics })
+    }
+
+    /// Stops gracefully: in-flight batches finish (or stay pending for later).
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops at once, as a crash would: whatever was read and not yet
+    /// acknowledged stays pending.
+    pub fn kill(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Rebuilds cold projections, refreshes the lag gauges and forgets idle consumers.
+async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut last_prune = std::time::Instant::now();
+    while !*stop.borrow() {
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            if let Err(e) = consumer::forget_idle_consumers(&ctx, consumer::FORGET_IDLE).await {
+                tracing::debug!(error = format!("{e:#}"), "could not prune idle consumers");
+            }
+        }
+        match rebuild::is_ready(&ctx).await {
+            Ok(false) => match rebuild::rebuild(&ctx).await {
+                Ok(Some(_)) => {
+                    metrics.rebuilds.inc();
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "projection rebuild failed"),
+            },
+            Ok(true) => {}
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "Redis unavailable for the projector"),
+        }
+        if let Err(e) = metrics.refresh(&ctx).await {
+            tracing::debug!(error = format!("{e:#}"), "could not measure projector lag");
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Recomputes every projection from PostgreSQL (`duet projector rebuild`,
+//! and automatically when the projections are found cold).
+//!
+//! Order matters so that nothing is lost while live events keep flowing:
+//! mark the projections cold (readers use PostgreSQL), delete them, and only
+//! then read PostgreSQL. Any event applied before a key was deleted was
+//! committed before the read, so the read includes it; events applied after
+//! merge with the rebuilt state. The rebuild writes through the same merge
+//! operations as live events ([`crate::apply`]), so it yields exactly the
+//! state the live projector reaches.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use duet_common::AppContext;
+use duet_common::domain::Message;
+use duet_common::message_columns;
+use fred::prelude::*;
+use fred::types::{Expiration, SetOptions};
+use futures_util::TryStreamExt;
+use uuid::Uuid;
+
+use crate::apply::{Marker, Op, apply_op};
+use crate::keys;
+
+/// Member rows read per round trip.
+const PAGE: i64 = 500;
+/// The rebuild lock's lifetime, renewed after every page: a crashed rebuild
+/// blocks the next one for at most this long.
+const LOCK_SECS: i64 = 30;
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    conversation_id: Uuid,
+    user_id: Uuid,
+    peer_id: Uuid,
+    my_delivered: i64,
+    my_read: i64,
+    peer_delivered: i64,
+    peer_read: i64,
+    created_at: DateTime<Utc>,
+    last_seq: i64,
+}
+
+/// Outcome of a rebuild.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rebuilt {
+    pub entries: u64,
+}
+
+/// Rebuilds unless another process is already at it (then returns `None`).
+pub async fn rebuild(ctx: &AppContext) -> anyhow::Result<Option<Rebuilt>> {
+    let lock = keys::rebuild_lock(&ctx.keys);
+    let token = Uuid::new_v4().to_string();
+    let taken: Option<String> = ctx
+        .redis
+        .next()
+        .set(&lock, &token, Some(Expiration::EX(LOCK_SECS)), Some(SetOptions::NX), false)
+        .await
+        .context("Failed to take the rebuild lock")?;
+    if taken.is_none() {
+        return Ok(None);
+    }
+    let outcome = rebuild_locked(ctx).await;
+    // Released only if still ours (it expires on its own after a crash).
+    let current: Option<String> = ctx.redis.next().get(&lock).await.unwrap_or(None);
+    if current.as_deref() == Some(token.as_str()) {
+        let _: Result<i64, _> = ctx.redis.next().del(&lock).await;
+    }
+    outcome.map(Some)
+}
+
+async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
+    let started = std::time::Instant::now();
+    let client = ctx.redis.next();
+    let _: i64 = client.del(keys::ready(&ctx.keys)).await?;
+    let doomed: Vec<Key> = client.scan_buffered(keys::all_projections(&ctx.keys), Some(1000), None).try_collect().await?;
+    for chunk in doomed.chunks(500) {
+        let _: i64 = client.del(chunk.to_vec()).await?;
+    }
+    let mut rebuilt = Rebuilt::default();
+    let mut after = (Uuid::nil(), Uuid::nil());
+    loop {
+        let rows: Vec<MemberRow> = sqlx::query_as(
+            "select m.conversation_id, m.user_id, m.peer_id, \
+                    m.last_delivered_seq as my_delivered, m.last_read_seq as my_read, \
+                    p.last_delivered_seq as peer_delivered, p.last_read_seq as peer_read, \
+                    c.created_at, c.last_seq \
+             from conversation_members m \
+             join conversation_members p on p.conversation_id = m.conversation_id and p.user_id = m.peer_id \
+             join conversations c on c.id = m.conversation_id \
+             where (m.conversation_id, m.user_id) > ($1, $2) \
+             order by m.conversation_id, m.user_id limit $3",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(PAGE)
+        .fetch_all(&ctx.db)
+        .await
+        .context("Failed to read conversation members")?;
+        let Some(last) = rows.last() else { break };
+        after = (last.conversation_id, last.user_id);
+        rebuild_page(ctx, &rows).await?;
+        rebuilt.entries += rows.len() as u64;
+        let _: bool = client.expire(keys::rebuild_lock(&ctx.keys), LOCK_SECS, None).await?;
+    }
+    let _: () = client.set(keys::ready(&ctx.keys), "1", None, None, false).await?;
+    tracing::info!(entries = rebuilt.entries, elapsed_ms = started.elapsed().as_millis() as u64, "projections rebuilt");
+    Ok(rebuilt)
+}
+
+async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()> {
+    let with_messages: Vec<&MemberRow> = rows.iter().filter(|r| r.last_seq > 0).collect();
+    let last: HashMap<Uuid, Message> = sqlx::query_as::<_, Message>(concat!(
+        "select ",
+        message_columns!(),
+        " from messages where (conversation_id, seq) in (select * from unnest($1::uuid[], $2::int8[]))"
+    ))
+    .bind(with_messages.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+    .bind(with_messages.iter().map(|r| r.last_seq).collect::<Vec<_>>())
+    .fetch_all(&ctx.db)
+    .await
+    .context("Failed to read last messages")?
+    .into_iter()
+    .map(|m| (m.conversation_id, m))
+    .collect();
+    let mut unread: HashMap<(Uuid, Uuid), Vec<i64>> = HashMap::new();
+    let seqs: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "select m.conversation_id, m.receiver_id, m.seq from messages m \
+         join unnest($1::uuid[], $2::uuid[], $3::int8[]) as k(conversation_id, user_id, read_seq) \
+           on m.conversation_id = k.conversation_id and m.receiver_id = k.user_id and m.seq > k.read_seq",
+    )
+    .bind(rows.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.my_read).collect::<Vec<_>>())
+    .fetch_all(&ctx.db)
+    .await
+    .context("Failed to read unread messages")?;
+    for (conversation, user, seq) in seqs {
+        unread.entry((conversation, user)).or_default().push(seq);
+    }
+    let writes = rows.iter().map(|row| {
+        let message = last.get(&row.conversation_id).cloned();
+        let seqs = unread.remove(&(row.conversation_id, row.user_id)).unwrap_or_default();
+        async move { rebuild_entry(ctx, row, message, seqs).await }
+    });
+    // Bounded fan-out: a page at a time.
+    futures_util::future::try_join_all(writes).await?;
+    Ok(())
+}
+
+async fn rebuild_entry(ctx: &AppContext, row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> anyhow::Result<()> {
+    let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);
+    let mut ops = vec![
+        Op::Created { at_micros: row.created_at.timestamp_micros() },
+        Op::Marker { field: Marker::MyDelivered, seq: row.my_delivered },
+        Op::Marker { field: Marker::MyRead, seq: row.my_read },
+        Op::Marker { field: Marker::PeerDelivered, seq: row.peer_delivered },
+        Op::Marker { field: Marker::PeerRead, seq: row.peer_read },
+    ];
+    if let Some(message) = last {
+        let to_user = message.receiver_id == user;
+        ops.push(Op::Message { message, to_user });
+    }
+    for chunk in unread.chunks(1000) {
+        ops.push(Op::Unread { seqs: chunk.to_vec() });
+    }
+    for op in ops {
+        apply_op(ctx, user, peer, conversation, op).await?;
+    }
+    Ok(())
+}
+
+/// Whether the projections are complete (a rebuild finished since Redis last lost them).
+pub async fn is_ready(ctx: &AppContext) -> anyhow::Result<bool> {
+    let n: i64 = ctx.redis.next().exists(keys::ready(&ctx.keys)).await?;
+    Ok(n == 1)
+}

@@ -1,0 +1,83 @@
+use duet_common::auth::BearerAuth;
+use duet_common::error::ApiResult;
+use duet_common::http::ApiTags;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use crate::conversations::{self, ConversationPage, ConversationSummary};
+use crate::history::{self, MessagePage, PageRequest};
+use crate::Queries;
+
+pub struct ConversationsQueryApi(pub Queries);
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<ConversationPage>),
+}
+
+#[derive(ApiResponse)]
+enum GetResponse {
+    #[oai(status = 200)]
+    Ok(Json<ConversationSummary>),
+}
+
+#[derive(ApiResponse)]
+enum MessagesResponse {
+    /// `X-Duet-Read-Source` says whether the replica or the primary served the page.
+    #[oai(status = 200)]
+    Ok(Json<MessagePage>, #[oai(header = "X-Duet-Read-Source")] String),
+}
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl ConversationsQueryApi {
+    /// The caller's conversations, most recently active first, with unread
+    /// counts and both members' read/delivered markers.
+    #[oai(path = "/conversations", method = "get", operation_id = "listConversations")]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        /// `nextCursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1 to 100; default 20.
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<ListResponse> {
+        let page = conversations::list(&self.0, auth.user_id(), cursor.0.as_deref(), limit.0).await?;
+        Ok(ListResponse::Ok(Json(page)))
+    }
+
+    /// One of the caller's conversations.
+    #[oai(path = "/conversations/:id", method = "get", operation_id = "getConversation")]
+    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> ApiResult<GetResponse> {
+        Ok(GetResponse::Ok(Json(conversations::get(&self.0, auth.user_id(), id.0).await?)))
+    }
+
+    /// Message history by seq, oldest first within a page. Without
+    /// `afterSeq`, pages go back from `beforeSeq` (or the newest message);
+    /// with it, forward from `afterSeq`.
+    #[oai(path = "/conversations/:id/messages", method = "get", operation_id = "listMessages")]
+    async fn messages(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        /// Only messages with a lower seq.
+        #[oai(name = "beforeSeq")]
+        before_seq: Query<Option<i64>>,
+        /// Only messages with a higher seq; the page starts right after it.
+        #[oai(name = "afterSeq")]
+        after_seq: Query<Option<i64>>,
+        /// The newest seq the client knows exists (e.g. its own last send):
+        /// the page is never served from a replica that has not reached it.
+        #[oai(name = "minSeq")]
+        min_seq: Query<Option<i64>>,
+        /// 1 to 100; default 50.
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<MessagesResponse> {
+        self.0.cache.peer_in(id.0, auth.user_id()).await?;
+        let req = PageRequest { before_seq: before_seq.0, after_seq: after_seq.0, min_seq: min_seq.0, limit: limit.0 };
+        let (page, source) = history::page(&self.0.ctx, &self.0.metrics, id.0, req).await?;
+        Ok(MessagesResponse::Ok(Json(page), source.as_str().to_owned()))
+    }
+}

@@ -1,0 +1,33 @@
+use duet_common::auth::BearerAuth;
+use duet_common::error::ApiResult;
+use duet_common::http::ApiTags;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use crate::Queries;
+use crate::search::{self, SearchResults};
+
+pub struct SearchApi(pub Queries);
+
+#[derive(ApiResponse)]
+enum SearchResponse {
+    #[oai(status = 200)]
+    Ok(Json<SearchResults>),
+}
+
+#[OpenApi(tag = "ApiTags::Search")]
+impl SearchApi {
+    /// Full-text search over the messages the caller sent or received.
+    #[oai(path = "/search", method = "get", operation_id = "searchMessages")]
+    async fn search(
+        &self,
+        auth: BearerAuth,
+        /// 1 to 200 characters; web-search syntax (`"phrase"`, `-word`, `or`).
+        q: Query<String>,
+        /// 1 to 100; default 20.
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<SearchResponse> {
+        Ok(SearchResponse::Ok(Json(search::search(&self.0, auth.user_id(), &q.0, limit.0).await?)))
+    }
+}

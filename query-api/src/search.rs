@@ -1,0 +1,64 @@
+//! Full-text search over the caller's own messages (sent or received).
+//!
+//! PostgreSQL full-text search with the `simple` configuration (no
+//! stemming: chats mix languages) over `messages_text_search_idx`, with
+//! web-search syntax (`"exact phrase"`, `-not`, `or`). Served by the replica
+//! when there is one, so it may trail the newest writes by the replication
+//! lag; the primary answers if the replica is down.
+
+use duet_common::domain::Message;
+use duet_common::{ApiError, message_columns};
+use poem_openapi::Object;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Queries;
+
+pub const MAX_QUERY_CHARS: usize = 200;
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+
+#[derive(Clone, Debug, Serialize, Object)]
+pub struct SearchResults {
+    /// Matches, newest first.
+    pub items: Vec<Message>,
+}
+
+pub async fn search(q: &Queries, user: Uuid, text: &str, limit: Option<i64>) -> Result<SearchResults, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid("invalid_query", format!("`q` must be 1 to {MAX_QUERY_CHARS} characters")));
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be between 1 and {MAX_LIMIT}")));
+    }
+    let items = match run(&q.ctx.replica, user, text, limit).await {
+        Ok(items) => {
+            q.metrics.history_source(if q.ctx.has_replica { "replica" } else { "primary" });
+            items
+        }
+        Err(e) if q.ctx.has_replica => {
+            tracing::warn!(error = %e, "replica unavailable; searching on the primary");
+            q.metrics.history_source("primary_fallback");
+            run(&q.ctx.db, user, text, limit).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(SearchResults { items })
+}
+
+async fn run(db: &PgPool, user: Uuid, text: &str, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ", message_columns!(),
+        " from messages where (sender_id = $1 or receiver_id = $1) \
+           and to_tsvector('simple', coalesce(text, '')) @@ websearch_to_tsquery('simple', $2) \
+         order by created_at desc, id desc limit $3"
+    ))
+    .bind(user)
+    .bind(text)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

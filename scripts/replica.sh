@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Makes sure a local PostgreSQL streaming replica of the primary (port 5432)
+# runs on port ${DUET_REPLICA_PORT:-5433}, creating it with
+# `pg_basebackup -R` when missing, and exports its address:
+#   DUET_TEST_REPLICA_URL  the replica's `postgres` database (tests swap in their own)
+#   DATABASE_REPLICA_URL   the replica's `duet` database (scripts/run), unless already set
+# Sourced by scripts/test and scripts/run after services.sh. Idempotent: the
+# primary is only reloaded (never restarted) unless its wal_level cannot
+# feed a replica. Runs the PostgreSQL binaries as the postgres user.
+set -euo pipefail
+
+DUET_REPLICA_PORT=${DUET_REPLICA_PORT:-5433}
+
+as_postgres() { # command...
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+ensure_replica() {
+  local ver bin conf data primary_psql
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  bin=/usr/lib/postgresql/$ver/bin
+  conf=/etc/postgresql/$ver/main
+  data=/var/lib/postgresql/$ver/duet-replica
+  primary_psql=(psql "${PG_URL_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}" -Atq)
+
+  # The primary must stream WAL to 127.0.0.1 without a password.
+  if ! grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$conf/pg_hba.conf"; then
+    echo "allowing local replication connections in $conf/pg_hba.conf"
+    printf '\n# Duet: local streaming replica (scripts/replica.sh)\nhost replication all 127.0.0.1/32 trust\n' >>"$conf/pg_hba.conf"
+    "${primary_psql[@]}" -c 'select pg_reload_conf()' >/dev/null
+  fi
+  local wal_level senders
+  wal_level=$("${primary_psql[@]}" -c 'show wal_level')
+  senders=$("${primary_psql[@]}" -c 'show max_wal_senders')
+  if [ "$wal_level" = minimal ] || [ "$senders" -lt 2 ]; then
+    echo "enabling WAL streaming on the primary (restart)"
+    printf 'wal_level = replica\nmax_wal_senders = 10\n' >"$conf/conf.d/91-duet-replication.conf"
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main restart
+    wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
+  fi
+
+  # A replica left from an earlier primary (the machine's cluster was made
+  # anew) can never stream from this one: start it over.
+  if [ -f "$data/standby.signal" ]; then
+    local primary_id replica_id
+    primary_id=$("${primary_psql[@]}" -c 'select system_identifier from pg_control_system()')
+    replica_id=$("$bin/pg_controldata" "$data" 2>/dev/null | awk -F: '/Database system identifier/ {gsub(/ /, "", $2); print $2}')
+    if [ "$primary_id" != "$replica_id" ]; then
+      echo "the replica in $data belongs to another primary; recreating it"
+      as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+      rm -f "$data/standby.signal"
+    fi
+  fi
+  if ! pg_isready -h 127.0.0.1 -p "$DUET_REPLICA_PORT" -q 2>/dev/null; then
+    if [ ! -f "$data/standby.signal" ]; then
+      echo "creating the streaming replica in $data (port $DUET_REPLICA_PORT)"
+      rm -rf "$data"
+      mkdir -p "$data" && chown postgres:postgres "$data" && chmod 700 "$data"
+      as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p 5432 -U postgres -D "$data" -R -X stream -c fast
+      # Debian keeps the primary's config in /etc, so the copy has none of its own.
+      local max_connections
+      max_connections=$("${primary_psql[@]}" -c 'show max_connections')
+      as_postgres tee "$data/postgresql.conf" >/dev/null <<CONF
+listen_addresses = '127.0.0.1'
+port = $DUET_REPLICA_PORT
+unix_socket_directories = '/var/run/postgresql'
+max_connections = $max_connections
+hot_standby = on
+hot_standby_feedback = on
+wal_receiver_status_interval = 1s
+fsync = off
+CONF
+      as_postgres tee "$data/pg_hba.conf" >/dev/null <<'HBA'
+local all all trust
+host all all 127.0.0.1/32 trust
+HBA
+      as_postgres touch "$data/pg_ident.conf"
+    fi
+    echo "starting the streaming replica on port $DUET_REPLICA_PORT"
+    mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
+    as_postgres "$bin/pg_ctl" -D "$data" -l "$data/replica.log" -w -t 60 start >/dev/null
+  fi
+  wait_for "the PostgreSQL replica" pg_isready -h 127.0.0.1 -p "$DUET_REPLICA_PORT" -q
+  local url="postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/postgres"
+  # A test that failed while replay was paused must not leave it paused.
+  psql "$url" -Atqc "select pg_wal_replay_resume() where pg_get_wal_replay_pause_state() <> 'not paused'" >/dev/null
+  if [ "$(psql "$url" -Atqc 'select pg_is_in_recovery()')" != t ]; then
+    echo "error: the server on port $DUET_REPLICA_PORT is not a replica" >&2
+    return 1
+  fi
+  export DUET_TEST_REPLICA_URL="$url"
+  export DATABASE_REPLICA_URL="${DATABASE_REPLICA_URL:-postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/duet}"
+}

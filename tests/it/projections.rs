@@ -1,0 +1,218 @@
+//! The projector: exact projections from a scripted sequence, idempotent
+//! replay, crash and restart, rebuild equals live, lag in /metrics.
+
+use std::time::Duration;
+
+use duet::Service;
+use duet_common::events::Envelope;
+use duet_projector::apply::{Pairs, apply_event};
+use duet_projector::{Projector, ProjectorConfig, read, rebuild};
+use fred::prelude::*;
+use futures_util::TryStreamExt;
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, assert_error, fresh_settings};
+use crate::read_side_support::*;
+
+#[tokio::test]
+async fn scripted_sends_deliveries_and_reads_give_exact_lists_unread_counts_and_markers() {
+    let app = TestApp::spawn().await;
+    let s = run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    for (name, user) in [("ann", &s.ann), ("bob", &s.bob), ("cat", &s.cat)] {
+        assert_eq!(lines(&list(&app, user).await), expected(name), "{name}'s list");
+    }
+    // Served by the projection, not the fallback.
+    let (entries, more) = read::list(&ctx, s.ann.id, None, 10).await.unwrap();
+    assert_eq!(entries.iter().map(|e| e.conversation_id).collect::<Vec<_>>(), vec![s.ac, s.ab]);
+    assert!(!more);
+    let metrics = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("duet_query_conversation_lists_total{source=\"redis\"}"), "{metrics}");
+
+    // One conversation; paging with a cursor; errors.
+    let (status, one) = app.get(&format!("/conversations/{}", s.ab), Some(&s.bob.token)).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(lines(&serde_json::json!({"items": [one]})), vec![expected("bob")[1].clone()]);
+    let (_, first) = app.get("/conversations?limit=1", Some(&s.cat.token)).await;
+    let cursor = first["nextCursor"].as_str().expect("a next cursor").to_owned();
+    let (_, second) = app.get(&format!("/conversations?limit=1&cursor={cursor}"), Some(&s.cat.token)).await;
+    assert_eq!([lines(&first), lines(&second)].concat(), expected("cat"));
+    assert!(second["nextCursor"].is_null(), "{second}");
+    assert_error(&app.get(&format!("/conversations/{}", s.bc), Some(&s.ann.token)).await, StatusCode::NOT_FOUND, "conversation_not_found");
+    assert_error(&app.get("/conversations?cursor=nope", Some(&s.ann.token)).await, StatusCode::BAD_REQUEST, "invalid_cursor");
+    assert_error(&app.get("/conversations?limit=0", Some(&s.ann.token)).await, StatusCode::BAD_REQUEST, "invalid_limit");
+    assert_error(&app.get("/conversations", None).await, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn the_postgres_fallback_answers_the_same_lists_when_the_projection_is_cold() {
+    let app = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi, Service::QueryApi]).await;
+    let s = run_script(&app).await;
+    // No projector has ever run: the projections are cold.
+    let ctx = context_of(&app.settings).await;
+    assert!(!rebuild::is_ready(&ctx).await.unwrap());
+    for (name, user) in [("ann", &s.ann), ("bob", &s.bob), ("cat", &s.cat)] {
+        assert_eq!(lines(&list(&app, user).await), expected(name), "{name}'s list");
+    }
+}
+
+#[tokio::test]
+async fn redis_down_the_list_still_answers_from_postgres_with_the_same_content() {
+    let app = TestApp::spawn().await;
+    let s = run_script(&app).await;
+    caught_up(&context_of(&app.settings).await).await;
+    let from_redis = list(&app, &s.ann).await;
+    // A node of the same system whose Redis does not answer (nothing listens on port 1).
+    let mut settings = app.settings.clone();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.redis_url = "redis://127.0.0.1:1".into();
+    let cut_off = TestApp::spawn_settings(settings, &[Service::QueryApi]).await;
+    let from_postgres = list(&cut_off, &s.ann).await;
+    assert_eq!(from_postgres, from_redis);
+    assert_eq!(lines(&from_postgres), expected("ann"));
+    let (status, one) = cut_off.get(&format!("/conversations/{}", s.ac), Some(&s.ann.token)).await;
+    assert_eq!((status, one), (StatusCode::OK, from_redis["items"][0].clone()));
+    let metrics = cut_off.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("duet_query_conversation_lists_total{source=\"postgres_redis_down\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn applying_every_event_again_in_any_order_changes_nothing() {
+    let app = TestApp::spawn().await;
+    run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let before = read::dump(&ctx).await.unwrap();
+    assert!(!before.is_empty());
+
+    // Directly, newest first, twice over.
+    let events: Vec<serde_json::Value> =
+        sqlx::query_scalar("select payload from outbox order by id desc").fetch_all(&app.db).await.unwrap();
+    let pairs = Pairs::new(ctx.db.clone());
+    for _ in 0..2 {
+        for payload in &events {
+            let envelope: Envelope = serde_json::from_value(payload.clone()).unwrap();
+            apply_event(&ctx, &pairs, envelope.event).await.unwrap();
+        }
+    }
+    assert_eq!(read::dump(&ctx).await.unwrap(), before);
+
+    // Through the whole pipeline: the relay publishes everything again.
+    let republished = sqlx::query("update outbox set published_at = null").execute(&app.db).await.unwrap().rows_affected();
+    assert_eq!(republished as usize, events.len());
+    caught_up(&ctx).await;
+    assert_eq!(read::dump(&ctx).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn rebuild_from_postgres_equals_the_live_projections() {
+    let app = TestApp::spawn().await;
+    run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let live = read::dump(&ctx).await.unwrap();
+    let rebuilt = rebuild::rebuild(&ctx).await.unwrap().expect("no other rebuild runs");
+    assert_eq!(rebuilt.entries, 6);
+    assert_eq!(read::dump(&ctx).await.unwrap(), live);
+    assert!(rebuild::is_ready(&ctx).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
+    let app = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi, Service::QueryApi]).await;
+    let s = run_script(&app).await;
+    for i in 0..60 {
+        app.send_ok(if i % 2 == 0 { &s.ann } else { &s.bob }, s.ab, &format!("more {i}")).await;
+        app.send_ok(&s.cat, s.bc, &format!("cat {i}")).await;
+    }
+    mark(&app, &s.bob, s.ab, "read", 40).await;
+    mark(&app, &s.bob, s.bc, "read", 30).await;
+    let total: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&app.db).await.unwrap();
+
+    // A first projector is killed once it has applied some events.
+    let ctx_a = context_of(&app.settings).await;
+    let mut config = ProjectorConfig::new("a");
+    config.consumer.batch = 4;
+    let a = Projector::start(&ctx_a, config).await.unwrap();
+    let metrics = a.metrics.clone();
+    // (Killing it mid-rebuild would leave the rebuild lock to expire first.)
+    eventually("the first projector to apply events", Duration::from_secs(20), || async {
+        let ready = rebuild::is_ready(&ctx_a).await.unwrap_or(false);
+        (ready && metrics.applied.get() > 0).then_some(())
+    })
+    .await;
+    a.kill();
+
+    // A consumer that read entries and crashed before acknowledging them.
+    let ctx = context_of(&app.settings).await;
+    let stream = duet_projector::keys::stream(&ctx.keys);
+    let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
+    // Pruning never forgets a consumer that still holds pending work.
+    duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    let consumers: Value = ctx.redis.next().xinfo_consumers(stream.as_str(), "projector").await.unwrap();
+    assert!(format!("{consumers:?}").contains("ghost"), "{consumers:?}");
+
+    // Another projector claims what both left pending and finishes the job.
+    let mut config = ProjectorConfig::new("b");
+    config.consumer.claim_idle = Duration::from_millis(200);
+    let b = Projector::start(&context_of(&app.settings).await, config).await.unwrap();
+    caught_up(&ctx).await;
+    let live = read::dump(&ctx).await.unwrap();
+    b.stop().await;
+    // Once nothing is pending, the dead consumers can be forgotten.
+    let forgotten = duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    assert!(forgotten >= 2, "ghost and a (and b) are idle with nothing pending: {forgotten}");
+    let relayed: i64 =
+        sqlx::query_scalar("select count(*) from outbox where published_at is not null").fetch_one(&app.db).await.unwrap();
+    assert_eq!(relayed, total);
+    for (name, user) in [("ann", &s.ann), ("cat", &s.cat)] {
+        let lines = lines(&list(&app, user).await);
+        assert_eq!(lines.len(), 2, "{name}: {lines:?}");
+    }
+    rebuild::rebuild(&ctx).await.unwrap().expect("no other rebuild runs");
+    assert_eq!(read::dump(&ctx).await.unwrap(), live, "the live state after the crash equals a rebuild");
+}
+
+#[tokio::test]
+async fn projector_lag_is_exposed_in_metrics() {
+    let app = TestApp::spawn().await;
+    run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let metrics = eventually("lag gauges at zero", Duration::from_secs(10), || async {
+        let text = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+        (text.contains("duet_projector_events_behind 0") && text.contains("duet_projector_oldest_pending_age_seconds 0.0"))
+            .then_some(text)
+    })
+    .await;
+    assert!(metrics.contains("duet_projector_events_applied_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn projections_heal_by_themselves_after_redis_loses_them() {
+    let app = TestApp::spawn().await;
+    let s = run_script(&app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let before = read::dump(&ctx).await.unwrap();
+    // Everything of this deployment vanishes from Redis: stream, group, projections, marker.
+    let doomed: Vec<Key> = ctx
+        .redis
+        .next()
+        .scan_buffered(format!("{}*", ctx.keys.prefix()), Some(1000), None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(doomed.len() > 5, "{doomed:?}");
+    let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
+    assert!(read::dump(&ctx).await.unwrap().is_empty());
+    // The projector rebuilds from PostgreSQL, and new events flow again.
+    caught_up(&ctx).await;
+    assert_eq!(read::dump(&ctx).await.unwrap(), before);
+    app.send_ok(&s.bob, s.ab, "after the loss").await;
+    caught_up(&ctx).await;
+    let ann = lines(&list(&app, &s.ann).await);
+    assert_eq!(ann[0].1, "after the loss", "{ann:?}");
+    assert_eq!(ann[0].3, 1, "one unread from Bob");
+}

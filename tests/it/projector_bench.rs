@@ -1,0 +1,133 @@
+//! Projector throughput and lag, measured, never asserted (numbers go in
+//! docs/benchmarks.md). Run:
+//!
+//! ```sh
+//! cargo nextest run --run-ignored only -E 'test(projector_throughput)' --no-capture
+//! ```
+
+use std::time::{Duration, Instant};
+
+use duet::Service;
+use duet_common::domain::{Message, MessageType};
+use duet_common::events::{DomainEvent, Envelope};
+use duet_projector::{Projector, ProjectorConfig, read};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, fresh_settings};
+use crate::read_side_support::{caught_up, context_of, eventually};
+
+const CONVERSATIONS: usize = 100;
+const MESSAGES: usize = 20_000;
+const LIVE_SENDS: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run on purpose, see the module docs"]
+async fn projector_throughput() {
+    let app = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi, Service::QueryApi]).await;
+    let mut pairs = Vec::new();
+    for i in 0..CONVERSATIONS {
+        let a = app.register(&format!("A{i}")).await;
+        let b = app.register(&format!("B{i}")).await;
+        let conversation = app.conversation(&a, &b).await;
+        pairs.push((conversation, a, b));
+    }
+    // A backlog: messages and their outbox events written straight to the database.
+    let mut messages = Vec::with_capacity(MESSAGES);
+    for n in 0..MESSAGES {
+        let (conversation, a, b) = &pairs[n % CONVERSATIONS];
+        let seq = (n / CONVERSATIONS) as i64 + 1;
+        let (sender, receiver) = if seq % 2 == 0 { (a.id, b.id) } else { (b.id, a.id) };
+        messages.push(Message {
+            id: Uuid::now_v7(),
+            conversation_id: *conversation,
+            seq,
+            sender_id: sender,
+            receiver_id: receiver,
+            kind: MessageType::Text,
+            text: Some(format!("backlog {n}")),
+            payload: None,
+            client_msg_id: format!("bench-{n}"),
+            created_at: duet_command_api::appender::now_micros(),
+        });
+    }
+    for chunk in messages.chunks(2000) {
+        let mut tx = app.db.begin().await.unwrap();
+        sqlx::query(
+            "insert into messages (id, conversation_id, seq, sender_id, receiver_id, text, client_msg_id, created_at) \
+             select * from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[])",
+        )
+        .bind(chunk.iter().map(|m| m.id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.receiver_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.text.clone()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.client_msg_id.clone()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let payloads: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|m| serde_json::to_value(Envelope::from(DomainEvent::MessageAppended { message: m.clone() })).unwrap())
+            .collect();
+        sqlx::query("insert into outbox (event_type, conversation_id, payload) select 'message_appended', (p->'message'->>'conversationId')::uuid, p from unnest($1::jsonb[]) p")
+            .bind(&payloads)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    sqlx::query("update conversations c set last_seq = (select max(seq) from messages m where m.conversation_id = c.id)")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let backlog: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&app.db).await.unwrap();
+
+    // Catch-up: one projector, then two sharing the work.
+    let ctx = context_of(&app.settings).await;
+    let started = Instant::now();
+    let projector = Projector::start(&ctx, ProjectorConfig::new("bench-1")).await.unwrap();
+    caught_up(&ctx).await;
+    let one = started.elapsed();
+    projector.stop().await;
+    println!("catch-up, 1 projector: {backlog} events in {:.2} s = {:.0} events/s", one.as_secs_f64(), backlog as f64 / one.as_secs_f64());
+
+    let republished = sqlx::query("update outbox set published_at = null").execute(&app.db).await.unwrap().rows_affected();
+    let started = Instant::now();
+    let p1 = Projector::start(&ctx, ProjectorConfig::new("bench-a")).await.unwrap();
+    let p2 = Projector::start(&context_of(&app.settings).await, ProjectorConfig::new("bench-b")).await.unwrap();
+    caught_up(&ctx).await;
+    let two = started.elapsed();
+    println!(
+        "catch-up, 2 projectors (replay of the same events): {republished} events in {:.2} s = {:.0} events/s",
+        two.as_secs_f64(),
+        republished as f64 / two.as_secs_f64()
+    );
+
+    // Live: send through the API, time until the receiver's list shows it.
+    let mut lags = Vec::with_capacity(LIVE_SENDS);
+    for n in 0..LIVE_SENDS {
+        let (conversation, a, b) = &pairs[n % CONVERSATIONS];
+        let sent = app.send_ok(a, *conversation, &format!("live {n}")).await;
+        let acked = Instant::now();
+        let seq = sent["seq"].as_i64().unwrap();
+        eventually("the send to be projected", Duration::from_secs(10), || async {
+            let entry = read::entry(&ctx, b.id, *conversation).await.ok()??;
+            (entry.last_seq >= seq).then_some(())
+        })
+        .await;
+        lags.push(acked.elapsed());
+    }
+    lags.sort();
+    let pct = |p: f64| lags[((lags.len() as f64 * p) as usize).min(lags.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "live, 2 projectors: send ack -> receiver's list updated over {LIVE_SENDS} sends: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(0.5),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    p1.stop().await;
+    p2.stop().await;
+}
