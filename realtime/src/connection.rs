@@ -17,6 +17,7 @@ use poem::http::{StatusCode, header};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocket, WebSocketConfig, WebSocketStream};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
@@ -111,7 +112,8 @@ async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>
     let Some(user_id) = authenticate(&gateway, &mut sink, &mut stream, bearer).await else {
         return;
     };
-    run_session(gateway, sink, stream, user_id).await;
+    let span = tracing::info_span!("ws", user = %user_id, session = tracing::field::Empty);
+    run_session(gateway, sink, stream, user_id).instrument(span).await;
 }
 
 /// Waits for valid credentials; on failure the connection is closed here.
@@ -189,13 +191,14 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
     let settings = &gw.ctx.settings;
     let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));
     let session = Session::new(user_id, queue);
+    tracing::Span::current().record("session", tracing::field::display(session.id));
     let ttl_ms = settings.presence_ttl_secs.max(1) * 1000;
     let auth_ok = AuthOk { user_id, session_id: session.id, heartbeat_interval_ms: (ttl_ms / 3).min(20_000) };
     session.push(Outbound::Frame(frame("auth.ok", auth_ok)));
     gw.hub.register(session.clone()).await;
     let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
     let writer = Writer::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());
-    let mut writer = tokio::spawn(writer.run());
+    let mut writer = tokio::spawn(writer.run().instrument(tracing::Span::current()));
     if came_online == Some(true) {
         crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;
     }

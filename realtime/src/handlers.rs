@@ -11,6 +11,7 @@ use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, live, presence};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
@@ -149,7 +150,9 @@ impl Handler {
             return self.reply(api_error_frame(reference.as_deref(), &err));
         }
         let r = reference.as_deref();
-        if let Err(err) = self.event(r, event).await {
+        let span = tracing::debug_span!("frame", kind = event.kind(), id = r);
+        if let Err(err) = self.event(r, event).instrument(span).await {
+            tracing::debug!(code = err.code(), "frame refused");
             self.reply(api_error_frame(r, &err));
         }
     }

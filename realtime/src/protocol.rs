@@ -150,6 +150,20 @@ pub enum ParseError {
 }
 
 impl ClientEvent {
+    /// The event type, as on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientEvent::Auth(_) => "auth",
+            ClientEvent::Ping(_) => "presence.ping",
+            ClientEvent::PresenceSubscribe(_) => "presence.subscribe",
+            ClientEvent::Send(_) => "chat.message.send",
+            ClientEvent::Delivered(_) => "chat.message.delivered",
+            ClientEvent::Read(_) => "chat.message.read",
+            ClientEvent::Typing(_) => "chat.typing",
+            ClientEvent::Sync(_) => "chat.sync",
+        }
+    }
+
     /// Interprets `data` for a client frame of type `kind`. Absent data reads as `{}`.
     pub fn parse(kind: &str, data: Option<Value>) -> Result<Self, ParseError> {
         let data = data.filter(|d| !d.is_null()).unwrap_or_else(|| Value::Object(Default::default()));
