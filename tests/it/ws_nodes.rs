@@ -26,6 +26,7 @@ async fn spawn_node_process(settings: &Settings) -> (Child, SocketAddr) {
         .env("DUET_DB_POOL_SIZE", settings.db_pool_size.to_string())
         .env("DUET_RATE_LIMIT_PER_SEC", settings.rate_limit_per_sec.to_string())
         .env("DUET_RATE_LIMIT_BURST", settings.rate_limit_burst.to_string())
+        .env("DUET_PRESENCE_TTL_SECS", settings.presence_ttl_secs.to_string())
         .env("DUET_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -51,15 +52,19 @@ async fn spawn_node_process(settings: &Settings) -> (Child, SocketAddr) {
 }
 
 #[tokio::test]
-async fn a_node_killed_while_messages_flow_loses_nothing_acked() {
-    let survivor = TestApp::spawn().await;
+async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_offline() {
+    // A short presence TTL, so the dead node's users lapse within the test.
+    let survivor = TestApp::spawn_with(|s| s.presence_ttl_secs = 2).await;
     let ann = survivor.register("Ann").await;
     let bob = survivor.register("Bob").await;
     let conversation = survivor.conversation(&ann, &bob).await;
     let (mut doomed, doomed_addr) = spawn_node_process(&survivor.settings).await;
 
     let mut b = WsClient::connect(&survivor, &bob).await;
+    b.keep_alive(std::time::Duration::from_millis(500));
     let mut a = WsClient::connect_addr(doomed_addr, &ann).await;
+    let ann_online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(ann_online["status"], "online");
     let mut acked: HashMap<String, (String, i64)> = HashMap::new();
     let mut sent = 0;
     for round in 0..6 {
@@ -84,10 +89,14 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked() {
     }
     doomed.wait().await.unwrap();
     assert!(acked.len() >= 50, "at least the first 50 were acked");
+    // Nobody closed Ann's session: the surviving node's sweeper notices her presence lapse.
+    let ann_offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    assert_eq!(ann_offline["status"], "offline");
 
     // Ann reconnects to the surviving node; Bob syncs from the start.
     let mut a = WsClient::connect(&survivor, &ann).await;
-    a.ping().await;
+    a.keep_alive(std::time::Duration::from_millis(500));
+    a.sync(serde_json::json!({})).await;
     let synced = b.sync_conversation(conversation, 0, 100).await;
     let stored: BTreeMap<i64, (String, String)> = synced
         .iter()
