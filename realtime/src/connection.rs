@@ -211,7 +211,12 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
     let writer_done = loop {
         let next = tokio::select! {
             biased;
-            done = &mut writer => break done.is_ok(),
+            done = &mut writer => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "session writer failed");
+                }
+                break true;
+            }
             _ = crate::stopped(&mut stopping), if !closing => {
                 closing = true;
                 if !session.push(Outbound::Close(close::RESTART, "server restarting; reconnect and sync")) {

@@ -39,12 +39,12 @@ const FILL_MAX: i64 = 2_000;
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Writer {
-    pub sink: Sink,
-    pub queue: mpsc::Receiver<Outbound>,
-    pub session: Arc<Session>,
-    pub db: PgPool,
-    pub typing_ttl: Duration,
-    pub metrics: GatewayMetrics,
+    sink: Sink,
+    queue: mpsc::Receiver<Outbound>,
+    session: Arc<Session>,
+    db: PgPool,
+    typing_ttl: Duration,
+    metrics: GatewayMetrics,
     /// Last seq the client holds, per conversation.
     last: HashMap<Uuid, i64>,
     /// A peer's `start` per (conversation, user), and when it lapses.
