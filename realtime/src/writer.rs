@@ -170,7 +170,6 @@ impl Writer {
                 self.push_stored(message).await?;
                 after = message.seq;
             }
-            self.metrics.filled.inc_by(page.len() as u64);
         }
         Ok(())
     }
@@ -180,6 +179,7 @@ impl Writer {
         let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
         if !own {
             self.write(message_frame(message)).await?;
+            self.metrics.filled.inc();
         }
         self.advance(message.conversation_id, message.seq);
         Ok(())
