@@ -133,3 +133,49 @@ async fn sync_of_a_foreign_conversation_or_a_bad_limit_is_refused() {
     let id = c.send("chat.sync", json!({"limit": 0})).await;
     c.expect_error(Some(&id), "invalid_limit").await;
 }
+
+/// Runs a Redis command as the default user.
+async fn redis_admin(args: &[&str]) {
+    use fred::interfaces::ClientLike;
+    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url("redis://127.0.0.1:6379").unwrap()).build().unwrap();
+    client.init().await.unwrap();
+    let command = fred::types::CustomCommand::new(args[0].to_owned(), None, false);
+    let rest: Vec<String> = args[1..].iter().map(|a| a.to_string()).collect();
+    let _: fred::prelude::Value = client.custom(command, rest).await.unwrap();
+    let _ = client.quit().await;
+}
+
+#[tokio::test]
+async fn messages_published_while_a_nodes_subscriber_is_cut_off_arrive_once_it_reconnects() {
+    let app = TestApp::spawn().await;
+    // Node B reaches Redis as a user of its own, so the test can cut it off alone.
+    let user = format!("duet-test-{}", uuid::Uuid::new_v4().simple());
+    redis_admin(&["ACL", "SETUSER", &user, "on", ">test-password", "~*", "&*", "+@all"]).await;
+    let mut settings = app.settings.clone();
+    settings.redis_url = format!("redis://{user}:test-password@127.0.0.1:6379");
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    let node_b = TestApp::spawn_settings(settings, duet::Service::ALL).await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let mut b = WsClient::connect(&node_b, &bob).await;
+    a.send_message(conversation, "before").await;
+    assert_eq!(b.next_message().await["seq"], 1);
+
+    // Cut node B off (it keeps trying to reconnect), send, then let it back in.
+    redis_admin(&["ACL", "SETUSER", &user, "off"]).await;
+    redis_admin(&["CLIENT", "KILL", "USER", &user]).await;
+    let during = a.send_message(conversation, "while node B cannot hear").await;
+    let after = a.send_message(conversation, "still cut off").await;
+    redis_admin(&["ACL", "SETUSER", &user, "on"]).await;
+
+    let first = b.next_message().await;
+    let second = b.next_message().await;
+    assert_eq!((first["id"].clone(), second["id"].clone()), (during["messageId"].clone(), after["messageId"].clone()));
+    assert_eq!((first["seq"].as_i64(), second["seq"].as_i64()), (Some(2), Some(3)));
+    // They came from the re-read of PostgreSQL after the reconnect, not from Pub/Sub.
+    let (_, metrics) = node_b.get("/metrics", None).await;
+    assert!(metrics.as_str().unwrap().contains("duet_ws_messages_filled_total 2"), "{metrics}");
+    redis_admin(&["ACL", "DELUSER", &user]).await;
+}
