@@ -226,7 +226,9 @@ impl Handler {
             seq: m.seq,
             created_at: m.created_at,
         };
-        self.session.push(Outbound::Ack { conversation_id: m.conversation_id, seq: m.seq, frame: frame("chat.message.ack", ack) });
+        // The ack moves no per-conversation position: the message's own live
+        // copy (never pushed back to this device) does, in order behind the peer's.
+        self.session.push(Outbound::Frame(frame("chat.message.ack", ack)));
         Ok(())
     }
 

@@ -38,8 +38,6 @@ pub enum Outbound {
     Message(Arc<LiveMessage>),
     /// The peer is typing (or stopped); the writer expires a `start` by itself.
     Typing { conversation_id: Uuid, user_id: Uuid, state: TypingState, frame: Arc<str> },
-    /// This session's own send is durable: write the ack, in seq order with the conversation's messages.
-    Ack { conversation_id: Uuid, seq: i64, frame: String },
     /// A sync result; afterwards the client holds each conversation up to the given seq.
     Synced { frame: String, up_to: Vec<(Uuid, i64)> },
     /// Live events may have been lost (Redis reconnect or lag): catch up from PostgreSQL.

@@ -4,12 +4,15 @@
 //! that the client holds after a sync), so message frames go out in seq
 //! order, each at most once per session:
 //! - a seq at or below it is a duplicate and is skipped;
-//! - a gap (seq beyond it + 1) is filled from PostgreSQL first;
+//! - a gap (seq beyond it + 1) is first given a short window to close by
+//!   itself (Pub/Sub may deliver a conversation's messages out of order, as
+//!   they leave through different pooled connections); what is still
+//!   missing then is read from PostgreSQL, and the held messages follow;
 //! - an unknown conversation starts from the user's delivered marker.
 //!
 //! It also expires a peer's `chat.typing start` that was never refreshed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +37,8 @@ pub type Sink = SplitSink<WebSocketStream, WsMessage>;
 const FILL_PAGE: i64 = 200;
 /// Largest gap filled live; beyond it the client sees the jump in seq and syncs.
 const FILL_MAX: i64 = 2_000;
+/// How long a message after a gap waits for the missing ones to arrive live.
+const REORDER_WINDOW: Duration = Duration::from_millis(50);
 /// How long a close frame may wait for a client that is not reading (behind
 /// what is already in its socket); then the connection is dropped.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +54,10 @@ pub struct Writer {
     last: HashMap<Uuid, i64>,
     /// A peer's `start` per (conversation, user), and when it lapses.
     typing: Vec<(Uuid, Uuid, Instant)>,
+    /// Live messages that arrived after a gap, per conversation: until when
+    /// to wait for the gap to close, and the messages with whether they are
+    /// this session's own (not pushed back).
+    held: HashMap<Uuid, (Instant, BTreeMap<i64, (Arc<LiveMessage>, bool)>)>,
 }
 
 /// Why the writer stopped writing.
@@ -61,13 +70,13 @@ enum Stop {
 
 impl Writer {
     pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
-        Writer { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new() }
+        Writer { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new(), held: HashMap::new() }
     }
 
     /// Writes until the session closes; returns the close code sent (if any).
     pub async fn run(mut self) -> Option<u16> {
         let stop = loop {
-            let next_expiry = self.typing.iter().map(|t| t.2).min();
+            let next_expiry = self.typing.iter().map(|t| t.2).chain(self.held.values().map(|h| h.0)).min();
             let step = tokio::select! {
                 biased;
                 code = self.session.kicked() => Err(stop_for(code)),
@@ -76,7 +85,7 @@ impl Writer {
                     Some(item) => Box::pin(self.handle(item)).await,
                     None => Err(Stop::Gone),
                 },
-                _ = sleep_until(next_expiry), if next_expiry.is_some() => Box::pin(self.expire_typing()).await,
+                _ = sleep_until(next_expiry), if next_expiry.is_some() => Box::pin(self.expire()).await,
             };
             if let Err(stop) = step {
                 break stop;
@@ -106,16 +115,11 @@ impl Writer {
                 }
                 self.write(frame.to_string()).await
             }
-            Outbound::Ack { conversation_id, seq, frame } => {
-                self.fill_up_to(conversation_id, seq).await?;
-                self.write(frame).await?;
-                self.advance(conversation_id, seq);
-                Ok(())
-            }
             Outbound::Synced { frame, up_to } => {
                 self.write(frame).await?;
                 for (conversation_id, seq) in up_to {
                     self.advance(conversation_id, seq);
+                    self.release(conversation_id).await?;
                 }
                 Ok(())
             }
@@ -124,14 +128,25 @@ impl Writer {
         }
     }
 
-    /// Pushes a live message in order: duplicates skipped, gaps filled first.
-    async fn message(&mut self, message: &LiveMessage) -> Result<(), Stop> {
+    /// Pushes a live message in order: duplicates skipped, a message after a gap held.
+    async fn message(&mut self, message: &Arc<LiveMessage>) -> Result<(), Stop> {
         // The device that sent it has its ack; it gets no copy.
         let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
-        self.fill_up_to(message.conversation_id, message.seq).await?;
-        if self.last.get(&message.conversation_id).is_some_and(|last| *last >= message.seq) {
+        let conversation_id = message.conversation_id;
+        let last = self.baseline(conversation_id, message.seq).await;
+        if message.seq <= last {
             return Ok(());
         }
+        if message.seq > last + 1 {
+            let (_, held) = self.held.entry(conversation_id).or_insert_with(|| (Instant::now() + REORDER_WINDOW, BTreeMap::new()));
+            held.insert(message.seq, (message.clone(), own));
+            return Ok(());
+        }
+        self.push_live(message, own).await?;
+        self.release(conversation_id).await
+    }
+
+    async fn push_live(&mut self, message: &LiveMessage, own: bool) -> Result<(), Stop> {
         self.typing.retain(|t| !(t.0 == message.conversation_id && t.1 == message.sender_id));
         if !own {
             self.write(message.frame.to_string()).await?;
@@ -141,18 +156,56 @@ impl Writer {
         Ok(())
     }
 
-    /// Pushes every stored message of the conversation below `seq` that the client lacks.
-    async fn fill_up_to(&mut self, conversation_id: Uuid, seq: i64) -> Result<(), Stop> {
-        let last = match self.last.get(&conversation_id) {
-            Some(last) => *last,
-            None => match store::delivered_marker(&self.db, self.session.user_id, conversation_id).await {
-                Ok(marker) => marker,
-                // Without the marker, push what comes; the client's sync covers the rest.
-                Err(_) => seq - 1,
-            },
-        };
+    /// Pushes held messages of the conversation that are next in line; drops those already pushed.
+    async fn release(&mut self, conversation_id: Uuid) -> Result<(), Stop> {
+        loop {
+            let last = self.last.get(&conversation_id).copied().unwrap_or(0);
+            let Some((_, held)) = self.held.get_mut(&conversation_id) else { return Ok(()) };
+            while held.first_key_value().is_some_and(|(seq, _)| *seq <= last) {
+                held.pop_first();
+            }
+            let next = match held.first_key_value() {
+                Some((seq, _)) if *seq == last + 1 => held.pop_first().map(|(_, entry)| entry),
+                _ => None,
+            };
+            if held.is_empty() {
+                self.held.remove(&conversation_id);
+            }
+            match next {
+                Some((message, own)) => self.push_live(&message, own).await?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Gaps whose window passed: what is still missing is read from PostgreSQL, then the held messages follow.
+    async fn expire_held(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        let due: Vec<Uuid> = self.held.iter().filter(|(_, h)| h.0 <= now).map(|(c, _)| *c).collect();
+        for conversation_id in due {
+            let Some((_, held)) = self.held.remove(&conversation_id) else { continue };
+            for (seq, (message, own)) in held {
+                let last = self.baseline(conversation_id, seq).await;
+                if seq <= last {
+                    continue;
+                }
+                self.fill(conversation_id, last, seq).await?;
+                self.push_live(&message, own).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The seq the client holds in the conversation; for a conversation not seen
+    /// yet, the user's delivered marker (or, if unreadable, just below `seq`).
+    async fn baseline(&mut self, conversation_id: Uuid, seq: i64) -> i64 {
+        if let Some(last) = self.last.get(&conversation_id) {
+            return *last;
+        }
+        // Without the marker, push what comes; the client's sync covers the rest.
+        let last = store::delivered_marker(&self.db, self.session.user_id, conversation_id).await.unwrap_or(seq - 1);
         self.last.insert(conversation_id, last);
-        self.fill(conversation_id, last, seq).await
+        last
     }
 
     /// Pushes stored messages with `after < seq < before`, in pages.
@@ -189,10 +242,11 @@ impl Writer {
     async fn resync(&mut self) -> Result<(), Stop> {
         let Ok(positions) = store::positions(&self.db, self.session.user_id).await else { return Ok(()) };
         for (conversation_id, last_seq, marker) in positions {
-            let held = self.last.get(&conversation_id).copied().unwrap_or(marker);
-            if last_seq > held {
-                self.last.insert(conversation_id, held);
-                self.fill(conversation_id, held, last_seq + 1).await?;
+            let holds = self.last.get(&conversation_id).copied().unwrap_or(marker);
+            if last_seq > holds {
+                self.last.insert(conversation_id, holds);
+                self.fill(conversation_id, holds, last_seq + 1).await?;
+                self.release(conversation_id).await?;
             }
         }
         Ok(())
@@ -201,6 +255,11 @@ impl Writer {
     fn advance(&mut self, conversation_id: Uuid, seq: i64) {
         let last = self.last.entry(conversation_id).or_insert(seq);
         *last = (*last).max(seq);
+    }
+
+    async fn expire(&mut self) -> Result<(), Stop> {
+        self.expire_held().await?;
+        self.expire_typing().await
     }
 
     async fn expire_typing(&mut self) -> Result<(), Stop> {
