@@ -57,8 +57,11 @@ pub struct Writer {
     /// Live messages that arrived after a gap, per conversation: until when
     /// to wait for the gap to close, and the messages with whether they are
     /// this session's own (not pushed back).
-    held: HashMap<Uuid, (Instant, BTreeMap<i64, (Arc<LiveMessage>, bool)>)>,
+    held: HashMap<Uuid, (Instant, Held)>,
 }
+
+/// Messages held behind a gap, by seq, each with whether it is the session's own.
+type Held = BTreeMap<i64, (Arc<LiveMessage>, bool)>;
 
 /// Why the writer stopped writing.
 enum Stop {
