@@ -10,6 +10,7 @@ pub mod api;
 pub mod appender;
 pub mod conversations;
 pub mod devices;
+pub mod hooks;
 pub mod receipts;
 
 use duet_common::domain::NewMessage;
@@ -18,8 +19,11 @@ use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;
+pub use hooks::CommandHooks;
 pub use receipts::{Markers, Receipt};
 
 /// Where a message goes: a known conversation, or the conversation with a user.
@@ -35,6 +39,8 @@ pub struct Commands {
     pub ctx: AppContext,
     appender: Appender,
     send_limiter: RateLimiter,
+    /// Told about stored messages and moved markers (push jobs), if set.
+    hooks: Option<Arc<dyn CommandHooks>>,
 }
 
 impl Commands {
@@ -45,7 +51,14 @@ impl Commands {
             appender: Appender::start(ctx.db.clone(), settings),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
+            hooks: None,
         }
+    }
+
+    /// Runs `hooks` after each stored message and each moved marker.
+    pub fn with_hooks(mut self, hooks: Arc<dyn CommandHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// Validates, rate-limits, stores and publishes a message. Returns once it is durable.
@@ -65,6 +78,11 @@ impl Commands {
         // the same id and seq.
         let m = &appended.message;
         live::publish(&self.ctx.redis, &self.ctx.keys, &[m.receiver_id, m.sender_id], live::encode_message(m)).await;
+        if appended.created {
+            if let Some(hooks) = &self.hooks {
+                hooks.message_stored(m).await;
+            }
+        }
         Ok(appended)
     }
 
@@ -79,6 +97,9 @@ impl Commands {
             };
             let frame = Frame::new(kind, ReceiptData { conversation_id, seq, user_id, at: markers.at }).encode();
             live::publish(&self.ctx.redis, &self.ctx.keys, &[markers.peer_id, user_id], live::encode_other(&frame)).await;
+            if let Some(hooks) = &self.hooks {
+                hooks.marker_moved(user_id, conversation_id, receipt == Receipt::Read).await;
+            }
         }
         Ok(markers)
     }

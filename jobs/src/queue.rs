@@ -1,0 +1,81 @@
+//! The job queue: apalis on PostgreSQL (see docs/decisions/0003-job-queue.md).
+//!
+//! Jobs live in the `apalis` schema of the primary, so enqueueing can share
+//! a transaction with our own rows (the push collapse row and its job commit
+//! together), and a job that is acknowledged by `push` survives any crash.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::{PollWith, Strategy, TaskBuilder};
+use apalis_postgres::{Config, PostgresStorage, Pubsub};
+use duet_common::Settings;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+/// Alert pushes and silent badge updates.
+pub const PUSH_QUEUE: &str = "duet.push";
+/// Batches of `users.last_seen_at` writes.
+pub const LASTSEEN_QUEUE: &str = "duet.lastseen";
+
+/// Any 64-bit number, so no other advisory lock in the database collides with it.
+const SETUP_LOCK: i64 = 0x6475_6574_6a6f_6273; // "duetjobs"
+
+/// Applies apalis's own migrations (schema `apalis`, its own migrations
+/// table). Several processes may start at once: they take turns under an
+/// advisory lock, because the schema creation that precedes sqlx's own lock
+/// could otherwise race.
+pub async fn setup(db: &PgPool) -> anyhow::Result<()> {
+    let mut lock = db.acquire().await.context("Failed to get a connection for the job queue set-up")?;
+    sqlx::query("select pg_advisory_lock($1)").bind(SETUP_LOCK).execute(&mut *lock).await?;
+    let result = PostgresStorage::setup(db).await.context("Failed to apply the job queue's migrations");
+    sqlx::query("select pg_advisory_unlock($1)").bind(SETUP_LOCK).execute(&mut *lock).await?;
+    result
+}
+
+/// Puts one job on `queue`, to run after `delay` (whole seconds: apalis
+/// stores `run_at` in seconds). apalis itself never retries these
+/// (`max_attempts` 1): our handlers reschedule with their own backoff, and a
+/// job whose worker died is re-run by apalis's orphan recovery.
+pub async fn push<T: Serialize>(conn: &mut PgConnection, queue: &str, job: &T, delay: Duration, max_attempts: usize) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec(job).context("Failed to encode a job")?;
+    let task = TaskBuilder::new(bytes).max_attempts(max_attempts).run_after(delay).build();
+    apalis_postgres::queries::push_tasks(conn, queue, vec![task]).await.context("Failed to enqueue a job")
+}
+
+/// The storage a worker of `queue` polls: woken at once by LISTEN/NOTIFY for
+/// new jobs, and every `DUET_JOBS_POLL_MS` for delayed ones (retries).
+pub fn storage<T>(db: &PgPool, settings: &Settings, queue: &str) -> PollWith<PostgresStorage<T>, Strategy> {
+    let config = Config::default()
+        .queue(queue)
+        .batch_size(16)
+        .heartbeat_interval(Duration::from_secs(settings.jobs_heartbeat_secs.max(1)))
+        .missed_heartbeats(3);
+    let storage = PostgresStorage::<T>::new(db).with_config(config);
+    let strategy = Strategy::new()
+        .stream(Pubsub::new(db.clone(), queue.to_owned()))
+        .interval(Duration::from_millis(settings.jobs_poll_ms.max(10)));
+    PollWith::new(storage, strategy)
+}
+
+/// A job given up on, as recorded by apalis.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadJob {
+    pub id: String,
+    pub queue: String,
+    pub job: serde_json::Value,
+    pub last_result: Option<serde_json::Value>,
+    pub attempts: i32,
+}
+
+/// Jobs that failed their last attempt (or failed permanently), newest last.
+pub async fn dead_jobs(db: &PgPool) -> anyhow::Result<Vec<DeadJob>> {
+    sqlx::query_as(
+        "select id, job_type as queue, convert_from(job, 'UTF8')::jsonb as job, last_result, attempts \
+         from apalis.jobs where status in ('Failed', 'Killed') and attempts >= max_attempts \
+         and job_type in ('duet.push', 'duet.lastseen') order by done_at",
+    )
+    .fetch_all(db)
+    .await
+    .context("Failed to list dead jobs")
+}
