@@ -33,13 +33,20 @@ pub async fn setup(db: &PgPool) -> anyhow::Result<()> {
     result
 }
 
-/// Puts one job on `queue`, to run after `delay` (whole seconds: apalis
-/// stores `run_at` in seconds). apalis itself never retries these
+/// Puts one job on `queue`, to run after `delay` (rounded up to a whole
+/// second: apalis stores `run_at` in seconds). apalis itself never retries these
 /// (`max_attempts` 1): our handlers reschedule with their own backoff, and a
 /// job whose worker died is re-run by apalis's orphan recovery.
 pub async fn push<T: Serialize>(conn: &mut PgConnection, queue: &str, job: &T, delay: Duration, max_attempts: usize) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec(job).context("Failed to encode a job")?;
-    let task = TaskBuilder::new(bytes).max_attempts(max_attempts).run_after(delay).build();
+    let mut task = TaskBuilder::new(bytes).max_attempts(max_attempts);
+    if !delay.is_zero() {
+        // Rounded up, so a job never runs before its delay (a Retry-After).
+        let due = std::time::SystemTime::now() + delay;
+        let due = due.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        task = task.run_at_timestamp(due.as_secs() + u64::from(due.subsec_nanos() > 0));
+    }
+    let task = task.build();
     apalis_postgres::queries::push_tasks(conn, queue, vec![task]).await.context("Failed to enqueue a job")
 }
 
