@@ -2,6 +2,7 @@
 //! and lastSeen writes, on the real PostgreSQL and Redis.
 
 mod lastseen;
+mod measure;
 mod push;
 mod push_failures;
 
