@@ -78,10 +78,10 @@ impl Commands {
         // the same id and seq.
         let m = &appended.message;
         live::publish(&self.ctx.redis, &self.ctx.keys, &[m.receiver_id, m.sender_id], live::encode_message(m)).await;
-        if appended.created {
-            if let Some(hooks) = &self.hooks {
-                hooks.message_stored(m).await;
-            }
+        if appended.created
+            && let Some(hooks) = &self.hooks
+        {
+            hooks.message_stored(m).await;
         }
         Ok(appended)
     }

@@ -23,6 +23,9 @@ use uuid::Uuid;
 use crate::metrics::JobMetrics;
 use crate::queue;
 
+/// How often old delivery claims and finished jobs are deleted.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
 /// apalis re-runs a failed batch (each poll) up to this many times.
 const MAX_ATTEMPTS: usize = 10;
 
@@ -82,12 +85,13 @@ pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) ->
 }
 
 /// Moves pending entries every `DUET_LASTSEEN_INTERVAL_MS`, back to back
-/// while batches come out full, until `shutdown`.
+/// while batches come out full, until `shutdown`. Also does the jobs'
+/// hourly housekeeping, since it is the one loop every jobs process runs.
 pub async fn run_mover(ctx: AppContext, metrics: JobMetrics, shutdown: impl std::future::Future<Output = ()>) {
     let limit = ctx.settings.lastseen_batch.max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.settings.lastseen_interval_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
+    let mut housekept = tokio::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -104,13 +108,22 @@ pub async fn run_mover(ctx: AppContext, metrics: JobMetrics, shutdown: impl std:
                 }
             }
         }
-        ticks += 1;
-        // Housekeeping for the push jobs, about hourly at the default tick.
-        if ticks % 3600 == 0 {
-            if let Err(e) = crate::push::store::prune_deliveries(&ctx.db).await {
-                tracing::warn!(error = %e, "could not prune push deliveries");
-            }
+        if housekept.elapsed() >= HOUSEKEEPING_EVERY {
+            housekept = tokio::time::Instant::now();
+            housekeeping(&ctx.db).await;
         }
+    }
+}
+
+/// Forgets old delivery claims and finished jobs.
+async fn housekeeping(db: &sqlx::PgPool) {
+    match crate::push::store::prune_deliveries(db).await {
+        Ok(n) => tracing::debug!(n, "pruned push deliveries"),
+        Err(e) => tracing::warn!(error = %e, "could not prune push deliveries"),
+    }
+    match queue::prune_finished(db).await {
+        Ok(n) => tracing::debug!(n, "pruned finished jobs"),
+        Err(e) => tracing::warn!(error = %e, "could not prune finished jobs"),
     }
 }
 

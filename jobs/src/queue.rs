@@ -86,3 +86,16 @@ pub async fn dead_jobs(db: &PgPool) -> anyhow::Result<Vec<DeadJob>> {
     .await
     .context("Failed to list dead jobs")
 }
+
+/// Deletes finished jobs: done ones after a day, dead ones after 30 days
+/// (they stay queryable for a month). apalis keeps every row otherwise.
+pub async fn prune_finished(db: &PgPool) -> sqlx::Result<u64> {
+    sqlx::query(
+        "delete from apalis.jobs where job_type in ('duet.push', 'duet.lastseen') and ( \
+           (status = 'Done' and done_at < now() - interval '1 day') \
+           or (status in ('Failed', 'Killed') and attempts >= max_attempts and done_at < now() - interval '30 days'))",
+    )
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}

@@ -72,10 +72,10 @@ impl Apns {
 
     async fn provider_token(&self) -> Result<String, SendError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, made)) = cached.as_ref() {
-            if made.elapsed() < TOKEN_LIFETIME {
-                return Ok(token.clone());
-            }
+        if let Some((token, made)) = cached.as_ref()
+            && made.elapsed() < TOKEN_LIFETIME
+        {
+            return Ok(token.clone());
         }
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.key_id.clone());
@@ -129,4 +129,26 @@ fn payload(n: &Notification) -> Value {
         "conversationId": n.conversation_id,
         "seq": n.seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/push/TEST-ONLY-apns-key.p8");
+
+    #[test]
+    fn apns_is_off_without_a_key_and_refuses_a_key_without_its_ids() {
+        let mut settings = Settings::from_env().unwrap();
+        settings.apns_key = None;
+        assert!(Apns::from_settings(&settings).unwrap().is_none());
+        settings.apns_key = Some(TEST_KEY.into());
+        settings.apns_key_id = Some("ABC123DEFG".into());
+        settings.apns_team_id = None;
+        let error = Apns::from_settings(&settings).err().expect("refused").to_string();
+        assert!(error.contains("DUET_APNS_TEAM_ID"), "{error}");
+        settings.apns_team_id = Some("TEAM123456".into());
+        settings.apns_topic = Some("app.duet.test".into());
+        assert!(Apns::from_settings(&settings).unwrap().is_some());
+    }
 }

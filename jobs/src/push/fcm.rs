@@ -90,10 +90,10 @@ impl Fcm {
     /// A valid access token, fetched when the cached one is (nearly) expired.
     async fn access_token(&self) -> Result<String, SendError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, until)) = cached.as_ref() {
-            if Instant::now() < *until {
-                return Ok(token.clone());
-            }
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
         }
         let iat = unix_now();
         let claims = GrantClaims { iss: &self.client_email, scope: SCOPE, aud: &self.token_uri, iat, exp: iat + 3600 };

@@ -205,10 +205,10 @@ impl Pusher {
 
     /// After a dead alert, the next message may notify again.
     async fn give_up(&self, job: &PushJob) {
-        if let PushJob::Alert { user_id, conversation_id, episode, .. } = *job {
-            if let Err(e) = store::end_episode(&self.ctx.db, user_id, conversation_id, episode).await {
-                tracing::warn!(error = %e, "could not end a dead push's episode");
-            }
+        if let PushJob::Alert { user_id, conversation_id, episode, .. } = *job
+            && let Err(e) = store::end_episode(&self.ctx.db, user_id, conversation_id, episode).await
+        {
+            tracing::warn!(error = %e, "could not end a dead push's episode");
         }
     }
 

@@ -97,23 +97,18 @@ fn shape_error(body: &Value) -> Option<String> {
     let message = body.get("message")?.as_object().map(|_| &body["message"]);
     let Some(message) = message else { return Some("no `message` object".into()) };
     let targets = ["token", "topic", "condition"].iter().filter(|k| message.get(**k).is_some()).count();
-    if targets != 1 || !message["token"].as_str().is_some_and(|t| !t.is_empty()) {
+    if targets != 1 || message["token"].as_str().is_none_or(str::is_empty) {
         return Some("exactly one target, a non-empty `token`, is required".into());
     }
-    if let Some(data) = message.get("data") {
-        if !data.as_object().is_some_and(|d| d.values().all(Value::is_string)) {
-            return Some("`data` must map strings to strings".into());
-        }
+    let strings = |v: &Value| v.as_object().is_some_and(|o| o.values().all(Value::is_string));
+    if message.get("data").is_some_and(|d| !strings(d)) {
+        return Some("`data` must map strings to strings".into());
     }
-    if let Some(n) = message.get("notification") {
-        if !n.as_object().is_some_and(|n| n.values().all(Value::is_string)) {
-            return Some("`notification` fields must be strings".into());
-        }
+    if message.get("notification").is_some_and(|n| !strings(n)) {
+        return Some("`notification` fields must be strings".into());
     }
-    if let Some(count) = message.pointer("/android/notification/notification_count") {
-        if !count.is_i64() {
-            return Some("`notification_count` must be an integer".into());
-        }
+    if message.pointer("/android/notification/notification_count").is_some_and(|c| !c.is_i64()) {
+        return Some("`notification_count` must be an integer".into());
     }
     None
 }

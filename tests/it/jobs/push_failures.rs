@@ -66,6 +66,12 @@ async fn a_push_failing_every_attempt_is_recorded_dead_with_its_error() {
     t.app.send_ok(&ann, conversation, "still there?").await;
     t.fake.wait_requests(&android, 4).await;
     assert_eq!(t.fake.requests(&android)[3].status, 200);
+
+    // Housekeeping drops finished jobs after a day but keeps dead ones for a month.
+    t.settled(PUSH_QUEUE, 4).await;
+    sqlx::query("update apalis.jobs set done_at = now() - interval '2 days'").execute(&t.app.db).await.unwrap();
+    assert_eq!(duet_jobs::queue::prune_finished(&t.app.db).await.unwrap(), 3);
+    assert_eq!(duet_jobs::queue::dead_jobs(&t.app.db).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -108,7 +114,7 @@ async fn unregistered_and_invalid_tokens_are_deleted() {
 
     t.fake.wait_requests(&good, 1).await;
     t.settled(PUSH_QUEUE, 1).await;
-    assert_eq!(t.device_tokens(&bob).await, [good.clone()]);
+    assert_eq!(t.device_tokens(&bob).await, std::slice::from_ref(&good));
     assert_eq!(t.fake.requests(&malformed)[0].status, 400, "APNs refuses a malformed token");
     let jobs = t.jobs(PUSH_QUEUE).await;
     assert_eq!(jobs.len(), 1, "a rejected token is not a reason to retry: {jobs:?}");
