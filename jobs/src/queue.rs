@@ -18,19 +18,12 @@ pub const PUSH_QUEUE: &str = "duet.push";
 /// Batches of `users.last_seen_at` writes.
 pub const LASTSEEN_QUEUE: &str = "duet.lastseen";
 
-/// Any 64-bit number, so no other advisory lock in the database collides with it.
-const SETUP_LOCK: i64 = 0x6475_6574_6a6f_6273; // "duetjobs"
-
 /// Applies apalis's own migrations (schema `apalis`, its own migrations
-/// table). Several processes may start at once: they take turns under an
-/// advisory lock, because the schema creation that precedes sqlx's own lock
-/// could otherwise race.
+/// table `apalis._sqlx_migrations`). Safe when several processes start at
+/// once: sqlx's migrator holds a PostgreSQL advisory lock while it creates
+/// the schema and applies migrations.
 pub async fn setup(db: &PgPool) -> anyhow::Result<()> {
-    let mut lock = db.acquire().await.context("Failed to get a connection for the job queue set-up")?;
-    sqlx::query("select pg_advisory_lock($1)").bind(SETUP_LOCK).execute(&mut *lock).await?;
-    let result = PostgresStorage::setup(db).await.context("Failed to apply the job queue's migrations");
-    sqlx::query("select pg_advisory_unlock($1)").bind(SETUP_LOCK).execute(&mut *lock).await?;
-    result
+    PostgresStorage::setup(db).await.context("Failed to apply the job queue's migrations")
 }
 
 /// Puts one job on `queue`, to run after `delay` (rounded up to a whole

@@ -5,6 +5,7 @@ mod lastseen;
 mod measure;
 mod push;
 mod push_failures;
+mod setup;
 
 use std::time::Duration;
 

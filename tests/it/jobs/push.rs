@@ -145,3 +145,28 @@ async fn previews_put_the_text_in_the_body_when_enabled() {
     fake.wait_requests(&iphone, 1).await;
     assert_eq!(fake.requests(&iphone)[0].body["aps"]["alert"]["body"], "lunch at noon?");
 }
+
+#[tokio::test]
+async fn a_delivered_receipt_ends_the_collapse_so_the_next_message_notifies_again() {
+    let t = PushTest::spawn().await;
+    let ann = t.app.register("Ann").await;
+    let bob = t.app.register("Bob").await;
+    let android = fcm_token();
+    t.device(&bob, "android", &android).await;
+    let conversation = t.app.conversation(&ann, &bob).await;
+    t.app.send_ok(&ann, conversation, "one").await;
+    t.fake.wait_requests(&android, 1).await;
+    t.app.send_ok(&ann, conversation, "two").await;
+    t.settled(PUSH_QUEUE, 1).await;
+    assert_eq!(t.fake.requests(&android).len(), 1, "collapsed");
+
+    // A device of Bob's fetched the messages (but he read nothing): no badge update.
+    let (status, _) = t.app.post(&format!("/conversations/{conversation}/delivered"), Some(&bob.token), json!({"seq": 2})).await;
+    assert_eq!(status, StatusCode::OK);
+    t.app.send_ok(&ann, conversation, "three").await;
+    t.fake.wait_requests(&android, 2).await;
+    t.settled(PUSH_QUEUE, 2).await;
+    let second = &t.fake.requests(&android)[1].body["message"]["data"];
+    assert_eq!((second["type"].as_str(), second["seq"].as_str(), second["badge"].as_str()), (Some("message"), Some("3"), Some("3")));
+    assert_eq!(t.jobs(PUSH_QUEUE).await.len(), 2);
+}
