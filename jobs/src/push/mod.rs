@@ -166,8 +166,11 @@ impl Pusher {
         // so it needs no delivery claims.
         let mut failures = Vec::new();
         for device in devices.iter().filter(|d| self.has_provider(d)) {
-            if let Err(e) = self.send(device, &notification).await {
-                failures.extend(self.handle_error(device, e).await?);
+            match self.send(device, &notification).await {
+                Ok(()) => {}
+                // Unlike an alert, an unknown outcome is simply tried again.
+                Err(SendError::InDoubt(error)) => failures.push(Failure { retry: true, retry_after: None, error }),
+                Err(e) => failures.extend(self.handle_error(device, e).await?),
             }
         }
         failures_to_result(failures)

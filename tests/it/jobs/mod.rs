@@ -42,10 +42,15 @@ impl PushTest {
     }
 
     pub async fn spawn_services(services: &[Service]) -> PushTest {
+        Self::spawn_configured(services, |_| {}).await
+    }
+
+    pub async fn spawn_configured(services: &[Service], configure: impl FnOnce(&mut Settings)) -> PushTest {
         let fake = FakePush::start().await;
         let mut settings = crate::helpers::fresh_settings();
         fake.configure(&mut settings);
         job_settings(&mut settings);
+        configure(&mut settings);
         let app = TestApp::spawn_settings(settings, services).await;
         let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
         let keys = Keys::new(app.settings.redis_prefix.clone());

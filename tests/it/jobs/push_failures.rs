@@ -151,3 +151,29 @@ async fn a_worker_killed_mid_send_is_retried_elsewhere_without_a_duplicate() {
     let runs: i32 = sqlx::query_scalar("select attempts from apalis.jobs where job_type = $1").bind(PUSH_QUEUE).fetch_one(&t.app.db).await.unwrap();
     assert!(runs >= 2, "the job ran twice ({runs})");
 }
+
+#[tokio::test]
+async fn a_push_whose_outcome_is_unknown_is_not_sent_again() {
+    let t = PushTest::spawn_configured(Service::ALL, |s| s.push_timeout_secs = 1).await;
+    let ann = t.app.register("Ann").await;
+    let bob = t.app.register("Bob").await;
+    let (iphone, android) = (apns_token(), fcm_token());
+    t.device(&bob, "ios", &iphone).await;
+    t.device(&bob, "android", &android).await;
+    // The request reaches APNs but no answer comes back before the timeout.
+    t.fake.hold(&iphone);
+    t.fake.script(&android, [Reply::new(503, "UNAVAILABLE")]);
+    let conversation = t.app.conversation(&ann, &bob).await;
+    t.app.send_ok(&ann, conversation, "hi").await;
+
+    // The Android retry runs as a second attempt; the iPhone is not tried again.
+    t.fake.wait_requests(&android, 2).await;
+    t.settled(PUSH_QUEUE, 2).await;
+    assert_eq!(t.fake.held_requests(&iphone), 1);
+    let claim: String = sqlx::query_scalar("select state from push_deliveries d join device_tokens t on t.id = d.device_id where t.token = $1")
+        .bind(&iphone)
+        .fetch_one(&t.app.db)
+        .await
+        .unwrap();
+    assert_eq!(claim, "sending", "the in-doubt claim is kept");
+}
