@@ -5,9 +5,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use duet_command_api::Commands;
 use duet_common::http::{Served, ops_routes, wrap};
 use duet_common::{AppContext, Settings};
@@ -26,12 +28,15 @@ pub enum Service {
     QueryApi,
     /// Outbox relay and Redis projections (the read side's writer).
     Projector,
+    /// Background jobs: push notifications and lastSeen writes.
+    Jobs,
     /// The WebSocket gateway at `/ws`: live delivery, receipts, typing, presence, sync.
     Realtime,
 }
 
 impl Service {
-    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Realtime];
+    pub const ALL: &'static [Service] =
+        &[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Jobs, Service::Realtime];
 }
 
 type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
@@ -59,6 +64,8 @@ impl Application {
     /// Connects to PostgreSQL and Redis, applies migrations and binds the listener.
     pub async fn build(settings: Settings, services: &[Service]) -> anyhow::Result<Self> {
         let ctx = AppContext::build(settings).await?;
+        // The command side enqueues jobs even where no worker runs.
+        duet_jobs::setup(&ctx.db).await?;
         let acceptor = TcpListener::bind(ctx.settings.http_addr)
             .into_acceptor()
             .await
@@ -84,8 +91,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { ctx, acceptor, addr, services } = self;
         let serves = |s| services.contains(&s);
-        // The gateway sends through the same Commands (and append writers) as REST.
-        let commands = (serves(Service::CommandApi) || serves(Service::Realtime)).then(|| Commands::start(&ctx));
+        let job_metrics = duet_jobs::JobMetrics::register(&ctx.metrics);
+        let enqueuer = Arc::new(duet_jobs::Enqueuer::new(&ctx, job_metrics.clone()));
+        // The gateway sends through the same Commands (append writers, hooks) as REST.
+        let commands = (serves(Service::CommandApi) || serves(Service::Realtime))
+            .then(|| Commands::start(&ctx).with_hooks(enqueuer));
         let gateway = match (&commands, serves(Service::Realtime)) {
             (Some(commands), true) => Some(Gateway::start(&ctx, commands.clone()).await?),
             _ => None,
@@ -113,21 +123,34 @@ impl Application {
             .data(ctx.jwt.clone())
             .data(ctx.clone());
         tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");
+        let shutdown = shutdown.shared();
+        let jobs_shutdown = shutdown.clone();
+        let jobs = async {
+            match serves(Service::Jobs) {
+                true => duet_jobs::run(ctx.clone(), job_metrics, jobs_shutdown).await,
+                false => Ok(()),
+            }
+        };
         // WebSocket connections outlive poem's graceful shutdown: close them
         // (1012, after in-flight sends) before the server stops.
-        let shutdown = async move {
+        let http_shutdown = async move {
             shutdown.await;
             if let Some(gateway) = gateway {
                 gateway.shutdown(Duration::from_secs(10)).await;
             }
         };
-        let served = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(wrap(app, ctx.metrics.clone()), shutdown, Some(Duration::from_secs(30)))
-            .await
-            .context("HTTP server failed");
+        let http = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            wrap(app, ctx.metrics.clone()),
+            http_shutdown,
+            Some(Duration::from_secs(30)),
+        );
+        // Joined, not spawned: dropping this future (a crash, or a test
+        // aborting the node) stops the workers mid-job, as a crash would.
+        let (http, jobs) = tokio::join!(http, jobs);
         if let Some(projector) = projector {
             projector.stop().await;
         }
-        served
+        http.context("HTTP server failed")?;
+        jobs.context("Job workers failed")
     }
 }

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
             duet_common::db::ensure_database(&settings.database_url).await?;
             let pool = duet_common::db::connect(&settings.database_url, 1).await?;
             duet_common::db::migrate(&pool).await?;
+            duet_jobs::setup(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -76,11 +77,26 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(only: Vec<Service>, settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
+    raise_fd_limit();
     let services = if only.is_empty() { Service::ALL.to_vec() } else { only };
     let app = Application::build(settings, &services).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every WebSocket is a file descriptor: lift the soft limit to the hard one,
+/// and say how many connections that allows.
+fn raise_fd_limit() {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) => {
+            if soft < hard && rlimit::Resource::NOFILE.set(hard, hard).is_err() {
+                tracing::warn!(soft, hard, "could not raise the open-files limit");
+            }
+            tracing::info!(open_files = hard, "open-files limit (bounds concurrent connections)");
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the open-files limit"),
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

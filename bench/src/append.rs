@@ -21,16 +21,16 @@ use crate::report::{self, Percentiles};
 pub struct AppendArgs {
     /// HTTP base, e.g. http://127.0.0.1:8080
     #[arg(long)]
-    http: String,
+    pub http: String,
     /// Concurrent senders (each waits for its answer before sending again).
     #[arg(long, default_value_t = 256)]
-    senders: usize,
+    pub senders: usize,
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
-    duration: u64,
+    pub duration: u64,
     /// Print the result as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Serialize)]

@@ -27,25 +27,25 @@ use crate::report::{self, Percentiles};
 pub struct ChatArgs {
     /// WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws
     #[arg(long)]
-    url: String,
+    pub url: String,
     /// HTTP base, e.g. http://127.0.0.1:8080
     #[arg(long)]
-    http: String,
+    pub http: String,
     /// Pairs of users; each user has one session.
     #[arg(long, default_value_t = 100)]
-    pairs: usize,
+    pub pairs: usize,
     /// Total messages per second, all pairs together.
     #[arg(long, default_value_t = 1000.0)]
-    rate: f64,
+    pub rate: f64,
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
-    duration: u64,
+    pub duration: u64,
     /// Print the result as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Seconds to wait, after sending stops, for outstanding acks and deliveries.
     #[arg(long, default_value_t = 20)]
-    drain_timeout: u64,
+    pub drain_timeout: u64,
 }
 
 #[derive(Serialize)]

@@ -22,31 +22,31 @@ use crate::client::{self, User};
 pub struct ConnectionsArgs {
     /// WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws
     #[arg(long)]
-    url: String,
+    pub url: String,
     /// HTTP base, e.g. http://127.0.0.1:8080
     #[arg(long)]
-    http: String,
+    pub http: String,
     /// Connections to open.
     #[arg(long, default_value_t = 1000)]
-    count: u64,
+    pub count: u64,
     /// Seconds to hold them once open.
     #[arg(long, default_value_t = 30)]
-    hold: u64,
+    pub hold: u64,
     /// The server's pid, to read its resident memory from /proc.
     #[arg(long)]
-    server_pid: Option<u32>,
+    pub server_pid: Option<u32>,
     /// Accounts the sessions are spread over.
     #[arg(long, default_value_t = 1000)]
-    users: usize,
+    pub users: usize,
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 256)]
-    concurrency: usize,
+    pub concurrency: usize,
     /// Loopback source addresses to spread connections over (127.0.0.2 …).
     #[arg(long, default_value_t = 8)]
-    sources: u8,
+    pub sources: u8,
     /// Print the result as JSON on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Serialize)]

@@ -7,14 +7,8 @@
 //!
 //! The command lines and the JSON they print are a public contract.
 
-mod append;
-mod chat;
-mod checker;
-mod client;
-mod connections;
-mod report;
-
 use clap::{Parser, Subcommand};
+use duet_bench::{append, chat, connections};
 
 #[derive(Parser)]
 #[command(name = "duet-bench", version, about = "Load generator and consistency checker for Duet")]

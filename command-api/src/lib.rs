@@ -11,6 +11,7 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
+pub mod hooks;
 pub mod receipts;
 
 use duet_common::domain::NewMessage;
@@ -19,8 +20,11 @@ use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;
+pub use hooks::CommandHooks;
 pub use receipts::{Markers, Receipt, ReceiptRequest, ReceiptWriter};
 
 /// Where a message goes: a known conversation, or the conversation with a user.
@@ -37,6 +41,8 @@ pub struct Commands {
     appender: Appender,
     receipts: ReceiptWriter,
     send_limiter: RateLimiter,
+    /// Told about stored messages and moved markers (push jobs), if set.
+    hooks: Option<Arc<dyn CommandHooks>>,
 }
 
 impl Commands {
@@ -48,7 +54,14 @@ impl Commands {
             receipts: ReceiptWriter::start(ctx.db.clone(), settings.append_writers, settings.append_max_batch),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
+            hooks: None,
         }
+    }
+
+    /// Runs `hooks` after each stored message and each moved marker.
+    pub fn with_hooks(mut self, hooks: Arc<dyn CommandHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// Validates, rate-limits, stores and publishes a message. Returns once it is durable.
@@ -68,6 +81,11 @@ impl Commands {
         // the same id and seq.
         let m = &appended.message;
         live::publish(&self.ctx.redis, &self.ctx.keys, &[m.receiver_id, m.sender_id], live::encode_message(m)).await;
+        if appended.created
+            && let Some(hooks) = &self.hooks
+        {
+            hooks.message_stored(m).await;
+        }
         Ok(appended)
     }
 
@@ -82,6 +100,9 @@ impl Commands {
             };
             let frame = Frame::new(kind, ReceiptData { conversation_id, seq, user_id, at: markers.at }).encode();
             live::publish(&self.ctx.redis, &self.ctx.keys, &[markers.peer_id, user_id], live::encode_other(&frame)).await;
+            if let Some(hooks) = &self.hooks {
+                hooks.marker_moved(user_id, conversation_id, receipt == Receipt::Read).await;
+            }
         }
         Ok(markers)
     }

@@ -128,6 +128,79 @@ pub struct Settings {
     /// Comma-separated browser origins allowed to open WebSockets; clients without `Origin` are always allowed.
     #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    // ---- jobs: push notifications and lastSeen (docs/push.md) ----
+    /// Path to a Google service-account JSON key; FCM is off when unset.
+    #[arg(long, env = "DUET_FCM_CREDENTIALS")]
+    pub fcm_credentials: Option<std::path::PathBuf>,
+
+    /// Firebase project id; defaults to the key's `project_id`.
+    #[arg(long, env = "DUET_FCM_PROJECT_ID")]
+    pub fcm_project_id: Option<String>,
+
+    /// FCM HTTP v1 base URL (tests point it at a local server).
+    #[arg(long, env = "DUET_FCM_BASE_URL", default_value = "https://fcm.googleapis.com")]
+    pub fcm_base_url: String,
+
+    /// Path to the APNs token-auth key (.p8); APNs is off when unset.
+    #[arg(long, env = "DUET_APNS_KEY")]
+    pub apns_key: Option<std::path::PathBuf>,
+
+    /// Key id of the .p8 key (the JWT `kid`).
+    #[arg(long, env = "DUET_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+
+    /// Apple developer team id (the JWT `iss`).
+    #[arg(long, env = "DUET_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle id, sent as `apns-topic`.
+    #[arg(long, env = "DUET_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+
+    /// APNs base URL (`https://api.sandbox.push.apple.com` for development builds; tests use a local h2c server).
+    #[arg(long, env = "DUET_APNS_BASE_URL", default_value = "https://api.push.apple.com")]
+    pub apns_base_url: String,
+
+    /// Put the message text in the notification; off by default (privacy).
+    #[arg(long, env = "DUET_PUSH_PREVIEW", default_value_t = false, action = clap::ArgAction::Set)]
+    pub push_preview: bool,
+
+    /// Notification title.
+    #[arg(long, env = "DUET_PUSH_TITLE", default_value = "Duet")]
+    pub push_title: String,
+
+    /// Notification body when previews are off.
+    #[arg(long, env = "DUET_PUSH_BODY", default_value = "New message")]
+    pub push_body: String,
+
+    /// Attempts of one push job before it is recorded dead.
+    #[arg(long, env = "DUET_PUSH_MAX_ATTEMPTS", default_value_t = 5)]
+    pub push_max_attempts: u32,
+
+    /// First retry delay in seconds; doubled per attempt (with jitter), at most 10 minutes.
+    #[arg(long, env = "DUET_PUSH_RETRY_BASE_SECS", default_value_t = 2)]
+    pub push_retry_base_secs: u64,
+
+    /// Timeout of one request to FCM or APNs, in seconds.
+    #[arg(long, env = "DUET_PUSH_TIMEOUT_SECS", default_value_t = 10)]
+    pub push_timeout_secs: u64,
+
+    /// Seconds between job-worker heartbeats; a worker silent for 3 of them is presumed dead and its jobs re-run.
+    #[arg(long, env = "DUET_JOBS_HEARTBEAT_SECS", default_value_t = 10)]
+    pub jobs_heartbeat_secs: u64,
+
+    /// How often workers look for delayed jobs (new jobs wake them at once via LISTEN/NOTIFY), in ms.
+    #[arg(long, env = "DUET_JOBS_POLL_MS", default_value_t = 1000)]
+    pub jobs_poll_ms: u64,
+
+    /// Largest number of users in one lastSeen write.
+    #[arg(long, env = "DUET_LASTSEEN_BATCH", default_value_t = 500)]
+    pub lastseen_batch: usize,
+
+    /// How often pending lastSeen entries are moved into a job, in ms.
+    #[arg(long, env = "DUET_LASTSEEN_INTERVAL_MS", default_value_t = 1000)]
+    pub lastseen_interval_ms: u64,
 }
 
 impl Settings {

@@ -70,7 +70,10 @@ pub async fn run(ctx: AppContext, reader: Pool, metrics: ProjectorMetrics, confi
         if let Err(e) = step(&ctx, &reader, &pairs, &metrics, &stream, &config, &mut state).await {
             tracing::warn!(error = format!("{e:#}"), "projector consumer failed; retrying");
             state.from_pending = true;
-            if format!("{e:#}").contains("NOGROUP") {
+            let message = format!("{e:#}");
+            // The stream or its group is gone (Redis lost its data): recreate
+            // the group from the stream's start; re-applying is harmless.
+            if message.contains("NOGROUP") || message.contains("no longer exists") {
                 let _ = ensure_group(&ctx).await;
             }
             tokio::select! {

@@ -66,6 +66,9 @@ pub struct Lag {
 }
 
 /// The projector's lag behind PostgreSQL.
+/// Most entries counted when Redis cannot report a group's lag.
+const UNKNOWN_LAG_SCAN: u64 = 10_000;
+
 pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
     let (unrelayed, oldest_unrelayed): (i64, Option<DateTime<Utc>>) =
         sqlx::query_as("select count(*), min(created_at) from outbox where published_at is null")
@@ -77,6 +80,7 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
     let mut undelivered = 0;
     let mut unacked = 0;
     let mut last_delivered = String::from("0-0");
+    let mut group_found = false;
     for group in groups.into_array() {
         let fields = group.into_array();
         let field = |name: &str| {
@@ -85,9 +89,26 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
         if field("name").and_then(|v| v.as_string()).as_deref() != Some(GROUP) {
             continue;
         }
-        undelivered = field("lag").and_then(|v| v.as_u64()).unwrap_or(0);
+        group_found = true;
         unacked = field("pending").and_then(|v| v.as_u64()).unwrap_or(0);
         last_delivered = field("last-delivered-id").and_then(|v| v.as_string()).unwrap_or(last_delivered);
+        undelivered = match field("lag").and_then(|v| v.as_u64()) {
+            Some(lag) => lag,
+            // Redis reports no lag when it cannot tell (a group created on a
+            // stream that already had entries): count what lies past the
+            // group's position instead of calling it zero.
+            None => {
+                let after: Value = client
+                    .xrange(&stream, format!("({last_delivered}"), "+", Some(UNKNOWN_LAG_SCAN))
+                    .await
+                    .unwrap_or(Value::Null);
+                after.into_array().len() as u64
+            }
+        };
+    }
+    if !group_found {
+        // No group (yet, or Redis lost it): everything in the stream is unread.
+        undelivered = client.xlen(&stream).await.unwrap_or(0);
     }
     let mut oldest_ms: Option<i64> = oldest_unrelayed.map(|t| t.timestamp_millis());
     // The oldest unacknowledged entry, and the first never delivered.

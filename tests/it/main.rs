@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real service on port 0 against its own
 //! fresh PostgreSQL database and its own Redis key prefix.
 
+mod fake_push;
 mod helpers;
 mod ws;
 
@@ -8,6 +9,7 @@ mod accounts;
 mod asyncapi;
 mod conversations;
 mod history;
+mod jobs;
 mod messages;
 mod openapi;
 mod ops;

@@ -2,20 +2,24 @@
 
 use std::time::Duration;
 
-use fred::interfaces::{ClientLike, SortedSetsInterface};
 use serde_json::json;
 
 use crate::helpers::TestApp;
 use crate::ws::{WsClient, open};
 
-/// Whether `user` has a pending last-seen write for the jobs.
-async fn pending_last_seen(app: &TestApp, user: uuid::Uuid) -> Option<f64> {
-    let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&app.settings.redis_url).unwrap()).build().unwrap();
-    client.init().await.unwrap();
-    let key = format!("{}lastseen:pending", app.settings.redis_prefix);
-    let score: Option<f64> = client.zscore(key, user.to_string()).await.unwrap();
-    let _ = client.quit().await;
-    score
+/// Waits until the jobs have written `user`'s last-seen time to PostgreSQL.
+async fn stored_last_seen(app: &TestApp, user: uuid::Uuid) -> chrono::DateTime<chrono::Utc> {
+    let deadline = tokio::time::Instant::now() + crate::ws::WAIT;
+    loop {
+        let stored: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("select last_seen_at from users where id = $1").bind(user).fetch_one(&app.db).await.unwrap();
+        if let Some(at) = stored {
+            return at;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "last seen never reached PostgreSQL");
+        // Polled: the jobs move pending entries on their own schedule.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -41,7 +45,8 @@ async fn peers_see_a_user_come_online_and_go_offline_on_clean_close() {
     assert_eq!(offline["status"], "offline", "the first update after online is the offline one: {offline}");
     let last_seen: chrono::DateTime<chrono::Utc> = offline["lastSeenAt"].as_str().unwrap().parse().unwrap();
     assert!((chrono::Utc::now() - last_seen).num_seconds().abs() < 30);
-    assert!(pending_last_seen(&app, ann.id).await.is_some(), "the last-seen time is handed to the jobs");
+    let stored = stored_last_seen(&app, ann.id).await;
+    assert_eq!(stored.timestamp_millis(), last_seen.timestamp_millis(), "the jobs store the time peers were told");
 }
 
 #[tokio::test]

@@ -1,0 +1,137 @@
+//! Tests of the jobs service: pushes (against the fake FCM/APNs servers)
+//! and lastSeen writes, on the real PostgreSQL and Redis.
+
+mod lastseen;
+mod measure;
+mod push;
+mod push_failures;
+mod setup;
+
+use std::time::Duration;
+
+use duet::{Application, Service};
+use duet_common::Settings;
+use duet_common::redis::Keys;
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::fake_push::FakePush;
+use crate::helpers::{TestApp, TestUser};
+
+/// Fast timings for tests: 1 s retries, 3 attempts, quick polling and heartbeats.
+pub fn job_settings(settings: &mut Settings) {
+    settings.push_retry_base_secs = 1;
+    settings.push_max_attempts = 3;
+    settings.jobs_heartbeat_secs = 1;
+    settings.jobs_poll_ms = 100;
+    settings.lastseen_interval_ms = 50;
+}
+
+/// A test app with push pointed at fresh fakes.
+pub struct PushTest {
+    pub app: TestApp,
+    pub fake: FakePush,
+    pub redis: fred::prelude::Pool,
+    pub keys: Keys,
+}
+
+impl PushTest {
+    pub async fn spawn() -> PushTest {
+        Self::spawn_services(Service::ALL).await
+    }
+
+    pub async fn spawn_services(services: &[Service]) -> PushTest {
+        Self::spawn_configured(services, |_| {}).await
+    }
+
+    pub async fn spawn_configured(services: &[Service], configure: impl FnOnce(&mut Settings)) -> PushTest {
+        let fake = FakePush::start().await;
+        let mut settings = crate::helpers::fresh_settings();
+        fake.configure(&mut settings);
+        job_settings(&mut settings);
+        configure(&mut settings);
+        let app = TestApp::spawn_settings(settings, services).await;
+        let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
+        let keys = Keys::new(app.settings.redis_prefix.clone());
+        PushTest { app, fake, redis, keys }
+    }
+
+    /// Another process of the same system running only the job workers;
+    /// dropping (or aborting) the handle kills it like a crash.
+    pub async fn spawn_worker(&self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let app = Application::build(self.app.settings.clone(), &[Service::Jobs]).await.expect("worker builds");
+        tokio::spawn(app.run_until_stopped(std::future::pending()))
+    }
+
+    pub async fn device(&self, user: &TestUser, platform: &str, token: &str) {
+        let (status, body) =
+            self.app.post("/devices/register", Some(&user.token), json!({"platform": platform, "token": token})).await;
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "register device: {status} {body}");
+    }
+
+    /// Marks the user online, as the gateway does on connect.
+    pub async fn online(&self, user: &TestUser) {
+        let came = duet_common::presence::touch(&self.redis, &self.keys, user.id, Uuid::new_v4(), "test", 60_000).await;
+        assert_eq!(came, Some(true), "presence written");
+    }
+
+    /// Waits until at least `min` jobs are on `queue` and all have finished
+    /// (done or dead); fails the test after 20 s.
+    pub async fn settled(&self, queue: &str, min: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (open, all): (i64, i64) = sqlx::query_as(
+                "select count(*) filter (where status not in ('Done', 'Failed', 'Killed')), count(*) \
+                 from apalis.jobs where job_type = $1",
+            )
+            .bind(queue)
+            .fetch_one(&self.app.db)
+            .await
+            .unwrap();
+            if open == 0 && all >= min {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "jobs on {queue} did not settle: {open} open of {all}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn jobs(&self, queue: &str) -> Vec<(String, serde_json::Value)> {
+        sqlx::query_as("select status, convert_from(job, 'UTF8')::jsonb from apalis.jobs where job_type = $1 order by run_at, id")
+            .bind(queue)
+            .fetch_all(&self.app.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.app.get("/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        body.as_str().unwrap().to_owned()
+    }
+
+    pub async fn device_tokens(&self, user: &TestUser) -> Vec<String> {
+        sqlx::query_scalar("select token from device_tokens where user_id = $1 order by token")
+            .bind(user.id)
+            .fetch_all(&self.app.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// An APNs device token: 64 hex characters.
+pub fn apns_token() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// An FCM registration token (opaque to us).
+pub fn fcm_token() -> String {
+    format!("fcm:{}", Uuid::new_v4().simple())
+}
+
+/// A counter's value in the Prometheus text, 0 if absent.
+pub fn counter(metrics: &str, name: &str, kind: &str) -> u64 {
+    let prefix = format!("duet_{name}_total{{kind=\"{kind}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+}
