@@ -43,7 +43,8 @@ pub async fn open(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Resul
             value.parse().unwrap(),
         );
     }
-    tokio_tungstenite::connect_async(request).await.map(|(stream, _)| stream)
+    // No Nagle: a test that sends and then waits must not wait for delayed ACKs.
+    tokio_tungstenite::connect_async_with_config(request, None, true).await.map(|(stream, _)| stream)
 }
 
 /// Opens an authenticated WebSocket whose socket has a tiny receive buffer,

@@ -139,43 +139,61 @@ async fn origins_outside_the_allowlist_are_refused_and_clients_without_origin_ar
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_1013_and_its_messages_stay_for_sync() {
-    let app = TestApp::spawn_with(|s| s.ws_outbound_queue = 4).await;
-    let ann = app.register("Ann").await;
+    // Room for busy senders; Bob's queue fills anyway once his socket is full.
+    let app = TestApp::spawn_with(|s| s.ws_outbound_queue = 64).await;
     let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await;
-    let mut a = WsClient::connect(&app, &ann).await;
     let mut slow = WsClient::from_stream(open_with_small_buffer(app.addr, &bob.token).await);
     slow.expect("auth.ok").await;
 
-    // Bob reads nothing while Ann sends far more than his socket and queue hold.
-    // 16 KB frames (4000 four-byte characters), about 6 MB in all: more than
-    // any socket buffer on the way.
-    let text = "😀".repeat(4_000);
-    let count = 400;
-    let sender = tokio::spawn(async move {
-        // In rounds, so Ann herself keeps reading her acks.
-        for round in 0..count / 50 {
-            for i in 0..50 {
-                a.send_message_nowait(conversation, &format!("m{round}-{i}"), &text).await;
+    // Bob reads nothing while eight friends send him far more than his socket
+    // and queue hold: 8 × 200 messages of about 4 KB, some 6.5 MB in all.
+    let (senders, per_sender) = (8, 200);
+    let mut conversations = Vec::new();
+    let mut sending = Vec::new();
+    for s in 0..senders {
+        let friend = app.register(&format!("Friend{s}")).await;
+        let conversation = app.conversation(&friend, &bob).await;
+        conversations.push(conversation);
+        let mut client = WsClient::connect(&app, &friend).await;
+        sending.push(tokio::spawn(async move {
+            let blob = "x".repeat(4_000);
+            // In rounds, so each sender keeps reading its own acks.
+            for round in 0..per_sender / 25 {
+                for i in 0..25 {
+                    let data = json!({"conversationId": conversation, "clientMsgId": format!("m{round}-{i}"), "type": "file", "payload": {"blob": blob}});
+                    client.send("chat.message.send", data).await;
+                }
+                for _ in 0..25 {
+                    client.next_matching("chat.message.ack", |_| true).await;
+                }
             }
-            for _ in 0..50 {
-                a.next_matching("chat.message.ack", |_| true).await;
-            }
-        }
-    });
+        }));
+    }
     await_metric(&app, "duet_ws_closes_total{code=\"1013\"}", 1).await;
     // Reading again, Bob finds what was written before the close, then the close.
     assert_eq!(slow.expect_close().await, 1013);
-    sender.await.unwrap();
+    for sender in sending {
+        sender.await.unwrap();
+    }
 
     let mut b = WsClient::connect(&app, &bob).await;
-    let synced = b.sync_conversation(conversation, 0, 500).await;
-    assert_eq!(synced.len(), count);
+    let result = b.sync(json!({})).await;
+    let mut unread: Vec<(String, i64)> = result["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["conversationId"].as_str().unwrap().to_owned(), c["unreadCount"].as_i64().unwrap()))
+        .collect();
+    unread.sort();
+    let mut expected: Vec<(String, i64)> = conversations.iter().map(|c| (c.to_string(), per_sender)).collect();
+    expected.sort();
+    assert_eq!(unread, expected, "every message waits for Bob's sync");
 }
 
 /// Waits until the node's metric `series` reaches `at_least`.
 async fn await_metric(app: &TestApp, series: &str, at_least: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    // Generous: the series may need many sends to move.
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
     loop {
         let (_, body) = app.get("/metrics", None).await;
         let text = body.as_str().unwrap_or_default().to_owned();
