@@ -47,6 +47,8 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
             conn.connection_timeout = Duration::from_secs(2);
             conn.internal_command_timeout = Duration::from_secs(2);
             conn.max_command_attempts = 1;
+            // Frames of several KiB must not wait for Nagle and delayed ACKs.
+            conn.tcp.nodelay = Some(true);
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
     Ok(builder)

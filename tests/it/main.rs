@@ -7,6 +7,7 @@ mod ws;
 
 mod accounts;
 mod asyncapi;
+mod bench_smoke;
 mod conversations;
 mod history;
 mod jobs;
