@@ -197,20 +197,43 @@ async fn append_batch(db: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Res
     }
 
     if !fresh.is_empty() {
-        insert_messages(&mut tx, &fresh).await?;
         let touched: Vec<&LockedConversation> =
             conversations.values().filter(|c| fresh.iter().any(|m| m.conversation_id == c.id)).collect();
+        let (types, event_conversations, payloads) =
+            outbox_rows(fresh.iter().map(|m| DomainEvent::MessageAppended { message: m.clone() }))?;
+        // One round trip for the three writes: under load every round trip
+        // holds the conversations' locks a little longer.
         sqlx::query(
-            "update conversations c set last_seq = v.last_seq, updated_at = $3 \
-             from unnest($1::uuid[], $2::int8[]) as v(id, last_seq) where c.id = v.id",
+            "with inserted as ( \
+               insert into messages (id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at) \
+               select * from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::timestamptz[]) \
+               returning 1 \
+             ), moved as ( \
+               update conversations c set last_seq = v.last_seq, updated_at = $13 \
+               from unnest($11::uuid[], $12::int8[]) as v(id, last_seq) where c.id = v.id \
+               returning 1 \
+             ) \
+             insert into outbox (event_type, conversation_id, payload) \
+             select * from unnest($14::text[], $15::uuid[], $16::jsonb[])",
         )
+        .bind(fresh.iter().map(|m| m.id).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.receiver_id).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.client_msg_id.as_str()).collect::<Vec<_>>())
+        .bind(fresh.iter().map(|m| m.created_at).collect::<Vec<_>>())
         .bind(touched.iter().map(|c| c.id).collect::<Vec<_>>())
         .bind(touched.iter().map(|c| c.last_seq).collect::<Vec<_>>())
         .bind(now)
+        .bind(&types)
+        .bind(&event_conversations)
+        .bind(&payloads)
         .execute(&mut *tx)
         .await?;
-        let events = fresh.iter().map(|m| DomainEvent::MessageAppended { message: m.clone() });
-        write_outbox(&mut tx, events).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -232,42 +255,12 @@ fn replay(request: &AppendRequest, earlier: &Message) -> Result<Appended, ApiErr
     }
 }
 
-async fn insert_messages(tx: &mut Transaction<'_, Postgres>, messages: &[Message]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into messages (id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at) \
-         select * from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::timestamptz[])",
-    )
-    .bind(messages.iter().map(|m| m.id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.receiver_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.client_msg_id.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Writes domain events to the outbox inside the caller's transaction.
 pub async fn write_outbox(
     tx: &mut Transaction<'_, Postgres>,
     events: impl IntoIterator<Item = DomainEvent>,
 ) -> Result<(), sqlx::Error> {
-    let mut types = Vec::new();
-    let mut conversations = Vec::new();
-    let mut payloads = Vec::new();
-    for event in events {
-        types.push(event.event_type());
-        conversations.push(event.conversation_id());
-        let payload = serde_json::to_value(Envelope::from(event))
-            .context("Failed to encode an outbox event")
-            .map_err(|e| sqlx::Error::Encode(e.into()))?;
-        payloads.push(payload);
-    }
+    let (types, conversations, payloads) = outbox_rows(events)?;
     sqlx::query(
         "insert into outbox (event_type, conversation_id, payload) \
          select * from unnest($1::text[], $2::uuid[], $3::jsonb[])",
@@ -278,6 +271,22 @@ pub async fn write_outbox(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The outbox columns of `events`, as arrays for `unnest`.
+fn outbox_rows(
+    events: impl IntoIterator<Item = DomainEvent>,
+) -> Result<(Vec<&'static str>, Vec<Uuid>, Vec<serde_json::Value>), sqlx::Error> {
+    let mut rows = (Vec::new(), Vec::new(), Vec::new());
+    for event in events {
+        rows.0.push(event.event_type());
+        rows.1.push(event.conversation_id());
+        let payload = serde_json::to_value(Envelope::from(event))
+            .context("Failed to encode an outbox event")
+            .map_err(|e| sqlx::Error::Encode(e.into()))?;
+        rows.2.push(payload);
+    }
+    Ok(rows)
 }
 
 /// Now, at PostgreSQL's precision, so a stored message reads back identical.

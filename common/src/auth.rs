@@ -108,8 +108,17 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
     keys.verify(&bearer.token).map_err(|e| ErrorResponse::from(e).into())
 }
 
+/// Each argon2 hash takes 19 MiB and a core for tens of milliseconds: at most
+/// this many run at once, so a burst of sign-ups or logins queues instead of
+/// exhausting memory (256 at once would need almost 5 GiB).
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    tokio::sync::Semaphore::new(cores * 2)
+});
+
 /// Hashes a password with argon2id and a random salt (on a blocking thread).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -130,6 +139,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// Whether `password` matches `hash`; with no hash, spends the same time and says no.
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());

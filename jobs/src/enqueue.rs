@@ -31,6 +31,19 @@ impl Enqueuer {
     /// Enqueues an alert for `user_id` unless one is outstanding for the
     /// conversation or the user has no device. Returns whether it did.
     pub async fn alert(&self, user_id: Uuid, conversation_id: Uuid) -> anyhow::Result<bool> {
+        // The common case on a busy conversation (already collapsed) or for a
+        // user without devices costs one read, not a transaction.
+        let wanted: bool = sqlx::query_scalar(
+            "select exists (select 1 from device_tokens where user_id = $1) \
+               and not exists (select 1 from push_collapse where user_id = $1 and conversation_id = $2)",
+        )
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_one(&self.ctx.db)
+        .await?;
+        if !wanted {
+            return Ok(false);
+        }
         let episode = Uuid::new_v4();
         let mut tx = self.ctx.db.begin().await?;
         let inserted = sqlx::query(
