@@ -1,6 +1,11 @@
 //! `duet`: runs Duet's services, applies migrations, prints the API spec.
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc returns freed memory to the OS and fragments less than glibc
+/// under many small per-connection allocations (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use duet::{Application, Service};
 use duet_common::{Settings, telemetry};
 

@@ -71,6 +71,8 @@ struct Totals {
     acked: AtomicU64,
     delivered: AtomicU64,
     refused: AtomicU64,
+    /// Microseconds from the start to the latest ack, for the achieved rate.
+    last_ack_us: AtomicU64,
 }
 
 /// What a session's reader collected.
@@ -149,10 +151,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
     }
     let sent = totals.sent.load(Ordering::Relaxed);
     let acked = totals.acked.load(Ordering::Relaxed);
-    let elapsed = send_until.duration_since(start).as_secs_f64();
+    let sending = send_until.duration_since(start).as_secs_f64();
+    // Acked messages over the time it took to ack them (at least the sending window).
+    let acking = (totals.last_ack_us.load(Ordering::Relaxed) as f64 / 1e6).max(sending);
     let report = ChatReport {
-        offered_rate: sent as f64 / elapsed,
-        achieved_rate: acked as f64 / elapsed,
+        offered_rate: sent as f64 / sending,
+        achieved_rate: acked as f64 / acking,
         sent,
         acked,
         delivered: totals.delivered.load(Ordering::Relaxed),
@@ -411,6 +415,7 @@ async fn read(
                 out.sender.acked.insert(ack.client_msg_id, (ack.seq, ack.message_id));
                 answered += 1;
                 totals.acked.fetch_add(1, Ordering::Relaxed);
+                totals.last_ack_us.fetch_max(Instant::now().duration_since(start).as_micros() as u64, Ordering::Relaxed);
             }
             "chat.message.new" => {
                 let m = serde_json::from_str::<NewMessage>(incoming.data.get())?.message;

@@ -102,10 +102,15 @@ pub fn decode(payload: &str) -> Option<Live<'_>> {
 /// are logged, never returned: the message is already durable, and the
 /// receivers catch up from PostgreSQL.
 pub async fn publish(redis: &Pool, keys: &Keys, users: &[Uuid], payload: String) {
-    let Some(client) = crate::redis::connected(redis) else {
+    // One conversation's events leave through one connection (chosen by the
+    // pair's smaller id), so Redis sees them in the order they were sent.
+    let route = users.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
+    let clients = redis.clients();
+    let client = &clients[route % clients.len()];
+    if !client.is_connected() {
         tracing::debug!("Redis down: live publish skipped; receivers will catch up from PostgreSQL");
         return;
-    };
+    }
     let pipeline = client.pipeline();
     for user in users {
         let _: Result<(), Error> = pipeline.publish(user_channel(keys, *user), payload.as_str()).await;

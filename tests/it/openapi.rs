@@ -19,3 +19,17 @@ async fn the_served_spec_is_the_committed_one() {
     let generated: serde_json::Value = serde_json::from_str(&duet::openapi_spec()).unwrap();
     assert_eq!(served, generated);
 }
+
+/// Every setting the code reads is documented in the README's settings table.
+#[test]
+fn every_setting_is_documented_in_the_readme() {
+    let settings = include_str!("../../common/src/settings.rs");
+    let readme = include_str!("../../README.md");
+    let missing: Vec<&str> = settings
+        .split("env = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|env| !readme.contains(&format!("| `{env}` |")))
+        .collect();
+    assert!(missing.is_empty(), "settings missing from README.md: {missing:?}");
+}
