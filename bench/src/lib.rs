@@ -8,3 +8,4 @@ pub mod checker;
 pub mod client;
 pub mod connections;
 pub mod report;
+mod session;
