@@ -1,7 +1,10 @@
 //! The real `duet` binary as a child process: start-up, signals, exit codes.
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
+
+use duet_common::Settings;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -11,7 +14,7 @@ use crate::helpers::fresh_settings;
 /// A `duet serve` child process on a free port, with its address.
 pub struct DuetProcess {
     pub child: Child,
-    pub addr: String,
+    pub addr: SocketAddr,
 }
 
 impl DuetProcess {
@@ -32,7 +35,7 @@ impl DuetProcess {
             while let Some(line) = lines.next_line().await.expect("log line") {
                 let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 if log["message"] == "duet listening" {
-                    return log["addr"].as_str().expect("addr logged").to_owned();
+                    return log["addr"].as_str().expect("addr logged").parse::<SocketAddr>().expect("an address");
                 }
             }
             panic!("duet exited before listening");
@@ -46,14 +49,21 @@ impl DuetProcess {
 
     /// Settings of a fresh test database as environment variables.
     pub fn fresh_env() -> Vec<(&'static str, String)> {
-        let s = fresh_settings();
+        Self::env_of(&fresh_settings())
+    }
+
+    /// A test's settings as environment variables (on a free port), so the
+    /// child joins the test's system: same database, same Redis prefix.
+    pub fn env_of(s: &Settings) -> Vec<(&'static str, String)> {
         vec![
-            ("DATABASE_URL", s.database_url),
-            ("REDIS_URL", s.redis_url),
-            ("DUET_REDIS_PREFIX", s.redis_prefix),
+            ("DATABASE_URL", s.database_url.clone()),
+            ("REDIS_URL", s.redis_url.clone()),
+            ("DUET_REDIS_PREFIX", s.redis_prefix.clone()),
             ("DUET_HTTP_ADDR", "127.0.0.1:0".into()),
-            ("DUET_RATE_LIMIT_PER_SEC", "100000".into()),
-            ("DUET_RATE_LIMIT_BURST", "100000".into()),
+            ("DUET_DB_POOL_SIZE", s.db_pool_size.to_string()),
+            ("DUET_RATE_LIMIT_PER_SEC", s.rate_limit_per_sec.to_string()),
+            ("DUET_RATE_LIMIT_BURST", s.rate_limit_burst.to_string()),
+            ("DUET_PRESENCE_TTL_SECS", s.presence_ttl_secs.to_string()),
         ]
     }
 

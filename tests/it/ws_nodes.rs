@@ -4,52 +4,10 @@
 //! with no chance to close anything.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::process::Stdio;
-
-use duet_common::Settings;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::helpers::TestApp;
-use crate::ws::{WAIT, WsClient, seqs};
-
-/// Starts `duet serve` with the test's settings; returns it and its address.
-async fn spawn_node_process(settings: &Settings) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duet"))
-        .arg("serve")
-        .env("DATABASE_URL", &settings.database_url)
-        .env("REDIS_URL", &settings.redis_url)
-        .env("DUET_REDIS_PREFIX", &settings.redis_prefix)
-        .env("DUET_HTTP_ADDR", "127.0.0.1:0")
-        .env("DUET_DB_POOL_SIZE", settings.db_pool_size.to_string())
-        .env("DUET_RATE_LIMIT_PER_SEC", settings.rate_limit_per_sec.to_string())
-        .env("DUET_RATE_LIMIT_BURST", settings.rate_limit_burst.to_string())
-        .env("DUET_PRESENCE_TTL_SECS", settings.presence_ttl_secs.to_string())
-        .env("DUET_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the duet binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT * 3, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-            if log["message"] == "duet listening" {
-                return log["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("the node exited before listening");
-    })
-    .await
-    .expect("the node listens in time");
-    // Keep draining its logs so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
+use crate::process::DuetProcess;
+use crate::ws::{WsClient, seqs};
 
 #[tokio::test]
 async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_offline() {
@@ -58,7 +16,7 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
     let ann = survivor.register("Ann").await;
     let bob = survivor.register("Bob").await;
     let conversation = survivor.conversation(&ann, &bob).await;
-    let (mut doomed, doomed_addr) = spawn_node_process(&survivor.settings).await;
+    let DuetProcess { child: mut doomed, addr: doomed_addr } = DuetProcess::start(&DuetProcess::env_of(&survivor.settings)).await;
 
     let mut b = WsClient::connect(&survivor, &bob).await;
     b.keep_alive(std::time::Duration::from_millis(500));
