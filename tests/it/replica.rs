@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, fresh_settings};
+use crate::helpers::{TestApp, TestUser, fresh_settings};
 use crate::read_side_support::eventually;
 
 const REPLICA_LOCK: i64 = 0x0d0e_7ea1;
@@ -86,9 +86,8 @@ async fn page(app: &TestApp, token: &str, path: &str) -> (Vec<i64>, String) {
     (body["items"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect(), source)
 }
 
-#[tokio::test]
-async fn history_is_served_by_the_streaming_replica() {
-    let _replica = take_replica().await;
+/// A node reading history from the replica, and Ann's three messages to Bob.
+async fn three_messages_on_a_replica_backed_node() -> (TestApp, TestUser, TestUser, Uuid) {
     let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
@@ -96,6 +95,13 @@ async fn history_is_served_by_the_streaming_replica() {
     for i in 1..=3 {
         app.send_ok(&ann, conversation, &format!("m{i}")).await;
     }
+    (app, ann, bob, conversation)
+}
+
+#[tokio::test]
+async fn history_is_served_by_the_streaming_replica() {
+    let _replica = take_replica().await;
+    let (app, _ann, bob, conversation) = three_messages_on_a_replica_backed_node().await;
     replicated(&app, conversation, 3).await;
     let path = format!("/conversations/{conversation}/messages?minSeq=3");
     // The header is `pg_is_in_recovery()` of the connection that ran the query.
@@ -107,13 +113,7 @@ async fn history_is_served_by_the_streaming_replica() {
 #[tokio::test]
 async fn read_your_writes_holds_while_replica_replay_is_paused() {
     let mut replica = take_replica().await;
-    let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
-    let ann = app.register("Ann").await;
-    let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await;
-    for i in 1..=3 {
-        app.send_ok(&ann, conversation, &format!("m{i}")).await;
-    }
+    let (app, ann, bob, conversation) = three_messages_on_a_replica_backed_node().await;
     replicated(&app, conversation, 3).await;
 
     sqlx::query("select pg_wal_replay_pause()").execute(&mut replica.admin).await.unwrap();
@@ -156,13 +156,7 @@ async fn read_your_writes_holds_while_replica_replay_is_paused() {
 #[tokio::test]
 async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
     let _replica = take_replica().await;
-    let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
-    let ann = app.register("Ann").await;
-    let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await;
-    for i in 1..=3 {
-        app.send_ok(&ann, conversation, &format!("m{i}")).await;
-    }
+    let (app, _ann, bob, conversation) = three_messages_on_a_replica_backed_node().await;
     crate::read_side_support::mark(&app, &bob, conversation, "read", 2).await;
     // A login of the analyst role, as docs/analytics.md sets one up (roles are cluster-wide).
     sqlx::query(

@@ -64,6 +64,17 @@ impl PushTest {
         tokio::spawn(app.run_until_stopped(std::future::pending()))
     }
 
+    /// Ann, and Bob with an iPhone (registered first) and an Android phone;
+    /// returns them with Bob's two tokens, iPhone first.
+    pub async fn ann_and_bob_with_two_phones(&self) -> (TestUser, TestUser, String, String) {
+        let ann = self.app.register("Ann").await;
+        let bob = self.app.register("Bob").await;
+        let (iphone, android) = (apns_token(), fcm_token());
+        self.device(&bob, "ios", &iphone).await;
+        self.device(&bob, "android", &android).await;
+        (ann, bob, iphone, android)
+    }
+
     pub async fn device(&self, user: &TestUser, platform: &str, token: &str) {
         let (status, body) =
             self.app.post("/devices/register", Some(&user.token), json!({"platform": platform, "token": token})).await;

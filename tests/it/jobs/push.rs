@@ -11,11 +11,7 @@ use super::{PushTest, apns_token, counter, fcm_token};
 #[tokio::test]
 async fn offline_receiver_gets_exactly_one_push_per_device_without_the_text() {
     let t = PushTest::spawn().await;
-    let ann = t.app.register("Ann").await;
-    let bob = t.app.register("Bob").await;
-    let (iphone, android) = (apns_token(), fcm_token());
-    t.device(&bob, "ios", &iphone).await;
-    t.device(&bob, "android", &android).await;
+    let (ann, bob, iphone, android) = t.ann_and_bob_with_two_phones().await;
     let conversation = t.app.conversation(&ann, &bob).await;
 
     t.app.send_ok(&ann, conversation, "the secret plan").await;
@@ -86,11 +82,7 @@ async fn receiver_who_comes_online_before_the_job_runs_gets_no_push() {
 #[tokio::test]
 async fn messages_collapse_into_one_push_until_read_and_a_read_sends_a_silent_badge_update() {
     let t = PushTest::spawn().await;
-    let ann = t.app.register("Ann").await;
-    let bob = t.app.register("Bob").await;
-    let (iphone, android) = (apns_token(), fcm_token());
-    t.device(&bob, "ios", &iphone).await;
-    t.device(&bob, "android", &android).await;
+    let (ann, bob, iphone, android) = t.ann_and_bob_with_two_phones().await;
     let conversation = t.app.conversation(&ann, &bob).await;
 
     for i in 0..5 {

@@ -124,12 +124,8 @@ async fn unregistered_and_invalid_tokens_are_deleted() {
 #[tokio::test]
 async fn a_worker_killed_mid_send_is_retried_elsewhere_without_a_duplicate() {
     let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
-    let ann = t.app.register("Ann").await;
-    let bob = t.app.register("Bob").await;
     // Devices are sent to in registration order: the iPhone first.
-    let (iphone, android) = (apns_token(), fcm_token());
-    t.device(&bob, "ios", &iphone).await;
-    t.device(&bob, "android", &android).await;
+    let (ann, bob, iphone, android) = t.ann_and_bob_with_two_phones().await;
     t.fake.hold(&iphone);
     let conversation = t.app.conversation(&ann, &bob).await;
 
@@ -155,11 +151,7 @@ async fn a_worker_killed_mid_send_is_retried_elsewhere_without_a_duplicate() {
 #[tokio::test]
 async fn a_push_whose_outcome_is_unknown_is_not_sent_again() {
     let t = PushTest::spawn_configured(Service::ALL, |s| s.push_timeout_secs = 1).await;
-    let ann = t.app.register("Ann").await;
-    let bob = t.app.register("Bob").await;
-    let (iphone, android) = (apns_token(), fcm_token());
-    t.device(&bob, "ios", &iphone).await;
-    t.device(&bob, "android", &android).await;
+    let (ann, bob, iphone, android) = t.ann_and_bob_with_two_phones().await;
     // The request reaches APNs but no answer comes back before the timeout.
     t.fake.hold(&iphone);
     t.fake.script(&android, [Reply::new(503, "UNAVAILABLE")]);
