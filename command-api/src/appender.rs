@@ -3,25 +3,23 @@
 //! Appends go to one of a few writer tasks, chosen by conversation, so a
 //! conversation's appends are handled in arrival order. A writer drains
 //! whatever is queued (no timer: under light load a batch is one message)
-//! and appends the batch in one transaction: lock the conversations, settle
-//! idempotency, assign gap-free seqs, insert the messages, move `last_seq`,
-//! write one outbox event per message, commit once. Each caller is answered
-//! only after that commit.
+//! and appends the batch in one transaction, one round trip to PostgreSQL
+//! (the `duet_append` function): lock the conversations, settle idempotency,
+//! assign gap-free seqs, insert the messages, move `last_seq`, write one
+//! outbox event per message, commit once. Each caller is answered only after
+//! that commit.
 //!
 //! A retry with the same `(sender, clientMsgId)` gets the stored message back,
 //! with `created = false`, even inside one batch. If the batch transaction
 //! fails as a whole, each request is retried in a transaction of its own, so
 //! one bad row fails alone.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::db::is_constraint_violation;
-use duet_common::domain::{Message, NewMessage};
-use duet_common::message_columns;
-use duet_common::events::{DomainEvent, Envelope};
+use duet_common::domain::{Message, MessageType, NewMessage};
+use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -109,134 +107,85 @@ async fn retry_alone(db: &PgPool, request: &AppendRequest, err: sqlx::Error) -> 
     Err(err.into())
 }
 
+/// One row of `duet_append`: a request's membership, and the stored message
+/// holding its idempotency key (absent when nothing could be stored).
 #[derive(sqlx::FromRow)]
-struct LockedConversation {
-    id: Uuid,
-    user_lo: Uuid,
-    user_hi: Uuid,
-    last_seq: i64,
+struct AppendRow {
+    member: bool,
+    id: Option<Uuid>,
+    conversation_id: Option<Uuid>,
+    seq: Option<i64>,
+    sender_id: Option<Uuid>,
+    receiver_id: Option<Uuid>,
+    #[sqlx(rename = "type")]
+    kind: Option<MessageType>,
+    text: Option<String>,
+    payload: Option<serde_json::Value>,
+    client_msg_id: Option<String>,
+    created_at: Option<DateTime<Utc>>,
 }
 
-/// One transaction for the whole batch. `Err` means nothing was stored;
-/// `Ok` holds each request's own outcome.
+impl AppendRow {
+    fn message(self) -> Option<Message> {
+        Some(Message {
+            id: self.id?,
+            conversation_id: self.conversation_id?,
+            seq: self.seq?,
+            sender_id: self.sender_id?,
+            receiver_id: self.receiver_id?,
+            kind: self.kind?,
+            text: self.text,
+            payload: self.payload,
+            client_msg_id: self.client_msg_id?,
+            created_at: self.created_at?,
+        })
+    }
+}
+
+/// One transaction for the whole batch, in one round trip: `duet_append`
+/// (migrations/0005) locks the conversations, settles idempotency, assigns
+/// seqs and writes the messages, `last_seq` and the outbox events. `Err`
+/// means nothing was stored; `Ok` holds each request's own outcome.
 async fn append_batch(db: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-
-    let mut conversation_ids: Vec<Uuid> = requests.iter().map(|r| r.conversation_id).collect();
-    conversation_ids.sort_unstable();
-    conversation_ids.dedup();
-    // Locked in id order, so concurrent batches cannot deadlock.
-    let mut conversations: HashMap<Uuid, LockedConversation> = sqlx::query_as::<_, LockedConversation>(
-        "select id, user_lo, user_hi, last_seq from conversations where id = any($1) order by id for update",
-    )
-    .bind(&conversation_ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|c| (c.id, c))
-    .collect();
-
-    // Stored messages with the same idempotency keys. Read after the locks:
-    // a concurrent append to the same conversation has committed by now.
-    let (senders, client_ids): (Vec<Uuid>, Vec<&str>) =
-        requests.iter().map(|r| (r.sender_id, r.message.client_msg_id.as_str())).unzip();
-    let stored: HashMap<(Uuid, String), Message> = sqlx::query_as::<_, Message>(concat!(
-        "select ",
-        message_columns!(),
-        " from messages where (sender_id, client_msg_id) in (select * from unnest($1::uuid[], $2::text[]))"
-    ))
-    .bind(&senders)
-    .bind(&client_ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|m| ((m.sender_id, m.client_msg_id.clone()), m))
-    .collect();
-
     let now = now_micros();
-    let mut fresh: Vec<Message> = Vec::new();
-    let mut fresh_by_key: HashMap<(Uuid, &str), usize> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let Some(conversation) = conversations.get_mut(&request.conversation_id) else {
-            outcomes.push(Err(ApiError::conversation_not_found()));
-            continue;
-        };
-        let receiver_id = if request.sender_id == conversation.user_lo {
-            conversation.user_hi
-        } else if request.sender_id == conversation.user_hi {
-            conversation.user_lo
-        } else {
-            outcomes.push(Err(ApiError::conversation_not_found()));
-            continue;
-        };
-        let key = (request.sender_id, request.message.client_msg_id.as_str());
-        let earlier = stored
-            .get(&(key.0, key.1.to_owned()))
-            .or_else(|| fresh_by_key.get(&key).map(|&i| &fresh[i]));
-        if let Some(earlier) = earlier {
-            outcomes.push(replay(request, earlier));
-            continue;
-        }
-        conversation.last_seq += 1;
-        let message = Message {
-            id: Uuid::now_v7(),
-            conversation_id: conversation.id,
-            seq: conversation.last_seq,
-            sender_id: request.sender_id,
-            receiver_id,
-            kind: request.message.kind,
-            text: request.message.text.clone(),
-            payload: request.message.payload.clone(),
-            client_msg_id: request.message.client_msg_id.clone(),
-            created_at: now,
-        };
-        fresh_by_key.insert(key, fresh.len());
-        outcomes.push(Ok(Appended { message: message.clone(), created: true }));
-        fresh.push(message);
+    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<AppendRow> = sqlx::query_as(
+        "select member, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
+         from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&ids)
+    .bind(requests.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.message.kind.as_str()).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.message.text.as_deref()).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.message.payload.as_ref()).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.message.client_msg_id.as_str()).collect::<Vec<_>>())
+    .bind(now)
+    .bind(now.to_rfc3339())
+    .bind(EVENT_VERSION as i32)
+    .fetch_all(db)
+    .await?;
+    if rows.len() != requests.len() {
+        return Err(sqlx::Error::Protocol(format!("duet_append answered {} rows for {} requests", rows.len(), requests.len())));
     }
-
-    if !fresh.is_empty() {
-        let touched: Vec<&LockedConversation> =
-            conversations.values().filter(|c| fresh.iter().any(|m| m.conversation_id == c.id)).collect();
-        let (types, event_conversations, payloads) =
-            outbox_rows(fresh.iter().map(|m| DomainEvent::MessageAppended { message: m.clone() }))?;
-        // One round trip for the three writes: under load every round trip
-        // holds the conversations' locks a little longer.
-        sqlx::query(
-            "with inserted as ( \
-               insert into messages (id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at) \
-               select * from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::jsonb[], $9::text[], $10::timestamptz[]) \
-               returning 1 \
-             ), moved as ( \
-               update conversations c set last_seq = v.last_seq, updated_at = $13 \
-               from unnest($11::uuid[], $12::int8[]) as v(id, last_seq) where c.id = v.id \
-               returning 1 \
-             ) \
-             insert into outbox (event_type, conversation_id, payload) \
-             select * from unnest($14::text[], $15::uuid[], $16::jsonb[])",
-        )
-        .bind(fresh.iter().map(|m| m.id).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.seq).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.receiver_id).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.client_msg_id.as_str()).collect::<Vec<_>>())
-        .bind(fresh.iter().map(|m| m.created_at).collect::<Vec<_>>())
-        .bind(touched.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind(touched.iter().map(|c| c.last_seq).collect::<Vec<_>>())
-        .bind(now)
-        .bind(&types)
-        .bind(&event_conversations)
-        .bind(&payloads)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(outcomes)
+    Ok(requests
+        .iter()
+        .zip(ids)
+        .zip(rows)
+        .map(|((request, id), row)| {
+            if !row.member {
+                return Err(ApiError::conversation_not_found());
+            }
+            let Some(message) = row.message() else {
+                return Err(ApiError::Internal(anyhow::anyhow!("duet_append stored nothing for a member")));
+            };
+            if message.id == id {
+                Ok(Appended { message, created: true })
+            } else {
+                replay(request, &message)
+            }
+        })
+        .collect())
 }
 
 /// A retry of a stored message: the same content returns it; other content

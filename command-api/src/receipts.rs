@@ -3,19 +3,18 @@
 //! Receipts are as frequent as messages (every receiver acknowledges what
 //! it got), so they go through group commit too: a batch locks its member
 //! rows, applies each receipt in arrival order, updates the rows that moved
-//! and writes their outbox events in one transaction.
-
-use std::collections::HashMap;
+//! and writes their outbox events in one transaction, in one round trip
+//! (the `duet_receipts` function).
 
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
-use duet_common::events::DomainEvent;
+use duet_common::events::EVENT_VERSION;
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::appender::{now_micros, write_outbox};
+use crate::appender::now_micros;
 use crate::batcher::Batcher;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,122 +98,63 @@ async fn record_batch_or_split(db: &PgPool, requests: &[ReceiptRequest]) -> Vec<
     }
 }
 
+/// One row of `duet_receipts`: a request's outcome.
 #[derive(sqlx::FromRow)]
-struct Member {
-    conversation_id: Uuid,
-    user_id: Uuid,
-    peer_id: Uuid,
-    last_seq: i64,
-    last_delivered_seq: i64,
-    last_read_seq: i64,
+struct ReceiptRow {
+    member: bool,
+    last_seq: Option<i64>,
+    delivered: Option<i64>,
+    read: Option<i64>,
+    peer_id: Option<Uuid>,
+    moved: bool,
 }
 
-/// Where a member's markers started and ended within the batch.
-struct Moved {
-    delivered_from: i64,
-    read_from: i64,
-}
-
+/// One transaction for the whole batch, in one round trip: `duet_receipts`
+/// (migrations/0005) locks the member rows, applies each receipt in order,
+/// updates the rows that moved and writes their outbox events. `Err` means
+/// nothing was stored; `Ok` holds each request's own outcome.
 async fn record_batch(db: &PgPool, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let (conversations, users): (Vec<Uuid>, Vec<Uuid>) = requests.iter().map(|r| (r.conversation_id, r.user_id)).unzip();
-    // Member rows are locked (in a fixed order) so concurrent batches apply one after the other.
-    let mut members: HashMap<(Uuid, Uuid), Member> = sqlx::query_as::<_, Member>(
-        "select m.conversation_id, m.user_id, m.peer_id, c.last_seq, m.last_delivered_seq, m.last_read_seq \
-         from conversation_members m join conversations c on c.id = m.conversation_id \
-         where (m.conversation_id, m.user_id) in (select * from unnest($1::uuid[], $2::uuid[])) \
-         order by m.conversation_id, m.user_id for update of m",
-    )
-    .bind(&conversations)
-    .bind(&users)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|m| ((m.conversation_id, m.user_id), m))
-    .collect();
-
     let now = now_micros();
-    let mut moved: HashMap<(Uuid, Uuid), Moved> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let Some(member) = members.get_mut(&(request.conversation_id, request.user_id)) else {
-            outcomes.push(Err(ApiError::conversation_not_found()));
-            continue;
-        };
-        if request.seq > member.last_seq {
-            outcomes.push(Err(ApiError::invalid(
-                "seq_out_of_range",
-                format!("`seq` {} is beyond the conversation's last message ({})", request.seq, member.last_seq),
-            )));
-            continue;
-        }
-        let delivered = member.last_delivered_seq.max(request.seq);
-        let read = match request.receipt {
-            Receipt::Delivered => member.last_read_seq,
-            Receipt::Read => member.last_read_seq.max(request.seq),
-        };
-        let changed = delivered > member.last_delivered_seq || read > member.last_read_seq;
-        if changed {
-            moved
-                .entry((member.conversation_id, member.user_id))
-                .or_insert(Moved { delivered_from: member.last_delivered_seq, read_from: member.last_read_seq });
-            member.last_delivered_seq = delivered;
-            member.last_read_seq = read;
-        }
-        outcomes.push(Ok(Markers {
-            conversation_id: member.conversation_id,
-            user_id: member.user_id,
-            last_delivered_seq: delivered,
-            last_read_seq: read,
-            peer_id: member.peer_id,
-            moved: changed,
-            at: now,
-        }));
-    }
-    if moved.is_empty() {
-        tx.rollback().await?;
-        return Ok(outcomes);
-    }
-
-    let mut rows: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>, Vec<bool>, Vec<bool>) = Default::default();
-    let mut events = Vec::new();
-    for (key, from) in &moved {
-        let member = &members[key];
-        let delivered_moved = member.last_delivered_seq > from.delivered_from;
-        let read_moved = member.last_read_seq > from.read_from;
-        rows.0.push(member.conversation_id);
-        rows.1.push(member.user_id);
-        rows.2.push(member.last_delivered_seq);
-        rows.3.push(member.last_read_seq);
-        rows.4.push(delivered_moved);
-        rows.5.push(read_moved);
-        let (conversation_id, user_id) = *key;
-        if delivered_moved {
-            events.push(DomainEvent::DeliveredUpTo { conversation_id, user_id, seq: member.last_delivered_seq, at: now });
-        }
-        if read_moved {
-            events.push(DomainEvent::ReadUpTo { conversation_id, user_id, seq: member.last_read_seq, at: now });
-        }
-    }
-    sqlx::query(
-        "update conversation_members m set \
-           last_delivered_seq = v.delivered, last_read_seq = v.read, \
-           delivered_at = case when v.delivered_moved then $7 else m.delivered_at end, \
-           read_at = case when v.read_moved then $7 else m.read_at end \
-         from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[], $5::bool[], $6::bool[]) \
-           as v(conversation_id, user_id, delivered, read, delivered_moved, read_moved) \
-         where m.conversation_id = v.conversation_id and m.user_id = v.user_id",
+    let at_text = serde_json::to_value(now).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let rows: Vec<ReceiptRow> = sqlx::query_as(
+        "select member, last_seq, delivered, read, peer_id, moved from duet_receipts($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&rows.0)
-    .bind(&rows.1)
-    .bind(&rows.2)
-    .bind(&rows.3)
-    .bind(&rows.4)
-    .bind(&rows.5)
+    .bind(requests.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.user_id).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.seq).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.receipt == Receipt::Read).collect::<Vec<_>>())
     .bind(now)
-    .execute(&mut *tx)
+    .bind(at_text.as_str())
+    .bind(EVENT_VERSION as i32)
+    .fetch_all(db)
     .await?;
-    write_outbox(&mut tx, events).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    if rows.len() != requests.len() {
+        return Err(sqlx::Error::Protocol(format!("duet_receipts answered {} rows for {} requests", rows.len(), requests.len())));
+    }
+    Ok(requests
+        .iter()
+        .zip(rows)
+        .map(|(request, row)| {
+            let (true, Some(last_seq), Some(delivered), Some(read), Some(peer_id)) =
+                (row.member, row.last_seq, row.delivered, row.read, row.peer_id)
+            else {
+                return Err(ApiError::conversation_not_found());
+            };
+            if request.seq > last_seq {
+                return Err(ApiError::invalid(
+                    "seq_out_of_range",
+                    format!("`seq` {} is beyond the conversation's last message ({last_seq})", request.seq),
+                ));
+            }
+            Ok(Markers {
+                conversation_id: request.conversation_id,
+                user_id: request.user_id,
+                last_delivered_seq: delivered,
+                last_read_seq: read,
+                peer_id,
+                moved: row.moved,
+                at: now,
+            })
+        })
+        .collect())
 }

@@ -5,6 +5,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
+use duet_common::domain::Message;
+use duet_common::events::{DomainEvent, Envelope};
+
 use crate::helpers::{TestApp, assert_error};
 
 #[tokio::test]
@@ -23,12 +26,30 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
     assert_eq!(message["conversationId"], conversation.to_string());
     assert_eq!(message["clientMsgId"], "c-1");
 
-    let event: serde_json::Value =
-        sqlx::query_scalar("select payload from outbox where event_type = 'message_appended'").fetch_one(&app.db).await.unwrap();
-    assert_eq!(event["version"], 1);
-    assert_eq!(event["message"], message);
+    let (status, image) = app
+        .post(
+            &format!("/conversations/{conversation}/messages"),
+            Some(&bob.token),
+            json!({"clientMsgId": "c-2", "type": "image", "text": "caption", "payload": {"url": "https://x/y.png", "w": 640, "nested": [1, null, "z"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    assert_eq!(image["seq"], 2);
+
+    // PostgreSQL's `duet_append` writes the event; it must be exactly what
+    // the Rust `Envelope` encodes.
+    let events: Vec<serde_json::Value> =
+        sqlx::query_scalar("select payload from outbox where event_type = 'message_appended' order by id").fetch_all(&app.db).await.unwrap();
+    assert_eq!(events.len(), 2);
+    for (event, sent) in events.iter().zip([&message, &image]) {
+        let stored: Message = serde_json::from_value(sent.clone()).unwrap();
+        let expected = serde_json::to_value(Envelope::from(DomainEvent::MessageAppended { message: stored })).unwrap();
+        assert_eq!(event, &expected);
+        assert_eq!(event["version"], 1);
+        assert_eq!(&event["message"], sent);
+    }
     let last_seq: i64 = sqlx::query_scalar("select last_seq from conversations where id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
-    assert_eq!(last_seq, 1);
+    assert_eq!(last_seq, 2);
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use duet_common::events::{DomainEvent, Envelope};
+
 use crate::helpers::{TestApp, assert_error};
 
 #[tokio::test]
@@ -43,6 +45,25 @@ async fn markers_move_forward_only_and_read_implies_delivered() {
     .unwrap();
     let expected = [("delivered_up_to", 4), ("read_up_to", 3), ("delivered_up_to", 5), ("read_up_to", 5)];
     assert_eq!(events, expected.map(|(t, s)| (t.to_owned(), s)).to_vec());
+
+    // PostgreSQL's `duet_receipts` writes the events; they must be exactly
+    // what the Rust `Envelope` encodes.
+    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
+        "select payload from outbox where event_type in ('delivered_up_to', 'read_up_to') order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    for payload in payloads {
+        let envelope: Envelope = serde_json::from_value(payload.clone()).unwrap();
+        let (DomainEvent::DeliveredUpTo { conversation_id: c, user_id: u, .. } | DomainEvent::ReadUpTo { conversation_id: c, user_id: u, .. }) =
+            &envelope.event
+        else {
+            panic!("a marker event: {payload}");
+        };
+        assert_eq!((*c, *u), (conversation, bob.id));
+        assert_eq!(serde_json::to_value(&envelope).unwrap(), payload);
+    }
 }
 
 #[tokio::test]
