@@ -103,7 +103,8 @@ impl Application {
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
         let projector = match serves(Service::Projector) {
             true => {
-                let config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
+                let mut config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
+                config.relay_poll = std::time::Duration::from_millis(ctx.settings.relay_poll_ms.max(1));
                 Some(duet_projector::Projector::start(&ctx, config).await?)
             }
             false => None,

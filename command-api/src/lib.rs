@@ -73,19 +73,27 @@ impl Commands {
         }
         let conversation_id = match target {
             Target::Conversation(id) => id,
-            Target::Peer(peer_id) => conversations::get_or_create(&self.ctx.db, sender_id, peer_id).await?.0.id,
+            Target::Peer(peer_id) => self.conversation_with(sender_id, peer_id).await?.0.id,
         };
         let appended = self.appender.append(AppendRequest { sender_id, conversation_id, message }).await?;
+        if appended.created {
+            self.ctx.outbox_written.notify_one();
+        }
         // Published on replays too: if the first attempt died between commit
         // and publish, the retry is what tells the receiver. Duplicates carry
         // the same id and seq.
+        // The push decision runs alongside: both are round trips to Redis.
         let m = &appended.message;
-        live::publish(&self.ctx.redis, &self.ctx.keys, &[m.receiver_id, m.sender_id], live::encode_message(m)).await;
-        if appended.created
-            && let Some(hooks) = &self.hooks
-        {
-            hooks.message_stored(m).await;
-        }
+        let users = [m.receiver_id, m.sender_id];
+        let publish = live::publish(&self.ctx.redis, &self.ctx.keys, &users, live::encode_message(m));
+        let hook = async {
+            if appended.created
+                && let Some(hooks) = &self.hooks
+            {
+                hooks.message_stored(m).await;
+            }
+        };
+        tokio::join!(publish, hook);
         Ok(appended)
     }
 
@@ -94,6 +102,7 @@ impl Commands {
     pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
         let markers = self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await?;
         if markers.moved {
+            self.ctx.outbox_written.notify_one();
             let (kind, seq) = match receipt {
                 Receipt::Delivered => ("chat.message.delivered", markers.last_delivered_seq),
                 Receipt::Read => ("chat.message.read", markers.last_read_seq),
@@ -109,6 +118,10 @@ impl Commands {
 
     /// The conversation with `peer_id`, created if missing.
     pub async fn conversation_with(&self, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
-        conversations::get_or_create(&self.ctx.db, user_id, peer_id).await
+        let (conversation, created) = conversations::get_or_create(&self.ctx.db, user_id, peer_id).await?;
+        if created {
+            self.ctx.outbox_written.notify_one();
+        }
+        Ok((conversation, created))
     }
 }

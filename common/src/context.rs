@@ -26,6 +26,9 @@ pub struct AppContext {
     pub metrics: Arc<Metrics>,
     /// This process, in presence values and logs.
     pub node_id: String,
+    /// Signalled when this process has committed outbox events, so its
+    /// relay publishes them at once (the relay polls for other processes').
+    pub outbox_written: Arc<tokio::sync::Notify>,
 }
 
 impl AppContext {
@@ -60,6 +63,7 @@ impl AppContext {
             jwt,
             metrics: Arc::new(Metrics::new()),
             node_id,
+            outbox_written: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }

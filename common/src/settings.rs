@@ -190,6 +190,10 @@ pub struct Settings {
     #[arg(long, env = "DUET_JOBS_HEARTBEAT_SECS", default_value_t = 10)]
     pub jobs_heartbeat_secs: u64,
 
+    /// How often the projector's relay looks for outbox events written by other processes (its own process wakes it at once), in ms.
+    #[arg(long, env = "DUET_RELAY_POLL_MS", default_value_t = 100)]
+    pub relay_poll_ms: u64,
+
     /// How often workers look for delayed jobs (new jobs wake them at once via LISTEN/NOTIFY), in ms.
     #[arg(long, env = "DUET_JOBS_POLL_MS", default_value_t = 1000)]
     pub jobs_poll_ms: u64,

@@ -1,8 +1,8 @@
 //! The command side's hook into the jobs: enqueue a push when a message
 //! reaches an offline user, and a silent badge update when a user reads.
 //!
-//! On the send path this costs one Redis round trip (presence) and, for an
-//! offline receiver, one small transaction: the collapse row and the job
+//! On the send path this costs one Redis round trip (presence, overlapped
+//! with the live publish) and, for an offline receiver, one small transaction: the collapse row and the job
 //! commit together, so a collapse row always has its job. While that row
 //! exists, further messages in the conversation collapse into the same
 //! notification (an insert that does nothing).
@@ -67,20 +67,17 @@ impl Enqueuer {
         Ok(true)
     }
 
-    /// Ends any outstanding notification of the conversation (a device of
-    /// the user has the messages now) and, after a read, enqueues a badge update.
-    pub async fn marker(&self, user_id: Uuid, conversation_id: Uuid, read: bool) -> anyhow::Result<()> {
+    /// After a read, enqueues a badge update for the user's devices. (The
+    /// moved marker has already ended any outstanding notification of the
+    /// conversation: a trigger does that in the receipt's transaction,
+    /// migrations/0006.)
+    pub async fn read(&self, user_id: Uuid, conversation_id: Uuid) -> anyhow::Result<()> {
         let mut conn = self.ctx.db.acquire().await?;
-        // A data-modifying CTE runs whether or not it is referenced.
-        let has_devices: bool = sqlx::query_scalar(
-            "with ended as (delete from push_collapse where user_id = $1 and conversation_id = $2) \
-             select exists (select 1 from device_tokens where user_id = $1)",
-        )
-        .bind(user_id)
-        .bind(conversation_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        if read && has_devices {
+        let has_devices: bool = sqlx::query_scalar("select exists (select 1 from device_tokens where user_id = $1)")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        if has_devices {
             queue::push(&mut conn, queue::PUSH_QUEUE, &PushJob::Badge { user_id, conversation_id, attempt: 1 }, Duration::ZERO, 1).await?;
             JobMetrics::inc(&self.metrics.enqueued, "badge");
         }
@@ -107,8 +104,11 @@ impl CommandHooks for Enqueuer {
 
     fn marker_moved<'a>(&'a self, user_id: Uuid, conversation_id: Uuid, read: bool) -> HookFuture<'a> {
         Box::pin(async move {
-            if let Err(e) = self.marker(user_id, conversation_id, read).await {
-                tracing::error!(error = %format!("{e:#}"), %user_id, "could not handle a marker move for push");
+            if !read {
+                return;
+            }
+            if let Err(e) = self.read(user_id, conversation_id).await {
+                tracing::error!(error = %format!("{e:#}"), %user_id, "could not enqueue a badge update");
             }
         })
     }
