@@ -88,6 +88,28 @@ HBA
     echo "error: the server on port $DUET_REPLICA_PORT is not a replica" >&2
     return 1
   fi
+  # A replica stopped while the primary recycled the WAL it still needed can
+  # never catch up ("requested WAL segment has already been removed"): it
+  # must reach the primary's current position, or it is made anew.
+  local target caught=""
+  target=$("${primary_psql[@]}" -c 'select pg_current_wal_lsn()')
+  for _ in $(seq 1 40); do
+    if [ "$(psql "$url" -Atqc "select coalesce(pg_last_wal_receive_lsn() >= '$target', false)")" = t ]; then
+      caught=1; break
+    fi
+    sleep 0.5
+  done
+  if [ -z "$caught" ]; then
+    if [ "${1:-}" = again ]; then
+      echo "error: the replica on port $DUET_REPLICA_PORT does not stream from the primary" >&2
+      return 1
+    fi
+    echo "the replica on port $DUET_REPLICA_PORT cannot catch up with the primary; recreating it"
+    as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    rm -f "$data/standby.signal"
+    ensure_replica again
+    return
+  fi
   export DUET_TEST_REPLICA_URL="$url"
   export DATABASE_REPLICA_URL="${DATABASE_REPLICA_URL:-postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/duet}"
 }
