@@ -39,6 +39,15 @@ ensure_replica() {
     wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
   fi
 
+  # Keep some WAL for a replica that was stopped for a while (benchmarks stop
+  # it to free the CPU): without it, a checkpoint on the busy primary recycles
+  # segments the replica still needs, and it has to be made anew.
+  if [ "$("${primary_psql[@]}" -c "select setting::bigint from pg_settings where name = 'wal_keep_size'")" -lt 1024 ]; then
+    echo "keeping 1 GB of WAL on the primary for the replica (reload)"
+    printf 'wal_keep_size = 1GB\n' >"$conf/conf.d/92-duet-wal-keep.conf"
+    "${primary_psql[@]}" -c 'select pg_reload_conf()' >/dev/null
+  fi
+
   # A replica left from an earlier primary (the machine's cluster was made
   # anew) can never stream from this one: start it over.
   if [ -f "$data/standby.signal" ]; then
@@ -92,7 +101,7 @@ HBA
   # never catch up ("requested WAL segment has already been removed"): it
   # must reach the primary's current position, or it is made anew.
   local target caught=""
-  target=$("${primary_psql[@]}" -c 'select pg_current_wal_lsn()')
+  target=$("${primary_psql[@]}" -c 'select pg_current_wal_flush_lsn()')
   for _ in $(seq 1 40); do
     if [ "$(psql "$url" -Atqc "select coalesce(pg_last_wal_receive_lsn() >= '$target', false)")" = t ]; then
       caught=1; break
