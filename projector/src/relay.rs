@@ -43,9 +43,21 @@ pub async fn relay_once(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     if pending.is_none() {
         return Ok(0);
     }
-    let mut tx = ctx.db.begin().await.context("Failed to begin the relay transaction")?;
-    let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "select id, payload from outbox where published_at is null order by id limit $1 for update skip locked",
+    // The mark need not be flushed before the relay goes on: if a crash loses
+    // it, the rows are published again, and every consumer is idempotent.
+    let mut tx = ctx
+        .db
+        .begin_with("begin; set local synchronous_commit = off")
+        .await
+        .context("Failed to begin the relay transaction")?;
+    // Claimed and marked in one statement; the payload is passed on as
+    // PostgreSQL's text, never decoded here.
+    let mut rows: Vec<(i64, String)> = sqlx::query_as(
+        "with claimed as ( \
+           select id from outbox where published_at is null order by id limit $1 for update skip locked \
+         ) \
+         update outbox o set published_at = now() from claimed c where o.id = c.id \
+         returning o.id, o.payload::text",
     )
     .bind(batch)
     .fetch_all(&mut *tx)
@@ -54,20 +66,17 @@ pub async fn relay_once(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
+    rows.sort_unstable_by_key(|row| row.0);
     let stream = keys::stream(&ctx.keys);
     let pipeline = ctx.redis.next().pipeline();
     for (id, payload) in &rows {
         let cap: XCap = ("MAXLEN", "~", STREAM_MAXLEN, None).try_into()?;
-        let fields = vec![("id", id.to_string()), ("event", payload.to_string())];
+        let fields = vec![("id", id.to_string()), ("event", payload.clone())];
         let _: () = pipeline.xadd(&stream, false, cap, "*", fields).await?;
     }
+    // Published before the mark commits: a failure in between publishes
+    // them again rather than never.
     let _: Vec<Value> = pipeline.all().await.context("Failed to XADD outbox events")?;
-    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-    sqlx::query("update outbox set published_at = now() where id = any($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await
-        .context("Failed to mark outbox rows published")?;
     tx.commit().await.context("Failed to commit the relay transaction")?;
     Ok(rows.len())
 }
