@@ -33,17 +33,13 @@ local function num(f) return tonumber(redis.call('HGET', entry, f)) end
 if op == 'created' then
   -- ARGV[4] = created at (µs)
   redis.call('HSETNX', entry, 'created_at', ARGV[4])
-  if num('last_seq') == 0 then
-    redis.call('HSET', entry, 'updated_at', ARGV[4])
-    redis.call('ZADD', KEYS[1], ARGV[4], conv)
-  end
+  if num('last_seq') == 0 then redis.call('HSET', entry, 'updated_at', ARGV[4]) end
 elseif op == 'message' then
   -- ARGV[4] = seq, ARGV[5] = created at (µs), ARGV[6] = message JSON, ARGV[7] = '1' if to this user
   local seq = tonumber(ARGV[4])
   if ARGV[7] == '1' and seq > num('my_read') then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[4]) end
   if seq > num('last_seq') then
     redis.call('HSET', entry, 'last_seq', ARGV[4], 'last_message', ARGV[6], 'updated_at', ARGV[5])
-    redis.call('ZADD', KEYS[1], ARGV[5], conv)
   end
 elseif op == 'marker' then
   -- ARGV[4] = field, ARGV[5] = seq
@@ -57,6 +53,10 @@ elseif op == 'unread' then
   end
 end
 redis.call('HSET', entry, 'unread', redis.call('ZCARD', KEYS[3]))
+-- The list follows the entry, whatever came first: an entry created while a
+-- rebuild was scanning survives its delete, while the list it was in does not.
+local updated = redis.call('HGET', entry, 'updated_at')
+if updated then redis.call('ZADD', KEYS[1], updated, conv) end
 return 1
 "#,
     )

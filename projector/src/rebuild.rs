@@ -5,9 +5,11 @@
 //! mark the projections cold (readers use PostgreSQL), delete them, and only
 //! then read PostgreSQL. Any event applied before a key was deleted was
 //! committed before the read, so the read includes it; events applied after
-//! merge with the rebuilt state. The rebuild writes through the same merge
-//! operations as live events ([`crate::apply`]), so it yields exactly the
-//! state the live projector reaches.
+//! merge with the rebuilt state. A key first written while the scan ran may
+//! escape the delete while its user's list does not; every merge puts the
+//! entry back in the list, so the rebuild restores it. The rebuild writes
+//! through the same merge operations as live events ([`crate::apply`]), so
+//! it yields exactly the state the live projector reaches.
 
 use std::collections::HashMap;
 
