@@ -6,7 +6,7 @@
 //! and writes their outbox events in one transaction, in one round trip
 //! (the `duet_receipts` function).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use duet_common::ApiError;
 use duet_common::events::EVENT_VERSION;
 use poem_openapi::Object;
@@ -115,7 +115,8 @@ struct ReceiptRow {
 /// nothing was stored; `Ok` holds each request's own outcome.
 async fn record_batch(db: &PgPool, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
     let now = now_micros();
-    let at_text = serde_json::to_value(now).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    // As chrono's serde writes it, so the events equal the Rust encoding.
+    let at_text = now.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let rows: Vec<ReceiptRow> = sqlx::query_as(
         "select member, last_seq, delivered, read, peer_id, moved from duet_receipts($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -124,7 +125,7 @@ async fn record_batch(db: &PgPool, requests: &[ReceiptRequest]) -> Result<Vec<Re
     .bind(requests.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(requests.iter().map(|r| r.receipt == Receipt::Read).collect::<Vec<_>>())
     .bind(now)
-    .bind(at_text.as_str())
+    .bind(at_text)
     .bind(EVENT_VERSION as i32)
     .fetch_all(db)
     .await?;

@@ -2,10 +2,11 @@
 //! reaches an offline user, and a silent badge update when a user reads.
 //!
 //! On the send path this costs one Redis round trip (presence, overlapped
-//! with the live publish) and, for an offline receiver, one small transaction: the collapse row and the job
-//! commit together, so a collapse row always has its job. While that row
-//! exists, further messages in the conversation collapse into the same
-//! notification (an insert that does nothing).
+//! with the live publish) and, for an offline receiver, one small
+//! transaction: the collapse row and the job commit together, so a collapse
+//! row always has its job. While that row exists, further messages in the
+//! conversation collapse into the same notification (an insert that does
+//! nothing).
 
 use std::time::Duration;
 

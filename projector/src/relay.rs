@@ -32,10 +32,9 @@ pub const STREAM_MAXLEN: i64 = 1_000_000;
 
 /// Publishes up to `batch` unpublished rows; returns how many.
 pub async fn relay_once(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
-    // Woken with nothing to do (a notification for rows an earlier pass took):
-    // one round trip, not a transaction's three.
-    // (Ordered by id, so PostgreSQL walks the small partial index of
-    // unpublished rows instead of scanning the table for a null.)
+    // Woken with nothing to do (rows an earlier pass already took): one
+    // indexed read, not a transaction. Ordered by id, so PostgreSQL walks the
+    // small partial index of unpublished rows instead of scanning for a null.
     let pending: Option<i64> = sqlx::query_scalar("select id from outbox where published_at is null order by id limit 1")
         .fetch_optional(&ctx.db)
         .await
