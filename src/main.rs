@@ -60,8 +60,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate { settings }) => {
             telemetry::init(settings.log_format);
             duet_common::db::ensure_database(&settings.database_url).await?;
+            duet_common::db::migrate(&settings.database_url).await?;
             let pool = duet_common::db::connect(&settings.database_url, 1).await?;
-            duet_common::db::migrate(&pool).await?;
             duet_jobs::setup(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())

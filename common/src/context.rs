@@ -43,8 +43,8 @@ impl AppContext {
         }
         debug_assert!(settings.env == Environment::Development || settings.jwt_secret.is_some());
         db::ensure_database(&settings.database_url).await?;
+        db::migrate(&settings.database_url).await?;
         let db = db::connect(&settings.database_url, settings.db_pool_size).await?;
-        db::migrate(&db).await?;
         let (replica, has_replica) = match &settings.database_replica_url {
             Some(url) => (db::connect_lazy(url, settings.db_pool_size)?, true),
             None => (db.clone(), false),

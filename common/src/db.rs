@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -45,8 +45,8 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
 /// Plans the write functions (migrations/0005) on a new connection. Each
 /// backend compiles and plans them on first call, which took 10 to 50 ms
 /// here: better at connect than in the first sends and receipts it serves.
-/// Empty batches touch no row. Before the migrations have run there is
-/// nothing to plan.
+/// Empty batches touch no row. Without the functions (a database not yet
+/// migrated) there is nothing to plan.
 async fn warm_up(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "do $$ begin \
@@ -71,10 +71,19 @@ pub fn connect_lazy(url: &str, size: u32) -> anyhow::Result<PgPool> {
         .connect_lazy_with(options.application_name("duet-replica")))
 }
 
-/// Applies pending migrations. sqlx holds an advisory lock meanwhile, so
-/// processes that start together apply them once.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("Failed to apply migrations")
+/// Applies pending migrations over a connection of its own. sqlx holds an
+/// advisory lock meanwhile, so processes that start together apply them
+/// once. Run before [`connect`]: a pool connection's warm-up calls the write
+/// functions, and those locks taken while another process migrates can
+/// deadlock with its DDL.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let options: PgConnectOptions = url.parse().context("Failed to parse DATABASE_URL")?;
+    let mut conn = PgConnection::connect_with(&options.application_name("duet-migrate"))
+        .await
+        .context("Failed to connect to PostgreSQL")?;
+    MIGRATOR.run(&mut conn).await.context("Failed to apply migrations")?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Whether a database error is a violation of the named constraint.
