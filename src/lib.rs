@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -112,10 +111,8 @@ impl Application {
         let Application { ctx, acceptor, addr, services } = self;
         let serves = |s| services.contains(&s);
         let job_metrics = duet_jobs::JobMetrics::register(&ctx.metrics);
-        let enqueuer = Arc::new(duet_jobs::Enqueuer::new(&ctx, job_metrics.clone()));
-        // The gateway sends through the same Commands (append writers, hooks) as REST.
-        let commands = (serves(Service::CommandApi) || serves(Service::Realtime))
-            .then(|| Commands::start(&ctx).with_hooks(enqueuer));
+        // The gateway sends through the same Commands (append writers) as REST.
+        let commands = (serves(Service::CommandApi) || serves(Service::Realtime)).then(|| Commands::start(&ctx));
         let gateway = match (&commands, serves(Service::Realtime)) {
             (Some(commands), true) => Some(Gateway::start(&ctx, commands.clone()).await?),
             _ => None,
@@ -125,7 +122,11 @@ impl Application {
             true => {
                 let mut config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
                 config.relay_poll = std::time::Duration::from_millis(ctx.settings.relay_poll_ms.max(1));
-                Some(duet_projector::Projector::start(&ctx, config).await?)
+                let mut projector = duet_projector::Projector::start(&ctx, config).await?;
+                // Pushes are decided from the same stream: events become jobs.
+                let triggers = duet_jobs::Triggers::new(&ctx, job_metrics.clone());
+                projector.add_group(&ctx, duet_jobs::trigger::GROUP, triggers).await?;
+                Some(projector)
             }
             false => None,
         };

@@ -11,7 +11,6 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
-pub mod hooks;
 pub mod receipts;
 
 use duet_common::domain::NewMessage;
@@ -20,11 +19,8 @@ use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
 
-use std::sync::Arc;
-
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;
-pub use hooks::CommandHooks;
 pub use receipts::{Markers, Receipt, ReceiptRequest, ReceiptWriter};
 
 /// Where a message goes: a known conversation, or the conversation with a user.
@@ -41,8 +37,6 @@ pub struct Commands {
     appender: Appender,
     receipts: ReceiptWriter,
     send_limiter: RateLimiter,
-    /// Told about stored messages and moved markers (push jobs), if set.
-    hooks: Option<Arc<dyn CommandHooks>>,
 }
 
 impl Commands {
@@ -54,14 +48,7 @@ impl Commands {
             receipts: ReceiptWriter::start(ctx.db.clone(), settings.append_writers, settings.append_max_batch),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
-            hooks: None,
         }
-    }
-
-    /// Runs `hooks` after each stored message and each moved marker.
-    pub fn with_hooks(mut self, hooks: Arc<dyn CommandHooks>) -> Self {
-        self.hooks = Some(hooks);
-        self
     }
 
     /// Validates, rate-limits, stores and publishes a message. Returns once it is durable.
@@ -81,19 +68,11 @@ impl Commands {
         }
         // Published on replays too: if the first attempt died between commit
         // and publish, the retry is what tells the receiver. Duplicates carry
-        // the same id and seq.
-        // The push decision runs alongside: both are round trips to Redis.
+        // the same id and seq. (Pushes to offline receivers follow from the
+        // outbox event: duet_jobs::trigger.)
         let m = &appended.message;
         let users = [m.receiver_id, m.sender_id];
-        let publish = live::publish(&self.ctx.redis, &self.ctx.keys, &users, live::encode_message(m));
-        let hook = async {
-            if appended.created
-                && let Some(hooks) = &self.hooks
-            {
-                hooks.message_stored(m).await;
-            }
-        };
-        tokio::join!(publish, hook);
+        live::publish(&self.ctx.redis, &self.ctx.keys, &users, live::encode_message(m)).await;
         Ok(appended)
     }
 
@@ -109,9 +88,6 @@ impl Commands {
             };
             let frame = Frame::new(kind, ReceiptData { conversation_id, seq, user_id, at: markers.at }).encode();
             live::publish(&self.ctx.redis, &self.ctx.keys, &[markers.peer_id, user_id], live::encode_other(&frame)).await;
-            if let Some(hooks) = &self.hooks {
-                hooks.marker_moved(user_id, conversation_id, receipt == Receipt::Read).await;
-            }
         }
         Ok(markers)
     }

@@ -18,6 +18,7 @@ pub mod presence;
 pub mod ratelimit;
 pub mod redis;
 pub mod settings;
+pub mod stream;
 pub mod telemetry;
 
 pub use context::AppContext;

@@ -1,19 +1,20 @@
 //! Background jobs on apalis (PostgreSQL backend): push notifications to
 //! offline users, and batched `users.last_seen_at` writes.
 //!
-//! - [`enqueue::Enqueuer`] is the command side's hook: it enqueues pushes
-//!   and badge updates after messages and receipts are durable.
+//! - [`trigger::Triggers`] reads the event stream in the `push` consumer
+//!   group and enqueues pushes and badge updates (it runs with the
+//!   projector, which feeds that stream).
 //! - [`run`] is the jobs service: the push worker, the lastSeen worker and
 //!   the mover that turns pending lastSeen entries into jobs.
 //!
 //! See docs/push.md for behaviour and guarantees, and
 //! docs/decisions/0003-job-queue.md for why apalis-postgres.
 
-pub mod enqueue;
 pub mod lastseen;
 pub mod metrics;
 pub mod push;
 pub mod queue;
+pub mod trigger;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use apalis::prelude::{WorkerBuilder, WorkerError};
 use duet_common::AppContext;
 use futures_util::FutureExt;
 
-pub use enqueue::Enqueuer;
+pub use trigger::Triggers;
 pub use metrics::JobMetrics;
 pub use queue::setup;
 

@@ -38,6 +38,10 @@ impl JobMetrics {
     }
 
     pub fn inc(family: &Family<KindLabel, Counter>, kind: &'static str) {
-        family.get_or_create(&KindLabel { kind }).inc();
+        Self::inc_by(family, kind, 1);
+    }
+
+    pub fn inc_by(family: &Family<KindLabel, Counter>, kind: &'static str, n: u64) {
+        family.get_or_create(&KindLabel { kind }).inc_by(n);
     }
 }

@@ -1,219 +1,46 @@
-//! The consumer: reads the stream in the `projector` consumer group and
-//! applies each event to the projections.
+//! The consumer: reads the event stream in the `projector` consumer group
+//! (see [`duet_common::stream`]) and merges each event into the projections.
 //!
-//! Several consumers (one per projector process) share the work. An entry
-//! is acknowledged only after it is applied; entries a crashed consumer left
-//! pending are taken over with XAUTOCLAIM once idle for `claim_idle`, and a
-//! consumer restarted under the same name first re-reads its own pending
-//! entries. Applying twice is harmless (see [`crate::apply`]), so every
-//! failure mode re-delivers rather than drops.
+//! Applying twice is harmless (see [`crate::apply`]), so the group's
+//! re-deliveries after a crash or a failed batch are too.
 
-use std::time::{Duration, Instant};
-
-use anyhow::Context;
 use duet_common::AppContext;
 use duet_common::events::Envelope;
-use fred::prelude::*;
-use tokio::sync::watch;
+use duet_common::stream::{Entry, Handler};
 
 use crate::apply::{Pairs, apply_event};
-use crate::keys;
 use crate::metrics::ProjectorMetrics;
 
 pub const GROUP: &str = "projector";
 
-/// One stream entry: its id and the outbox event it carries (None if the
-/// entry was trimmed away while pending).
-#[derive(Debug)]
-pub struct Entry {
-    pub id: String,
-    pub event: Option<String>,
+/// Applies entries to the projections.
+pub struct Projections {
+    pub ctx: AppContext,
+    pub pairs: Pairs,
+    pub metrics: ProjectorMetrics,
 }
 
-/// How one consumer behaves.
-#[derive(Clone, Debug)]
-pub struct ConsumerConfig {
-    /// This consumer's name in the group; reuse it after a restart to pick
-    /// up one's own pending entries at once.
-    pub name: String,
-    /// Entries read per call.
-    pub batch: u64,
-    /// How long an entry stays pending before another consumer claims it.
-    pub claim_idle: Duration,
-}
-
-/// Creates the group (reading from the stream's start) if it does not exist.
-pub async fn ensure_group(ctx: &AppContext) -> anyhow::Result<()> {
-    let result: Result<(), Error> = ctx.redis.next().xgroup_create(keys::stream(&ctx.keys), GROUP, "0", true).await;
-    match result {
-        Err(e) if !e.details().contains("BUSYGROUP") => Err(e).context("Failed to create the consumer group"),
-        _ => Ok(()),
-    }
-}
-
-/// Where a consumer is in its loop.
-struct State {
-    /// Reading our own pending entries ("0") rather than new ones (">").
-    from_pending: bool,
-    last_claim: Instant,
-}
-
-/// Runs until `stop` turns true. `reader` is a connection of its own:
-/// a blocking XREADGROUP would stall every command queued behind it.
-pub async fn run(ctx: AppContext, reader: Pool, metrics: ProjectorMetrics, config: ConsumerConfig, mut stop: watch::Receiver<bool>) {
-    let pairs = Pairs::new(ctx.db.clone());
-    let stream = keys::stream(&ctx.keys);
-    let mut state = State { from_pending: true, last_claim: Instant::now() };
-    while !*stop.borrow() {
-        // Never interrupted mid-step: a graceful stop acknowledges what it
-        // read (a read blocks for at most a second).
-        if let Err(e) = step(&ctx, &reader, &pairs, &metrics, &stream, &config, &mut state).await {
-            tracing::warn!(error = format!("{e:#}"), "projector consumer failed; retrying");
-            state.from_pending = true;
-            let message = format!("{e:#}");
-            // The stream or its group is gone (Redis lost its data): recreate
-            // the group from the stream's start; re-applying is harmless.
-            if message.contains("NOGROUP") || message.contains("no longer exists") {
-                let _ = ensure_group(&ctx).await;
-            }
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-}
-
-async fn step(
-    ctx: &AppContext,
-    reader: &Pool,
-    pairs: &Pairs,
-    metrics: &ProjectorMetrics,
-    stream: &str,
-    config: &ConsumerConfig,
-    state: &mut State,
-) -> anyhow::Result<()> {
-    if state.last_claim.elapsed() >= config.claim_idle / 2 {
-        state.last_claim = Instant::now();
-        let claimed = claim(ctx, stream, config).await?;
-        process(ctx, pairs, metrics, stream, claimed).await?;
-    }
-    let id = if state.from_pending { "0" } else { ">" };
-    let value: Value = reader
-        .next()
-        .xreadgroup(GROUP, config.name.as_str(), Some(config.batch), Some(1000), false, stream, id)
-        .await?;
-    let entries = parse_read(value)?;
-    if state.from_pending && entries.is_empty() {
-        state.from_pending = false;
-    }
-    process(ctx, pairs, metrics, stream, entries).await
-}
-
-/// Takes over entries pending longer than `claim_idle` in any consumer.
-async fn claim(ctx: &AppContext, stream: &str, config: &ConsumerConfig) -> anyhow::Result<Vec<Entry>> {
-    let idle = config.claim_idle.as_millis() as u64;
-    let value: Value = ctx
-        .redis
-        .next()
-        .xautoclaim(stream, GROUP, config.name.as_str(), idle, "0-0", Some(config.batch), false)
-        .await?;
-    // [next start, entries, deleted ids]
-    let mut parts = value.into_array().into_iter();
-    let entries = parts.nth(1).map(parse_entries).transpose()?.unwrap_or_default();
-    if !entries.is_empty() {
-        tracing::info!(count = entries.len(), "claimed pending events of a stalled consumer");
-    }
-    Ok(entries)
-}
-
-/// Applies entries concurrently (merges commute), then acknowledges them.
-async fn process(ctx: &AppContext, pairs: &Pairs, metrics: &ProjectorMetrics, stream: &str, entries: Vec<Entry>) -> anyhow::Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let applied = futures_util::future::join_all(entries.iter().map(|entry| async move {
-        let Some(event) = &entry.event else { return Ok(()) };
-        match serde_json::from_str::<Envelope>(event) {
-            Ok(envelope) => apply_event(ctx, pairs, envelope.event).await,
-            Err(e) => {
-                // A payload this version cannot read would block the group
-                // forever if left pending: log it, count it, move on.
-                tracing::error!(id = %entry.id, error = %e, "undecodable event skipped");
-                metrics.undecodable.inc();
-                Ok(())
-            }
-        }
-    }))
-    .await;
-    applied.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-    let _: i64 = ctx.redis.next().xack(stream, GROUP, ids).await?;
-    metrics.applied.inc_by(entries.len() as u64);
-    Ok(())
-}
-
-/// Parses an XREADGROUP reply; nil (a timed-out BLOCK) is no entries.
-pub fn parse_read(value: Value) -> anyhow::Result<Vec<Entry>> {
-    if value.is_null() {
-        return Ok(Vec::new());
-    }
-    let mut entries = Vec::new();
-    for stream in value.into_array() {
-        // RESP2: [key, entries]
-        let mut parts = stream.into_array().into_iter();
-        if let Some(list) = parts.nth(1) {
-            entries.extend(parse_entries(list)?);
-        }
-    }
-    Ok(entries)
-}
-
-/// `[[id, [field, value, ...] | nil], ...]`
-fn parse_entries(value: Value) -> anyhow::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    for item in value.into_array() {
-        let mut parts = item.into_array().into_iter();
-        let id = parts.next().and_then(|v| v.as_string()).context("stream entry without id")?;
-        let mut event = None;
-        if let Some(fields) = parts.next() {
-            let fields = fields.into_array();
-            for pair in fields.chunks(2) {
-                if pair.len() == 2 && pair[0].as_string().as_deref() == Some("event") {
-                    event = pair[1].as_string();
+impl Handler for Projections {
+    /// Applies a batch concurrently (merges commute).
+    async fn handle(&self, entries: &[Entry]) -> anyhow::Result<()> {
+        let applied = futures_util::future::join_all(entries.iter().map(|entry| async move {
+            let Some(event) = &entry.event else {
+                return Ok(());
+            };
+            match serde_json::from_str::<Envelope>(event) {
+                Ok(envelope) => apply_event(&self.ctx, &self.pairs, envelope.event).await,
+                Err(e) => {
+                    // A payload this version cannot read would block the group
+                    // forever if left pending: log it, count it, move on.
+                    tracing::error!(id = %entry.id, error = %e, "undecodable event skipped");
+                    self.metrics.undecodable.inc();
+                    Ok(())
                 }
             }
-        }
-        entries.push(Entry { id, event });
+        }))
+        .await;
+        applied.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        self.metrics.applied.inc_by(entries.len() as u64);
+        Ok(())
     }
-    Ok(entries)
-}
-
-/// Consumers idle this long with nothing pending are forgotten.
-pub const FORGET_IDLE: Duration = Duration::from_secs(3600);
-
-/// Removes consumers of crashed or retired processes (each process has its
-/// own name, so the group would otherwise collect them forever). Only ones
-/// with nothing pending: their work is never dropped.
-pub async fn forget_idle_consumers(ctx: &AppContext, idle_for: Duration) -> anyhow::Result<usize> {
-    let stream = keys::stream(&ctx.keys);
-    let client = ctx.redis.next();
-    let consumers: Value = client.xinfo_consumers(&stream, GROUP).await?;
-    let mut forgotten = 0;
-    for consumer in consumers.into_array() {
-        let fields = consumer.into_array();
-        let field = |name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).and_then(|p| p.get(1).cloned());
-        let (Some(name), Some(pending), Some(idle)) = (
-            field("name").and_then(|v| v.as_string()),
-            field("pending").and_then(|v| v.as_u64()),
-            field("idle").and_then(|v| v.as_u64()),
-        ) else {
-            continue;
-        };
-        if pending == 0 && idle >= idle_for.as_millis() as u64 {
-            let _: i64 = client.xgroup_delconsumer(&stream, GROUP, name.as_str()).await?;
-            forgotten += 1;
-        }
-    }
-    Ok(forgotten)
 }

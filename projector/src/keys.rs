@@ -20,9 +20,7 @@ use duet_common::redis::Keys;
 use uuid::Uuid;
 
 /// The Redis stream the relay fills and the consumer groups read.
-pub fn stream(keys: &Keys) -> String {
-    keys.key(format_args!("events"))
-}
+pub use duet_common::stream::events_key as stream;
 
 pub fn ready(keys: &Keys) -> String {
     keys.key(format_args!("proj:ready"))

@@ -3,6 +3,7 @@
 //! - [`relay`] moves committed outbox rows onto the Redis stream `events`.
 //! - [`consumer`] reads the stream in the `projector` consumer group and
 //!   merges each event into per-user projections ([`apply`], [`keys`]).
+//!   Other groups (the push triggers) can run alongside: [`Projector::add_group`].
 //! - [`rebuild`] recomputes the projections from PostgreSQL; it runs by
 //!   itself when they are cold (first start, or Redis lost its data).
 //! - [`metrics`] exposes throughput and lag on `/metrics`.
@@ -20,11 +21,11 @@ pub mod relay;
 
 use std::time::Duration;
 
-use duet_common::AppContext;
+use duet_common::{AppContext, stream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use consumer::ConsumerConfig;
+pub use duet_common::stream::ConsumerConfig;
 pub use metrics::{Lag, ProjectorMetrics};
 
 /// How a projector process behaves.
@@ -56,6 +57,7 @@ impl ProjectorConfig {
 pub struct Projector {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    consumer: ConsumerConfig,
     pub metrics: ProjectorMetrics,
 }
 
@@ -67,14 +69,20 @@ impl Projector {
         let mut tasks = JoinSet::new();
         // Blocking reads get a connection of their own.
         let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
-        if let Err(e) = consumer::ensure_group(ctx).await {
-            // Redis may be down; the consumer retries.
-            tracing::warn!(error = format!("{e:#}"), "could not create the consumer group yet");
-        }
         tasks.spawn(relay::run(ctx.clone(), metrics.clone(), config.relay_batch, config.relay_poll, stopped.clone()));
-        tasks.spawn(consumer::run(ctx.clone(), reader, metrics.clone(), config.consumer.clone(), stopped.clone()));
+        let projections = consumer::Projections { ctx: ctx.clone(), pairs: apply::Pairs::new(ctx.db.clone()), metrics: metrics.clone() };
+        tasks.spawn(stream::run(ctx.clone(), reader, consumer::GROUP, config.consumer.clone(), projections, stopped.clone()));
         tasks.spawn(watch_health(ctx.clone(), metrics.clone(), config.check_every, stopped));
-        Ok(Projector { stop, tasks, metrics })
+        Ok(Projector { stop, tasks, consumer: config.consumer, metrics })
+    }
+
+    /// Runs another consumer group on the stream this projector feeds (the
+    /// push triggers), under the same consumer name; it stops with the rest.
+    pub async fn add_group(&mut self, ctx: &AppContext, group: &'static str, handler: impl stream::Handler + 'static) -> anyhow::Result<()> {
+        let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
+        let stopped = self.stop.subscribe();
+        self.tasks.spawn(stream::run(ctx.clone(), reader, group, self.consumer.clone(), handler, stopped));
+        Ok(())
     }
 
     /// Stops gracefully: in-flight batches finish (or stay pending for later).
@@ -90,16 +98,9 @@ impl Projector {
     }
 }
 
-/// Rebuilds cold projections, refreshes the lag gauges and forgets idle consumers.
+/// Rebuilds cold projections and refreshes the lag gauges.
 async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut last_prune = std::time::Instant::now();
     while !*stop.borrow() {
-        if last_prune.elapsed() >= Duration::from_secs(60) {
-            last_prune = std::time::Instant::now();
-            if let Err(e) = consumer::forget_idle_consumers(&ctx, consumer::FORGET_IDLE).await {
-                tracing::debug!(error = format!("{e:#}"), "could not prune idle consumers");
-            }
-        }
         match rebuild::is_ready(&ctx).await {
             Ok(false) => match rebuild::rebuild(&ctx).await {
                 Ok(Some(_)) => {

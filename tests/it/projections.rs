@@ -156,7 +156,7 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     let stream = duet_projector::keys::stream(&ctx.keys);
     let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
     // Pruning never forgets a consumer that still holds pending work.
-    duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    duet_common::stream::forget_idle_consumers(&ctx, duet_projector::consumer::GROUP, Duration::ZERO).await.unwrap();
     let consumers: Value = ctx.redis.next().xinfo_consumers(stream.as_str(), "projector").await.unwrap();
     assert!(format!("{consumers:?}").contains("ghost"), "{consumers:?}");
 
@@ -168,7 +168,7 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     let live = read::dump(&ctx).await.unwrap();
     b.stop().await;
     // Once nothing is pending, the dead consumers can be forgotten.
-    let forgotten = duet_projector::consumer::forget_idle_consumers(&ctx, Duration::ZERO).await.unwrap();
+    let forgotten = duet_common::stream::forget_idle_consumers(&ctx, duet_projector::consumer::GROUP, Duration::ZERO).await.unwrap();
     assert!(forgotten >= 2, "ghost and a (and b) are idle with nothing pending: {forgotten}");
     let unrelayed: i64 =
         sqlx::query_scalar("select count(*) from outbox where published_at is null").fetch_one(&app.db).await.unwrap();

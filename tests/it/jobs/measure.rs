@@ -75,7 +75,7 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
 #[tokio::test]
 #[ignore = "measurement"]
 async fn measure_last_seen_batch_writer_throughput() {
-    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
+    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi, Service::Projector]).await;
     let n = 20_000;
     let ids: Vec<Uuid> = users_with_devices(&t, n).await.into_iter().map(|u| u.0).collect();
     let now = chrono::Utc::now().timestamp_millis() as f64;
@@ -97,42 +97,4 @@ async fn measure_last_seen_batch_writer_throughput() {
     let took = start.elapsed();
     let jobs = t.jobs(duet_jobs::queue::LASTSEEN_QUEUE).await.len();
     println!("lastSeen: {n} users in {jobs} jobs, {took:?} from worker start ({:.0} users/s)", n as f64 / took.as_secs_f64());
-}
-
-#[tokio::test]
-#[ignore = "measurement"]
-async fn measure_send_path_cost_of_the_enqueue_alone() {
-    // No workers in this process: only what the send path itself does.
-    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
-    let ann = t.app.register("Ann").await;
-    let receivers = users_with_devices(&t, 200).await;
-    let mut conversations = Vec::new();
-    for (id, _) in &receivers {
-        let (_, body) = t.app.post("/conversations", Some(&ann.token), serde_json::json!({"peerId": id})).await;
-        conversations.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
-    }
-    let mut timings = Vec::new();
-    for round in ["first message (enqueues)", "second message (collapsed)"] {
-        let mut v = Vec::new();
-        for conversation in &conversations {
-            let start = Instant::now();
-            t.app.send_ok(&ann, *conversation, "hi").await;
-            v.push(start.elapsed());
-        }
-        timings.push((round, v));
-    }
-    for (id, _) in &receivers {
-        duet_common::presence::touch(&t.redis, &t.keys, *id, Uuid::new_v4(), "m", 60_000).await;
-    }
-    let mut v = Vec::new();
-    for conversation in &conversations {
-        let start = Instant::now();
-        t.app.send_ok(&ann, *conversation, "hi").await;
-        v.push(start.elapsed());
-    }
-    timings.push(("receiver online (no enqueue)", v));
-    for (name, mut v) in timings {
-        v.sort();
-        println!("send, {name}: n={} p50={:?} p95={:?} max={:?}", v.len(), percentile(&v, 0.5), percentile(&v, 0.95), v[v.len() - 1]);
-    }
 }

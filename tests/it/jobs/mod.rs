@@ -12,6 +12,7 @@ use std::time::Duration;
 use duet::{Application, Service};
 use duet_common::Settings;
 use duet_common::redis::Keys;
+use fred::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -75,6 +76,17 @@ impl PushTest {
         (ann, bob, iphone, android)
     }
 
+    /// Ann, and Bob with an iPhone, in a conversation; returns them with
+    /// the iPhone's token and the conversation.
+    pub async fn ann_and_bob_with_an_iphone(&self) -> (TestUser, TestUser, String, Uuid) {
+        let ann = self.app.register("Ann").await;
+        let bob = self.app.register("Bob").await;
+        let iphone = apns_token();
+        self.device(&bob, "ios", &iphone).await;
+        let conversation = self.app.conversation(&ann, &bob).await;
+        (ann, bob, iphone, conversation)
+    }
+
     pub async fn device(&self, user: &TestUser, platform: &str, token: &str) {
         let (status, body) =
             self.app.post("/devices/register", Some(&user.token), json!({"platform": platform, "token": token})).await;
@@ -85,6 +97,34 @@ impl PushTest {
     pub async fn online(&self, user: &TestUser) {
         let came = duet_common::presence::touch(&self.redis, &self.keys, user.id, Uuid::new_v4(), "test", 60_000).await;
         assert_eq!(came, Some(true), "presence written");
+    }
+
+    /// Waits until the push triggers have handled every event written so
+    /// far: the outbox is all on the stream, and the `push` group has read
+    /// and acknowledged all of it. Fails the test after 20 s.
+    pub async fn triggers_caught_up(&self) {
+        let stream = duet_common::stream::events_key(&self.keys);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let unpublished: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
+                .fetch_one(&self.app.db)
+                .await
+                .unwrap();
+            let groups: Value = self.redis.xinfo_groups(&stream).await.unwrap_or(Value::Null);
+            // XINFO GROUPS: one [field, value, ...] list per group.
+            let field = |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
+            let push: Option<Vec<Value>> = groups
+                .into_array()
+                .into_iter()
+                .map(|g| g.into_array())
+                .find(|fields| field(fields, "name").and_then(|v| v.as_string()).as_deref() == Some(duet_jobs::trigger::GROUP));
+            let count = |name: &str| push.as_deref().and_then(|fields| field(fields, name)).and_then(|v| v.as_i64());
+            if unpublished == 0 && count("lag") == Some(0) && count("pending") == Some(0) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the push triggers did not catch up ({unpublished} unpublished)");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until at least `min` jobs are on `queue` and all have finished

@@ -39,6 +39,7 @@ async fn offline_receiver_gets_exactly_one_push_per_device_without_the_text() {
         assert!(!request.body.to_string().contains("secret"), "the text leaked: {}", request.body);
     }
     assert_eq!(t.fake.shared.state.lock().unwrap().grants, 1, "one OAuth grant");
+    t.triggers_caught_up().await;
     let metrics = t.metrics().await;
     assert_eq!((counter(&metrics, "jobs_enqueued", "push"), counter(&metrics, "jobs_succeeded", "push")), (1, 1), "{metrics}");
 }
@@ -53,7 +54,7 @@ async fn online_receiver_gets_no_push_job() {
     let conversation = t.app.conversation(&ann, &bob).await;
 
     t.app.send_ok(&ann, conversation, "hi").await;
-    // The enqueue decision is made before the send is answered.
+    t.triggers_caught_up().await;
     assert!(t.jobs(PUSH_QUEUE).await.is_empty());
     let metrics = t.metrics().await;
     assert_eq!((counter(&metrics, "jobs_enqueued", "push"), counter(&metrics, "jobs_skipped", "push")), (0, 1), "{metrics}");
@@ -61,13 +62,10 @@ async fn online_receiver_gets_no_push_job() {
 
 #[tokio::test]
 async fn receiver_who_comes_online_before_the_job_runs_gets_no_push() {
-    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
-    let ann = t.app.register("Ann").await;
-    let bob = t.app.register("Bob").await;
-    let iphone = apns_token();
-    t.device(&bob, "ios", &iphone).await;
-    let conversation = t.app.conversation(&ann, &bob).await;
+    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi, Service::Projector]).await;
+    let (ann, bob, iphone, conversation) = t.ann_and_bob_with_an_iphone().await;
     t.app.send_ok(&ann, conversation, "hi").await;
+    t.triggers_caught_up().await;
     assert_eq!(t.jobs(PUSH_QUEUE).await.len(), 1, "enqueued while bob was offline");
 
     t.online(&bob).await;
@@ -89,6 +87,7 @@ async fn messages_collapse_into_one_push_until_read_and_a_read_sends_a_silent_ba
         t.app.send_ok(&ann, conversation, &format!("m{i}")).await;
     }
     t.fake.wait_requests(&iphone, 1).await;
+    t.triggers_caught_up().await;
     t.settled(PUSH_QUEUE, 1).await;
     assert_eq!(t.jobs(PUSH_QUEUE).await.len(), 1, "five messages, one job");
     assert_eq!((t.fake.requests(&iphone).len(), t.fake.requests(&android).len()), (1, 1));
@@ -112,6 +111,7 @@ async fn messages_collapse_into_one_push_until_read_and_a_read_sends_a_silent_ba
     let third = &t.fake.requests(&iphone)[2];
     assert_eq!((third.body["seq"].as_i64(), third.body["aps"]["badge"].as_i64()), (Some(6), Some(1)));
     assert_eq!(t.fake.requests(&iphone).len(), 3);
+    t.triggers_caught_up().await;
     let metrics = t.metrics().await;
     assert_eq!(counter(&metrics, "jobs_enqueued", "push"), 2, "{metrics}");
     assert_eq!(counter(&metrics, "jobs_enqueued", "badge"), 1, "{metrics}");
@@ -149,6 +149,7 @@ async fn a_delivered_receipt_ends_the_collapse_so_the_next_message_notifies_agai
     t.app.send_ok(&ann, conversation, "one").await;
     t.fake.wait_requests(&android, 1).await;
     t.app.send_ok(&ann, conversation, "two").await;
+    t.triggers_caught_up().await;
     t.settled(PUSH_QUEUE, 1).await;
     assert_eq!(t.fake.requests(&android).len(), 1, "collapsed");
 
@@ -161,4 +162,22 @@ async fn a_delivered_receipt_ends_the_collapse_so_the_next_message_notifies_agai
     let second = &t.fake.requests(&android)[1].body["message"]["data"];
     assert_eq!((second["type"].as_str(), second["seq"].as_str(), second["badge"].as_str()), (Some("message"), Some("3"), Some("3")));
     assert_eq!(t.jobs(PUSH_QUEUE).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_push_is_decided_from_the_outbox_even_if_no_trigger_ran_when_the_message_was_stored() {
+    // The process that stored the message runs no projector: nothing has
+    // read its event when it is acknowledged (as if the process had died
+    // right after the commit).
+    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
+    let (ann, _bob, iphone, conversation) = t.ann_and_bob_with_an_iphone().await;
+    t.app.send_ok(&ann, conversation, "hi").await;
+    assert!(t.jobs(PUSH_QUEUE).await.is_empty());
+
+    // Another process relays the outbox and runs the triggers and workers.
+    let later = duet::Application::build(t.app.settings.clone(), &[Service::Projector, Service::Jobs]).await.expect("builds");
+    let _later = tokio::spawn(later.run_until_stopped(std::future::pending()));
+    t.fake.wait_requests(&iphone, 1).await;
+    t.settled(PUSH_QUEUE, 1).await;
+    assert_eq!(t.fake.requests(&iphone)[0].body["seq"].as_i64(), Some(1));
 }

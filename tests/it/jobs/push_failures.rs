@@ -123,7 +123,7 @@ async fn unregistered_and_invalid_tokens_are_deleted() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_send_is_retried_elsewhere_without_a_duplicate() {
-    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi]).await;
+    let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi, Service::Projector]).await;
     // Devices are sent to in registration order: the iPhone first.
     let (ann, bob, iphone, android) = t.ann_and_bob_with_two_phones().await;
     t.fake.hold(&iphone);

@@ -1,0 +1,305 @@
+//! Consumer groups on the event stream.
+//!
+//! The projector's relay moves committed outbox rows onto one Redis stream,
+//! `events`. Every service that reacts to events reads it in a consumer
+//! group of its own: the projections (`projector`) and the push triggers
+//! (`push`). Within a group, the processes running it share the entries.
+//!
+//! An entry is acknowledged only after its handler succeeded. Entries a
+//! crashed consumer left pending are taken over with XAUTOCLAIM once idle
+//! for `claim_idle`, and a consumer restarted under the same name first
+//! re-reads its own pending entries. Handlers must therefore be idempotent:
+//! every failure mode re-delivers rather than drops.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fred::prelude::*;
+use tokio::sync::watch;
+
+use crate::AppContext;
+use crate::redis::Keys;
+
+/// The Redis stream the relay fills and the consumer groups read.
+pub fn events_key(keys: &Keys) -> String {
+    keys.key(format_args!("events"))
+}
+
+/// One stream entry: its id and the outbox event it carries (None if the
+/// entry was trimmed away while pending).
+#[derive(Debug)]
+pub struct Entry {
+    pub id: String,
+    pub event: Option<String>,
+}
+
+/// How one consumer of a group behaves.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// This consumer's name in its group; reuse it after a restart to pick
+    /// up one's own pending entries at once.
+    pub name: String,
+    /// Entries read per call.
+    pub batch: u64,
+    /// How long an entry stays pending before another consumer claims it.
+    pub claim_idle: Duration,
+}
+
+/// What a group does with the entries it reads. Called with one batch at a
+/// time; on `Err` the batch stays pending and is handled again.
+pub trait Handler: Send + Sync {
+    fn handle(&self, entries: &[Entry]) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Creates `group` (reading from the stream's start) if it does not exist.
+pub async fn ensure_group(ctx: &AppContext, group: &str) -> anyhow::Result<()> {
+    let result: Result<(), Error> = ctx
+        .redis
+        .next()
+        .xgroup_create(events_key(&ctx.keys), group, "0", true)
+        .await;
+    match result {
+        Err(e) if !e.details().contains("BUSYGROUP") => {
+            Err(e).context("Failed to create the consumer group")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where a consumer is in its loop.
+struct State {
+    /// Reading our own pending entries ("0") rather than new ones (">").
+    from_pending: bool,
+    last_claim: Instant,
+}
+
+/// Reads `group` and hands each batch to `handler` until `stop` turns true.
+/// `reader` is a connection of its own: a blocking XREADGROUP would stall
+/// every command queued behind it.
+pub async fn run(
+    ctx: AppContext,
+    reader: Pool,
+    group: &'static str,
+    config: ConsumerConfig,
+    handler: impl Handler,
+    mut stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = ensure_group(&ctx, group).await {
+        // Redis may be down; the loop retries.
+        tracing::warn!(
+            group,
+            error = format!("{e:#}"),
+            "could not create the consumer group yet"
+        );
+    }
+    let stream = events_key(&ctx.keys);
+    let mut state = State {
+        from_pending: true,
+        last_claim: Instant::now(),
+    };
+    let mut last_prune = Instant::now();
+    while !*stop.borrow() {
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(e) = forget_idle_consumers(&ctx, group, FORGET_IDLE).await {
+                tracing::debug!(
+                    group,
+                    error = format!("{e:#}"),
+                    "could not prune idle consumers"
+                );
+            }
+        }
+        // Never interrupted mid-step: a graceful stop acknowledges what it
+        // read (a read blocks for at most a second).
+        if let Err(e) = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await {
+            tracing::warn!(
+                group,
+                error = format!("{e:#}"),
+                "stream consumer failed; retrying"
+            );
+            state.from_pending = true;
+            let message = format!("{e:#}");
+            // The stream or its group is gone (Redis lost its data): recreate
+            // the group from the stream's start; handling twice is harmless.
+            if message.contains("NOGROUP") || message.contains("no longer exists") {
+                let _ = ensure_group(&ctx, group).await;
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+async fn step(
+    ctx: &AppContext,
+    reader: &Pool,
+    group: &str,
+    stream: &str,
+    config: &ConsumerConfig,
+    handler: &impl Handler,
+    state: &mut State,
+) -> anyhow::Result<()> {
+    if state.last_claim.elapsed() >= config.claim_idle / 2 {
+        state.last_claim = Instant::now();
+        let claimed = claim(ctx, group, stream, config).await?;
+        handle(ctx, group, stream, handler, claimed).await?;
+    }
+    let id = if state.from_pending { "0" } else { ">" };
+    let value: Value = reader
+        .next()
+        .xreadgroup(
+            group,
+            config.name.as_str(),
+            Some(config.batch),
+            Some(1000),
+            false,
+            stream,
+            id,
+        )
+        .await?;
+    let entries = parse_read(value)?;
+    if state.from_pending && entries.is_empty() {
+        state.from_pending = false;
+    }
+    handle(ctx, group, stream, handler, entries).await
+}
+
+/// Takes over entries pending longer than `claim_idle` in any consumer.
+async fn claim(
+    ctx: &AppContext,
+    group: &str,
+    stream: &str,
+    config: &ConsumerConfig,
+) -> anyhow::Result<Vec<Entry>> {
+    let idle = config.claim_idle.as_millis() as u64;
+    let value: Value = ctx
+        .redis
+        .next()
+        .xautoclaim(
+            stream,
+            group,
+            config.name.as_str(),
+            idle,
+            "0-0",
+            Some(config.batch),
+            false,
+        )
+        .await?;
+    // [next start, entries, deleted ids]
+    let mut parts = value.into_array().into_iter();
+    let entries = parts
+        .nth(1)
+        .map(parse_entries)
+        .transpose()?
+        .unwrap_or_default();
+    if !entries.is_empty() {
+        tracing::info!(
+            group,
+            count = entries.len(),
+            "claimed pending events of a stalled consumer"
+        );
+    }
+    Ok(entries)
+}
+
+/// Hands `entries` to the handler, then acknowledges them.
+async fn handle(
+    ctx: &AppContext,
+    group: &str,
+    stream: &str,
+    handler: &impl Handler,
+    entries: Vec<Entry>,
+) -> anyhow::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    handler.handle(&entries).await?;
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let _: i64 = ctx.redis.next().xack(stream, group, ids).await?;
+    Ok(())
+}
+
+/// Parses an XREADGROUP reply; nil (a timed-out BLOCK) is no entries.
+pub fn parse_read(value: Value) -> anyhow::Result<Vec<Entry>> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::new();
+    for stream in value.into_array() {
+        // RESP2: [key, entries]
+        let mut parts = stream.into_array().into_iter();
+        if let Some(list) = parts.nth(1) {
+            entries.extend(parse_entries(list)?);
+        }
+    }
+    Ok(entries)
+}
+
+/// `[[id, [field, value, ...] | nil], ...]`
+fn parse_entries(value: Value) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for item in value.into_array() {
+        let mut parts = item.into_array().into_iter();
+        let id = parts
+            .next()
+            .and_then(|v| v.as_string())
+            .context("stream entry without id")?;
+        let mut event = None;
+        if let Some(fields) = parts.next() {
+            let fields = fields.into_array();
+            for pair in fields.chunks(2) {
+                if pair.len() == 2 && pair[0].as_string().as_deref() == Some("event") {
+                    event = pair[1].as_string();
+                }
+            }
+        }
+        entries.push(Entry { id, event });
+    }
+    Ok(entries)
+}
+
+/// Consumers idle this long with nothing pending are forgotten.
+pub const FORGET_IDLE: Duration = Duration::from_secs(3600);
+
+/// How often each consumer looks for idle ones to forget.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes consumers of crashed or retired processes from `group` (each
+/// process has its own name, so the group would otherwise collect them
+/// forever). Only ones with nothing pending: their work is never dropped.
+pub async fn forget_idle_consumers(
+    ctx: &AppContext,
+    group: &str,
+    idle_for: Duration,
+) -> anyhow::Result<usize> {
+    let stream = events_key(&ctx.keys);
+    let client = ctx.redis.next();
+    let consumers: Value = client.xinfo_consumers(&stream, group).await?;
+    let mut forgotten = 0;
+    for consumer in consumers.into_array() {
+        let fields = consumer.into_array();
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|p| p[0].as_string().as_deref() == Some(name))
+                .and_then(|p| p.get(1).cloned())
+        };
+        let (Some(name), Some(pending), Some(idle)) = (
+            field("name").and_then(|v| v.as_string()),
+            field("pending").and_then(|v| v.as_u64()),
+            field("idle").and_then(|v| v.as_u64()),
+        ) else {
+            continue;
+        };
+        if pending == 0 && idle >= idle_for.as_millis() as u64 {
+            let _: i64 = client
+                .xgroup_delconsumer(&stream, group, name.as_str())
+                .await?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
