@@ -3,6 +3,7 @@
 //! anything unexpected appeared, or any conversation was out of order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 /// What one reader (the receiving user of a conversation) saw.
 #[derive(Debug, Default)]
@@ -11,6 +12,9 @@ pub struct ReaderLog {
     pub live: Vec<(i64, String, String)>,
     /// The final `chat.sync` view from seq 0: (seq, message id, clientMsgId, sender id).
     pub synced: Vec<(i64, String, String, String)>,
+    /// When that sync was asked for. A message acked later may have been
+    /// stored after the view was taken, so its absence proves nothing.
+    pub sync_started: Option<Instant>,
 }
 
 /// What one sender was told about its sends.
@@ -19,8 +23,8 @@ pub struct SenderLog {
     pub user_id: String,
     /// clientMsgIds sent.
     pub sent: HashSet<String>,
-    /// Acks: clientMsgId → (seq, message id).
-    pub acked: HashMap<String, (i64, String)>,
+    /// Acks: clientMsgId → (seq, message id, when the ack arrived).
+    pub acked: HashMap<String, (i64, String, Instant)>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,11 +33,30 @@ pub struct Verdict {
     pub unexpected: u64,
     pub duplicates: u64,
     pub order_errors: u64,
+    /// Acked only after a reader's final sync began (the drain timed out
+    /// first), and missing from that view: neither lost nor proven kept.
+    pub unchecked: u64,
 }
 
 impl Verdict {
-    pub fn clean(&self) -> bool {
+    /// Nothing wrong was found.
+    pub fn sound(&self) -> bool {
         self.lost == 0 && self.unexpected == 0 && self.order_errors == 0
+    }
+
+    /// Nothing wrong was found, and every acked message was checked.
+    pub fn clean(&self) -> bool {
+        self.sound() && self.unchecked == 0
+    }
+
+    /// `CLEAN`, `INCOMPLETE` (nothing wrong, but some acks came after the
+    /// final sync began: raise `--drain-timeout`) or `FAILED`.
+    pub fn label(&self) -> &'static str {
+        match (self.sound(), self.unchecked) {
+            (true, 0) => "CLEAN",
+            (true, _) => "INCOMPLETE",
+            (false, _) => "FAILED",
+        }
     }
 }
 
@@ -54,7 +77,7 @@ pub fn check(senders: &[&SenderLog], readers: &[&ReaderLog]) -> Verdict {
         .flat_map(|s| s.sent.iter().map(move |c| (c.as_str(), s.user_id.as_str())))
         .collect();
     for sender in senders {
-        for (seq, id) in sender.acked.values() {
+        for (seq, id, _) in sender.acked.values() {
             agree(*seq, id, &mut verdict);
         }
     }
@@ -90,9 +113,13 @@ pub fn check(senders: &[&SenderLog], readers: &[&ReaderLog]) -> Verdict {
         }
         // Every acked message is in every reader's final view.
         for sender in senders {
-            for (_, id) in sender.acked.values() {
-                if !in_view.contains(id.as_str()) {
-                    verdict.lost += 1;
+            for (_, id, at) in sender.acked.values() {
+                if in_view.contains(id.as_str()) {
+                    continue;
+                }
+                match reader.sync_started {
+                    Some(started) if *at >= started => verdict.unchecked += 1,
+                    _ => verdict.lost += 1,
                 }
             }
         }
@@ -108,7 +135,7 @@ mod tests {
         SenderLog {
             user_id: "u".into(),
             sent: acks.iter().map(|(c, _, _)| c.to_string()).collect(),
-            acked: acks.iter().map(|(c, s, i)| (c.to_string(), (*s, i.to_string()))).collect(),
+            acked: acks.iter().map(|(c, s, i)| (c.to_string(), (*s, i.to_string(), Instant::now()))).collect(),
         }
     }
 
@@ -116,6 +143,7 @@ mod tests {
         ReaderLog {
             live: live.iter().map(|(s, i, c)| (*s, i.to_string(), c.to_string())).collect(),
             synced: synced.iter().map(|(s, i, c)| (*s, i.to_string(), c.to_string(), "u".to_string())).collect(),
+            sync_started: None,
         }
     }
 
@@ -143,5 +171,20 @@ mod tests {
         let s = sender(&[("a", 1, "m1")]);
         let r = reader(&[(1, "other", "a")], &[(1, "m1", "a")]);
         assert!(check(&[&s], &[&r]).order_errors >= 1);
+    }
+
+    #[test]
+    fn a_message_acked_after_the_final_sync_began_is_unchecked_not_lost() {
+        let sync_started = Instant::now();
+        let mut s = sender(&[("a", 1, "m1")]);
+        s.acked.insert("b".into(), (2, "m2".into(), sync_started + std::time::Duration::from_millis(1)));
+        s.sent.insert("b".into());
+        let mut r = reader(&[(1, "m1", "a")], &[(1, "m1", "a")]);
+        r.sync_started = Some(sync_started);
+        let v = check(&[&s], &[&r]);
+        assert_eq!((v.lost, v.unchecked, v.label()), (0, 1, "INCOMPLETE"));
+        // Acked before the sync began and missing from it: lost.
+        r.sync_started = Some(sync_started + std::time::Duration::from_secs(1));
+        assert_eq!(check(&[&s], &[&r]).label(), "FAILED");
     }
 }

@@ -101,11 +101,13 @@ impl Session {
         drop(arrival);
         let _ = everyone_done.wait_for(|remaining| *remaining == 0).await;
         // Drain the conversation from seq 0, page by page.
+        let sync_started = Instant::now();
         client::send(&mut tx, sync_frame(&self.conversation, 0, &mut frame_no)).await?;
         while let Some(after) = page_rx.recv().await {
             client::send(&mut tx, sync_frame(&self.conversation, after, &mut frame_no)).await?;
         }
         let mut outcome = reader.await.context("reader task")??;
+        outcome.reader.sync_started = Some(sync_started);
         outcome.sender.user_id = self.user_id.clone();
         outcome.sender.sent = sent;
         let _ = futures_util::SinkExt::send(&mut tx, WsMessage::Close(None)).await;
@@ -214,7 +216,7 @@ async fn read(
                 if let Some(us) = since_start(&ack.client_msg_id) {
                     out.ack.saturating_record(us);
                 }
-                out.sender.acked.insert(ack.client_msg_id, (ack.seq, ack.message_id));
+                out.sender.acked.insert(ack.client_msg_id, (ack.seq, ack.message_id, Instant::now()));
                 answered += 1;
                 totals.acked.fetch_add(1, Ordering::Relaxed);
                 totals.last_ack_us.fetch_max(Instant::now().duration_since(start).as_micros() as u64, Ordering::Relaxed);

@@ -89,8 +89,10 @@ pub struct Settings {
     #[arg(long, env = "DUET_APPEND_MAX_BATCH", default_value_t = 512)]
     pub append_max_batch: usize,
 
-    /// Append writers; a conversation always goes to the same one, so its order is kept.
-    #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 4)]
+    /// Append writers (and as many receipt writers); a conversation always goes to the
+    /// same one, so its order is kept. Fewer writers make bigger batches: about one per
+    /// core PostgreSQL can spend on writes.
+    #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 2)]
     pub append_writers: usize,
 
     /// Messages a user may send per second, over WebSocket and REST together, across all nodes.

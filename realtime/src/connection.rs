@@ -76,9 +76,14 @@ impl Endpoint for WsEndpoint {
 
 /// Explicit limits: tungstenite's defaults allow 64 MiB messages and an
 /// unbounded write buffer, and allocate a 128 KiB read buffer per connection.
+///
+/// The read buffer is what an idle connection mostly holds: 1 KiB (a chat
+/// frame fits; a larger one is read in several calls, into room reserved for
+/// its whole length) keeps a connection at about 8.7 KB of server memory,
+/// against 11.8 KB with 4 KiB (docs/benchmarks.md).
 fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     let mut config = WebSocketConfig::default();
-    config.read_buffer_size = 4 * 1024;
+    config.read_buffer_size = 1024;
     config.write_buffer_size = 0;
     // Frames are written one at a time with backpressure, so the buffer
     // never holds more than one frame; a limit below the largest frame (a
