@@ -54,15 +54,9 @@ pub trait Handler: Send + Sync {
 
 /// Creates `group` (reading from the stream's start) if it does not exist.
 pub async fn ensure_group(ctx: &AppContext, group: &str) -> anyhow::Result<()> {
-    let result: Result<(), Error> = ctx
-        .redis
-        .next()
-        .xgroup_create(events_key(&ctx.keys), group, "0", true)
-        .await;
+    let result: Result<(), Error> = ctx.redis.next().xgroup_create(events_key(&ctx.keys), group, "0", true).await;
     match result {
-        Err(e) if !e.details().contains("BUSYGROUP") => {
-            Err(e).context("Failed to create the consumer group")
-        }
+        Err(e) if !e.details().contains("BUSYGROUP") => Err(e).context("Failed to create the consumer group"),
         _ => Ok(()),
     }
 }
@@ -87,37 +81,22 @@ pub async fn run(
 ) {
     if let Err(e) = ensure_group(&ctx, group).await {
         // Redis may be down; the loop retries.
-        tracing::warn!(
-            group,
-            error = format!("{e:#}"),
-            "could not create the consumer group yet"
-        );
+        tracing::warn!(group, error = format!("{e:#}"), "could not create the consumer group yet");
     }
     let stream = events_key(&ctx.keys);
-    let mut state = State {
-        from_pending: true,
-        last_claim: Instant::now(),
-    };
+    let mut state = State { from_pending: true, last_claim: Instant::now() };
     let mut last_prune = Instant::now();
     while !*stop.borrow() {
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
             if let Err(e) = forget_idle_consumers(&ctx, group, FORGET_IDLE).await {
-                tracing::debug!(
-                    group,
-                    error = format!("{e:#}"),
-                    "could not prune idle consumers"
-                );
+                tracing::debug!(group, error = format!("{e:#}"), "could not prune idle consumers");
             }
         }
         // Never interrupted mid-step: a graceful stop acknowledges what it
         // read (a read blocks for at most a second).
         if let Err(e) = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await {
-            tracing::warn!(
-                group,
-                error = format!("{e:#}"),
-                "stream consumer failed; retrying"
-            );
+            tracing::warn!(group, error = format!("{e:#}"), "stream consumer failed; retrying");
             state.from_pending = true;
             let message = format!("{e:#}");
             // The stream or its group is gone (Redis lost its data): recreate
@@ -148,18 +127,7 @@ async fn step(
         handle(ctx, group, stream, handler, claimed).await?;
     }
     let id = if state.from_pending { "0" } else { ">" };
-    let value: Value = reader
-        .next()
-        .xreadgroup(
-            group,
-            config.name.as_str(),
-            Some(config.batch),
-            Some(1000),
-            false,
-            stream,
-            id,
-        )
-        .await?;
+    let value: Value = reader.next().xreadgroup(group, config.name.as_str(), Some(config.batch), Some(1000), false, stream, id).await?;
     let entries = parse_read(value)?;
     if state.from_pending && entries.is_empty() {
         state.from_pending = false;
@@ -168,51 +136,20 @@ async fn step(
 }
 
 /// Takes over entries pending longer than `claim_idle` in any consumer.
-async fn claim(
-    ctx: &AppContext,
-    group: &str,
-    stream: &str,
-    config: &ConsumerConfig,
-) -> anyhow::Result<Vec<Entry>> {
+async fn claim(ctx: &AppContext, group: &str, stream: &str, config: &ConsumerConfig) -> anyhow::Result<Vec<Entry>> {
     let idle = config.claim_idle.as_millis() as u64;
-    let value: Value = ctx
-        .redis
-        .next()
-        .xautoclaim(
-            stream,
-            group,
-            config.name.as_str(),
-            idle,
-            "0-0",
-            Some(config.batch),
-            false,
-        )
-        .await?;
+    let value: Value = ctx.redis.next().xautoclaim(stream, group, config.name.as_str(), idle, "0-0", Some(config.batch), false).await?;
     // [next start, entries, deleted ids]
     let mut parts = value.into_array().into_iter();
-    let entries = parts
-        .nth(1)
-        .map(parse_entries)
-        .transpose()?
-        .unwrap_or_default();
+    let entries = parts.nth(1).map(parse_entries).transpose()?.unwrap_or_default();
     if !entries.is_empty() {
-        tracing::info!(
-            group,
-            count = entries.len(),
-            "claimed pending events of a stalled consumer"
-        );
+        tracing::info!(group, count = entries.len(), "claimed pending events of a stalled consumer");
     }
     Ok(entries)
 }
 
 /// Hands `entries` to the handler, then acknowledges them.
-async fn handle(
-    ctx: &AppContext,
-    group: &str,
-    stream: &str,
-    handler: &impl Handler,
-    entries: Vec<Entry>,
-) -> anyhow::Result<()> {
+async fn handle(ctx: &AppContext, group: &str, stream: &str, handler: &impl Handler, entries: Vec<Entry>) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -243,10 +180,7 @@ fn parse_entries(value: Value) -> anyhow::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for item in value.into_array() {
         let mut parts = item.into_array().into_iter();
-        let id = parts
-            .next()
-            .and_then(|v| v.as_string())
-            .context("stream entry without id")?;
+        let id = parts.next().and_then(|v| v.as_string()).context("stream entry without id")?;
         let mut event = None;
         if let Some(fields) = parts.next() {
             let fields = fields.into_array();
@@ -270,34 +204,21 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Removes consumers of crashed or retired processes from `group` (each
 /// process has its own name, so the group would otherwise collect them
 /// forever). Only ones with nothing pending: their work is never dropped.
-pub async fn forget_idle_consumers(
-    ctx: &AppContext,
-    group: &str,
-    idle_for: Duration,
-) -> anyhow::Result<usize> {
+pub async fn forget_idle_consumers(ctx: &AppContext, group: &str, idle_for: Duration) -> anyhow::Result<usize> {
     let stream = events_key(&ctx.keys);
     let client = ctx.redis.next();
     let consumers: Value = client.xinfo_consumers(&stream, group).await?;
     let mut forgotten = 0;
     for consumer in consumers.into_array() {
         let fields = consumer.into_array();
-        let field = |name: &str| {
-            fields
-                .chunks(2)
-                .find(|p| p[0].as_string().as_deref() == Some(name))
-                .and_then(|p| p.get(1).cloned())
-        };
-        let (Some(name), Some(pending), Some(idle)) = (
-            field("name").and_then(|v| v.as_string()),
-            field("pending").and_then(|v| v.as_u64()),
-            field("idle").and_then(|v| v.as_u64()),
-        ) else {
+        let field = |name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).and_then(|p| p.get(1).cloned());
+        let (Some(name), Some(pending), Some(idle)) =
+            (field("name").and_then(|v| v.as_string()), field("pending").and_then(|v| v.as_u64()), field("idle").and_then(|v| v.as_u64()))
+        else {
             continue;
         };
         if pending == 0 && idle >= idle_for.as_millis() as u64 {
-            let _: i64 = client
-                .xgroup_delconsumer(&stream, group, name.as_str())
-                .await?;
+            let _: i64 = client.xgroup_delconsumer(&stream, group, name.as_str()).await?;
             forgotten += 1;
         }
     }

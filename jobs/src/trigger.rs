@@ -42,24 +42,16 @@ impl Handler for Triggers {
         let mut reads: Vec<(Uuid, Uuid)> = Vec::new();
         for entry in entries {
             // Undecodable entries are the projector's to report.
-            let Some(Ok(Envelope { event, .. })) =
-                entry.event.as_deref().map(serde_json::from_str::<Envelope>)
-            else {
+            let Some(Ok(Envelope { event, .. })) = entry.event.as_deref().map(serde_json::from_str::<Envelope>) else {
                 continue;
             };
             match event {
                 DomainEvent::MessageAppended { message } => {
                     messages += 1;
-                    let seq = received
-                        .entry((message.receiver_id, message.conversation_id))
-                        .or_default();
+                    let seq = received.entry((message.receiver_id, message.conversation_id)).or_default();
                     *seq = (*seq).max(message.seq);
                 }
-                DomainEvent::ReadUpTo {
-                    user_id,
-                    conversation_id,
-                    ..
-                } => reads.push((user_id, conversation_id)),
+                DomainEvent::ReadUpTo { user_id, conversation_id, .. } => reads.push((user_id, conversation_id)),
                 DomainEvent::ConversationCreated { .. } | DomainEvent::DeliveredUpTo { .. } => {}
             }
         }
@@ -74,10 +66,7 @@ impl Handler for Triggers {
 
 impl Triggers {
     pub fn new(ctx: &AppContext, metrics: JobMetrics) -> Self {
-        Triggers {
-            ctx: ctx.clone(),
-            metrics,
-        }
+        Triggers { ctx: ctx.clone(), metrics }
     }
 
     /// Enqueues an alert for each receiver that is offline, has a device,
@@ -86,9 +75,7 @@ impl Triggers {
     async fn alert(&self, received: BTreeMap<(Uuid, Uuid), i64>) -> anyhow::Result<u64> {
         let receivers: Vec<Uuid> = received.keys().map(|(user, _)| *user).collect();
         // Unknown presence (Redis down) counts as offline: the job checks again.
-        let online = presence::online(&self.ctx.redis, &self.ctx.keys, &receivers)
-            .await
-            .unwrap_or_default();
+        let online = presence::online(&self.ctx.redis, &self.ctx.keys, &receivers).await.unwrap_or_default();
         let (mut users, mut conversations, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
         for (i, ((user, conversation), seq)) in received.into_iter().enumerate() {
             if !online.get(i).copied().unwrap_or(false) {
@@ -116,12 +103,9 @@ impl Triggers {
         .bind(&seqs)
         .fetch_all(&self.ctx.db)
         .await?;
-        let enqueued = futures_util::future::try_join_all(
-            wanted
-                .into_iter()
-                .map(|(user, conversation)| self.enqueue_alert(user, conversation)),
-        )
-        .await?;
+        let enqueued =
+            futures_util::future::try_join_all(wanted.into_iter().map(|(user, conversation)| self.enqueue_alert(user, conversation)))
+                .await?;
         Ok(enqueued.into_iter().filter(|&done| done).count() as u64)
     }
 
@@ -144,12 +128,7 @@ impl Triggers {
         if inserted == 0 {
             return Ok(false);
         }
-        let job = PushJob::Alert {
-            user_id,
-            conversation_id,
-            episode,
-            attempt: 1,
-        };
+        let job = PushJob::Alert { user_id, conversation_id, episode, attempt: 1 };
         queue::push(&mut tx, queue::PUSH_QUEUE, &job, Duration::ZERO, 1).await?;
         tx.commit().await?;
         Ok(true)
@@ -164,29 +143,13 @@ impl Triggers {
             return Ok(());
         }
         let readers: Vec<Uuid> = reads.iter().map(|(user, _)| *user).collect();
-        let with_devices: Vec<Uuid> = sqlx::query_scalar(
-            "select distinct user_id from device_tokens where user_id = any($1)",
-        )
-        .bind(&readers)
-        .fetch_all(&self.ctx.db)
-        .await?;
-        let mut conn = self.ctx.db.acquire().await?;
-        for (user_id, conversation_id) in reads
-            .into_iter()
-            .filter(|(user, _)| with_devices.contains(user))
-        {
-            queue::push(
-                &mut conn,
-                queue::PUSH_QUEUE,
-                &PushJob::Badge {
-                    user_id,
-                    conversation_id,
-                    attempt: 1,
-                },
-                Duration::ZERO,
-                1,
-            )
+        let with_devices: Vec<Uuid> = sqlx::query_scalar("select distinct user_id from device_tokens where user_id = any($1)")
+            .bind(&readers)
+            .fetch_all(&self.ctx.db)
             .await?;
+        let mut conn = self.ctx.db.acquire().await?;
+        for (user_id, conversation_id) in reads.into_iter().filter(|(user, _)| with_devices.contains(user)) {
+            queue::push(&mut conn, queue::PUSH_QUEUE, &PushJob::Badge { user_id, conversation_id, attempt: 1 }, Duration::ZERO, 1).await?;
             JobMetrics::inc(&self.metrics.enqueued, "badge");
         }
         Ok(())
