@@ -7,7 +7,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use duet_common::AppContext;
 use fred::prelude::*;
 use prometheus_client::metrics::counter::Counter;
@@ -70,10 +70,7 @@ pub struct Lag {
 const UNKNOWN_LAG_SCAN: u64 = 10_000;
 
 pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
-    let (unrelayed, oldest_unrelayed): (i64, Option<DateTime<Utc>>) =
-        sqlx::query_as("select count(*), min(created_at) from outbox where published_at is null")
-            .fetch_one(&ctx.db)
-            .await?;
+    let (unrelayed, oldest_unrelayed) = crate::relay::unrelayed(&ctx.db).await?;
     let stream = keys::stream(&ctx.keys);
     let client = ctx.redis.next();
     let groups: Value = client.xinfo_groups(&stream).await.unwrap_or(Value::Null);

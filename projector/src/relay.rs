@@ -1,17 +1,25 @@
 //! The relay: moves committed outbox rows onto the Redis stream.
 //!
-//! Outbox ids are not commit-ordered (a later id can commit first), so the
-//! relay never keeps an "id > cursor" position. It claims unpublished rows
-//! with `for update skip locked`, XADDs them, and marks them published in
-//! the same transaction. A crash after XADD and before commit publishes
-//! those rows again later: harmless, consumers are idempotent. Nothing is
-//! lost: a committed row stays unpublished until a relay commits its mark.
-//! Several relays run at once; `skip locked` gives each its own rows.
+//! Outbox ids are not commit-ordered (a later id can commit first), so "up
+//! to id N" is no position. Each row also carries the id of the transaction
+//! that wrote it (`txid`), and a row is taken only once every transaction
+//! that could still write one below it has ended (`txid` below the snapshot's
+//! xmin). In (txid, id) order nothing can then commit behind the position, so
+//! the relay keeps one row, `relay_position`, instead of marking each event
+//! (migrations/0007_relay_position.sql).
+//!
+//! A pass takes a transaction-level advisory lock (several relays run, one
+//! pass at a time), reads up to a batch past the position, XADDs it, and
+//! moves the position. A crash after XADD and before commit publishes those
+//! rows again: harmless, consumers are idempotent. Nothing is lost: the
+//! position only moves past rows that were published.
 //!
 //! The relay is woken by the command side of its own process after each
 //! commit that wrote events, and polls (`DUET_RELAY_POLL_MS`) for events
 //! other processes wrote. There is no NOTIFY: PostgreSQL serializes the
-//! commits of notifying transactions, which undid group commit.
+//! commits of notifying transactions, which undid group commit. Rows held
+//! back by a transaction still running are retried soon (see [`run`]): that
+//! transaction may belong to another process, or write no event at all.
 
 use std::time::Duration;
 
@@ -30,79 +38,160 @@ use crate::metrics::ProjectorMetrics;
 /// projections themselves can always be rebuilt from PostgreSQL).
 pub const STREAM_MAXLEN: i64 = 1_000_000;
 
-/// Publishes up to `batch` unpublished rows; returns how many.
+/// What is past the relay's position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backlog {
+    Empty,
+    /// Rows the relay can take now.
+    Ready,
+    /// Only rows of transactions that ended after one still running began.
+    HeldBack,
+}
+
+/// One indexed read: is there anything to relay?
+pub async fn backlog(ctx: &AppContext) -> anyhow::Result<Backlog> {
+    let first: Option<bool> = sqlx::query_scalar(
+        "select o.txid < pg_snapshot_xmin(pg_current_snapshot()) from outbox o \
+         where (o.txid, o.id) > (select txid, outbox_id from relay_position) order by o.txid, o.id limit 1",
+    )
+    .fetch_optional(&ctx.db)
+    .await
+    .context("Failed to look for unrelayed outbox rows")?;
+    Ok(match first {
+        None => Backlog::Empty,
+        Some(true) => Backlog::Ready,
+        Some(false) => Backlog::HeldBack,
+    })
+}
+
+/// Publishes up to `batch` rows past the position if any are ready; returns how many.
 pub async fn relay_once(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
-    // Woken with nothing to do (rows an earlier pass already took): one
-    // indexed read, not a transaction. Ordered by id, so PostgreSQL walks the
-    // small partial index of unpublished rows instead of scanning for a null.
-    let pending: Option<i64> = sqlx::query_scalar("select id from outbox where published_at is null order by id limit 1")
-        .fetch_optional(&ctx.db)
-        .await
-        .context("Failed to look for unpublished outbox rows")?;
-    if pending.is_none() {
-        return Ok(0);
+    match backlog(ctx).await? {
+        Backlog::Ready => publish_batch(ctx, batch).await,
+        Backlog::Empty | Backlog::HeldBack => Ok(0),
     }
-    // The mark need not be flushed before the relay goes on: if a crash loses
-    // it, the rows are published again, and every consumer is idempotent.
+}
+
+/// Publishes up to `batch` rows past the position; returns how many.
+async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
+    // The position need not be flushed before the relay goes on: if a crash
+    // loses it, the rows are published again, and every consumer is idempotent.
     let mut tx = ctx
         .db
-        .begin_with("begin; set local synchronous_commit = off")
+        // One pass at a time across relays: a transaction-level advisory lock
+        // (the key is "duetrela" in ASCII).
+        .begin_with("begin; set local synchronous_commit = off; select pg_advisory_xact_lock(7238803526877801569)")
         .await
         .context("Failed to begin the relay transaction")?;
-    // Claimed and marked in one statement; the payload is passed on as
-    // PostgreSQL's text, never decoded here.
-    let mut rows: Vec<(i64, String)> = sqlx::query_as(
-        "with claimed as ( \
-           select id from outbox where published_at is null order by id limit $1 for update skip locked \
-         ) \
-         update outbox o set published_at = now() from claimed c where o.id = c.id \
-         returning o.id, o.payload::text",
+    // Read after the lock, in a statement of its own: its snapshot sees the
+    // position the previous holder committed. Only rows whose writers, and
+    // every transaction that could still write below them, have ended. The
+    // position is a subquery, not a join: PostgreSQL then walks the
+    // (txid, id) index from it instead of scanning the outbox. The payload
+    // is passed on as PostgreSQL's text, never decoded here.
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "select o.id, o.payload::text, o.txid::text from outbox o \
+         where (o.txid, o.id) > (select txid, outbox_id from relay_position) \
+           and o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+         order by o.txid, o.id limit $1",
     )
     .bind(batch)
     .fetch_all(&mut *tx)
     .await
-    .context("Failed to claim outbox rows")?;
-    if rows.is_empty() {
+    .context("Failed to read outbox rows")?;
+    let Some((last_id, _, last_txid)) = rows.last() else {
         return Ok(0);
-    }
-    rows.sort_unstable_by_key(|row| row.0);
+    };
     let stream = keys::stream(&ctx.keys);
     let pipeline = ctx.redis.next().pipeline();
-    for (id, payload) in &rows {
+    for (id, payload, _) in &rows {
         let cap: XCap = ("MAXLEN", "~", STREAM_MAXLEN, None).try_into()?;
         let fields = vec![("id", id.to_string()), ("event", payload.clone())];
         let _: () = pipeline.xadd(&stream, false, cap, "*", fields).await?;
     }
-    // Published before the mark commits: a failure in between publishes
+    // Published before the position commits: a failure in between publishes
     // them again rather than never.
     let _: Vec<Value> = pipeline.all().await.context("Failed to XADD outbox events")?;
+    sqlx::query("update relay_position set txid = $1::xid8, outbox_id = $2")
+        .bind(last_txid)
+        .bind(last_id)
+        .execute(&mut *tx)
+        .await
+        .context("Failed to move the relay position")?;
     tx.commit().await.context("Failed to commit the relay transaction")?;
     Ok(rows.len())
 }
 
+/// The rows past the position (relayable or held back) and when the oldest was written.
+pub async fn unrelayed(db: &sqlx::PgPool) -> anyhow::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
+    let found = sqlx::query_as(
+        "select count(*), min(o.created_at) from outbox o where (o.txid, o.id) > (select txid, outbox_id from relay_position)",
+    )
+    .fetch_one(db)
+    .await
+    .context("Failed to count unrelayed outbox rows")?;
+    Ok(found)
+}
+
+/// Moves the position back to the start: every event is published again
+/// (to re-drive idempotent consumers, as tests and rebuild checks do).
+pub async fn rewind(db: &sqlx::PgPool) -> anyhow::Result<u64> {
+    sqlx::query("update relay_position set txid = '0', outbox_id = 0").execute(db).await?;
+    let (count, _) = unrelayed(db).await?;
+    Ok(count as u64)
+}
+
+/// Least time between the starts of two drains. Every commit of this
+/// process wakes the relay, and a pass is four round trips however few rows
+/// it moves: under load, waking at most this often lets each pass carry the
+/// events of many commits. An idle relay drains at once. Projections and
+/// push decisions wait for the relay; live delivery does not.
+const DRAIN_SPACING: Duration = Duration::from_millis(10);
+
 /// Runs until `stop` turns true.
 pub async fn run(ctx: AppContext, metrics: ProjectorMetrics, batch: i64, poll: Duration, mut stop: watch::Receiver<bool>) {
+    let mut retry = DRAIN_SPACING;
+    let mut next_drain = tokio::time::Instant::now();
     while !*stop.borrow() {
-        // Drain everything there is, then wait for a writer of this process
-        // (a stored permit if one wrote meanwhile) or the next poll.
-        loop {
-            match relay_once(&ctx, batch).await {
-                Ok(n) => {
-                    metrics.relayed.inc_by(n as u64);
-                    if (n as i64) < batch {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "outbox relay failed; retrying");
-                    break;
-                }
-            }
+        tokio::select! {
+            _ = stop.changed() => continue,
+            _ = tokio::time::sleep_until(next_drain) => {}
         }
+        next_drain = tokio::time::Instant::now() + DRAIN_SPACING;
+        // Drain everything there is, then wait for a writer of this process
+        // (a stored permit if one wrote meanwhile) or the next poll. Rows held
+        // back by a running transaction are retried sooner, backing off up to
+        // the poll while it runs on.
+        let pause = match drain(&ctx, &metrics, batch).await {
+            Ok(Backlog::HeldBack) => {
+                let pause = retry;
+                retry = (retry * 2).min(poll);
+                pause
+            }
+            Ok(Backlog::Empty | Backlog::Ready) => {
+                retry = DRAIN_SPACING;
+                poll
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "outbox relay failed; retrying");
+                poll
+            }
+        };
         tokio::select! {
             _ = stop.changed() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = ctx.outbox_written.notified() => {}
         }
+    }
+}
+
+/// Publishes until nothing is ready; returns what is left.
+async fn drain(ctx: &AppContext, metrics: &ProjectorMetrics, batch: i64) -> anyhow::Result<Backlog> {
+    loop {
+        let left = backlog(ctx).await?;
+        if left != Backlog::Ready {
+            return Ok(left);
+        }
+        metrics.relayed.inc_by(publish_batch(ctx, batch).await? as u64);
     }
 }

@@ -99,7 +99,7 @@ async fn applying_every_event_again_in_any_order_changes_nothing() {
     assert_eq!(read::dump(&ctx).await.unwrap(), before);
 
     // Through the whole pipeline: the relay publishes everything again.
-    let republished = sqlx::query("update outbox set published_at = null").execute(&app.db).await.unwrap().rows_affected();
+    let republished = duet_projector::relay::rewind(&app.db).await.unwrap();
     assert_eq!(republished as usize, events.len());
     caught_up(&ctx).await;
     assert_eq!(read::dump(&ctx).await.unwrap(), before);
@@ -152,7 +152,10 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     for i in 0..5 {
         app.send_ok(&s.cat, s.bc, &format!("after the crash {i}")).await;
     }
-    while duet_projector::relay::relay_once(&ctx, 100).await.unwrap() > 0 {}
+    // (A row held back by some transaction still running is taken once it ends.)
+    while duet_projector::relay::unrelayed(&app.db).await.unwrap().0 > 0 {
+        duet_projector::relay::relay_once(&ctx, 100).await.unwrap();
+    }
     let stream = duet_projector::keys::stream(&ctx.keys);
     let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
     // Pruning never forgets a consumer that still holds pending work.
@@ -170,9 +173,7 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     // Once nothing is pending, the dead consumers can be forgotten.
     let forgotten = duet_common::stream::forget_idle_consumers(&ctx, duet_projector::consumer::GROUP, Duration::ZERO).await.unwrap();
     assert!(forgotten >= 2, "ghost and a (and b) are idle with nothing pending: {forgotten}");
-    let unrelayed: i64 =
-        sqlx::query_scalar("select count(*) from outbox where published_at is null").fetch_one(&app.db).await.unwrap();
-    assert_eq!(unrelayed, 0);
+    assert_eq!(duet_projector::relay::unrelayed(&app.db).await.unwrap().0, 0);
     for (name, user) in [("ann", &s.ann), ("cat", &s.cat)] {
         let lines = lines(&list(&app, user).await);
         assert_eq!(lines.len(), 2, "{name}: {lines:?}");
@@ -222,4 +223,43 @@ async fn projections_heal_by_themselves_after_redis_loses_them() {
     let ann = lines(&list(&app, &s.ann).await);
     assert_eq!(ann[0].1, "after the loss", "{ann:?}");
     assert_eq!(ann[0].3, 1, "one unread from Bob");
+}
+
+/// The relay keeps one position instead of marking rows, so the case that
+/// breaks an "up to id N" cursor must hold: a row with the lower id that
+/// commits after a row with a higher id is relayed, once, and nothing passes
+/// a transaction that is still open.
+#[tokio::test]
+async fn an_event_that_commits_late_below_the_position_is_still_relayed_once() {
+    use duet_projector::relay::{self, Backlog};
+    let app = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi]).await;
+    let ctx = context_of(&app.settings).await;
+    let event = |n: i64| format!(r#"{{"late_test": {n}}}"#);
+    let insert = "insert into outbox (event_type, payload) values ('late_test', $1::jsonb) returning id";
+
+    // The early writer takes the lower id and stays open.
+    let mut early = app.db.begin().await.unwrap();
+    let early_id: i64 = sqlx::query_scalar(insert).bind(event(1)).fetch_one(&mut *early).await.unwrap();
+    let late_id: i64 = sqlx::query_scalar(insert).bind(event(2)).fetch_one(&app.db).await.unwrap();
+    assert!(early_id < late_id);
+    // The committed row waits: the open transaction could still write below it.
+    assert_eq!(relay::backlog(&ctx).await.unwrap(), Backlog::HeldBack);
+    assert_eq!(relay::relay_once(&ctx, 100).await.unwrap(), 0);
+
+    early.commit().await.unwrap();
+    let mut relayed = 0;
+    while relay::unrelayed(&app.db).await.unwrap().0 > 0 {
+        relayed += relay::relay_once(&ctx, 100).await.unwrap();
+    }
+    assert_eq!(relay::backlog(&ctx).await.unwrap(), Backlog::Empty);
+
+    let stream = duet_projector::keys::stream(&ctx.keys);
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+        ctx.redis.next().xrange(stream.as_str(), "-", "+", None).await.unwrap();
+    let ids: Vec<i64> = entries
+        .iter()
+        .filter(|(_, fields)| fields["event"].contains("late_test"))
+        .map(|(_, fields)| fields["id"].parse().unwrap())
+        .collect();
+    assert_eq!(ids, vec![early_id, late_id], "each once, in commit-safe order ({relayed} relayed in all)");
 }

@@ -106,10 +106,7 @@ impl PushTest {
         let stream = duet_common::stream::events_key(&self.keys);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let unpublished: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
-                .fetch_one(&self.app.db)
-                .await
-                .unwrap();
+            let (unpublished, _) = duet_projector::relay::unrelayed(&self.app.db).await.unwrap();
             let groups: Value = self.redis.xinfo_groups(&stream).await.unwrap_or(Value::Null);
             // XINFO GROUPS: one [field, value, ...] list per group.
             let field = |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
