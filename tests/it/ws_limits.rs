@@ -206,3 +206,34 @@ async fn await_metric(app: &TestApp, series: &str, at_least: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Nodes lease tokens from the shared bucket in small blocks: together they
+/// never admit more than the bucket issued (its burst plus the refill over
+/// the time taken), and the leases one node strands cost the other at most
+/// `lease - 1` tokens each.
+#[tokio::test]
+async fn nodes_leasing_from_one_bucket_never_admit_more_than_it_issues() {
+    use duet_common::ratelimit::{Decision, RateLimiter};
+    let redis = duet_common::redis::connect("redis://127.0.0.1:6379", 1).await.unwrap();
+    let key = format!("duet:test:{}:rl:lease", uuid::Uuid::new_v4().simple());
+    let (rate, burst) = (40u32, 30u32);
+    let lease = (rate / 10) as u64;
+    let nodes = [RateLimiter::new(rate, burst), RateLimiter::new(rate, burst)];
+    let started = std::time::Instant::now();
+    let mut admitted = 0u64;
+    let mut refused = 0;
+    for i in 0..200 {
+        match nodes[i % 2].check(&redis, &key).await {
+            Decision::Allowed => admitted += 1,
+            Decision::Limited { retry_after_ms } => {
+                assert!(retry_after_ms > 0);
+                refused += 1;
+            }
+            Decision::Unchecked => panic!("Redis is up"),
+        }
+    }
+    let refill = (started.elapsed().as_secs_f64() * rate as f64).ceil() as u64;
+    assert!(refused > 0, "200 checks must exhaust a burst of {burst}");
+    assert!(admitted <= burst as u64 + refill, "admitted {admitted} > burst {burst} + refill {refill}");
+    assert!(admitted >= burst as u64 - 2 * (lease - 1), "admitted {admitted}: leases stranded more than {} tokens", 2 * (lease - 1));
+}
