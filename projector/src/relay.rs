@@ -38,6 +38,15 @@ use crate::metrics::ProjectorMetrics;
 /// projections themselves can always be rebuilt from PostgreSQL).
 pub const STREAM_MAXLEN: i64 = 1_000_000;
 
+/// The SQL condition "this outbox row `o` is past the relay's position". A
+/// subquery, not a join: PostgreSQL then walks the (txid, id) index from it
+/// instead of scanning the outbox. (A macro, so the queries stay literals.)
+macro_rules! past_position {
+    () => {
+        "(o.txid, o.id) > (select txid, outbox_id from relay_position)"
+    };
+}
+
 /// What is past the relay's position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backlog {
@@ -50,10 +59,11 @@ pub enum Backlog {
 
 /// One indexed read: is there anything to relay?
 pub async fn backlog(ctx: &AppContext) -> anyhow::Result<Backlog> {
-    let first: Option<bool> = sqlx::query_scalar(
-        "select o.txid < pg_snapshot_xmin(pg_current_snapshot()) from outbox o \
-         where (o.txid, o.id) > (select txid, outbox_id from relay_position) order by o.txid, o.id limit 1",
-    )
+    let first: Option<bool> = sqlx::query_scalar(concat!(
+        "select o.txid < pg_snapshot_xmin(pg_current_snapshot()) from outbox o where ",
+        past_position!(),
+        " order by o.txid, o.id limit 1"
+    ))
     .fetch_optional(&ctx.db)
     .await
     .context("Failed to look for unrelayed outbox rows")?;
@@ -86,15 +96,12 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     // Read after the lock, in a statement of its own: its snapshot sees the
     // position the previous holder committed. Only rows whose writers, and
     // every transaction that could still write below them, have ended. The
-    // position is a subquery, not a join: PostgreSQL then walks the
-    // (txid, id) index from it instead of scanning the outbox. The payload
-    // is passed on as PostgreSQL's text, never decoded here.
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "select o.id, o.payload::text, o.txid::text from outbox o \
-         where (o.txid, o.id) > (select txid, outbox_id from relay_position) \
-           and o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
-         order by o.txid, o.id limit $1",
-    )
+    // payload is passed on as PostgreSQL's text, never decoded here.
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(concat!(
+        "select o.id, o.payload::text, o.txid::text from outbox o where ",
+        past_position!(),
+        " and o.txid < pg_snapshot_xmin(pg_current_snapshot()) order by o.txid, o.id limit $1"
+    ))
     .bind(batch)
     .fetch_all(&mut *tx)
     .await
@@ -124,17 +131,15 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
 
 /// The rows past the position (relayable or held back) and when the oldest was written.
 pub async fn unrelayed(db: &sqlx::PgPool) -> anyhow::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
-    let found = sqlx::query_as(
-        "select count(*), min(o.created_at) from outbox o where (o.txid, o.id) > (select txid, outbox_id from relay_position)",
-    )
+    let found = sqlx::query_as(concat!("select count(*), min(o.created_at) from outbox o where ", past_position!()))
     .fetch_one(db)
     .await
     .context("Failed to count unrelayed outbox rows")?;
     Ok(found)
 }
 
-/// Moves the position back to the start: every event is published again
-/// (to re-drive idempotent consumers, as tests and rebuild checks do).
+/// Moves the position back to the start, so every event is published again;
+/// returns how many that is. Tests use it to re-drive the idempotent consumers.
 pub async fn rewind(db: &sqlx::PgPool) -> anyhow::Result<u64> {
     sqlx::query("update relay_position set txid = '0', outbox_id = 0").execute(db).await?;
     let (count, _) = unrelayed(db).await?;
