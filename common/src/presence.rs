@@ -120,12 +120,15 @@ pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<boo
         return Some(Vec::new());
     }
     let client = crate::redis::connected(redis)?;
-    let pipeline = client.pipeline();
-    for user in users {
-        let _: Result<(), Error> = pipeline.exists(user_key(keys, *user)).await;
-    }
-    match pipeline.all::<Vec<i64>>().await {
-        Ok(found) => Some(found.into_iter().map(|n| n == 1).collect()),
+    // One MGET (user keys are strings): a command per user would cost a
+    // round trip and a syscall pair each.
+    let keys: Vec<String> = users.iter().map(|user| user_key(keys, *user)).collect();
+    match client.mget::<Vec<Option<String>>, _>(keys).await {
+        Ok(found) if found.len() == users.len() => Some(found.into_iter().map(|v| v.is_some()).collect()),
+        Ok(found) => {
+            tracing::warn!(asked = users.len(), answered = found.len(), "presence read answered the wrong count");
+            None
+        }
         Err(e) => {
             tracing::warn!(error = %e, "presence read failed");
             None

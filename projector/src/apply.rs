@@ -5,8 +5,13 @@
 //! Every update is therefore a merge that commutes: `last_seq` is the last
 //! applied seq of the entry and only a higher seq replaces the preview;
 //! markers take the maximum; unread is the set of seqs to the user above
-//! their read marker. One Lua script per (event, member) keeps each merge
-//! atomic, so concurrent consumers never interleave inside one.
+//! their read marker. A Lua script keeps each merge atomic, so concurrent
+//! consumers never interleave inside one.
+//!
+//! One script call carries many merges ([`apply_merges`]): every event makes
+//! two (one per member), and a call costs Redis and Duet a round trip and a
+//! pair of syscalls each, far more than the merge itself. A call spans users,
+//! so it needs one Redis, not a cluster (like the presence sweep).
 
 use std::sync::LazyLock;
 
@@ -19,48 +24,70 @@ use uuid::Uuid;
 
 use crate::keys;
 
-/// KEYS = [list, entry, unread]; ARGV = [op, conversation, peer, ...op args].
+/// Merges applied in order. KEYS = [list, entry, unread] per merge; ARGV = per
+/// merge its argument count n, then n arguments: op, conversation, peer, ...op args.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
-local op, conv = ARGV[1], ARGV[2]
-local entry = KEYS[2]
-redis.call('HSETNX', entry, 'peer', ARGV[3])
-for _, f in ipairs({'last_seq', 'my_delivered', 'my_read', 'peer_delivered', 'peer_read'}) do
-  redis.call('HSETNX', entry, f, '0')
-end
-local function num(f) return tonumber(redis.call('HGET', entry, f)) end
-if op == 'created' then
-  -- ARGV[4] = created at (µs)
-  redis.call('HSETNX', entry, 'created_at', ARGV[4])
-  if num('last_seq') == 0 then redis.call('HSET', entry, 'updated_at', ARGV[4]) end
-elseif op == 'message' then
-  -- ARGV[4] = seq, ARGV[5] = created at (µs), ARGV[6] = message JSON, ARGV[7] = '1' if to this user
-  local seq = tonumber(ARGV[4])
-  if ARGV[7] == '1' and seq > num('my_read') then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[4]) end
-  if seq > num('last_seq') then
-    redis.call('HSET', entry, 'last_seq', ARGV[4], 'last_message', ARGV[6], 'updated_at', ARGV[5])
+-- One HMGET, one HSET and the sorted sets: each redis.call costs more than
+-- the little it does, and a merge runs for every member of every event.
+local fields = {'peer', 'last_seq', 'my_delivered', 'my_read', 'peer_delivered', 'peer_read', 'created_at', 'updated_at', 'unread'}
+local function merge(list, entry, unread, a, n)
+  local op, conv = ARGV[a], ARGV[a + 1]
+  local got = redis.call('HMGET', entry, unpack(fields))
+  local cur, set = {}, {}
+  for i, f in ipairs(fields) do cur[f] = got[i] end
+  local function put(f, v) cur[f] = v; set[#set + 1] = f; set[#set + 1] = v end
+  if not cur.peer then put('peer', ARGV[a + 2]) end
+  for i = 2, 6 do
+    if not cur[fields[i]] then put(fields[i], '0') end
   end
-elseif op == 'marker' then
-  -- ARGV[4] = field, ARGV[5] = seq
-  if tonumber(ARGV[5]) > num(ARGV[4]) then redis.call('HSET', entry, ARGV[4], ARGV[5]) end
-  if ARGV[4] == 'my_read' then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', num('my_read')) end
-elseif op == 'unread' then
-  -- ARGV[4..] = seqs of messages to this user (from a rebuild)
-  local read = num('my_read')
-  for i = 4, #ARGV do
-    if tonumber(ARGV[i]) > read then redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i]) end
+  local function num(f) return tonumber(cur[f]) end
+  if op == 'created' then
+    -- ARGV[a+3] = created at (µs)
+    if not cur.created_at then put('created_at', ARGV[a + 3]) end
+    if num('last_seq') == 0 then put('updated_at', ARGV[a + 3]) end
+  elseif op == 'message' then
+    -- ARGV[a+3] = seq, [a+4] = created at (µs), [a+5] = message JSON, [a+6] = '1' if to this user
+    local seq = tonumber(ARGV[a + 3])
+    if ARGV[a + 6] == '1' and seq > num('my_read') then redis.call('ZADD', unread, ARGV[a + 3], ARGV[a + 3]) end
+    if seq > num('last_seq') then
+      put('last_seq', ARGV[a + 3]); put('last_message', ARGV[a + 5]); put('updated_at', ARGV[a + 4])
+    end
+  elseif op == 'marker' then
+    -- ARGV[a+3] = field, [a+4] = seq
+    local f = ARGV[a + 3]
+    if tonumber(ARGV[a + 4]) > num(f) then put(f, ARGV[a + 4]) end
+    if f == 'my_read' then redis.call('ZREMRANGEBYSCORE', unread, '-inf', num('my_read')) end
+  elseif op == 'unread' then
+    -- ARGV[a+3 ..] = seqs of messages to this user (from a rebuild)
+    local read = num('my_read')
+    for i = a + 3, a + n - 1 do
+      if tonumber(ARGV[i]) > read then redis.call('ZADD', unread, ARGV[i], ARGV[i]) end
+    end
   end
+  local count = tostring(redis.call('ZCARD', unread))
+  if cur.unread ~= count then put('unread', count) end
+  if #set > 0 then redis.call('HSET', entry, unpack(set)) end
+  -- The list follows the entry, whatever came first: an entry created while a
+  -- rebuild was scanning survives its delete, while the list it was in does not.
+  if cur.updated_at then redis.call('ZADD', list, cur.updated_at, conv) end
 end
-redis.call('HSET', entry, 'unread', redis.call('ZCARD', KEYS[3]))
--- The list follows the entry, whatever came first: an entry created while a
--- rebuild was scanning survives its delete, while the list it was in does not.
-local updated = redis.call('HGET', entry, 'updated_at')
-if updated then redis.call('ZADD', KEYS[1], updated, conv) end
+local k, a = 1, 1
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  merge(KEYS[k], KEYS[k + 1], KEYS[k + 2], a + 1, n)
+  k, a = k + 3, a + 1 + n
+end
 return 1
 "#,
     )
 });
+
+/// Most merges in one script call, and most arguments: Redis runs nothing
+/// else while a script runs, so a call stays well under a millisecond.
+const MERGES_PER_CALL: usize = 64;
+const ARGS_PER_CALL: usize = 4096;
 
 /// One merge into one user's entry for one conversation.
 #[derive(Clone, Debug)]
@@ -91,37 +118,65 @@ impl Marker {
     }
 }
 
-/// Applies one op to `user`'s entry for `conversation` (whose other member is `peer`).
-pub async fn apply_op(ctx: &AppContext, user: Uuid, peer: Uuid, conversation: Uuid, op: Op) -> anyhow::Result<()> {
-    let keys = vec![
-        keys::list(&ctx.keys, user),
-        keys::entry(&ctx.keys, user, conversation),
-        keys::unread(&ctx.keys, user, conversation),
-    ];
-    let mut args: Vec<String> = vec![String::new(), conversation.to_string(), peer.to_string()];
-    match op {
-        Op::Created { at_micros } => {
-            args[0] = "created".into();
-            args.push(at_micros.to_string());
+/// An [`Op`] on `user`'s entry for `conversation`, whose other member is `peer`.
+#[derive(Clone, Debug)]
+pub struct Merge {
+    pub user: Uuid,
+    pub peer: Uuid,
+    pub conversation: Uuid,
+    pub op: Op,
+}
+
+impl Merge {
+    /// The op's arguments, after the op's name, conversation and peer.
+    fn push_args(&self, args: &mut Vec<String>) -> anyhow::Result<()> {
+        let count = args.len();
+        args.push(String::new());
+        let name = match &self.op {
+            Op::Created { .. } => "created",
+            Op::Message { .. } => "message",
+            Op::Marker { .. } => "marker",
+            Op::Unread { .. } => "unread",
+        };
+        args.extend([name.to_owned(), self.conversation.to_string(), self.peer.to_string()]);
+        match &self.op {
+            Op::Created { at_micros } => args.push(at_micros.to_string()),
+            Op::Message { message, to_user } => {
+                args.push(message.seq.to_string());
+                args.push(message.created_at.timestamp_micros().to_string());
+                args.push(serde_json::to_string(message)?);
+                args.push(if *to_user { "1" } else { "0" }.into());
+            }
+            Op::Marker { field, seq } => {
+                args.push(field.field().into());
+                args.push(seq.to_string());
+            }
+            Op::Unread { seqs } => args.extend(seqs.iter().map(i64::to_string)),
         }
-        Op::Message { message, to_user } => {
-            args[0] = "message".into();
-            args.push(message.seq.to_string());
-            args.push(message.created_at.timestamp_micros().to_string());
-            args.push(serde_json::to_string(&message)?);
-            args.push(if to_user { "1" } else { "0" }.into());
-        }
-        Op::Marker { field, seq } => {
-            args[0] = "marker".into();
-            args.push(field.field().into());
-            args.push(seq.to_string());
-        }
-        Op::Unread { seqs } => {
-            args[0] = "unread".into();
-            args.extend(seqs.iter().map(i64::to_string));
+        args[count] = (args.len() - count - 1).to_string();
+        Ok(())
+    }
+}
+
+/// Applies `merges`, a script call per chunk of them, the chunks concurrently
+/// (merges commute). `Err` if any call failed: applying again is harmless.
+pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<()> {
+    let mut calls = Vec::new();
+    let (mut keys, mut args) = (Vec::new(), Vec::new());
+    for (i, merge) in merges.iter().enumerate() {
+        keys.extend([
+            keys::list(&ctx.keys, merge.user),
+            keys::entry(&ctx.keys, merge.user, merge.conversation),
+            keys::unread(&ctx.keys, merge.user, merge.conversation),
+        ]);
+        merge.push_args(&mut args)?;
+        let last = i + 1 == merges.len();
+        if last || keys.len() / 3 >= MERGES_PER_CALL || args.len() >= ARGS_PER_CALL {
+            let (keys, args) = (std::mem::take(&mut keys), std::mem::take(&mut args));
+            calls.push(async move { APPLY.evalsha_with_reload::<i64, _, _>(ctx.redis.next(), keys, args).await });
         }
     }
-    let _: i64 = APPLY.evalsha_with_reload(ctx.redis.next(), keys, args).await?;
+    futures_util::future::try_join_all(calls).await?;
     Ok(())
 }
 
@@ -155,47 +210,39 @@ impl Pairs {
     }
 }
 
-/// Applies one domain event to both members' projections.
-pub async fn apply_event(ctx: &AppContext, pairs: &Pairs, event: DomainEvent) -> anyhow::Result<()> {
-    match event {
-        DomainEvent::ConversationCreated { conversation_id, user_lo, user_hi, at } => {
+/// The merges of one domain event: one into each member's entry.
+pub async fn merges(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<[Merge; 2]> {
+    let merge = |user, peer, conversation, op| Merge { user, peer, conversation, op };
+    Ok(match event {
+        DomainEvent::ConversationCreated { conversation_id: c, user_lo, user_hi, at } => {
             let at_micros = at.timestamp_micros();
-            let (a, b) = tokio::join!(
-                apply_op(ctx, user_lo, user_hi, conversation_id, Op::Created { at_micros }),
-                apply_op(ctx, user_hi, user_lo, conversation_id, Op::Created { at_micros }),
-            );
-            a.and(b)
+            [merge(user_lo, user_hi, c, Op::Created { at_micros }), merge(user_hi, user_lo, c, Op::Created { at_micros })]
         }
         DomainEvent::MessageAppended { message } => {
             let (c, s, r) = (message.conversation_id, message.sender_id, message.receiver_id);
-            let (a, b) = tokio::join!(
-                apply_op(ctx, s, r, c, Op::Message { message: message.clone(), to_user: false }),
-                apply_op(ctx, r, s, c, Op::Message { message: message.clone(), to_user: true }),
-            );
-            a.and(b)
+            [
+                merge(s, r, c, Op::Message { message: message.clone(), to_user: false }),
+                merge(r, s, c, Op::Message { message, to_user: true }),
+            ]
         }
-        DomainEvent::DeliveredUpTo { conversation_id, user_id, seq, .. } => {
-            markers(ctx, pairs, conversation_id, user_id, seq, Marker::MyDelivered, Marker::PeerDelivered).await
+        DomainEvent::DeliveredUpTo { conversation_id: c, user_id, seq, .. } => {
+            let peer = pairs.peer_of(c, user_id).await?;
+            [
+                merge(user_id, peer, c, Op::Marker { field: Marker::MyDelivered, seq }),
+                merge(peer, user_id, c, Op::Marker { field: Marker::PeerDelivered, seq }),
+            ]
         }
-        DomainEvent::ReadUpTo { conversation_id, user_id, seq, .. } => {
-            markers(ctx, pairs, conversation_id, user_id, seq, Marker::MyRead, Marker::PeerRead).await
+        DomainEvent::ReadUpTo { conversation_id: c, user_id, seq, .. } => {
+            let peer = pairs.peer_of(c, user_id).await?;
+            [
+                merge(user_id, peer, c, Op::Marker { field: Marker::MyRead, seq }),
+                merge(peer, user_id, c, Op::Marker { field: Marker::PeerRead, seq }),
+            ]
         }
-    }
+    })
 }
 
-async fn markers(
-    ctx: &AppContext,
-    pairs: &Pairs,
-    conversation: Uuid,
-    user: Uuid,
-    seq: i64,
-    mine: Marker,
-    theirs: Marker,
-) -> anyhow::Result<()> {
-    let peer = pairs.peer_of(conversation, user).await?;
-    let (a, b) = tokio::join!(
-        apply_op(ctx, user, peer, conversation, Op::Marker { field: mine, seq }),
-        apply_op(ctx, peer, user, conversation, Op::Marker { field: theirs, seq }),
-    );
-    a.and(b)
+/// Applies one domain event to both members' projections.
+pub async fn apply_event(ctx: &AppContext, pairs: &Pairs, event: DomainEvent) -> anyhow::Result<()> {
+    apply_merges(ctx, &merges(pairs, event).await?).await
 }

@@ -8,7 +8,7 @@ use duet_common::AppContext;
 use duet_common::events::Envelope;
 use duet_common::stream::{Entry, Handler};
 
-use crate::apply::{Pairs, apply_event};
+use crate::apply::{Pairs, apply_merges, merges};
 use crate::metrics::ProjectorMetrics;
 
 pub const GROUP: &str = "projector";
@@ -21,25 +21,24 @@ pub struct Projections {
 }
 
 impl Handler for Projections {
-    /// Applies a batch concurrently (merges commute).
+    /// Applies a batch: its merges go to Redis together (they commute).
     async fn handle(&self, entries: &[Entry]) -> anyhow::Result<()> {
-        let applied = futures_util::future::join_all(entries.iter().map(|entry| async move {
+        let mut batch = Vec::with_capacity(entries.len() * 2);
+        for entry in entries {
             let Some(event) = &entry.event else {
-                return Ok(());
+                continue;
             };
             match serde_json::from_str::<Envelope>(event) {
-                Ok(envelope) => apply_event(&self.ctx, &self.pairs, envelope.event).await,
+                Ok(envelope) => batch.extend(merges(&self.pairs, envelope.event).await?),
                 Err(e) => {
                     // A payload this version cannot read would block the group
                     // forever if left pending: log it, count it, move on.
                     tracing::error!(id = %entry.id, error = %e, "undecodable event skipped");
                     self.metrics.undecodable.inc();
-                    Ok(())
                 }
             }
-        }))
-        .await;
-        applied.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        }
+        apply_merges(&self.ctx, &batch).await?;
         self.metrics.applied.inc_by(entries.len() as u64);
         Ok(())
     }

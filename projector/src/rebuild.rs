@@ -23,7 +23,7 @@ use fred::types::{Expiration, SetOptions};
 use futures_util::TryStreamExt;
 use uuid::Uuid;
 
-use crate::apply::{Marker, Op, apply_op};
+use crate::apply::{Marker, Merge, Op, apply_merges};
 use crate::keys;
 
 /// Member rows read per round trip.
@@ -142,18 +142,20 @@ async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()
     for (conversation, user, seq) in seqs {
         unread.entry((conversation, user)).or_default().push(seq);
     }
-    let writes = rows.iter().map(|row| {
-        let message = last.get(&row.conversation_id).cloned();
-        let seqs = unread.remove(&(row.conversation_id, row.user_id)).unwrap_or_default();
-        async move { rebuild_entry(ctx, row, message, seqs).await }
-    });
-    // Bounded fan-out: a page at a time.
-    futures_util::future::try_join_all(writes).await?;
-    Ok(())
+    let merges: Vec<Merge> = rows
+        .iter()
+        .flat_map(|row| {
+            let message = last.get(&row.conversation_id).cloned();
+            let seqs = unread.remove(&(row.conversation_id, row.user_id)).unwrap_or_default();
+            entry_merges(row, message, seqs)
+        })
+        .collect();
+    // A page at a time, in a few script calls.
+    apply_merges(ctx, &merges).await
 }
 
-async fn rebuild_entry(ctx: &AppContext, row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> anyhow::Result<()> {
-    let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);
+/// What one member's entry is made of, as merges.
+fn entry_merges(row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> Vec<Merge> {
     let mut ops = vec![
         Op::Created { at_micros: row.created_at.timestamp_micros() },
         Op::Marker { field: Marker::MyDelivered, seq: row.my_delivered },
@@ -162,16 +164,14 @@ async fn rebuild_entry(ctx: &AppContext, row: &MemberRow, last: Option<Message>,
         Op::Marker { field: Marker::PeerRead, seq: row.peer_read },
     ];
     if let Some(message) = last {
-        let to_user = message.receiver_id == user;
+        let to_user = message.receiver_id == row.user_id;
         ops.push(Op::Message { message, to_user });
     }
     for chunk in unread.chunks(1000) {
         ops.push(Op::Unread { seqs: chunk.to_vec() });
     }
-    for op in ops {
-        apply_op(ctx, user, peer, conversation, op).await?;
-    }
-    Ok(())
+    let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);
+    ops.into_iter().map(|op| Merge { user, peer, conversation, op }).collect()
 }
 
 /// Whether the projections are complete (a rebuild finished since Redis last lost them).
