@@ -160,9 +160,15 @@ pub async fn unrelayed(db: &sqlx::PgPool) -> anyhow::Result<(i64, Option<chrono:
 
 /// Moves the position back to the start, so every event is published again;
 /// returns how many that is. Tests use it to re-drive the idempotent consumers.
+/// One statement: a running relay may move the position on at once, and a
+/// count taken after that would miss what it republished.
 pub async fn rewind(db: &sqlx::PgPool) -> anyhow::Result<u64> {
-    sqlx::query("update relay_position set txid = '0', outbox_id = 0").execute(db).await?;
-    let (count, _) = unrelayed(db).await?;
+    let count: i64 = sqlx::query_scalar(
+        "with moved as (update relay_position set txid = '0', outbox_id = 0 returning 1) \
+         select count(*) from outbox o, moved where (o.txid, o.id) > ('0'::xid8, 0)",
+    )
+    .fetch_one(db)
+    .await?;
     Ok(count as u64)
 }
 
