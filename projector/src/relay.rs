@@ -137,7 +137,10 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
         }
         // Published before the position commits: a failure in between
         // publishes them again rather than never.
-        let _: i64 = XADD_ALL.evalsha_with_reload(ctx.redis.next(), vec![stream.clone()], args).await.context("Failed to XADD outbox events")?;
+        let _: i64 = XADD_ALL
+            .evalsha_with_reload(ctx.redis.next(), vec![stream.clone()], args)
+            .await
+            .context("Failed to XADD outbox events")?;
     }
     sqlx::query("update relay_position set txid = $1::xid8, outbox_id = $2")
         .bind(last_txid)
