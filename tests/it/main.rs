@@ -13,6 +13,7 @@ mod history;
 mod jobs;
 mod messages;
 mod openapi;
+mod plans;
 mod ops;
 mod process;
 mod projections;
