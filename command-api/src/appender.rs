@@ -13,11 +13,14 @@
 //! with `created = false`, even inside one batch. If the batch transaction
 //! fails as a whole, each request is retried in a transaction of its own, so
 //! one bad row fails alone.
+//!
+//! After the commit the writer publishes the whole batch live in one Redis
+//! call, then answers the callers: fan-out is batched like the commit.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use duet_common::ApiError;
 use duet_common::db::is_constraint_violation;
+use duet_common::{AppContext, ApiError, live};
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
@@ -45,29 +48,53 @@ pub struct Appended {
 /// Handle to the writers. Cheap to clone.
 #[derive(Clone)]
 pub struct Appender {
-    db: PgPool,
+    ctx: AppContext,
     mode: AppendMode,
     batcher: Batcher<AppendRequest, Appended>,
 }
 
 impl Appender {
     /// Starts the writer tasks.
-    pub fn start(db: PgPool, settings: &Settings) -> Self {
-        let pool = db.clone();
+    pub fn start(ctx: &AppContext) -> Self {
+        let settings: &Settings = &ctx.settings;
+        let writer = ctx.clone();
         let batcher = Batcher::start(settings.append_writers, settings.append_max_batch, move |requests| {
-            let pool = pool.clone();
-            async move { append_batch_or_split(&pool, &requests).await }
+            let ctx = writer.clone();
+            async move {
+                let outcomes = append_batch_or_split(&ctx.db, &requests).await;
+                announce(&ctx, &outcomes).await;
+                outcomes
+            }
         });
-        Appender { db, mode: settings.append_mode, batcher }
+        Appender { ctx: ctx.clone(), mode: settings.append_mode, batcher }
     }
 
-    /// Appends one message; returns after it is committed (or refused).
+    /// Appends one message; returns after it is committed (or refused) and published live.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
         if self.mode == AppendMode::Single {
-            return append_alone(&self.db, &request).await;
+            let outcome = append_alone(&self.ctx.db, &request).await;
+            announce(&self.ctx, std::slice::from_ref(&outcome)).await;
+            return outcome;
         }
         self.batcher.submit(request.conversation_id, request).await
     }
+}
+
+/// Wakes this process's relay if anything new was stored, and publishes
+/// every stored message live to both members, in one call.
+///
+/// Replays are published too: if the first attempt died between commit and
+/// publish, the retry is what tells the receiver. Duplicates carry the same
+/// id and seq. (Pushes to offline receivers follow from the outbox event:
+/// duet_jobs::trigger.)
+async fn announce(ctx: &AppContext, outcomes: &[Result<Appended, ApiError>]) {
+    let stored: Vec<&Message> = outcomes.iter().flatten().map(|a| &a.message).collect();
+    if outcomes.iter().flatten().any(|a| a.created) {
+        ctx.outbox_written.notify_one();
+    }
+    let users: Vec<[Uuid; 2]> = stored.iter().map(|m| [m.receiver_id, m.sender_id]).collect();
+    let events = stored.iter().zip(&users).map(|(m, users)| (&users[..], live::encode_message(m))).collect();
+    live::publish_all(&ctx.redis, &ctx.keys, events).await;
 }
 
 /// Appends the batch in one transaction, or, if that fails, each alone.

@@ -14,7 +14,6 @@ pub mod devices;
 pub mod receipts;
 
 use duet_common::domain::NewMessage;
-use duet_common::live::{self, Frame, ReceiptData};
 use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
@@ -44,14 +43,14 @@ impl Commands {
     pub fn start(ctx: &AppContext) -> Self {
         let settings = &ctx.settings;
         Commands {
-            appender: Appender::start(ctx.db.clone(), settings),
-            receipts: ReceiptWriter::start(ctx.db.clone(), settings.append_writers, settings.append_max_batch),
+            appender: Appender::start(ctx),
+            receipts: ReceiptWriter::start(ctx),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
         }
     }
 
-    /// Validates, rate-limits, stores and publishes a message. Returns once it is durable.
+    /// Validates, rate-limits, stores and publishes a message. Returns once it is durable and published.
     pub async fn send(&self, sender_id: Uuid, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
         let key = self.ctx.keys.key(format_args!("rl:send:{sender_id}"));
@@ -62,34 +61,13 @@ impl Commands {
             Target::Conversation(id) => id,
             Target::Peer(peer_id) => self.conversation_with(sender_id, peer_id).await?.0.id,
         };
-        let appended = self.appender.append(AppendRequest { sender_id, conversation_id, message }).await?;
-        if appended.created {
-            self.ctx.outbox_written.notify_one();
-        }
-        // Published on replays too: if the first attempt died between commit
-        // and publish, the retry is what tells the receiver. Duplicates carry
-        // the same id and seq. (Pushes to offline receivers follow from the
-        // outbox event: duet_jobs::trigger.)
-        let m = &appended.message;
-        let users = [m.receiver_id, m.sender_id];
-        live::publish(&self.ctx.redis, &self.ctx.keys, &users, live::encode_message(m)).await;
-        Ok(appended)
+        self.appender.append(AppendRequest { sender_id, conversation_id, message }).await
     }
 
-    /// Records a delivered or read receipt and tells the other party (and the
-    /// user's other devices) when a marker moved.
+    /// Records a delivered or read receipt; the other party (and the user's
+    /// other devices) are told when a marker moved.
     pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
-        let markers = self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await?;
-        if markers.moved {
-            self.ctx.outbox_written.notify_one();
-            let (kind, seq) = match receipt {
-                Receipt::Delivered => ("chat.message.delivered", markers.last_delivered_seq),
-                Receipt::Read => ("chat.message.read", markers.last_read_seq),
-            };
-            let frame = Frame::new(kind, ReceiptData { conversation_id, seq, user_id, at: markers.at }).encode();
-            live::publish(&self.ctx.redis, &self.ctx.keys, &[markers.peer_id, user_id], live::encode_other(&frame)).await;
-        }
-        Ok(markers)
+        self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
     }
 
     /// The conversation with `peer_id`, created if missing.

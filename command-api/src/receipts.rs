@@ -4,11 +4,14 @@
 //! it got), so they go through group commit too: a batch locks its member
 //! rows, applies each receipt in arrival order, updates the rows that moved
 //! and writes their outbox events in one transaction, in one round trip
-//! (the `duet_receipts` function).
+//! (the `duet_receipts` function). After the commit the writer tells the
+//! other member (and the user's other devices) of every marker that moved,
+//! in one Redis call, then answers the callers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use duet_common::ApiError;
 use duet_common::events::EVENT_VERSION;
+use duet_common::live::{self, Frame, ReceiptData};
+use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -62,10 +65,15 @@ pub struct ReceiptWriter {
 }
 
 impl ReceiptWriter {
-    pub fn start(db: PgPool, writers: usize, max_batch: usize) -> Self {
-        let batcher = Batcher::start(writers, max_batch, move |requests| {
-            let db = db.clone();
-            async move { record_batch_or_split(&db, &requests).await }
+    pub fn start(ctx: &AppContext) -> Self {
+        let writer = ctx.clone();
+        let batcher = Batcher::start(ctx.settings.append_writers, ctx.settings.append_max_batch, move |requests| {
+            let ctx = writer.clone();
+            async move {
+                let outcomes = record_batch_or_split(&ctx.db, &requests).await;
+                announce(&ctx, &requests, &outcomes).await;
+                outcomes
+            }
         });
         ReceiptWriter { batcher }
     }
@@ -78,6 +86,33 @@ impl ReceiptWriter {
         }
         self.batcher.submit(request.conversation_id, request).await
     }
+}
+
+/// Wakes this process's relay and publishes each marker that moved, in one call.
+async fn announce(ctx: &AppContext, requests: &[ReceiptRequest], outcomes: &[Result<Markers, ApiError>]) {
+    let moved: Vec<(&ReceiptRequest, &Markers)> = requests
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(request, outcome)| outcome.as_ref().ok().filter(|m| m.moved).map(|m| (request, m)))
+        .collect();
+    if moved.is_empty() {
+        return;
+    }
+    ctx.outbox_written.notify_one();
+    let users: Vec<[Uuid; 2]> = moved.iter().map(|(_, m)| [m.peer_id, m.user_id]).collect();
+    let events = moved
+        .iter()
+        .zip(&users)
+        .map(|((request, m), users)| {
+            let (kind, seq) = match request.receipt {
+                Receipt::Delivered => ("chat.message.delivered", m.last_delivered_seq),
+                Receipt::Read => ("chat.message.read", m.last_read_seq),
+            };
+            let data = ReceiptData { conversation_id: m.conversation_id, seq, user_id: m.user_id, at: m.at };
+            (&users[..], live::encode_other(&Frame::new(kind, data).encode()))
+        })
+        .collect();
+    live::publish_all(&ctx.redis, &ctx.keys, events).await;
 }
 
 async fn record_batch_or_split(db: &PgPool, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {

@@ -105,34 +105,64 @@ pub fn decode(payload: &str) -> Option<Live<'_>> {
 /// are logged, never returned: the message is already durable, and the
 /// receivers catch up from PostgreSQL.
 pub async fn publish(redis: &Pool, keys: &Keys, users: &[Uuid], payload: String) {
-    // One conversation's events leave through one connection (chosen by the
-    // pair's smaller id), so Redis sees them in the order they were sent.
-    let route = users.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
+    publish_all(redis, keys, vec![(users, payload)]).await;
+}
+
+/// Most events in one script call: Redis runs nothing else meanwhile.
+const EVENTS_PER_CALL: usize = 64;
+
+/// Publishes each (users, payload) in order, many events to a round trip:
+/// a call costs a round trip and a syscall pair on each side, far more than
+/// a PUBLISH. A group-commit writer hands over its whole batch, so a batch
+/// of messages costs one call instead of one per message. Failures are
+/// logged, as in [`publish`].
+pub async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<(&[Uuid], String)>) {
+    let Some((first, _)) = events.first() else { return };
+    // Events published one at a time leave through one connection per
+    // conversation (chosen by the pair's smaller id), so Redis sees them in
+    // the order they were sent. A batch is in order within its call.
+    let route = first.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
     let clients = redis.clients();
     let client = &clients[route % clients.len()];
     if !client.is_connected() {
         tracing::debug!("Redis down: live publish skipped; receivers will catch up from PostgreSQL");
         return;
     }
-    let channels: Vec<String> = users.iter().map(|user| user_channel(keys, *user)).collect();
-    // Several channels in one script call: a command each would cost a
-    // round trip and a syscall pair each, far more than the PUBLISH.
-    let sent: Result<i64, Error> = match channels.as_slice() {
-        [channel] => client.publish(channel.as_str(), payload).await,
-        _ => PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), [vec![payload], channels].concat()).await,
-    };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "live publish failed; receivers will catch up from PostgreSQL");
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let mut chunk: Vec<_> = events.by_ref().take(EVENTS_PER_CALL).collect();
+        let sent: Result<i64, Error> = match chunk.as_slice() {
+            [([user], _)] => {
+                let channel = user_channel(keys, *user);
+                client.publish(channel, chunk.pop().expect("one event").1).await
+            }
+            _ => {
+                let mut args = Vec::with_capacity(chunk.iter().map(|(users, _)| 2 + users.len()).sum());
+                for (users, payload) in chunk {
+                    args.push(users.len().to_string());
+                    args.push(payload);
+                    args.extend(users.iter().map(|user| user_channel(keys, *user)));
+                }
+                PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), args).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "live publish failed; receivers will catch up from PostgreSQL");
+        }
     }
 }
 
-/// Publishes ARGV[1] to each channel ARGV[2..]; returns the receivers reached.
+/// Publishes groups of ARGV = [channel count, payload, channel...]...; returns the receivers reached.
 static PUBLISH_ALL: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
-local reached = 0
-for i = 2, #ARGV do
-  reached = reached + redis.call('PUBLISH', ARGV[i], ARGV[1])
+local reached, i = 0, 1
+while i <= #ARGV do
+  local last = i + 1 + tonumber(ARGV[i])
+  for j = i + 2, last do
+    reached = reached + redis.call('PUBLISH', ARGV[j], ARGV[i + 1])
+  end
+  i = last + 1
 end
 return reached
 "#,
