@@ -10,6 +10,7 @@ mod asyncapi;
 mod bench_smoke;
 mod conversations;
 mod history;
+mod integrity;
 mod jobs;
 mod messages;
 mod openapi;
