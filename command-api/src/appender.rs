@@ -20,10 +20,10 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use duet_common::db::is_constraint_violation;
-use duet_common::{AppContext, ApiError, live};
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
+use duet_common::{AppContext, ApiError, live};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
