@@ -1,8 +1,9 @@
 //! `duet-bench chat`: open-loop 1:1 chat load with a consistency check.
 //!
 //! Message k (k = 0, 1, …) is due at `start + k / R` and is sent by user
-//! `k mod 2P`, so sends follow the schedule, not the replies: a slow server
-//! shows up as latency, not as a lower offered rate. Latency is measured from
+//! `k mod 2P` (the `pacer` thread keeps the schedule), so sends follow the
+//! schedule, not the replies: a slow server shows up as latency, not as a
+//! lower offered rate. Latency is measured from
 //! the due time (no coordinated omission). The due time travels inside the
 //! clientMsgId, so acks and deliveries are timed without shared maps.
 
@@ -18,9 +19,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::checker::{self, ReaderLog, SenderLog, Verdict};
-use crate::session::Session;
 use crate::client::{self, WsRx, WsTx};
+use crate::pacer::{self, Schedule};
 use crate::report::{self, Percentiles};
+use crate::session::Session;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -30,15 +32,8 @@ pub struct ChatArgs {
     /// HTTP base, e.g. http://127.0.0.1:8080
     #[arg(long)]
     pub http: String,
-    /// Pairs of users; each user has one session.
-    #[arg(long, default_value_t = 100)]
-    pub pairs: usize,
-    /// Total messages per second, all pairs together.
-    #[arg(long, default_value_t = 1000.0)]
-    pub rate: f64,
-    /// Seconds of sending.
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
+    #[command(flatten)]
+    pub schedule: Schedule,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -88,11 +83,11 @@ pub(crate) struct ReaderOutcome {
 }
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
-    anyhow::ensure!(args.pairs > 0 && args.rate > 0.0 && args.duration > 0, "pairs, rate and duration must be positive");
+    args.schedule.check()?;
     let http = reqwest::Client::new();
-    let users_n = args.pairs * 2;
-    eprintln!("setting up {} users in {} conversations…", users_n, args.pairs);
-    let (users, conversations) = client::setup_pairs(&http, &args.http, args.pairs, "bench").await?;
+    let users_n = args.schedule.pairs * 2;
+    eprintln!("setting up {} users in {} conversations…", users_n, args.schedule.pairs);
+    let (users, conversations) = client::setup_pairs(&http, &args.http, args.schedule.pairs, "bench").await?;
     let sessions: Vec<(WsTx, WsRx, u64)> = futures_util::stream::iter(users.iter())
         .map(|u| client::connect(&args.url, &u.token, None))
         .buffered(32)
@@ -101,22 +96,24 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
 
     let totals = Arc::new(Totals::default());
     let start = Instant::now() + Duration::from_millis(200);
-    let send_until = start + Duration::from_secs(args.duration);
-    let total_messages = (args.rate * args.duration as f64).round() as u64;
+    let send_until = start + Duration::from_secs(args.schedule.duration);
+    let total_messages = args.schedule.messages();
     let (gate, _) = watch::channel(users_n);
     let gate = Arc::new(gate);
+    let schedules = pacer::start(start, args.schedule.rate, total_messages, users_n);
     let mut tasks = Vec::new();
-    for (u, (tx, rx, heartbeat_ms)) in sessions.into_iter().enumerate() {
+    for (u, ((tx, rx, heartbeat_ms), schedule)) in sessions.into_iter().zip(schedules).enumerate() {
         let conversation = conversations[u / 2].clone();
         let session = Session {
             index: u as u64,
             users: users_n as u64,
-            rate: args.rate,
+            rate: args.schedule.rate,
             total_messages,
             start,
             conversation,
             user_id: users[u].id.clone(),
             heartbeat: Duration::from_millis(heartbeat_ms),
+            schedule,
             totals: totals.clone(),
             max_seen: Arc::new(AtomicI64::new(0)),
             gate: gate.clone(),
@@ -182,9 +179,9 @@ fn print_report(r: &ChatReport, args: &ChatArgs, verdict: &str) {
         "duet-bench chat: {} pairs, target {:.0} msg/s for {} s\n\
          offered {:.0} msg/s, achieved {:.0} msg/s; sent {}, acked {}, delivered live {}\n{}\n{}\n\
          checker: lost {}, unexpected {}, duplicates {}, order errors {}, unchecked {} => {}\nerrors: {:?}",
-        args.pairs,
-        args.rate,
-        args.duration,
+        args.schedule.pairs,
+        args.schedule.rate,
+        args.schedule.duration,
         r.offered_rate,
         r.achieved_rate,
         r.sent,

@@ -7,5 +7,7 @@ pub mod chat;
 pub mod checker;
 pub mod client;
 pub mod connections;
+pub mod floor;
+pub mod pacer;
 pub mod report;
 mod session;

@@ -4,11 +4,13 @@
 //!   a checker that proves nothing acked was lost, duplicated or reordered.
 //! - `connections`: N authenticated idle connections, and the server's memory
 //!   per connection.
+//! - `floor`: a minimal durable relay in-process, for the latency no Duet build
+//!   can beat on this machine.
 //!
 //! The command lines and the JSON they print are a public contract.
 
 use clap::{Parser, Subcommand};
-use duet_bench::{append, chat, connections};
+use duet_bench::{append, chat, connections, floor};
 
 #[derive(Parser)]
 #[command(name = "duet-bench", version, about = "Load generator and consistency checker for Duet")]
@@ -25,6 +27,8 @@ enum Command {
     Append(append::AppendArgs),
     /// N authenticated idle WebSocket connections held for a while.
     Connections(connections::ConnectionsArgs),
+    /// The least a durable relay does per message (no Duet): this machine's latency floor.
+    Floor(floor::FloorArgs),
 }
 
 #[tokio::main]
@@ -35,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await?,
         Command::Connections(args) => connections::run(args).await?,
         Command::Append(args) => append::run(args).await?,
+        Command::Floor(args) => floor::run(args).await?,
     };
     if !ok {
         std::process::exit(1);

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::chat::{ReaderOutcome, Totals};
 use crate::checker::{ReaderLog, SenderLog};
 use crate::client::{self, Incoming, WsRx, WsTx};
-use crate::report;
+use crate::{pacer, report};
 
 /// One user's session: a writer (schedule, receipts, pings, sync requests)
 /// and a reader (acks, deliveries, sync pages) on the same socket.
@@ -30,6 +30,8 @@ pub(crate) struct Session {
     pub(crate) conversation: String,
     pub(crate) user_id: String,
     pub(crate) heartbeat: Duration,
+    /// This sender's message numbers, each handed over when due (see `pacer`).
+    pub(crate) schedule: mpsc::UnboundedReceiver<u64>,
     pub(crate) totals: Arc<Totals>,
     /// Highest seq received live, for cumulative delivered receipts.
     pub(crate) max_seen: Arc<AtomicI64>,
@@ -49,7 +51,7 @@ impl Drop for Arrival {
 }
 
 impl Session {
-    pub(crate) async fn run(self, mut tx: WsTx, rx: WsRx, drain: Duration) -> anyhow::Result<ReaderOutcome> {
+    pub(crate) async fn run(mut self, mut tx: WsTx, rx: WsRx, drain: Duration) -> anyhow::Result<ReaderOutcome> {
         let arrival = Arrival(self.gate.clone());
         let mut everyone_done = self.gate.subscribe();
         let my_sends = (self.total_messages + self.users - 1 - self.index) / self.users;
@@ -59,16 +61,15 @@ impl Session {
 
         // Open-loop sends, receipts at most every 100 ms, pings on the server's interval.
         let mut sent = HashSet::new();
-        let mut k = self.index;
         let mut receipt_tick = tokio::time::interval(Duration::from_millis(100));
         let mut ping_tick = tokio::time::interval_at((self.start + self.heartbeat).into(), self.heartbeat);
         let mut last_receipt = 0i64;
         let mut frame_no = 0u64;
-        while k < self.total_messages {
-            let due = self.start + Duration::from_secs_f64(k as f64 / self.rate);
+        loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {
-                    let due_us = due.duration_since(self.start).as_micros();
+                k = self.schedule.recv() => {
+                    let Some(k) = k else { break };
+                    let due_us = pacer::due(self.start, self.rate, k).duration_since(self.start).as_micros();
                     let client_msg_id = format!("{}-{}-{}", self.index, k, due_us);
                     let frame = client::frame("chat.message.send", &client_msg_id, json!({
                         "conversationId": self.conversation, "clientMsgId": client_msg_id, "text": format!("bench message {k}"),
@@ -76,7 +77,6 @@ impl Session {
                     client::send(&mut tx, frame).await?;
                     sent.insert(client_msg_id);
                     self.totals.sent.fetch_add(1, Ordering::Relaxed);
-                    k += self.users;
                 }
                 _ = receipt_tick.tick() => {
                     last_receipt = self.send_receipt(&mut tx, last_receipt, &mut frame_no).await?;

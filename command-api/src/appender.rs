@@ -19,15 +19,15 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use duet_common::db::is_constraint_violation;
+use duet_common::db::{Lane, is_constraint_violation};
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
 use duet_common::{AppContext, ApiError, live};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Handler};
 
 /// A validated message to append.
 #[derive(Debug)]
@@ -57,26 +57,39 @@ impl Appender {
     /// Starts the writer tasks.
     pub fn start(ctx: &AppContext) -> Self {
         let settings: &Settings = &ctx.settings;
-        let writer = ctx.clone();
-        let batcher = Batcher::start(settings.append_writers, settings.append_max_batch, move |requests| {
-            let ctx = writer.clone();
-            async move {
-                let outcomes = append_batch_or_split(&ctx.db, &requests).await;
-                announce(&ctx, &outcomes).await;
-                outcomes
-            }
-        });
+        let writers = (0..settings.append_writers).map(|_| AppendWriter { ctx: ctx.clone() });
+        let batcher = Batcher::start(writers, settings.append_max_batch);
         Appender { ctx: ctx.clone(), mode: settings.append_mode, batcher }
     }
 
     /// Appends one message; returns after it is committed (or refused) and published live.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
         if self.mode == AppendMode::Single {
-            let outcome = append_alone(&self.ctx.db, &request).await;
+            let outcome = append_alone(&mut Lane::new(self.ctx.db.clone()), &request).await;
             announce(&self.ctx, std::slice::from_ref(&outcome)).await;
             return outcome;
         }
         self.batcher.submit(request.conversation_id, request).await
+    }
+}
+
+/// One append writer. Unlike the receipt writers it takes a connection
+/// from the pool for each batch: the pool's checks make each batch a round
+/// trip longer, and at saturation the batches grow accordingly. Kept on
+/// a connection of its own, the writer served 1,000 msg/s faster but 256
+/// closed-loop senders slower (docs/benchmarks.md, 2026-12-03).
+struct AppendWriter {
+    ctx: AppContext,
+}
+
+impl Handler for AppendWriter {
+    type Request = AppendRequest;
+    type Response = Appended;
+
+    async fn handle(&mut self, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
+        let outcomes = append_batch_or_split(&mut Lane::new(self.ctx.db.clone()), requests).await;
+        announce(&self.ctx, &outcomes).await;
+        outcomes
     }
 }
 
@@ -98,40 +111,53 @@ async fn announce(ctx: &AppContext, outcomes: &[Result<Appended, ApiError>]) {
 }
 
 /// Appends the batch in one transaction, or, if that fails, each alone.
-async fn append_batch_or_split(db: &PgPool, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
-    match append_batch(db, requests).await {
+async fn append_batch_or_split(lane: &mut Lane, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
+    match append_on(lane, requests).await {
         Ok(outcomes) => outcomes,
         Err(e) if requests.len() == 1 => {
-            vec![retry_alone(db, &requests[0], e).await]
+            vec![retry_alone(lane, &requests[0], e).await]
         }
         Err(e) => {
             tracing::warn!(error = %e, size = requests.len(), "batch append failed; appending one by one");
             let mut outcomes = Vec::with_capacity(requests.len());
             for request in requests {
-                outcomes.push(append_alone(db, request).await);
+                outcomes.push(append_alone(lane, request).await);
             }
             outcomes
         }
     }
 }
 
-async fn append_alone(db: &PgPool, request: &AppendRequest) -> Result<Appended, ApiError> {
-    match append_batch(db, std::slice::from_ref(request)).await {
+async fn append_alone(lane: &mut Lane, request: &AppendRequest) -> Result<Appended, ApiError> {
+    match append_on(lane, std::slice::from_ref(request)).await {
         Ok(mut outcomes) => outcomes.pop().expect("one outcome per request"),
-        Err(e) => retry_alone(db, request, e).await,
+        Err(e) => retry_alone(lane, request, e).await,
     }
 }
 
 /// A lone append that lost a race on `(sender, clientMsgId)` to another
 /// process finds the winner's row on the next try; anything else is final.
-async fn retry_alone(db: &PgPool, request: &AppendRequest, err: sqlx::Error) -> Result<Appended, ApiError> {
+async fn retry_alone(lane: &mut Lane, request: &AppendRequest, err: sqlx::Error) -> Result<Appended, ApiError> {
     if is_constraint_violation(&err, "messages_sender_client_msg_id_key") {
-        return match append_batch(db, std::slice::from_ref(request)).await {
+        return match append_on(lane, std::slice::from_ref(request)).await {
             Ok(mut outcomes) => outcomes.pop().expect("one outcome per request"),
             Err(e) => Err(e.into()),
         };
     }
     Err(err.into())
+}
+
+/// [`append_batch`] on the lane's connection. If the connection broke, the
+/// batch may or may not have committed: it runs once more on a fresh one,
+/// where a committed message comes back as a replay of itself.
+async fn append_on(lane: &mut Lane, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
+    let outcome = append_batch(lane.conn().await?, requests).await;
+    let outcome = lane.settle(outcome);
+    if outcome.is_err() && !lane.is_open() {
+        let again = append_batch(lane.conn().await?, requests).await;
+        return lane.settle(again);
+    }
+    outcome
 }
 
 /// One row of `duet_append`: a request's membership, and the stored message
@@ -173,7 +199,7 @@ impl AppendRow {
 /// (migrations/0005) locks the conversations, settles idempotency, assigns
 /// seqs and writes the messages, `last_seq` and the outbox events. `Err`
 /// means nothing was stored; `Ok` holds each request's own outcome.
-async fn append_batch(db: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
+async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
     let now = now_micros();
     let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(
@@ -190,7 +216,7 @@ async fn append_batch(db: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Res
     .bind(now)
     .bind(now.to_rfc3339())
     .bind(EVENT_VERSION as i32)
-    .fetch_all(db)
+    .fetch_all(conn)
     .await?;
     if rows.len() != requests.len() {
         return Err(sqlx::Error::Protocol(format!("duet_append answered {} rows for {} requests", rows.len(), requests.len())));

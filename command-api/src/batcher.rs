@@ -12,6 +12,15 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
+/// A writer: turns a batch into one outcome per request, in order. It is
+/// owned by its task, so it may keep state between batches (a connection).
+pub trait Handler: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+
+    fn handle(&mut self, batch: &[Self::Request]) -> impl Future<Output = Vec<Result<Self::Response, ApiError>>> + Send;
+}
+
 /// Handle to the writers. Cheap to clone; writers stop once every handle is
 /// dropped and their queues are drained.
 pub struct Batcher<Req, Resp> {
@@ -25,21 +34,20 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Starts `writers` tasks; `handle` turns a batch into one outcome per request, in order.
-    pub fn start<F, Fut>(writers: usize, max_batch: usize, handle: F) -> Self
+    /// Starts one task per handler.
+    pub fn start<H>(handlers: impl IntoIterator<Item = H>, max_batch: usize) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Result<Resp, ApiError>>> + Send,
+        H: Handler<Request = Req, Response = Resp>,
     {
-        let writers = (0..writers.max(1))
-            .map(|_| {
+        let writers: Arc<[_]> = handlers
+            .into_iter()
+            .map(|mut handler| {
                 let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp>)>(max_batch * 4);
-                let handle = handle.clone();
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(max_batch);
                     while rx.recv_many(&mut batch, max_batch).await > 0 {
                         let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-                        let outcomes = handle(requests).await;
+                        let outcomes = handler.handle(&requests).await;
                         debug_assert_eq!(outcomes.len(), replies.len());
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             // The caller may be gone; what was committed stays committed.
@@ -50,6 +58,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 tx
             })
             .collect();
+        assert!(!writers.is_empty(), "a batcher needs at least one writer");
         Batcher { writers }
     }
 

@@ -9,16 +9,17 @@
 //! in one Redis call, then answers the callers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use duet_common::db::Lane;
 use duet_common::events::EVENT_VERSION;
 use duet_common::live::{self, Frame, ReceiptData};
 use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::appender::now_micros;
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Handler};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Receipt {
@@ -65,17 +66,10 @@ pub struct ReceiptWriter {
 }
 
 impl ReceiptWriter {
+    /// Starts the writer tasks, each with a connection of its own.
     pub fn start(ctx: &AppContext) -> Self {
-        let writer = ctx.clone();
-        let batcher = Batcher::start(ctx.settings.append_writers, ctx.settings.append_max_batch, move |requests| {
-            let ctx = writer.clone();
-            async move {
-                let outcomes = record_batch_or_split(&ctx.db, &requests).await;
-                announce(&ctx, &requests, &outcomes).await;
-                outcomes
-            }
-        });
-        ReceiptWriter { batcher }
+        let writers = (0..ctx.settings.append_writers).map(|_| Writer { ctx: ctx.clone(), lane: Lane::new(ctx.db.clone()) });
+        ReceiptWriter { batcher: Batcher::start(writers, ctx.settings.append_max_batch) }
     }
 
     /// Moves the user's marker up to `seq`. A lower seq is a no-op; a seq
@@ -85,6 +79,23 @@ impl ReceiptWriter {
             return Err(ApiError::invalid("invalid_seq", "`seq` must not be negative"));
         }
         self.batcher.submit(request.conversation_id, request).await
+    }
+}
+
+/// One receipt writer.
+struct Writer {
+    ctx: AppContext,
+    lane: Lane,
+}
+
+impl Handler for Writer {
+    type Request = ReceiptRequest;
+    type Response = Markers;
+
+    async fn handle(&mut self, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
+        let outcomes = record_batch_or_split(&mut self.lane, requests).await;
+        announce(&self.ctx, requests, &outcomes).await;
+        outcomes
     }
 }
 
@@ -115,15 +126,15 @@ async fn announce(ctx: &AppContext, requests: &[ReceiptRequest], outcomes: &[Res
     live::publish_all(&ctx.redis, &ctx.keys, events).await;
 }
 
-async fn record_batch_or_split(db: &PgPool, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
-    match record_batch(db, requests).await {
+async fn record_batch_or_split(lane: &mut Lane, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
+    match record_on(lane, requests).await {
         Ok(outcomes) => outcomes,
         Err(e) if requests.len() == 1 => vec![Err(e.into())],
         Err(e) => {
             tracing::warn!(error = %e, size = requests.len(), "batch receipt failed; recording one by one");
             let mut outcomes = Vec::with_capacity(requests.len());
             for request in requests {
-                outcomes.push(match record_batch(db, std::slice::from_ref(request)).await {
+                outcomes.push(match record_on(lane, std::slice::from_ref(request)).await {
                     Ok(mut one) => one.pop().expect("one outcome per request"),
                     Err(e) => Err(e.into()),
                 });
@@ -131,6 +142,19 @@ async fn record_batch_or_split(db: &PgPool, requests: &[ReceiptRequest]) -> Vec<
             outcomes
         }
     }
+}
+
+/// [`record_batch`] on the lane's connection, once more on a fresh one if
+/// the connection broke (markers only move forward, so a receipt applied
+/// twice is applied once).
+async fn record_on(lane: &mut Lane, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
+    let outcome = record_batch(lane.conn().await?, requests).await;
+    let outcome = lane.settle(outcome);
+    if outcome.is_err() && !lane.is_open() {
+        let again = record_batch(lane.conn().await?, requests).await;
+        return lane.settle(again);
+    }
+    outcome
 }
 
 /// One row of `duet_receipts`: a request's outcome.
@@ -148,7 +172,7 @@ struct ReceiptRow {
 /// (migrations/0005) locks the member rows, applies each receipt in order,
 /// updates the rows that moved and writes their outbox events. `Err` means
 /// nothing was stored; `Ok` holds each request's own outcome.
-async fn record_batch(db: &PgPool, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
+async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
     let now = now_micros();
     // As chrono's serde writes it, so the events equal the Rust encoding.
     let at_text = now.to_rfc3339_opts(SecondsFormat::AutoSi, true);
@@ -162,7 +186,7 @@ async fn record_batch(db: &PgPool, requests: &[ReceiptRequest]) -> Result<Vec<Re
     .bind(now)
     .bind(at_text)
     .bind(EVENT_VERSION as i32)
-    .fetch_all(db)
+    .fetch_all(conn)
     .await?;
     if rows.len() != requests.len() {
         return Err(sqlx::Error::Protocol(format!("duet_receipts answered {} rows for {} requests", rows.len(), requests.len())));

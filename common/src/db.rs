@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::migrate::MigrateDatabase;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
@@ -84,6 +85,65 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     MIGRATOR.run(&mut conn).await.context("Failed to apply migrations")?;
     let _ = conn.close().await;
     Ok(())
+}
+
+/// A connection a long-lived writer keeps for itself.
+///
+/// sqlx's pool checks a connection with a round trip to PostgreSQL when it
+/// hands it out and again when it takes it back, so a statement run through
+/// the pool costs three round trips, and wakes the backend three times. A
+/// group-commit writer runs one statement per batch, back to back, on a
+/// lane: one round trip each. A connection that fails other than with a
+/// database error (an I/O or protocol error) is closed, and the next call
+/// takes a fresh one from the pool, checked as usual; the writer retries
+/// its statement there once (its statements are idempotent).
+pub struct Lane {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Lane {
+    pub fn new(pool: PgPool) -> Self {
+        Lane { pool, conn: None }
+    }
+
+    /// The lane's connection, taken from the pool if it has none.
+    pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Passes `result` through, closing the connection if it failed in a
+    /// way that may have left it broken.
+    pub fn settle<T>(&mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let Err(e) = &result
+            && is_broken(e)
+            && let Some(mut conn) = self.conn.take()
+        {
+            tracing::debug!(error = %e, "closing a writer's connection after an error");
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// Whether the lane holds a connection (false after [`Lane::settle`] closed it).
+    pub fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
+/// Whether an error may have left the connection unusable: anything but an
+/// error PostgreSQL reported, and of those, a connection exception (class
+/// 08) or the server ending the session (57P01 to 57P05: shut down,
+/// terminated, crashed).
+fn is_broken(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => true,
+    }
 }
 
 /// Whether a database error is a violation of the named constraint.

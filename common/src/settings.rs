@@ -89,9 +89,9 @@ pub struct Settings {
     #[arg(long, env = "DUET_APPEND_MAX_BATCH", default_value_t = 512)]
     pub append_max_batch: usize,
 
-    /// Append writers (and as many receipt writers); a conversation always goes to the
-    /// same one, so its order is kept. Fewer writers make bigger batches: about one per
-    /// core PostgreSQL can spend on writes.
+    /// Append writers (and as many receipt writers, each keeping a connection of the
+    /// primary pool); a conversation always goes to the same one, so its order is kept.
+    /// Fewer writers make bigger batches: about one per core PostgreSQL can spend on writes.
     #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 2)]
     pub append_writers: usize,
 
@@ -234,6 +234,13 @@ impl Settings {
         if self.append_max_batch == 0 || self.append_writers == 0 {
             anyhow::bail!("DUET_APPEND_MAX_BATCH and DUET_APPEND_WRITERS must be at least 1");
         }
+        if self.db_pool_size as usize <= 2 * self.append_writers {
+            anyhow::bail!(
+                "DUET_DB_POOL_SIZE ({}) must exceed twice DUET_APPEND_WRITERS ({}): each receipt writer keeps a connection and each append writer uses one",
+                self.db_pool_size,
+                self.append_writers
+            );
+        }
         Ok(())
     }
 
@@ -273,5 +280,15 @@ mod tests {
         assert_eq!(s.jwt_secret(), DEV_JWT_SECRET);
         s.jwt_secret = Some("short".into());
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_pool_must_leave_room_beside_the_writers_connections() {
+        let mut s = settings();
+        s.append_writers = 4;
+        s.db_pool_size = 8;
+        assert!(s.validate().unwrap_err().to_string().contains("DUET_DB_POOL_SIZE (8) must exceed"));
+        s.db_pool_size = 9;
+        assert!(s.validate().is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! never a time. The real numbers live in docs/benchmarks.md.
 
 use duet_bench::chat::{self, ChatArgs};
+use duet_bench::pacer::Schedule;
 
 use crate::helpers::TestApp;
 
@@ -12,9 +13,7 @@ async fn a_short_chat_benchmark_passes_the_consistency_checker() {
     let args = ChatArgs {
         url: format!("ws://{}/ws", app.addr),
         http: format!("http://{}", app.addr),
-        pairs: 4,
-        rate: 100.0,
-        duration: 2,
+        schedule: Schedule { pairs: 4, rate: 100.0, duration: 2 },
         json: false,
         drain_timeout: 20,
     };

@@ -249,3 +249,45 @@ async fn sends_beyond_the_rate_limit_get_429_and_are_not_stored() {
     // Bob has his own budget.
     app.send_ok(&bob, conversation, "hi").await;
 }
+
+#[tokio::test]
+async fn writers_carry_on_without_an_error_after_postgres_drops_their_connections() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    // The append writer and the receipt writer of this conversation now hold a connection each.
+    app.send_ok(&ann, conversation, "before").await;
+    let (status, body) = app.post(&format!("/conversations/{conversation}/delivered"), Some(&bob.token), json!({"seq": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // PostgreSQL ends every other session of the node's database, as on a
+    // failover or a restart; wait until they are gone.
+    let mut session = app.db.acquire().await.unwrap();
+    let killed: Vec<i32> = sqlx::query_scalar("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
+        .fetch_all(&mut *session)
+        .await
+        .unwrap();
+    sqlx::query("select pg_terminate_backend(pid) from unnest($1::int4[]) pid").bind(&killed).execute(&mut *session).await.unwrap();
+    drop(session);
+    assert!(killed.len() >= 2, "the writers' connections were among them: {killed:?}");
+    crate::read_side_support::eventually("the sessions to end", std::time::Duration::from_secs(10), || async {
+        let alive: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1)")
+            .bind(&killed)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        (alive == 0).then_some(())
+    })
+    .await;
+
+    // The first send and receipt after it succeed, each stored once.
+    let (status, message) = app.send(&ann, conversation, "after-1", "after").await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+    assert_eq!(message["seq"], 2);
+    let (status, body) = app.post(&format!("/conversations/{conversation}/delivered"), Some(&bob.token), json!({"seq": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.stored_markers(conversation, &bob).await, (2, 0));
+    let stored: i64 = sqlx::query_scalar("select count(*) from messages where conversation_id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, 2);
+}

@@ -20,9 +20,10 @@ async fn key_index_reads(app: &TestApp) -> (i64, i64) {
 
 #[tokio::test]
 async fn an_append_planned_while_messages_was_empty_still_probes_the_idempotency_key() {
-    // One connection, so the session that plans `duet_append` is the one that appends.
+    // One append writer, so the session that plans `duet_append` (the
+    // writer's own connection) is the one that appends.
     let mut settings = fresh_settings();
-    settings.db_pool_size = 1;
+    settings.append_writers = 1;
     let app = TestApp::spawn_settings(settings, &[Service::CommandApi]).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
