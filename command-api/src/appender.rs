@@ -14,8 +14,11 @@
 //! fails as a whole, each request is retried in a transaction of its own, so
 //! one bad row fails alone.
 //!
-//! After the commit the writer publishes the whole batch live in one Redis
-//! call, then answers the callers: fan-out is batched like the commit.
+//! After the commit the writer hands the whole batch to live fan-out
+//! (`duet_common::fanout`): this node's sessions get it at once, the Redis
+//! publish for other nodes is queued in order behind the writer's earlier
+//! batches, and the callers are answered without waiting for it. Fan-out
+//! is batched like the commit, and Redis is off the commit's turn.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -23,11 +26,12 @@ use duet_common::db::{Lane, is_constraint_violation};
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
-use duet_common::{AppContext, ApiError, live};
+use duet_common::fanout::{Event, Publisher};
+use duet_common::{AppContext, ApiError};
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::batcher::{Batcher, Handler};
+use crate::batcher::{BatchFamilies, Batcher, Handler};
 
 /// A validated message to append.
 #[derive(Debug)]
@@ -55,31 +59,32 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the writer tasks.
-    pub fn start(ctx: &AppContext) -> Self {
+    pub fn start(ctx: &AppContext, metrics: &BatchFamilies) -> Self {
         let settings: &Settings = &ctx.settings;
-        let writers = (0..settings.append_writers).map(|_| AppendWriter { ctx: ctx.clone() });
-        let batcher = Batcher::start(writers, settings.append_max_batch);
+        let writers = (0..settings.append_writers).map(|_| AppendWriter { ctx: ctx.clone(), lane: Lane::new(ctx.db.clone()), publisher: ctx.live.publisher() });
+        let batcher = Batcher::start("append", metrics, writers, settings.append_max_batch);
         Appender { ctx: ctx.clone(), mode: settings.append_mode, batcher }
     }
 
-    /// Appends one message; returns after it is committed (or refused) and published live.
+    /// Appends one message; returns after it is committed (or refused) and
+    /// handed to live fan-out.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
         if self.mode == AppendMode::Single {
+            // Each caller on its own, the publish too (so in no set order).
             let outcome = append_alone(&mut Lane::new(self.ctx.db.clone()), &request).await;
-            announce(&self.ctx, std::slice::from_ref(&outcome)).await;
+            self.ctx.live.spawn_publish(announce(&self.ctx, std::slice::from_ref(&outcome)));
             return outcome;
         }
         self.batcher.submit(request.conversation_id, request).await
     }
 }
 
-/// One append writer. Unlike the receipt writers it takes a connection
-/// from the pool for each batch: the pool's checks make each batch a round
-/// trip longer, and at saturation the batches grow accordingly. Kept on
-/// a connection of its own, the writer served 1,000 msg/s faster but 256
-/// closed-loop senders slower (docs/benchmarks.md, 2026-12-03).
+/// One append writer, on a connection of its own, with its own ordered way
+/// out to live fan-out.
 struct AppendWriter {
     ctx: AppContext,
+    lane: Lane,
+    publisher: Publisher,
 }
 
 impl Handler for AppendWriter {
@@ -87,27 +92,24 @@ impl Handler for AppendWriter {
     type Response = Appended;
 
     async fn handle(&mut self, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
-        let outcomes = append_batch_or_split(&mut Lane::new(self.ctx.db.clone()), requests).await;
-        announce(&self.ctx, &outcomes).await;
+        let outcomes = append_batch_or_split(&mut self.lane, requests).await;
+        self.publisher.publish(announce(&self.ctx, &outcomes)).await;
         outcomes
     }
 }
 
-/// Wakes this process's relay if anything new was stored, and publishes
-/// every stored message live to both members, in one call.
+/// Wakes this process's relay if anything new was stored; returns the live
+/// events of every stored message, for both members.
 ///
 /// Replays are published too: if the first attempt died between commit and
 /// publish, the retry is what tells the receiver. Duplicates carry the same
 /// id and seq. (Pushes to offline receivers follow from the outbox event:
 /// duet_jobs::trigger.)
-async fn announce(ctx: &AppContext, outcomes: &[Result<Appended, ApiError>]) {
-    let stored: Vec<&Message> = outcomes.iter().flatten().map(|a| &a.message).collect();
+fn announce(ctx: &AppContext, outcomes: &[Result<Appended, ApiError>]) -> Vec<Event> {
     if outcomes.iter().flatten().any(|a| a.created) {
         ctx.outbox_written.notify_one();
     }
-    let users: Vec<[Uuid; 2]> = stored.iter().map(|m| [m.receiver_id, m.sender_id]).collect();
-    let events = stored.iter().zip(&users).map(|(m, users)| (&users[..], live::encode_message(m))).collect();
-    live::publish_all(&ctx.redis, &ctx.keys, events).await;
+    outcomes.iter().flatten().map(|a| ctx.live.message(&a.message)).collect()
 }
 
 /// Appends the batch in one transaction, or, if that fails, each alone.

@@ -2,15 +2,25 @@
 //! writer takes whatever is waiting (no timer) and handles it as one batch,
 //! then answers every caller. A key picks the writer, so requests with the
 //! same key are handled in arrival order.
+//!
+//! Each batcher reports, under its name: how long requests wait for their
+//! batch, how large batches are, and how long a batch takes to handle.
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use duet_common::ApiError;
+use duet_common::metrics::{Metrics, latency_buckets};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+/// A request, when it was queued, and where its outcome goes.
+type Queued<Req, Resp> = (Req, Instant, Reply<Resp>);
 
 /// A writer: turns a batch into one outcome per request, in order. It is
 /// owned by its task, so it may keep state between batches (a connection).
@@ -24,7 +34,7 @@ pub trait Handler: Send + 'static {
 /// Handle to the writers. Cheap to clone; writers stop once every handle is
 /// dropped and their queues are drained.
 pub struct Batcher<Req, Resp> {
-    writers: Arc<[mpsc::Sender<(Req, Reply<Resp>)>]>,
+    writers: Arc<[mpsc::Sender<Queued<Req, Resp>>]>,
 }
 
 impl<Req, Resp> Clone for Batcher<Req, Resp> {
@@ -34,20 +44,31 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Starts one task per handler.
-    pub fn start<H>(handlers: impl IntoIterator<Item = H>, max_batch: usize) -> Self
+    /// Starts one task per handler; `name` labels its metrics.
+    pub fn start<H>(name: &'static str, metrics: &BatchFamilies, handlers: impl IntoIterator<Item = H>, max_batch: usize) -> Self
     where
         H: Handler<Request = Req, Response = Resp>,
     {
+        let metrics = BatchMetrics::of(name, metrics);
         let writers: Arc<[_]> = handlers
             .into_iter()
             .map(|mut handler| {
-                let (tx, mut rx) = mpsc::channel::<(Req, Reply<Resp>)>(max_batch * 4);
+                let (tx, mut rx) = mpsc::channel::<Queued<Req, Resp>>(max_batch * 4);
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(max_batch);
                     while rx.recv_many(&mut batch, max_batch).await > 0 {
-                        let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                        let started = Instant::now();
+                        metrics.size.observe(batch.len() as f64);
+                        let (requests, replies): (Vec<_>, Vec<_>) = batch
+                            .drain(..)
+                            .map(|(request, queued, reply)| {
+                                metrics.wait.observe(started.duration_since(queued).as_secs_f64());
+                                (request, reply)
+                            })
+                            .unzip();
                         let outcomes = handler.handle(&requests).await;
+                        metrics.handle.observe(started.elapsed().as_secs_f64());
                         debug_assert_eq!(outcomes.len(), replies.len());
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             // The caller may be gone; what was committed stays committed.
@@ -69,9 +90,55 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         let writer = &self.writers[(hasher.finish() % self.writers.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
         writer
-            .send((request, reply))
+            .send((request, Instant::now(), reply))
             .await
             .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
         answer.await.map_err(|_| ApiError::Internal(anyhow::anyhow!("batch writer stopped")))?
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BatcherLabel {
+    batcher: &'static str,
+}
+
+/// The batchers' metric families, registered once per process.
+#[derive(Clone)]
+pub struct BatchFamilies {
+    wait: Family<BatcherLabel, Histogram>,
+    size: Family<BatcherLabel, Histogram>,
+    handle: Family<BatcherLabel, Histogram>,
+}
+
+impl BatchFamilies {
+    pub fn register(metrics: &Metrics) -> Self {
+        let families = BatchFamilies {
+            wait: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            size: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 10))),
+            handle: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+        };
+        metrics.register("batch_wait_seconds", "Time a request waits for its group-commit batch to start", families.wait.clone());
+        metrics.register("batch_size", "Requests per group-commit batch", families.size.clone());
+        metrics.register("batch_seconds", "Time a group-commit writer takes for one batch", families.handle.clone());
+        families
+    }
+}
+
+/// One batcher's series.
+#[derive(Clone)]
+struct BatchMetrics {
+    wait: Histogram,
+    size: Histogram,
+    handle: Histogram,
+}
+
+impl BatchMetrics {
+    fn of(name: &'static str, families: &BatchFamilies) -> Self {
+        let label = BatcherLabel { batcher: name };
+        BatchMetrics {
+            wait: families.wait.get_or_create(&label).clone(),
+            size: families.size.get_or_create(&label).clone(),
+            handle: families.handle.get_or_create(&label).clone(),
+        }
     }
 }

@@ -15,6 +15,8 @@ pub mod receipts;
 
 use duet_common::domain::NewMessage;
 use duet_common::ratelimit::{Decision, RateLimiter};
+
+use crate::batcher::BatchFamilies;
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
 
@@ -42,15 +44,17 @@ impl Commands {
     /// Starts the append writers of this process.
     pub fn start(ctx: &AppContext) -> Self {
         let settings = &ctx.settings;
+        let batches = BatchFamilies::register(&ctx.metrics);
         Commands {
-            appender: Appender::start(ctx),
-            receipts: ReceiptWriter::start(ctx),
+            appender: Appender::start(ctx, &batches),
+            receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             ctx: ctx.clone(),
         }
     }
 
-    /// Validates, rate-limits, stores and publishes a message. Returns once it is durable and published.
+    /// Validates, rate-limits, stores and publishes a message. Returns once it
+    /// is durable and on its way live (already queued to this node's sessions).
     pub async fn send(&self, sender_id: Uuid, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
         let key = self.ctx.keys.key(format_args!("rl:send:{sender_id}"));

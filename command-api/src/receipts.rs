@@ -6,12 +6,14 @@
 //! and writes their outbox events in one transaction, in one round trip
 //! (the `duet_receipts` function). After the commit the writer tells the
 //! other member (and the user's other devices) of every marker that moved,
-//! in one Redis call, then answers the callers.
+//! in one event batch (`duet_common::fanout`: this node's sessions at once,
+//! the Redis publish queued), then answers the callers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use duet_common::db::Lane;
 use duet_common::events::EVENT_VERSION;
-use duet_common::live::{self, Frame, ReceiptData};
+use duet_common::fanout::Publisher;
+use duet_common::live::{Frame, ReceiptData};
 use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
@@ -19,7 +21,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::appender::now_micros;
-use crate::batcher::{Batcher, Handler};
+use crate::batcher::{BatchFamilies, Batcher, Handler};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Receipt {
@@ -67,9 +69,13 @@ pub struct ReceiptWriter {
 
 impl ReceiptWriter {
     /// Starts the writer tasks, each with a connection of its own.
-    pub fn start(ctx: &AppContext) -> Self {
-        let writers = (0..ctx.settings.append_writers).map(|_| Writer { ctx: ctx.clone(), lane: Lane::new(ctx.db.clone()) });
-        ReceiptWriter { batcher: Batcher::start(writers, ctx.settings.append_max_batch) }
+    pub fn start(ctx: &AppContext, metrics: &BatchFamilies) -> Self {
+        let writers = (0..ctx.settings.append_writers).map(|_| Writer {
+            ctx: ctx.clone(),
+            lane: Lane::new(ctx.db.clone()),
+            publisher: ctx.live.publisher(),
+        });
+        ReceiptWriter { batcher: Batcher::start("receipt", metrics, writers, ctx.settings.append_max_batch) }
     }
 
     /// Moves the user's marker up to `seq`. A lower seq is a no-op; a seq
@@ -86,6 +92,7 @@ impl ReceiptWriter {
 struct Writer {
     ctx: AppContext,
     lane: Lane,
+    publisher: Publisher,
 }
 
 impl Handler for Writer {
@@ -94,13 +101,13 @@ impl Handler for Writer {
 
     async fn handle(&mut self, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
         let outcomes = record_batch_or_split(&mut self.lane, requests).await;
-        announce(&self.ctx, requests, &outcomes).await;
+        announce(&self.ctx, &self.publisher, requests, &outcomes).await;
         outcomes
     }
 }
 
-/// Wakes this process's relay and publishes each marker that moved, in one call.
-async fn announce(ctx: &AppContext, requests: &[ReceiptRequest], outcomes: &[Result<Markers, ApiError>]) {
+/// Wakes this process's relay and publishes each marker that moved.
+async fn announce(ctx: &AppContext, publisher: &Publisher, requests: &[ReceiptRequest], outcomes: &[Result<Markers, ApiError>]) {
     let moved: Vec<(&ReceiptRequest, &Markers)> = requests
         .iter()
         .zip(outcomes)
@@ -110,20 +117,18 @@ async fn announce(ctx: &AppContext, requests: &[ReceiptRequest], outcomes: &[Res
         return;
     }
     ctx.outbox_written.notify_one();
-    let users: Vec<[Uuid; 2]> = moved.iter().map(|(_, m)| [m.peer_id, m.user_id]).collect();
     let events = moved
         .iter()
-        .zip(&users)
-        .map(|((request, m), users)| {
+        .map(|(request, m)| {
             let (kind, seq) = match request.receipt {
                 Receipt::Delivered => ("chat.message.delivered", m.last_delivered_seq),
                 Receipt::Read => ("chat.message.read", m.last_read_seq),
             };
             let data = ReceiptData { conversation_id: m.conversation_id, seq, user_id: m.user_id, at: m.at };
-            (&users[..], live::encode_other(&Frame::new(kind, data).encode()))
+            ctx.live.frame(vec![m.peer_id, m.user_id], &Frame::new(kind, data).encode())
         })
         .collect();
-    live::publish_all(&ctx.redis, &ctx.keys, events).await;
+    publisher.publish(events).await;
 }
 
 async fn record_batch_or_split(lane: &mut Lane, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 
 use crate::auth::JwtKeys;
+use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::redis::Keys;
 use crate::settings::{Environment, Settings};
@@ -22,6 +23,8 @@ pub struct AppContext {
     pub has_replica: bool,
     pub redis: fred::prelude::Pool,
     pub keys: Keys,
+    /// Live events: to this node's sessions, and through Redis to the others'.
+    pub live: Fanout,
     pub jwt: Arc<JwtKeys>,
     pub metrics: Arc<Metrics>,
     /// This process, in presence values and logs.
@@ -53,6 +56,7 @@ impl AppContext {
         let jwt = Arc::new(JwtKeys::new(&settings)?);
         let keys = Keys::new(settings.redis_prefix.clone());
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let live = Fanout::new(redis.clone(), keys.clone(), &node_id);
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -60,6 +64,7 @@ impl AppContext {
             has_replica,
             redis,
             keys,
+            live,
             jwt,
             metrics: Arc::new(Metrics::new()),
             node_id,

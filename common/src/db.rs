@@ -91,10 +91,9 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
 ///
 /// sqlx's pool checks a connection with a round trip to PostgreSQL when it
 /// hands it out and again when it takes it back, so a statement run through
-/// the pool costs three round trips, and wakes the backend three times. A
-/// receipt writer runs one statement per batch, back to back, on a lane it
-/// keeps: one round trip each (an append writer takes a fresh lane per
-/// batch, see `duet_command_api::appender`). A connection that fails other than with a
+/// the pool costs three round trips, and wakes the backend three times. An
+/// append or receipt writer runs one statement per batch, back to back, on
+/// a lane it keeps: one round trip each. A connection that fails other than with a
 /// database error (an I/O or protocol error) is closed, and the next call
 /// takes a fresh one from the pool, checked as usual; the writer retries
 /// its statement there once (its statements are idempotent).

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod last_seen;
 pub mod live;

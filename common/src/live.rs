@@ -1,5 +1,6 @@
-//! Live fan-out: events published to Redis Pub/Sub channels, one per user,
-//! for every gateway node that holds a session of that user.
+//! Live events on the wire: the frames pushed to clients, and the payloads
+//! that carry them to gateways on Redis Pub/Sub channels, one per user
+//! (sent by [`crate::fanout`]).
 //!
 //! Pub/Sub is at-most-once: nothing here is the record. Every message is in
 //! PostgreSQL before it is published, carries its gap-free `seq`, and a
@@ -8,13 +9,11 @@
 //!
 //! The payload is the WebSocket frame itself, encoded once by the publisher,
 //! behind a short header the gateway reads without parsing the JSON:
-//! `m <conversation> <seq>\n<frame>` for messages, `e\n<frame>` for the rest.
-
-use std::sync::LazyLock;
+//! `m <conversation> <seq> <origin>\n<frame>` for messages,
+//! `e <origin>\n<frame>` for the rest, where `origin` is the publishing
+//! node (whose own sessions already have the event).
 
 use chrono::{DateTime, Utc};
-use fred::prelude::*;
-use fred::types::scripts::Script;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -74,100 +73,30 @@ pub enum Live<'a> {
     Other { frame: &'a str },
 }
 
-/// Encodes a message event.
-pub fn encode_message(message: &Message) -> String {
-    format!("m {} {}\n{}", message.conversation_id, message.seq, message_frame(message))
+/// Encodes a message event published by node `origin`.
+pub fn encode_message(message: &Message, origin: &str) -> String {
+    format!("m {} {} {origin}\n{}", message.conversation_id, message.seq, message_frame(message))
 }
 
-/// Encodes any other event (a ready frame).
-pub fn encode_other(frame: &str) -> String {
-    format!("e\n{frame}")
+/// Encodes any other event (a ready frame) published by node `origin`.
+pub fn encode_other(frame: &str, origin: &str) -> String {
+    format!("e {origin}\n{frame}")
 }
 
-/// Decodes a channel payload; `None` for anything malformed.
-pub fn decode(payload: &str) -> Option<Live<'_>> {
+/// Decodes a channel payload into the event and the node that published
+/// it; `None` for anything malformed.
+pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
     let (header, frame) = payload.split_once('\n')?;
-    if header == "e" {
-        return Some(Live::Other { frame });
-    }
     let mut parts = header.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("m"), Some(conversation), Some(seq), None) => Some(Live::Message {
-            conversation_id: conversation.parse().ok()?,
-            seq: seq.parse().ok()?,
-            frame,
-        }),
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("e"), Some(origin), None, None, None) => Some((Live::Other { frame }, origin)),
+        (Some("m"), Some(conversation), Some(seq), Some(origin), None) => Some((
+            Live::Message { conversation_id: conversation.parse().ok()?, seq: seq.parse().ok()?, frame },
+            origin,
+        )),
         _ => None,
     }
 }
-
-/// Publishes `payload` to each user's channel in one round trip. Failures
-/// are logged, never returned: the message is already durable, and the
-/// receivers catch up from PostgreSQL.
-pub async fn publish(redis: &Pool, keys: &Keys, users: &[Uuid], payload: String) {
-    publish_all(redis, keys, vec![(users, payload)]).await;
-}
-
-/// Most events in one script call: Redis runs nothing else meanwhile.
-const EVENTS_PER_CALL: usize = 64;
-
-/// Publishes each (users, payload) in order, many events to a round trip:
-/// a call costs a round trip and a syscall pair on each side, far more than
-/// a PUBLISH. A group-commit writer hands over its whole batch, so a batch
-/// of messages costs one call instead of one per message. Failures are
-/// logged, as in [`publish`].
-pub async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<(&[Uuid], String)>) {
-    let Some((first, _)) = events.first() else { return };
-    // Events published one at a time leave through one connection per
-    // conversation (chosen by the pair's smaller id), so Redis sees them in
-    // the order they were sent. A batch is in order within its call.
-    let route = first.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
-    let clients = redis.clients();
-    let client = &clients[route % clients.len()];
-    if !client.is_connected() {
-        tracing::debug!("Redis down: live publish skipped; receivers will catch up from PostgreSQL");
-        return;
-    }
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let mut chunk: Vec<_> = events.by_ref().take(EVENTS_PER_CALL).collect();
-        let sent: Result<i64, Error> = match chunk.as_slice() {
-            [([user], _)] => {
-                let channel = user_channel(keys, *user);
-                client.publish(channel, chunk.pop().expect("one event").1).await
-            }
-            _ => {
-                let mut args = Vec::with_capacity(chunk.iter().map(|(users, _)| 2 + users.len()).sum());
-                for (users, payload) in chunk {
-                    args.push(users.len().to_string());
-                    args.push(payload);
-                    args.extend(users.iter().map(|user| user_channel(keys, *user)));
-                }
-                PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), args).await
-            }
-        };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "live publish failed; receivers will catch up from PostgreSQL");
-        }
-    }
-}
-
-/// Publishes groups of ARGV = [channel count, payload, channel...]...; returns the receivers reached.
-static PUBLISH_ALL: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        r#"
-local reached, i = 0, 1
-while i <= #ARGV do
-  local last = i + 1 + tonumber(ARGV[i])
-  for j = i + 2, last do
-    reached = reached + redis.call('PUBLISH', ARGV[j], ARGV[i + 1])
-  end
-  i = last + 1
-end
-return reached
-"#,
-    )
-});
 
 #[cfg(test)]
 mod tests {
@@ -176,10 +105,12 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let conversation = Uuid::new_v4();
-        let raw = format!("m {conversation} 42\n{{\"type\":\"x\"}}");
-        assert_eq!(decode(&raw), Some(Live::Message { conversation_id: conversation, seq: 42, frame: "{\"type\":\"x\"}" }));
-        assert_eq!(decode("e\n{}"), Some(Live::Other { frame: "{}" }));
-        assert_eq!(decode("m nope 1\n{}"), None);
+        let raw = format!("m {conversation} 42 n1\n{{\"type\":\"x\"}}");
+        let message = Live::Message { conversation_id: conversation, seq: 42, frame: "{\"type\":\"x\"}" };
+        assert_eq!(decode(&raw), Some((message, "n1")));
+        assert_eq!(decode(&encode_other("{}", "n2")), Some((Live::Other { frame: "{}" }, "n2")));
+        assert_eq!(decode("m nope 1 n1\n{}"), None);
+        assert_eq!(decode("e\n{}"), None);
         assert_eq!(decode("garbage"), None);
     }
 }

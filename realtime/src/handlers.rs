@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
-use duet_common::{ApiError, live, presence};
+use duet_common::{ApiError, presence};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -246,7 +246,7 @@ impl Handler {
             }
         };
         let out = frame("chat.typing", TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state });
-        live::publish(&gw.ctx.redis, &gw.ctx.keys, &[peer], live::encode_other(&out)).await;
+        gw.ctx.live.publish(vec![gw.ctx.live.frame(vec![peer], &out)]).await;
         Ok(())
     }
 }

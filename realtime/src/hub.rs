@@ -77,6 +77,11 @@ impl Hub {
         self.sessions.lock().expect("hub poisoned").get(&user_id).map(|l| l.sessions.clone()).unwrap_or_default()
     }
 
+    /// Whether the user has a session on this node.
+    pub fn has_sessions(&self, user_id: Uuid) -> bool {
+        self.sessions.lock().expect("hub poisoned").contains_key(&user_id)
+    }
+
     /// Gives each of the user's local sessions an item made by `make`.
     pub fn deliver(&self, user_id: Uuid, make: impl Fn() -> Outbound) {
         for session in self.sessions_of(user_id) {

@@ -65,6 +65,7 @@ impl Gateway {
     pub async fn start(ctx: &AppContext, commands: Commands) -> anyhow::Result<Gateway> {
         let subscriber = subscriber::connect(&ctx.settings.redis_url).await?;
         let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone());
+        ctx.live.attach(hub.clone());
         let (stopping, stop_rx) = watch::channel(false);
         let per_min = ctx.settings.handshake_per_min.max(1);
         let inner = Arc::new(Inner {
@@ -82,7 +83,7 @@ impl Gateway {
         });
         let tasks = vec![
             subscriptions,
-            tokio::spawn(subscriber::run(subscriber, hub)),
+            tokio::spawn(subscriber::run(subscriber, hub, ctx.node_id.clone())),
             tokio::spawn(presence::sweep(ctx.clone(), stop_rx)),
         ];
         *inner.tasks.lock().expect("tasks poisoned") = tasks;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use duet_common::{AppContext, last_seen, live, presence};
+use duet_common::{AppContext, last_seen, presence};
 use uuid::Uuid;
 
 use crate::protocol::{PresenceStatus, PresenceUpdate, frame};
@@ -30,7 +30,7 @@ pub async fn announce(ctx: &AppContext, user_id: Uuid, status: PresenceStatus, l
         return;
     }
     let update = frame("presence.update", PresenceUpdate { reference: None, user_id, status, last_seen_at });
-    live::publish(&ctx.redis, &ctx.keys, &peers, live::encode_other(&update)).await;
+    ctx.live.publish(vec![ctx.live.frame(peers, &update)]).await;
 }
 
 /// Announces offline users and hands their last-seen time to the jobs, until `stop` is set.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use duet_common::fanout::LocalSessions;
 use duet_common::live::{Live, decode};
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
@@ -48,8 +49,10 @@ pub async fn connect(url: &str) -> anyhow::Result<SubscriberClient> {
     Ok(client)
 }
 
-/// Dispatches channel messages to local sessions until the client is dropped.
-pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>) {
+/// Dispatches channel messages to local sessions until the client is
+/// dropped. Events this node published (`origin`) are skipped: its
+/// sessions had them straight from the fan-out.
+pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>, origin: String) {
     let mut messages = subscriber.message_rx();
     let mut reconnects = subscriber.reconnect_rx();
     loop {
@@ -58,7 +61,11 @@ pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>) {
                 Ok(message) => {
                     let Some(user) = hub.user_of_channel(&message.channel) else { continue };
                     let Some(payload) = message.value.as_str() else { continue };
-                    dispatch(&hub, user, &payload);
+                    match decode(&payload) {
+                        Some((_, from)) if from == origin => {}
+                        Some((live, _)) => dispatch(&hub, user, live),
+                        None => tracing::warn!("undecodable live payload"),
+                    }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "live events dropped by the Redis client; resyncing local sessions");
@@ -116,11 +123,20 @@ struct ProbeMessage {
     client_msg_id: String,
 }
 
-fn dispatch(hub: &Hub, user: Uuid, payload: &str) {
-    let Some(live) = decode(payload) else {
-        tracing::warn!("undecodable live payload");
-        return;
-    };
+/// This node's own events, straight from its fan-out.
+impl LocalSessions for Hub {
+    fn deliver(&self, user: Uuid, payload: &str) {
+        if !self.has_sessions(user) {
+            return;
+        }
+        match decode(payload) {
+            Some((live, _)) => dispatch(self, user, live),
+            None => tracing::warn!("undecodable live payload"),
+        }
+    }
+}
+
+fn dispatch(hub: &Hub, user: Uuid, live: Live<'_>) {
     match live {
         Live::Message { conversation_id, seq, frame } => {
             let Ok(Probe { data: ProbeData { message: Some(m), .. }, .. }) = serde_json::from_str::<Probe>(frame) else {

@@ -11,9 +11,16 @@ async fn health_readiness_metrics_and_docs_are_served() {
     let (status, ready) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready, json!({"postgres": true, "redis": true}));
-    app.register("Ann").await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    app.send_ok(&ann, conversation, "counted").await;
     let metrics = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("duet_http_requests_total{"), "{metrics}");
+    // Group commit reports its batches: one append so far, in one batch.
+    assert!(metrics.contains(r#"duet_batch_size_sum{batcher="append"} 1.0"#), "{metrics}");
+    assert!(metrics.contains(r#"duet_batch_wait_seconds_count{batcher="append"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"duet_batch_seconds_count{batcher="append"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"route="/auth/register",status="201""#), "{metrics}");
     assert!(metrics.contains("duet_http_request_duration_seconds_bucket"), "{metrics}");
     let docs = app.http_raw().get(app.url("/docs")).send().await.unwrap();

@@ -27,6 +27,32 @@ async fn users_on_different_nodes_exchange_messages_and_receipts() {
     assert_eq!(read["seq"], 2);
 }
 
+/// A node hands its own events to its own sessions without Redis: with Redis
+/// unreachable, users on that node still get messages, receipts and typing live.
+#[tokio::test]
+async fn users_on_one_node_get_events_live_while_redis_is_unreachable() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut cut_off = app.settings.clone();
+    cut_off.redis_url = "redis://127.0.0.1:1".into();
+    cut_off.http_addr = "127.0.0.1:0".parse().unwrap();
+    let isolated = TestApp::spawn_settings(cut_off, duet::Service::ALL).await;
+    let mut a = WsClient::connect(&isolated, &ann).await;
+    let mut b = WsClient::connect(&isolated, &bob).await;
+
+    let ack = a.send_message(conversation, "no Redis needed").await;
+    let message = b.next_message().await;
+    assert_eq!((&message["id"], &message["seq"]), (&ack["messageId"], &ack["seq"]));
+    b.read(conversation, 1).await;
+    let read = a.next_matching("chat.message.read", |_| true).await;
+    assert_eq!((&read["userId"], &read["seq"]), (&serde_json::json!(bob.id), &serde_json::json!(1)));
+    b.typing(conversation, "start").await;
+    let typing = a.next_matching("chat.typing", |_| true).await;
+    assert_eq!((&typing["userId"], &typing["state"]), (&serde_json::json!(bob.id), &serde_json::json!("start")));
+}
+
 #[tokio::test]
 async fn a_live_event_lost_by_pubsub_is_filled_from_postgres_in_order() {
     let app = TestApp::spawn().await;
