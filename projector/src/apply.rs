@@ -29,49 +29,71 @@ use crate::keys;
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
--- One HMGET, one HSET and the sorted sets: each redis.call costs more than
--- the little it does, and a merge runs for every member of every event.
+-- One HMGET, at most one HSET, and the sorted sets only when they change:
+-- each redis.call costs more than the little it does, and a merge runs for
+-- every member of every event. Nothing is allocated per merge but the
+-- HMGET reply and the HSET arguments.
 local fields = {'peer', 'last_seq', 'my_delivered', 'my_read', 'peer_delivered', 'peer_read', 'created_at', 'updated_at', 'unread'}
+local PEER, LAST_SEQ, MY_READ, CREATED_AT, UPDATED_AT, UNREAD = 1, 2, 4, 7, 8, 9
+local index = {}
+for i, f in ipairs(fields) do index[f] = i end
+-- Sets field i of the entry, in the read values and in the HSET arguments.
+local function put(cur, set, i, v)
+  cur[i] = v
+  set[#set + 1] = fields[i]
+  set[#set + 1] = v
+end
 local function merge(list, entry, unread, a, n)
-  local op, conv = ARGV[a], ARGV[a + 1]
-  local got = redis.call('HMGET', entry, unpack(fields))
-  local cur, set = {}, {}
-  for i, f in ipairs(fields) do cur[f] = got[i] end
-  local function put(f, v) cur[f] = v; set[#set + 1] = f; set[#set + 1] = v end
-  if not cur.peer then put('peer', ARGV[a + 2]) end
+  local op = ARGV[a]
+  local cur = redis.call('HMGET', entry, unpack(fields))
+  local set = {}
+  if not cur[PEER] then put(cur, set, PEER, ARGV[a + 2]) end
   for i = 2, 6 do
-    if not cur[fields[i]] then put(fields[i], '0') end
+    if not cur[i] then put(cur, set, i, '0') end
   end
-  local function num(f) return tonumber(cur[f]) end
+  -- The unread count follows its set: recounted when the set changed, when
+  -- the entry has no count yet, and on a rebuild's merge (which comes after
+  -- the rebuild deleted every set and entry).
+  local recount = not cur[UNREAD]
   if op == 'created' then
     -- ARGV[a+3] = created at (µs)
-    if not cur.created_at then put('created_at', ARGV[a + 3]) end
-    if num('last_seq') == 0 then put('updated_at', ARGV[a + 3]) end
+    if not cur[CREATED_AT] then put(cur, set, CREATED_AT, ARGV[a + 3]) end
+    if tonumber(cur[LAST_SEQ]) == 0 then put(cur, set, UPDATED_AT, ARGV[a + 3]) end
   elseif op == 'message' then
     -- ARGV[a+3] = seq, [a+4] = created at (µs), [a+5] = message JSON, [a+6] = '1' if to this user
     local seq = tonumber(ARGV[a + 3])
-    if ARGV[a + 6] == '1' and seq > num('my_read') then redis.call('ZADD', unread, ARGV[a + 3], ARGV[a + 3]) end
-    if seq > num('last_seq') then
-      put('last_seq', ARGV[a + 3]); put('last_message', ARGV[a + 5]); put('updated_at', ARGV[a + 4])
+    if ARGV[a + 6] == '1' and seq > tonumber(cur[MY_READ]) then
+      recount = redis.call('ZADD', unread, ARGV[a + 3], ARGV[a + 3]) > 0 or recount
+    end
+    if seq > tonumber(cur[LAST_SEQ]) then
+      put(cur, set, LAST_SEQ, ARGV[a + 3])
+      set[#set + 1] = 'last_message'
+      set[#set + 1] = ARGV[a + 5]
+      put(cur, set, UPDATED_AT, ARGV[a + 4])
     end
   elseif op == 'marker' then
     -- ARGV[a+3] = field, [a+4] = seq
-    local f = ARGV[a + 3]
-    if tonumber(ARGV[a + 4]) > num(f) then put(f, ARGV[a + 4]) end
-    if f == 'my_read' then redis.call('ZREMRANGEBYSCORE', unread, '-inf', num('my_read')) end
+    local i = index[ARGV[a + 3]]
+    if tonumber(ARGV[a + 4]) > tonumber(cur[i]) then put(cur, set, i, ARGV[a + 4]) end
+    if i == MY_READ then
+      recount = redis.call('ZREMRANGEBYSCORE', unread, '-inf', cur[MY_READ]) > 0 or recount
+    end
   elseif op == 'unread' then
     -- ARGV[a+3 ..] = seqs of messages to this user (from a rebuild)
-    local read = num('my_read')
+    local read = tonumber(cur[MY_READ])
     for i = a + 3, a + n - 1 do
       if tonumber(ARGV[i]) > read then redis.call('ZADD', unread, ARGV[i], ARGV[i]) end
     end
+    recount = true
   end
-  local count = tostring(redis.call('ZCARD', unread))
-  if cur.unread ~= count then put('unread', count) end
+  if recount then
+    local count = tostring(redis.call('ZCARD', unread))
+    if cur[UNREAD] ~= count then put(cur, set, UNREAD, count) end
+  end
   if #set > 0 then redis.call('HSET', entry, unpack(set)) end
   -- The list follows the entry, whatever came first: an entry created while a
   -- rebuild was scanning survives its delete, while the list it was in does not.
-  if cur.updated_at then redis.call('ZADD', list, cur.updated_at, conv) end
+  if cur[UPDATED_AT] then redis.call('ZADD', list, cur[UPDATED_AT], ARGV[a + 1]) end
 end
 local k, a = 1, 1
 while a <= #ARGV do
