@@ -61,7 +61,11 @@ impl Appender {
     /// Starts the writer tasks.
     pub fn start(ctx: &AppContext, metrics: &BatchFamilies) -> Self {
         let settings: &Settings = &ctx.settings;
-        let writers = (0..settings.append_writers).map(|_| AppendWriter { ctx: ctx.clone(), lane: Lane::new(ctx.db.clone()), publisher: ctx.live.publisher() });
+        let writers = (0..settings.append_writers).map(|_| AppendWriter {
+            ctx: ctx.clone(),
+            lane: Lane::new(ctx.db.clone()),
+            publisher: ctx.live.publisher(),
+        });
         let batcher = Batcher::start("append", metrics, writers, settings.append_max_batch);
         Appender { ctx: ctx.clone(), mode: settings.append_mode, batcher }
     }

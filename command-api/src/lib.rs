@@ -15,10 +15,10 @@ pub mod receipts;
 
 use duet_common::domain::NewMessage;
 use duet_common::ratelimit::{Decision, RateLimiter};
-
-use crate::batcher::BatchFamilies;
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
+
+use crate::batcher::BatchFamilies;
 
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;

@@ -83,7 +83,7 @@ impl Gateway {
         });
         let tasks = vec![
             subscriptions,
-            tokio::spawn(subscriber::run(subscriber, hub, ctx.node_id.clone())),
+            tokio::spawn(subscriber::run(subscriber, hub, ctx.live.origin().to_owned())),
             tokio::spawn(presence::sweep(ctx.clone(), stop_rx)),
         ];
         *inner.tasks.lock().expect("tasks poisoned") = tasks;
