@@ -63,6 +63,15 @@ impl TestApp {
         Self::spawn_settings(settings, Service::ALL).await
     }
 
+    /// Another node of the same system (same database) whose Redis does not
+    /// answer: nothing listens on port 1.
+    pub async fn spawn_cut_off_peer(&self, services: &[Service]) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.http_addr = "127.0.0.1:0".parse().unwrap();
+        settings.redis_url = "redis://127.0.0.1:1".into();
+        Self::spawn_settings(settings, services).await
+    }
+
     pub async fn spawn_settings(settings: Settings, services: &[Service]) -> TestApp {
         duet_common::telemetry::init_for_tests();
         let app = Application::build(settings.clone(), services).await.expect("the app builds");

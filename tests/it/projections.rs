@@ -63,11 +63,7 @@ async fn redis_down_the_list_still_answers_from_postgres_with_the_same_content()
     let s = run_script(&app).await;
     caught_up(&context_of(&app.settings).await).await;
     let from_redis = list(&app, &s.ann).await;
-    // A node of the same system whose Redis does not answer (nothing listens on port 1).
-    let mut settings = app.settings.clone();
-    settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.redis_url = "redis://127.0.0.1:1".into();
-    let cut_off = TestApp::spawn_settings(settings, &[Service::QueryApi]).await;
+    let cut_off = app.spawn_cut_off_peer(&[Service::QueryApi]).await;
     let from_postgres = list(&cut_off, &s.ann).await;
     assert_eq!(from_postgres, from_redis);
     assert_eq!(lines(&from_postgres), expected("ann"));

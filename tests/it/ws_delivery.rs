@@ -35,10 +35,7 @@ async fn users_on_one_node_get_events_live_while_redis_is_unreachable() {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&ann, &bob).await;
-    let mut cut_off = app.settings.clone();
-    cut_off.redis_url = "redis://127.0.0.1:1".into();
-    cut_off.http_addr = "127.0.0.1:0".parse().unwrap();
-    let isolated = TestApp::spawn_settings(cut_off, duet::Service::ALL).await;
+    let isolated = app.spawn_cut_off_peer(duet::Service::ALL).await;
     let mut a = WsClient::connect(&isolated, &ann).await;
     let mut b = WsClient::connect(&isolated, &bob).await;
 
@@ -60,10 +57,7 @@ async fn a_live_event_lost_by_pubsub_is_filled_from_postgres_in_order() {
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&ann, &bob).await;
     // A node that cannot reach Redis stores sends but cannot publish them.
-    let mut cut_off = app.settings.clone();
-    cut_off.redis_url = "redis://127.0.0.1:1".into();
-    cut_off.http_addr = "127.0.0.1:0".parse().unwrap();
-    let isolated = TestApp::spawn_settings(cut_off, duet::Service::ALL).await;
+    let isolated = app.spawn_cut_off_peer(duet::Service::ALL).await;
 
     let mut b = WsClient::connect(&app, &bob).await;
     let mut a_isolated = WsClient::connect(&isolated, &ann).await;

@@ -103,10 +103,7 @@ async fn with_redis_unreachable_presence_is_unknown_and_sends_still_work() {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&ann, &bob).await;
-    let mut settings = app.settings.clone();
-    settings.redis_url = "redis://127.0.0.1:1".into();
-    settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    let cut_off = TestApp::spawn_settings(settings, duet::Service::ALL).await;
+    let cut_off = app.spawn_cut_off_peer(duet::Service::ALL).await;
 
     let mut a = WsClient::connect(&cut_off, &ann).await;
     let ack = a.send_message(conversation, "stored anyway").await;
