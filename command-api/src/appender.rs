@@ -20,6 +20,8 @@
 //! batches, and the callers are answered without waiting for it. Fan-out
 //! is batched like the commit, and Redis is off the commit's turn.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use duet_common::db::{Lane, is_constraint_violation};
@@ -66,7 +68,7 @@ impl Appender {
             lane: Lane::new(ctx.db.clone()),
             publisher: ctx.live.publisher(),
         });
-        let batcher = Batcher::start("append", metrics, writers, settings.append_max_batch);
+        let batcher = Batcher::start("append", metrics, writers, settings.append_max_batch, Duration::ZERO);
         Appender { ctx: ctx.clone(), mode: settings.append_mode, batcher }
     }
 

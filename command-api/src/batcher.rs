@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use duet_common::ApiError;
 use duet_common::metrics::{Metrics, latency_buckets};
@@ -44,8 +44,17 @@ impl<Req, Resp> Clone for Batcher<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
-    /// Starts one task per handler; `name` labels its metrics.
-    pub fn start<H>(name: &'static str, metrics: &BatchFamilies, handlers: impl IntoIterator<Item = H>, max_batch: usize) -> Self
+    /// Starts one task per handler; `name` labels its metrics. A writer
+    /// starts a batch at most once per `spacing` (zero: whenever the last
+    /// one is done); meanwhile requests queue up for it, so a busy writer
+    /// makes fewer, larger batches, and an idle one takes a request at once.
+    pub fn start<H>(
+        name: &'static str,
+        metrics: &BatchFamilies,
+        handlers: impl IntoIterator<Item = H>,
+        max_batch: usize,
+        spacing: Duration,
+    ) -> Self
     where
         H: Handler<Request = Req, Response = Resp>,
     {
@@ -74,6 +83,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                             // The caller may be gone; what was committed stays committed.
                             let _ = reply.send(outcome);
                         }
+                        if !spacing.is_zero() {
+                            tokio::time::sleep_until((started + spacing).into()).await;
+                        }
                     }
                 });
                 tx
@@ -85,6 +97,14 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
 
     /// Queues a request on the writer for `key` and waits for its outcome.
     pub async fn submit(&self, key: impl Hash, request: Req) -> Result<Resp, ApiError> {
+        self.enqueue(key, request).await?.await
+    }
+
+    /// Queues a request on the writer for `key` (waiting only while that
+    /// queue is full) and returns its outcome to come. Requests queued one
+    /// after another with the same key are handled in that order, whether or
+    /// not the caller waits for each outcome before queuing the next.
+    pub async fn enqueue(&self, key: impl Hash, request: Req) -> Result<Outcome<Resp>, ApiError> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let writer = &self.writers[(hasher.finish() % self.writers.len() as u64) as usize];
@@ -93,7 +113,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             .send((request, Instant::now(), reply))
             .await
             .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
-        answer.await.map_err(|_| ApiError::Internal(anyhow::anyhow!("batch writer stopped")))?
+        Ok(Outcome(answer))
+    }
+}
+
+/// The outcome of a queued request, once its batch is handled.
+pub struct Outcome<Resp>(oneshot::Receiver<Result<Resp, ApiError>>);
+
+impl<Resp> Future for Outcome<Resp> {
+    type Output = Result<Resp, ApiError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(ApiError::Internal(anyhow::anyhow!("batch writer stopped")))))
     }
 }
 

@@ -18,7 +18,7 @@ use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
 use uuid::Uuid;
 
-use crate::batcher::BatchFamilies;
+use crate::batcher::{BatchFamilies, Outcome};
 
 pub use appender::{AppendRequest, Appended, Appender};
 pub use conversations::Conversation;
@@ -72,6 +72,12 @@ impl Commands {
     /// other devices) are told when a marker moved.
     pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
         self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
+    }
+
+    /// Queues a receipt and returns its outcome to come, for callers that go
+    /// on meanwhile (the WebSocket gateway: receipts have no answer but errors).
+    pub async fn queue_receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Outcome<Markers>, ApiError> {
+        self.receipts.queue(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
     }
 
     /// The conversation with `peer_id`, created if missing.

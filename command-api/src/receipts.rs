@@ -9,6 +9,8 @@
 //! in one event batch (`duet_common::fanout`: this node's sessions at once,
 //! the Redis publish queued), then answers the callers.
 
+use std::time::Duration;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use duet_common::db::Lane;
 use duet_common::events::EVENT_VERSION;
@@ -21,7 +23,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::appender::now_micros;
-use crate::batcher::{BatchFamilies, Batcher, Handler};
+use crate::batcher::{BatchFamilies, Batcher, Handler, Outcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Receipt {
@@ -75,16 +77,23 @@ impl ReceiptWriter {
             lane: Lane::new(ctx.db.clone()),
             publisher: ctx.live.publisher(),
         });
-        ReceiptWriter { batcher: Batcher::start("receipt", metrics, writers, ctx.settings.append_max_batch) }
+        let spacing = Duration::from_millis(ctx.settings.receipt_spacing_ms);
+        ReceiptWriter { batcher: Batcher::start("receipt", metrics, writers, ctx.settings.append_max_batch, spacing) }
     }
 
     /// Moves the user's marker up to `seq`. A lower seq is a no-op; a seq
     /// beyond the conversation's newest message is refused.
     pub async fn record(&self, request: ReceiptRequest) -> Result<Markers, ApiError> {
+        self.queue(request).await?.await
+    }
+
+    /// Queues the receipt and returns its outcome to come: receipts a caller
+    /// queues one after another are applied in that order.
+    pub async fn queue(&self, request: ReceiptRequest) -> Result<Outcome<Markers>, ApiError> {
         if request.seq < 0 {
             return Err(ApiError::invalid("invalid_seq", "`seq` must not be negative"));
         }
-        self.batcher.submit(request.conversation_id, request).await
+        self.batcher.enqueue(request.conversation_id, request).await
     }
 }
 

@@ -91,9 +91,17 @@ pub struct Settings {
 
     /// Append writers (and as many receipt writers, each keeping a connection of the
     /// primary pool); a conversation always goes to the same one, so its order is kept.
-    /// Fewer writers make bigger batches: about one per core PostgreSQL can spend on writes.
-    #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 2)]
+    /// Fewer writers make bigger batches and fewer commits: about one per core PostgreSQL
+    /// can spend on writes (one on a 2-core machine that also runs Duet and Redis).
+    #[arg(long, env = "DUET_APPEND_WRITERS", default_value_t = 1)]
     pub append_writers: usize,
+
+    /// Least time in milliseconds between the starts of two batches of one receipt writer.
+    /// Receipts have no answer on the WebSocket, so under load they wait to share a
+    /// transaction (fewer commits for PostgreSQL); a receipt arriving at an idle writer
+    /// is written at once. 0 writes each batch as soon as the last one committed.
+    #[arg(long, env = "DUET_RECEIPT_SPACING_MS", default_value_t = 20)]
+    pub receipt_spacing_ms: u64,
 
     /// Messages a user may send per second, over WebSocket and REST together, across all nodes.
     #[arg(long, env = "DUET_RATE_LIMIT_PER_SEC", default_value_t = 20)]

@@ -2,7 +2,9 @@
 //!
 //! Frames are handled one at a time, in arrival order: a client's sends are
 //! appended in the order it sent them, and an in-flight send always finishes
-//! (and its ack is queued) before a shutdown close.
+//! (and its ack is queued) before a shutdown close. Receipts, which have no
+//! answer, are queued in order and not waited for: the next frame is read
+//! while they commit, and an error comes back when their batch is done.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -11,6 +13,7 @@ use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, presence};
 use serde_json::Value;
+use uuid::Uuid;
 use tracing::Instrument;
 
 use crate::Gateway;
@@ -172,10 +175,8 @@ impl Handler {
                 Ok(())
             }
             ClientEvent::Send(data) => self.send(r, data).await,
-            ClientEvent::Delivered(receipt) => {
-                gw.commands.receipt(user_id, receipt.conversation_id, receipt.seq, Receipt::Delivered).await.map(|_| ())
-            }
-            ClientEvent::Read(receipt) => gw.commands.receipt(user_id, receipt.conversation_id, receipt.seq, Receipt::Read).await.map(|_| ()),
+            ClientEvent::Delivered(receipt) => self.receipt(r, receipt.conversation_id, receipt.seq, Receipt::Delivered).await,
+            ClientEvent::Read(receipt) => self.receipt(r, receipt.conversation_id, receipt.seq, Receipt::Read).await,
             ClientEvent::Typing(typing) => self.typing(typing).await,
             ClientEvent::PresenceSubscribe(request) => {
                 let users: Vec<_> = request.user_ids.into_iter().collect::<HashSet<_>>().into_iter().collect();
@@ -229,6 +230,22 @@ impl Handler {
         // The ack moves no per-conversation position: the message's own live
         // copy (never pushed back to this device) does, in order behind the peer's.
         self.session.push(Outbound::Frame(frame("chat.message.ack", ack)));
+        Ok(())
+    }
+
+    /// Queues a receipt, in order behind this connection's earlier ones, and
+    /// goes on to the next frame: a receipt has no answer, so the reader does
+    /// not wait for its commit (a send behind it would). A refused receipt
+    /// still gets its `error` frame, once its batch is done.
+    async fn receipt(&mut self, r: Option<&str>, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<(), ApiError> {
+        let outcome = self.gateway.inner.commands.queue_receipt(self.session.user_id, conversation_id, seq, receipt).await?;
+        let (session, reference) = (self.session.clone(), r.map(str::to_owned));
+        tokio::spawn(async move {
+            if let Err(err) = outcome.await {
+                tracing::debug!(code = err.code(), "receipt refused");
+                session.push(Outbound::Frame(api_error_frame(reference.as_deref(), &err)));
+            }
+        });
         Ok(())
     }
 

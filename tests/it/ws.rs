@@ -302,6 +302,26 @@ impl WsClient {
     }
 }
 
+/// Ann and Bob, their conversation, and a connection of each.
+pub struct Chat {
+    pub ann: TestUser,
+    pub bob: TestUser,
+    pub conversation: Uuid,
+    pub a: WsClient,
+    pub b: WsClient,
+}
+
+impl Chat {
+    pub async fn open(app: &TestApp) -> Chat {
+        let ann = app.register("Ann").await;
+        let bob = app.register("Bob").await;
+        let conversation = app.conversation(&ann, &bob).await;
+        let a = WsClient::connect(app, &ann).await;
+        let b = WsClient::connect(app, &bob).await;
+        Chat { ann, bob, conversation, a, b }
+    }
+}
+
 /// Seqs of a list of messages.
 pub fn seqs(messages: &[Value]) -> Vec<i64> {
     messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect()

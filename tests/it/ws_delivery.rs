@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::helpers::TestApp;
-use crate::ws::{WsClient, seqs};
+use crate::ws::{Chat, WsClient, seqs};
 
 #[tokio::test]
 async fn users_on_different_nodes_exchange_messages_and_receipts() {
@@ -48,6 +48,38 @@ async fn users_on_one_node_get_events_live_while_redis_is_unreachable() {
     b.typing(conversation, "start").await;
     let typing = a.next_matching("chat.typing", |_| true).await;
     assert_eq!((&typing["userId"], &typing["state"]), (&serde_json::json!(bob.id), &serde_json::json!("start")));
+}
+
+/// Receipts have no answer, so the gateway reads on while they commit: a
+/// receipt held up in PostgreSQL holds neither the sends behind it nor their
+/// acks, and once it can it applies, in order with the connection's other
+/// receipts.
+#[tokio::test]
+async fn a_receipt_waiting_on_postgres_does_not_hold_the_frames_behind_it() {
+    let app = TestApp::spawn().await;
+    let Chat { bob, conversation, mut a, mut b, .. } = Chat::open(&app).await;
+    a.send_message(conversation, "one").await;
+    a.send_message(conversation, "two").await;
+
+    // Bob's member row is locked: his receipts wait for it.
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("select 1 from conversation_members where conversation_id = $1 and user_id = $2 for update")
+        .bind(conversation)
+        .bind(bob.id)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    b.delivered(conversation, 1).await;
+    b.read(conversation, 2).await;
+    let reply = b.send_message(conversation, "sent while my receipts wait").await;
+    assert_eq!(reply["seq"], 3);
+    assert_eq!(app.stored_markers(conversation, &bob).await, (0, 0), "the receipts are still waiting for the lock");
+
+    lock.rollback().await.unwrap();
+    let delivered = a.next_matching("chat.message.delivered", |_| true).await;
+    assert_eq!((&delivered["userId"], &delivered["seq"]), (&json!(bob.id), &json!(1)));
+    let read = a.next_matching("chat.message.read", |_| true).await;
+    assert_eq!((&read["userId"], &read["seq"]), (&json!(bob.id), &json!(2)));
 }
 
 #[tokio::test]

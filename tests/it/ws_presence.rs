@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::TestApp;
-use crate::ws::{WsClient, open};
+use crate::ws::{Chat, WsClient, open};
 
 /// Waits until the jobs have written `user`'s last-seen time to PostgreSQL.
 async fn stored_last_seen(app: &TestApp, user: uuid::Uuid) -> chrono::DateTime<chrono::Utc> {
@@ -120,11 +120,7 @@ async fn with_redis_unreachable_presence_is_unknown_and_sends_still_work() {
 #[tokio::test]
 async fn typing_is_forwarded_stopped_and_expires_without_refresh() {
     let app = TestApp::spawn_with(|s| s.typing_ttl_secs = 1).await;
-    let ann = app.register("Ann").await;
-    let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await;
-    let mut a = WsClient::connect(&app, &ann).await;
-    let mut b = WsClient::connect(&app, &bob).await;
+    let Chat { ann, conversation, mut a, mut b, .. } = Chat::open(&app).await;
     let is_typing = |state: &'static str| move |t: &serde_json::Value| t["state"] == state;
 
     a.typing(conversation, "start").await;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::ws::{WsClient, open};
+use crate::ws::{Chat, WsClient, open};
 
 #[tokio::test]
 async fn bearer_header_and_auth_frame_both_authenticate() {
@@ -69,11 +69,7 @@ async fn frames_before_auth_are_refused_and_auth_still_works_after() {
 #[tokio::test]
 async fn send_ack_new_delivered_read_round_trip() {
     let app = TestApp::spawn().await;
-    let ann = app.register("Ann").await;
-    let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await;
-    let mut a = WsClient::connect(&app, &ann).await;
-    let mut b = WsClient::connect(&app, &bob).await;
+    let Chat { ann, bob, conversation, mut a, mut b } = Chat::open(&app).await;
 
     let ack = a.send_message(conversation, "  hello Bob  ").await;
     assert_eq!(ack["conversationId"], conversation.to_string());
