@@ -44,6 +44,12 @@ pub struct ConsumerConfig {
     pub batch: u64,
     /// How long an entry stays pending before another consumer claims it.
     pub claim_idle: Duration,
+    /// Least time between the starts of two reads that found less than a
+    /// full batch. A busy consumer handles fewer, larger batches (each read,
+    /// acknowledgement and handler call has a cost of its own, and a batch's
+    /// events can share their Redis calls); an idle one reads an event as
+    /// soon as it comes, and a backlog is read back to back.
+    pub spacing: Duration,
 }
 
 /// What a group does with the entries it reads. Called with one batch at a
@@ -95,7 +101,18 @@ pub async fn run(
         }
         // Never interrupted mid-step: a graceful stop acknowledges what it
         // read (a read blocks for at most a second).
-        if let Err(e) = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await {
+        let started = Instant::now();
+        let read = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await;
+        if let Ok(count) = read
+            && count > 0
+            && (count as u64) < config.batch
+        {
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until((started + config.spacing).into()) => {}
+            }
+        }
+        if let Err(e) = read {
             tracing::warn!(group, error = format!("{e:#}"), "stream consumer failed; retrying");
             state.from_pending = true;
             let message = format!("{e:#}");
@@ -120,7 +137,7 @@ async fn step(
     config: &ConsumerConfig,
     handler: &impl Handler,
     state: &mut State,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     if state.last_claim.elapsed() >= config.claim_idle / 2 {
         state.last_claim = Instant::now();
         let claimed = claim(ctx, group, stream, config).await?;
@@ -132,7 +149,9 @@ async fn step(
     if state.from_pending && entries.is_empty() {
         state.from_pending = false;
     }
-    handle(ctx, group, stream, handler, entries).await
+    let count = entries.len();
+    handle(ctx, group, stream, handler, entries).await?;
+    Ok(count)
 }
 
 /// Takes over entries pending longer than `claim_idle` in any consumer.

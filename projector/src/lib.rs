@@ -45,7 +45,12 @@ impl ProjectorConfig {
     /// that process to re-read its own pending entries at once.
     pub fn new(name: impl Into<String>) -> Self {
         ProjectorConfig {
-            consumer: ConsumerConfig { name: name.into(), batch: 256, claim_idle: Duration::from_secs(30) },
+            consumer: ConsumerConfig {
+                name: name.into(),
+                batch: 256,
+                claim_idle: Duration::from_secs(30),
+                spacing: Duration::from_millis(50),
+            },
             relay_batch: 256,
             relay_poll: Duration::from_millis(500),
             check_every: Duration::from_secs(1),

@@ -26,6 +26,12 @@ async fn wait_last_seen(t: &PushTest, user: Uuid, expected: DateTime<Utc>) {
     }
 }
 
+/// Every service but the gateway: its presence sweeper would race the
+/// test's own [`sweep`] for the ended presence, and win some of the time.
+async fn spawn_without_sweeper() -> PushTest {
+    PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Jobs]).await
+}
+
 /// Claims ended presences like the gateway's sweeper and records them.
 async fn sweep(t: &PushTest) -> Vec<(Uuid, DateTime<Utc>)> {
     let ended = presence::claim_expired(&t.redis, &t.keys, 100).await;
@@ -37,7 +43,7 @@ async fn sweep(t: &PushTest) -> Vec<(Uuid, DateTime<Utc>)> {
 
 #[tokio::test]
 async fn last_seen_is_written_after_the_last_session_closes() {
-    let t = PushTest::spawn().await;
+    let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
     let session = Uuid::new_v4();
     presence::touch(&t.redis, &t.keys, bob.id, session, "test", 60_000).await;
@@ -53,7 +59,7 @@ async fn last_seen_is_written_after_the_last_session_closes() {
 
 #[tokio::test]
 async fn last_seen_is_written_after_presence_expires_without_a_close() {
-    let t = PushTest::spawn().await;
+    let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
     presence::touch(&t.redis, &t.keys, bob.id, Uuid::new_v4(), "test", 200).await;
     // The session never closes; its presence key expires on its own.
