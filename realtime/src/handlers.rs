@@ -13,8 +13,8 @@ use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, presence};
 use serde_json::Value;
-use uuid::Uuid;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
