@@ -8,11 +8,16 @@
 //! their read marker. A Lua script keeps each merge atomic, so concurrent
 //! consumers never interleave inside one.
 //!
-//! One script call carries many merges ([`apply_merges`]): every event makes
-//! two (one per member), and a call costs Redis and Duet a round trip and a
-//! pair of syscalls each, far more than the merge itself. A call spans users,
-//! so it needs one Redis, not a cluster (like the presence sweep).
+//! One script call carries many entries ([`apply_merges`]): every event makes
+//! two merges (one per member), and a call costs Redis and Duet a round trip
+//! and a pair of syscalls each, far more than the merge itself. A batch's
+//! merges into the same entry are folded first ([`Fold`]), so the script
+//! visits each entry once however many events touched it: markers take the
+//! maximum, unread seqs are a union and only the newest message is encoded
+//! for the preview. A call spans users, so it needs one Redis, not a cluster
+//! (like the presence sweep).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use duet_common::AppContext;
@@ -24,92 +29,102 @@ use uuid::Uuid;
 
 use crate::keys;
 
-/// Merges applied in order. KEYS = [list, entry, unread] per merge; ARGV = per
-/// merge its argument count n, then n arguments: op, conversation, peer, ...op args.
+/// Folded merges, one per entry. KEYS = [list, entry, unread] per entry; ARGV =
+/// per entry: conversation, peer, created at ('' if not in the batch), the four
+/// markers (0 if not in the batch), the newest message's seq (0 if none), its
+/// created at and its JSON, '1' if a rebuild relists the entry, then the count
+/// and the seqs of messages to the entry's owner.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
 -- One HMGET, at most one HSET, and the sorted sets only when they change:
--- each redis.call costs more than the little it does, and a merge runs for
--- every member of every event. Nothing is allocated per merge but the
--- HMGET reply and the HSET arguments.
+-- each redis.call costs more than the little it does. Nothing is allocated
+-- per entry but the HMGET reply, the HSET arguments and the unread batch.
 local fields = {'peer', 'last_seq', 'my_delivered', 'my_read', 'peer_delivered', 'peer_read', 'created_at', 'updated_at', 'unread'}
 local PEER, LAST_SEQ, MY_READ, CREATED_AT, UPDATED_AT, UNREAD = 1, 2, 4, 7, 8, 9
-local index = {}
-for i, f in ipairs(fields) do index[f] = i end
 -- Sets field i of the entry, in the read values and in the HSET arguments.
 local function put(cur, set, i, v)
   cur[i] = v
   set[#set + 1] = fields[i]
   set[#set + 1] = v
 end
-local function merge(list, entry, unread, a, n)
-  local op = ARGV[a]
+local function merge(list, entry, unread, a)
   local cur = redis.call('HMGET', entry, unpack(fields))
   local set = {}
-  if not cur[PEER] then put(cur, set, PEER, ARGV[a + 2]) end
+  if not cur[PEER] then put(cur, set, PEER, ARGV[a + 1]) end
   for i = 2, 6 do
     if not cur[i] then put(cur, set, i, '0') end
   end
-  -- The unread count follows its set: recounted when the set changed, when
-  -- the entry has no count yet, and on a rebuild's merge (which comes after
-  -- the rebuild deleted every set and entry).
-  local recount = not cur[UNREAD]
-  if op == 'created' then
-    -- ARGV[a+3] = created at (µs)
-    if not cur[CREATED_AT] then put(cur, set, CREATED_AT, ARGV[a + 3]) end
-    if tonumber(cur[LAST_SEQ]) == 0 then put(cur, set, UPDATED_AT, ARGV[a + 3]) end
-  elseif op == 'message' then
-    -- ARGV[a+3] = seq, [a+4] = created at (µs), [a+5] = message JSON, [a+6] = '1' if to this user
-    local seq = tonumber(ARGV[a + 3])
-    if ARGV[a + 6] == '1' and seq > tonumber(cur[MY_READ]) then
-      recount = redis.call('ZADD', unread, ARGV[a + 3], ARGV[a + 3]) > 0 or recount
+  -- A rebuild's entry comes after the rebuild deleted every set, entry and
+  -- list: it recounts and relists whatever the entry held already.
+  local rebuilt = ARGV[a + 10] == '1'
+  -- The unread count follows its set: recounted when the set changed or the
+  -- entry has no count yet.
+  local recount = rebuilt or not cur[UNREAD]
+  -- The list follows last activity.
+  local listed = rebuilt
+  local created = ARGV[a + 2]
+  if created ~= '' then
+    if not cur[CREATED_AT] then put(cur, set, CREATED_AT, created) end
+    if tonumber(cur[LAST_SEQ]) == 0 and cur[UPDATED_AT] ~= created then
+      put(cur, set, UPDATED_AT, created)
+      listed = true
     end
-    if seq > tonumber(cur[LAST_SEQ]) then
-      put(cur, set, LAST_SEQ, ARGV[a + 3])
-      set[#set + 1] = 'last_message'
-      set[#set + 1] = ARGV[a + 5]
-      put(cur, set, UPDATED_AT, ARGV[a + 4])
+  end
+  -- Markers, fields 3 to 6, are ARGV[a + 3] to ARGV[a + 6].
+  local read_before = cur[MY_READ]
+  for i = 3, 6 do
+    if tonumber(ARGV[a + i]) > tonumber(cur[i]) then put(cur, set, i, ARGV[a + i]) end
+  end
+  if rebuilt or cur[MY_READ] ~= read_before then
+    recount = redis.call('ZREMRANGEBYSCORE', unread, '-inf', cur[MY_READ]) > 0 or recount
+  end
+  local read = tonumber(cur[MY_READ])
+  local n = tonumber(ARGV[a + 11])
+  local add = {}
+  for i = a + 12, a + 11 + n do
+    if tonumber(ARGV[i]) > read then
+      add[#add + 1] = ARGV[i]
+      add[#add + 1] = ARGV[i]
     end
-  elseif op == 'marker' then
-    -- ARGV[a+3] = field, [a+4] = seq
-    local i = index[ARGV[a + 3]]
-    if tonumber(ARGV[a + 4]) > tonumber(cur[i]) then put(cur, set, i, ARGV[a + 4]) end
-    if i == MY_READ then
-      recount = redis.call('ZREMRANGEBYSCORE', unread, '-inf', cur[MY_READ]) > 0 or recount
+    -- (unpack's limit on a call's arguments)
+    if #add >= 1000 or (i == a + 11 + n and #add > 0) then
+      recount = redis.call('ZADD', unread, unpack(add)) > 0 or recount
+      add = {}
     end
-  elseif op == 'unread' then
-    -- ARGV[a+3 ..] = seqs of messages to this user (from a rebuild)
-    local read = tonumber(cur[MY_READ])
-    for i = a + 3, a + n - 1 do
-      if tonumber(ARGV[i]) > read then redis.call('ZADD', unread, ARGV[i], ARGV[i]) end
-    end
-    recount = true
+  end
+  if tonumber(ARGV[a + 7]) > tonumber(cur[LAST_SEQ]) then
+    put(cur, set, LAST_SEQ, ARGV[a + 7])
+    set[#set + 1] = 'last_message'
+    set[#set + 1] = ARGV[a + 9]
+    put(cur, set, UPDATED_AT, ARGV[a + 8])
+    listed = true
   end
   if recount then
     local count = tostring(redis.call('ZCARD', unread))
     if cur[UNREAD] ~= count then put(cur, set, UNREAD, count) end
   end
   if #set > 0 then redis.call('HSET', entry, unpack(set)) end
-  -- The list follows the entry, whatever came first: an entry created while a
-  -- rebuild was scanning survives its delete, while the list it was in does not.
-  if cur[UPDATED_AT] then redis.call('ZADD', list, cur[UPDATED_AT], ARGV[a + 1]) end
+  if listed and cur[UPDATED_AT] then redis.call('ZADD', list, cur[UPDATED_AT], ARGV[a]) end
+  return a + 12 + n
 end
 local k, a = 1, 1
 while a <= #ARGV do
-  local n = tonumber(ARGV[a])
-  merge(KEYS[k], KEYS[k + 1], KEYS[k + 2], a + 1, n)
-  k, a = k + 3, a + 1 + n
+  a = merge(KEYS[k], KEYS[k + 1], KEYS[k + 2], a)
+  k = k + 3
 end
 return 1
 "#,
     )
 });
 
-/// Most merges in one script call, and most arguments: Redis runs nothing
+/// Most entries in one script call, and most arguments: Redis runs nothing
 /// else while a script runs, so a call stays well under a millisecond.
-const MERGES_PER_CALL: usize = 64;
+const ENTRIES_PER_CALL: usize = 64;
 const ARGS_PER_CALL: usize = 4096;
+/// Most unread seqs of one entry per script entry: a rebuilt entry with more
+/// goes in several (merges commute, so the pieces may land in any order).
+const SEQS_PER_ENTRY: usize = 1000;
 
 /// One merge into one user's entry for one conversation.
 #[derive(Clone, Debug)]
@@ -117,7 +132,8 @@ pub enum Op {
     Created { at_micros: i64 },
     Message { message: Message, to_user: bool },
     Marker { field: Marker, seq: i64 },
-    Unread { seqs: Vec<i64> },
+    /// A rebuild relists the entry, with the seqs of its unread messages.
+    Rebuilt { unread: Vec<i64> },
 }
 
 /// Which marker a [`Op::Marker`] moves, from the entry owner's point of view.
@@ -129,17 +145,6 @@ pub enum Marker {
     PeerRead,
 }
 
-impl Marker {
-    fn field(self) -> &'static str {
-        match self {
-            Marker::MyDelivered => "my_delivered",
-            Marker::MyRead => "my_read",
-            Marker::PeerDelivered => "peer_delivered",
-            Marker::PeerRead => "peer_read",
-        }
-    }
-}
-
 /// An [`Op`] on `user`'s entry for `conversation`, whose other member is `peer`.
 #[derive(Clone, Debug)]
 pub struct Merge {
@@ -149,51 +154,114 @@ pub struct Merge {
     pub op: Op,
 }
 
-impl Merge {
-    /// The op's arguments, after the op's name, conversation and peer.
-    fn push_args(&self, args: &mut Vec<String>) -> anyhow::Result<()> {
-        let count = args.len();
-        args.push(String::new());
-        let name = match &self.op {
-            Op::Created { .. } => "created",
-            Op::Message { .. } => "message",
-            Op::Marker { .. } => "marker",
-            Op::Unread { .. } => "unread",
-        };
-        args.extend([name.to_owned(), self.conversation.to_string(), self.peer.to_string()]);
-        match &self.op {
-            Op::Created { at_micros } => args.push(at_micros.to_string()),
+/// Every merge of a batch into one entry, as one: what applying them one by
+/// one would leave, since each merge commutes with the others.
+#[derive(Debug)]
+struct Fold<'a> {
+    user: Uuid,
+    peer: Uuid,
+    conversation: Uuid,
+    created_micros: Option<i64>,
+    /// In the order of [`Marker`]; 0 is no news.
+    markers: [i64; 4],
+    newest: Option<&'a Message>,
+    /// Seqs of messages to the entry's owner.
+    to_user: Vec<i64>,
+    rebuilt: bool,
+}
+
+impl<'a> Fold<'a> {
+    fn new(merge: &Merge) -> Self {
+        Fold {
+            user: merge.user,
+            peer: merge.peer,
+            conversation: merge.conversation,
+            created_micros: None,
+            markers: [0; 4],
+            newest: None,
+            to_user: Vec::new(),
+            rebuilt: false,
+        }
+    }
+
+    fn add(&mut self, op: &'a Op) {
+        match op {
+            Op::Created { at_micros } => self.created_micros = Some(*at_micros),
             Op::Message { message, to_user } => {
-                args.push(message.seq.to_string());
-                args.push(message.created_at.timestamp_micros().to_string());
-                args.push(serde_json::to_string(message)?);
-                args.push(if *to_user { "1" } else { "0" }.into());
+                if *to_user {
+                    self.to_user.push(message.seq);
+                }
+                if self.newest.is_none_or(|newest| message.seq > newest.seq) {
+                    self.newest = Some(message);
+                }
             }
             Op::Marker { field, seq } => {
-                args.push(field.field().into());
-                args.push(seq.to_string());
+                let marker = &mut self.markers[*field as usize];
+                *marker = (*marker).max(*seq);
             }
-            Op::Unread { seqs } => args.extend(seqs.iter().map(i64::to_string)),
+            Op::Rebuilt { unread } => {
+                self.to_user.extend_from_slice(unread);
+                self.rebuilt = true;
+            }
         }
-        args[count] = (args.len() - count - 1).to_string();
-        Ok(())
+    }
+
+    /// The script's arguments for this entry, in pieces of at most
+    /// [`SEQS_PER_ENTRY`] unread seqs (the first piece carries the rest).
+    fn push_args(&self, args: &mut Vec<String>) -> anyhow::Result<usize> {
+        let mut pieces = 0;
+        let mut seqs = self.to_user.chunks(SEQS_PER_ENTRY);
+        loop {
+            let piece = seqs.next().unwrap_or_default();
+            let first = pieces == 0;
+            args.extend([self.conversation.to_string(), self.peer.to_string()]);
+            args.push(self.created_micros.filter(|_| first).map(|at| at.to_string()).unwrap_or_default());
+            args.extend(self.markers.iter().map(|seq| if first { seq.to_string() } else { "0".into() }));
+            match self.newest.filter(|_| first) {
+                Some(message) => args.extend([
+                    message.seq.to_string(),
+                    message.created_at.timestamp_micros().to_string(),
+                    serde_json::to_string(message)?,
+                ]),
+                None => args.extend(["0".into(), String::new(), String::new()]),
+            }
+            args.push(if self.rebuilt { "1" } else { "0" }.into());
+            args.push(piece.len().to_string());
+            args.extend(piece.iter().map(i64::to_string));
+            pieces += 1;
+            if seqs.len() == 0 {
+                return Ok(pieces);
+            }
+        }
     }
 }
 
-/// Applies `merges`, a script call per chunk of them, the chunks concurrently
-/// (merges commute). `Err` if any call failed: applying again is harmless.
+/// Applies `merges`: folded per entry, a script call per chunk of entries,
+/// the chunks concurrently (merges commute). `Err` if any call failed:
+/// applying again is harmless.
 pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<()> {
+    let mut folds: Vec<Fold> = Vec::new();
+    let mut index: HashMap<(Uuid, Uuid), usize> = HashMap::with_capacity(merges.len());
+    for merge in merges {
+        let i = *index.entry((merge.user, merge.conversation)).or_insert_with(|| {
+            folds.push(Fold::new(merge));
+            folds.len() - 1
+        });
+        folds[i].add(&merge.op);
+    }
     let mut calls = Vec::new();
     let (mut keys, mut args) = (Vec::new(), Vec::new());
-    for (i, merge) in merges.iter().enumerate() {
-        keys.extend([
-            keys::list(&ctx.keys, merge.user),
-            keys::entry(&ctx.keys, merge.user, merge.conversation),
-            keys::unread(&ctx.keys, merge.user, merge.conversation),
-        ]);
-        merge.push_args(&mut args)?;
-        let last = i + 1 == merges.len();
-        if last || keys.len() / 3 >= MERGES_PER_CALL || args.len() >= ARGS_PER_CALL {
+    for (i, fold) in folds.iter().enumerate() {
+        let pieces = fold.push_args(&mut args)?;
+        for _ in 0..pieces {
+            keys.extend([
+                keys::list(&ctx.keys, fold.user),
+                keys::entry(&ctx.keys, fold.user, fold.conversation),
+                keys::unread(&ctx.keys, fold.user, fold.conversation),
+            ]);
+        }
+        let last = i + 1 == folds.len();
+        if last || keys.len() / 3 >= ENTRIES_PER_CALL || args.len() >= ARGS_PER_CALL {
             let (keys, args) = (std::mem::take(&mut keys), std::mem::take(&mut args));
             calls.push(async move { APPLY.evalsha_with_reload::<i64, _, _>(ctx.redis.next(), keys, args).await });
         }

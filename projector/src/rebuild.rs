@@ -6,8 +6,8 @@
 //! then read PostgreSQL. Any event applied before a key was deleted was
 //! committed before the read, so the read includes it; events applied after
 //! merge with the rebuilt state. A key first written while the scan ran may
-//! escape the delete while its user's list does not; every merge puts the
-//! entry back in the list, so the rebuild restores it. The rebuild writes
+//! escape the delete while its user's list does not; the rebuild's merge
+//! ([`Op::Rebuilt`]) puts every entry back in its list. The rebuild writes
 //! through the same merge operations as live events ([`crate::apply`]), so
 //! it yields exactly the state the live projector reaches.
 
@@ -150,7 +150,7 @@ async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()
             entry_merges(row, message, seqs)
         })
         .collect();
-    // A page at a time, in a few script calls.
+    // A page at a time: one script entry per member, in a few calls.
     apply_merges(ctx, &merges).await
 }
 
@@ -167,9 +167,7 @@ fn entry_merges(row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> Vec
         let to_user = message.receiver_id == row.user_id;
         ops.push(Op::Message { message, to_user });
     }
-    for chunk in unread.chunks(1000) {
-        ops.push(Op::Unread { seqs: chunk.to_vec() });
-    }
+    ops.push(Op::Rebuilt { unread });
     let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);
     ops.into_iter().map(|op| Merge { user, peer, conversation, op }).collect()
 }

@@ -1,9 +1,11 @@
 //! Helpers for the read-side tests: a second context on a test's database
 //! and Redis prefix, waiting for the projector, and a scripted workload.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use duet_common::events::{DomainEvent, Envelope};
 use duet_common::{AppContext, Settings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -76,6 +78,23 @@ pub async fn run_script(app: &TestApp) -> Script {
     mark(app, &ann, ac, "read", 2).await;
     app.send_ok(&cat, ac, "ac 3").await;
     Script { ann, bob, cat, ab, ac, bc }
+}
+
+/// Runs the script and waits for its projections: the script, a context and
+/// the live projections.
+pub async fn projected_script(app: &TestApp) -> (Script, AppContext, BTreeMap<String, String>) {
+    let script = run_script(app).await;
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let live = duet_projector::read::dump(&ctx).await.unwrap();
+    assert!(!live.is_empty());
+    (script, ctx, live)
+}
+
+/// Every event in the outbox, oldest first.
+pub async fn outbox_events(app: &TestApp) -> Vec<DomainEvent> {
+    let payloads: Vec<Value> = sqlx::query_scalar("select payload from outbox order by id").fetch_all(&app.db).await.unwrap();
+    payloads.into_iter().map(|p| serde_json::from_value::<Envelope>(p).unwrap().event).collect()
 }
 
 /// The parts of a list a person would check, in order:
