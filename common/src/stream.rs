@@ -44,11 +44,12 @@ pub struct ConsumerConfig {
     pub batch: u64,
     /// How long an entry stays pending before another consumer claims it.
     pub claim_idle: Duration,
-    /// Least time between the starts of two reads that found less than a
-    /// full batch. A busy consumer handles fewer, larger batches (each read,
-    /// acknowledgement and handler call has a cost of its own, and a batch's
-    /// events can share their Redis calls); an idle one reads an event as
-    /// soon as it comes, and a backlog is read back to back.
+    /// Least time between the starts of two reads that found entries
+    /// already waiting, but less than a full batch. A busy consumer handles
+    /// fewer, larger batches (each read, acknowledgement and handler call has
+    /// a cost of its own, and a batch's events can share their Redis calls);
+    /// an idle one, whose read had to wait, handles an event as soon as it
+    /// comes, and a backlog is read back to back.
     pub spacing: Duration,
 }
 
@@ -103,7 +104,7 @@ pub async fn run(
         // read (a read blocks for at most a second).
         let started = Instant::now();
         let read = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await;
-        if let Ok(count) = read
+        if let Ok(Read { count, waited: false }) = read
             && count > 0
             && (count as u64) < config.batch
         {
@@ -129,6 +130,13 @@ pub async fn run(
     }
 }
 
+/// What one step read.
+struct Read {
+    count: usize,
+    /// Nothing was waiting: the read blocked until an entry came (or a second passed).
+    waited: bool,
+}
+
 async fn step(
     ctx: &AppContext,
     reader: &Pool,
@@ -137,21 +145,26 @@ async fn step(
     config: &ConsumerConfig,
     handler: &impl Handler,
     state: &mut State,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Read> {
     if state.last_claim.elapsed() >= config.claim_idle / 2 {
         state.last_claim = Instant::now();
         let claimed = claim(ctx, group, stream, config).await?;
         handle(ctx, group, stream, handler, claimed).await?;
     }
     let id = if state.from_pending { "0" } else { ">" };
-    let value: Value = reader.next().xreadgroup(group, config.name.as_str(), Some(config.batch), Some(1000), false, stream, id).await?;
-    let entries = parse_read(value)?;
+    let read = |block| reader.next().xreadgroup::<Value, _, _, _, _>(group, config.name.as_str(), Some(config.batch), block, false, stream, id);
+    // What is waiting first; only when nothing is, block for what comes next.
+    let mut entries = parse_read(read(None).await?)?;
+    let waited = entries.is_empty() && !state.from_pending;
+    if waited {
+        entries = parse_read(read(Some(1000)).await?)?;
+    }
     if state.from_pending && entries.is_empty() {
         state.from_pending = false;
     }
     let count = entries.len();
     handle(ctx, group, stream, handler, entries).await?;
-    Ok(count)
+    Ok(Read { count, waited })
 }
 
 /// Takes over entries pending longer than `claim_idle` in any consumer.
