@@ -53,6 +53,7 @@ impl AppContext {
             None => (db.clone(), false),
         };
         let redis = redis::connect(&settings.redis_url, 4).await.context("Failed to set up Redis")?;
+        redis::warn_if_evicting(&redis).await;
         let jwt = Arc::new(JwtKeys::new(&settings)?);
         let keys = Keys::new(settings.redis_prefix.clone());
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

@@ -54,6 +54,34 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
     Ok(builder)
 }
 
+/// Whether Redis, set to `maxmemory` bytes under `policy`, may evict single
+/// keys. Duet can lose all of Redis (it notices and rebuilds the projections
+/// from PostgreSQL), but not some keys: an evicted unread set, stream or
+/// presence key leaves the rest wrong, and nothing would notice.
+pub fn eviction_risk(maxmemory: u64, policy: &str) -> bool {
+    maxmemory > 0 && policy != "noeviction"
+}
+
+/// Warns at start-up when Redis may evict keys (see [`eviction_risk`]).
+/// Quiet when Redis is down or refuses `CONFIG` (some managed services do).
+pub async fn warn_if_evicting(pool: &Pool) {
+    let Some(client) = connected(pool) else { return };
+    let command = fred::types::CustomCommand::new_static("CONFIG", None, false);
+    let reply: Result<Vec<String>, Error> = client.custom(command, vec!["GET", "maxmemory*"]).await;
+    let Ok(reply) = reply else { return };
+    let setting = |name: &str| reply.chunks(2).find(|pair| pair[0] == name).and_then(|pair| pair.get(1)).cloned();
+    let maxmemory = setting("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let policy = setting("maxmemory-policy").unwrap_or_default();
+    if eviction_risk(maxmemory, &policy) {
+        tracing::warn!(
+            maxmemory,
+            policy,
+            "Redis may evict keys under memory pressure: set maxmemory-policy noeviction (or maxmemory 0), \
+             or keys Duet relies on (projections, the event stream, presence) can silently vanish"
+        );
+    }
+}
+
 /// Names of Redis keys and channels under the deployment's prefix.
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -72,5 +100,18 @@ impl Keys {
     /// Any key under the prefix.
     pub fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
         format!("{}{}", self.prefix, rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eviction_risk;
+
+    #[test]
+    fn only_a_memory_limit_with_an_evicting_policy_is_a_risk() {
+        assert!(!eviction_risk(0, "allkeys-lru"), "no limit, nothing is evicted");
+        assert!(!eviction_risk(1 << 30, "noeviction"), "writes fail instead");
+        assert!(eviction_risk(1 << 30, "allkeys-lru"));
+        assert!(eviction_risk(1 << 30, "volatile-ttl"), "presence keys and rate limits have a TTL");
     }
 }
