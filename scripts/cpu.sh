@@ -13,5 +13,5 @@ stolen_percent() { # before after
   local b0 i0 s0 b1 i1 s1
   read -r b0 i0 s0 <<<"$1"; read -r b1 i1 s1 <<<"$2"
   awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" -v s="$((s1 - s0))" \
-    'BEGIN { t = b + i + s; printf "%.0f", t > 0 ? 100 * s / t : 0 }'
+    'BEGIN { t = b + i + s; printf "%.1f", (t > 0 ? 100 * s / t : 0) }'
 }
