@@ -17,6 +17,9 @@ use duet_realtime::Gateway;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
+use read_side::ReadSide;
+
+mod read_side;
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -118,16 +121,9 @@ impl Application {
             _ => None,
         };
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
+        let read_side = ReadSide::new(ctx.settings.read_side_nice)?;
         let projector = match serves(Service::Projector) {
-            true => {
-                let mut config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
-                config.relay_poll = std::time::Duration::from_millis(ctx.settings.relay_poll_ms.max(1));
-                let mut projector = duet_projector::Projector::start(&ctx, config).await?;
-                // Pushes are decided from the same stream: events become jobs.
-                let triggers = duet_jobs::Triggers::new(&ctx, job_metrics.clone());
-                projector.add_group(&ctx, duet_jobs::trigger::GROUP, triggers).await?;
-                Some(projector)
-            }
+            true => Some(read_side.run(start_projector(ctx.clone(), job_metrics.clone())).await?),
             false => None,
         };
         let api = openapi_service((
@@ -149,7 +145,7 @@ impl Application {
         let jobs_shutdown = shutdown.clone();
         let jobs = async {
             match serves(Service::Jobs) {
-                true => duet_jobs::run(ctx.clone(), job_metrics, jobs_shutdown).await,
+                true => read_side.run(duet_jobs::run(ctx.clone(), job_metrics, jobs_shutdown)).await,
                 false => Ok(()),
             }
         };
@@ -175,4 +171,15 @@ impl Application {
         http.context("HTTP server failed")?;
         jobs.context("Job workers failed")
     }
+}
+
+/// The relay and the projections, and the push triggers on the same stream.
+async fn start_projector(ctx: AppContext, job_metrics: duet_jobs::JobMetrics) -> anyhow::Result<duet_projector::Projector> {
+    let mut config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
+    config.relay_poll = Duration::from_millis(ctx.settings.relay_poll_ms.max(1));
+    let mut projector = duet_projector::Projector::start(&ctx, config).await?;
+    // Pushes are decided from the same stream: events become jobs.
+    let triggers = duet_jobs::Triggers::new(&ctx, job_metrics);
+    projector.add_group(&ctx, duet_jobs::trigger::GROUP, triggers).await?;
+    Ok(projector)
 }

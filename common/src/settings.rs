@@ -103,6 +103,13 @@ pub struct Settings {
     #[arg(long, env = "DUET_RECEIPT_SPACING_MS", default_value_t = 20)]
     pub receipt_spacing_ms: u64,
 
+    /// CPU priority (nice, 0 to 19) of the read side's threads: the outbox relay, the
+    /// projector, the push triggers and the job workers. They may trail the write path
+    /// (live delivery never waits for them), so on busy cores a send, its commit and its
+    /// delivery go first. 0 runs them on the process's own threads at its priority.
+    #[arg(long, env = "DUET_READ_SIDE_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub read_side_nice: i32,
+
     /// Messages a user may send per second, over WebSocket and REST together, across all nodes.
     #[arg(long, env = "DUET_RATE_LIMIT_PER_SEC", default_value_t = 20)]
     pub rate_limit_per_sec: u32,
