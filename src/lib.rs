@@ -121,7 +121,9 @@ impl Application {
             _ => None,
         };
         let queries = serves(Service::QueryApi).then(|| Queries::new(&ctx));
-        let read_side = ReadSide::new(ctx.settings.read_side_nice)?;
+        // Threads of its own only where this process runs a read side.
+        let has_read_side = serves(Service::Projector) || serves(Service::Jobs);
+        let read_side = ReadSide::new(if has_read_side { ctx.settings.read_side_nice } else { 0 })?;
         let projector = match serves(Service::Projector) {
             true => Some(read_side.run(start_projector(ctx.clone(), job_metrics.clone())).await?),
             false => None,
