@@ -32,7 +32,6 @@ impl ReadSide {
         }
         let runtime = RUNTIME.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
                 .thread_name("duet-read-side")
                 .on_thread_start(move || {
                     if let Err(e) = rustix::process::setpriority_process(None, nice) {
