@@ -2,7 +2,7 @@
 //!
 //! The outbox relay, the projector, the push triggers and the job workers
 //! may trail the write path: live delivery never waits for them. In a
-//! process that also serves sends, they would otherwise share its worker
+//! process that also serves sends, they would otherwise share the worker
 //! threads (a send's task queued behind a projection batch) and its CPU
 //! priority (on busy cores, PostgreSQL and the gateway waiting for a turn
 //! while events are folded). So they run on a runtime of their own whose
@@ -18,7 +18,6 @@ use std::sync::OnceLock;
 use tokio::runtime::{Handle, Runtime};
 
 /// Where the read side runs.
-#[derive(Clone)]
 pub struct ReadSide(Option<Handle>);
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
