@@ -1,5 +1,6 @@
 //! Registration and login.
 
+use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::auth::{hash_password, verify_password};
 use duet_common::db::is_constraint_violation;
@@ -29,19 +30,19 @@ pub struct Registration {
 pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError> {
     let email = normalize_email(&input.email)?;
     if input.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid("password_too_short", format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(ApiError::new(ErrorCode::PasswordTooShort, format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
     }
     if input.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::invalid("password_too_long", format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
+        return Err(ApiError::new(ErrorCode::PasswordTooLong, format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
     }
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
-        return Err(ApiError::invalid("invalid_name", format!("`name` needs 1 to {MAX_NAME_CHARS} characters")));
+        return Err(ApiError::new(ErrorCode::InvalidName, format!("`name` needs 1 to {MAX_NAME_CHARS} characters")));
     }
     let phone = match input.phone.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(p) if is_e164(p) => Some(p.to_owned()),
-        Some(_) => return Err(ApiError::invalid("invalid_phone", "`phone` must be in E.164 form, e.g. +14155550123")),
+        Some(_) => return Err(ApiError::new(ErrorCode::InvalidPhone, "`phone` must be in E.164 form, e.g. +14155550123")),
     };
     let hash = hash_password(input.password).await?;
     let inserted = sqlx::query_as::<_, User>(concat!(
@@ -58,10 +59,10 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
     match inserted {
         Ok(user) => Ok(user),
         Err(e) if is_constraint_violation(&e, "users_email_key") => {
-            Err(ApiError::conflict("email_taken", "an account with this email exists"))
+            Err(ApiError::new(ErrorCode::EmailTaken, "an account with this email exists"))
         }
         Err(e) if is_constraint_violation(&e, "users_phone_key") => {
-            Err(ApiError::conflict("phone_taken", "an account with this phone number exists"))
+            Err(ApiError::new(ErrorCode::PhoneTaken, "an account with this phone number exists"))
         }
         Err(e) => Err(e.into()),
     }
@@ -92,7 +93,7 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
     if email.len() <= 254 && email_address::EmailAddress::is_valid(&email) && email.contains('.') {
         Ok(email)
     } else {
-        Err(ApiError::invalid("invalid_email", "`email` is not a valid email address"))
+        Err(ApiError::new(ErrorCode::InvalidEmail, "`email` is not a valid email address"))
     }
 }
 

@@ -20,6 +20,7 @@
 //! batches, and the callers are answered without waiting for it. Fan-out
 //! is batched like the commit, and Redis is off the commit's turn.
 
+use duet_common::error::ErrorCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -255,8 +256,7 @@ fn replay(request: &AppendRequest, earlier: &Message) -> Result<Appended, ApiErr
     if earlier.conversation_id == request.conversation_id && request.message.same_content(earlier) {
         Ok(Appended { message: earlier.clone(), created: false })
     } else {
-        Err(ApiError::conflict(
-            "idempotency_conflict",
+        Err(ApiError::new(ErrorCode::IdempotencyConflict,
             format!(
                 "clientMsgId `{}` was already used for message {} with other content",
                 request.message.client_msg_id, earlier.id

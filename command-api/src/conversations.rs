@@ -1,5 +1,6 @@
 //! Get-or-create of the one conversation between two users.
 
+use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::{PublicUser, ordered_pair};
@@ -38,13 +39,13 @@ struct Row {
 /// the pair's unique constraint decides, and the losers read the winner's row.
 pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
     if user_id == peer_id {
-        return Err(ApiError::invalid("cannot_message_self", "a conversation needs another user"));
+        return Err(ApiError::new(ErrorCode::CannotMessageSelf, "a conversation needs another user"));
     }
     let peer: PublicUser = sqlx::query_as("select id, name, last_seen_at from users where id = $1")
         .bind(peer_id)
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such user"))?;
     let (lo, hi) = ordered_pair(user_id, peer_id);
     let now = now_micros();
 

@@ -1,5 +1,6 @@
 //! Push device tokens.
 
+use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use poem_openapi::{Enum, Object};
@@ -42,7 +43,7 @@ pub struct Device {
 pub async fn register(db: &PgPool, user_id: Uuid, platform: Platform, token: &str) -> Result<(Device, bool), ApiError> {
     let token = token.trim();
     if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid("invalid_token", "`token` must be 1 to 4096 printable ASCII characters"));
+        return Err(ApiError::new(ErrorCode::InvalidToken, "`token` must be 1 to 4096 printable ASCII characters"));
     }
     let (device, inserted): (Device, bool) = sqlx::query_as::<_, (Uuid, String, String, DateTime<Utc>, DateTime<Utc>, bool)>(
         "insert into device_tokens (id, user_id, platform, token) values ($1, $2, $3, $4) \

@@ -9,6 +9,7 @@
 //! in one event batch (`duet_common::fanout`: this node's sessions at once,
 //! the Redis publish queued), then answers the callers.
 
+use duet_common::error::ErrorCode;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -91,7 +92,7 @@ impl ReceiptWriter {
     /// queues one after another are applied in that order.
     pub async fn queue(&self, request: ReceiptRequest) -> Result<Outcome<Markers>, ApiError> {
         if request.seq < 0 {
-            return Err(ApiError::invalid("invalid_seq", "`seq` must not be negative"));
+            return Err(ApiError::new(ErrorCode::InvalidSeq, "`seq` must not be negative"));
         }
         self.batcher.enqueue(request.conversation_id, request).await
     }
@@ -215,8 +216,7 @@ async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> R
                 return Err(ApiError::conversation_not_found());
             };
             if request.seq > last_seq {
-                return Err(ApiError::invalid(
-                    "seq_out_of_range",
+                return Err(ApiError::new(ErrorCode::SeqOutOfRange,
                     format!("`seq` {} is beyond the conversation's last message ({last_seq})", request.seq),
                 ));
             }

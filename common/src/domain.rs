@@ -1,6 +1,7 @@
 //! Domain types shared by the command side, the query side and the gateway,
 //! and the input rules every entry point applies the same way.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
@@ -124,11 +125,10 @@ impl NewMessage {
         match self.kind {
             MessageType::Text => {
                 if self.text.is_none() {
-                    return Err(ApiError::invalid("text_required", "a text message needs `text`"));
+                    return Err(ApiError::new(ErrorCode::TextRequired, "a text message needs `text`"));
                 }
                 if self.payload.is_some() {
-                    return Err(ApiError::invalid(
-                        "invalid_payload",
+                    return Err(ApiError::new(ErrorCode::InvalidPayload,
                         "a text message carries no `payload`",
                     ));
                 }
@@ -137,18 +137,16 @@ impl NewMessage {
                 Some(serde_json::Value::Object(_)) => {
                     let size = serde_json::to_vec(&self.payload).map(|v| v.len()).unwrap_or(usize::MAX);
                     if size > MAX_PAYLOAD_BYTES {
-                        return Err(ApiError::invalid(
-                            "payload_too_large",
+                        return Err(ApiError::new(ErrorCode::PayloadTooLarge,
                             format!("`payload` must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
                         ));
                     }
                     if contains_nul(self.payload.as_ref().expect("checked above")) {
-                        return Err(ApiError::invalid("invalid_payload", "`payload` must not contain NUL characters"));
+                        return Err(ApiError::new(ErrorCode::InvalidPayload, "`payload` must not contain NUL characters"));
                     }
                 }
                 _ => {
-                    return Err(ApiError::invalid(
-                        "invalid_payload",
+                    return Err(ApiError::new(ErrorCode::InvalidPayload,
                         format!("a `{}` message needs a JSON object `payload`", self.kind.as_str()),
                     ));
                 }
@@ -166,15 +164,14 @@ impl NewMessage {
 /// Text rules: 1..=4000 characters after trimming, no NUL (PostgreSQL cannot store it).
 pub fn validate_text(text: &str) -> Result<String, ApiError> {
     if text.contains('\0') {
-        return Err(ApiError::invalid("invalid_text", "`text` must not contain NUL characters"));
+        return Err(ApiError::new(ErrorCode::InvalidText, "`text` must not contain NUL characters"));
     }
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(ApiError::invalid("text_empty", "`text` must not be empty"));
+        return Err(ApiError::new(ErrorCode::TextEmpty, "`text` must not be empty"));
     }
     if trimmed.chars().count() > MAX_TEXT_CHARS {
-        return Err(ApiError::invalid(
-            "text_too_long",
+        return Err(ApiError::new(ErrorCode::TextTooLong,
             format!("`text` must be at most {MAX_TEXT_CHARS} characters"),
         ));
     }
@@ -189,8 +186,7 @@ pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            "invalid_client_msg_id",
+        Err(ApiError::new(ErrorCode::InvalidClientMsgId,
             "`clientMsgId` must be 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
         ))
     }
@@ -251,7 +247,7 @@ mod tests {
     }
 
     fn code(err: ApiError) -> &'static str {
-        err.code()
+        err.code().as_str()
     }
 
     #[test]

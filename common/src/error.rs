@@ -9,26 +9,113 @@ use serde::{Deserialize, Serialize};
 /// The body of every error response (and of WebSocket `error` frames).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Object)]
 pub struct ErrorBody {
-    /// Stable machine-readable code, e.g. `text_too_long`.
-    pub code: String,
-    /// Human-readable explanation.
+    pub code: ErrorCode,
+    /// Human-readable explanation; may change between versions.
     pub message: String,
+}
+
+/// Declares [`ErrorCode`] with, for each code, its HTTP status and its
+/// meaning: the catalogue the API documents publish.
+macro_rules! error_codes {
+    ($($variant:ident = $name:literal, $status:literal, $meaning:literal;)+) => {
+        /// Every machine-readable error code of the REST API and the WebSocket
+        /// protocol. Codes are stable; new ones may be added.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+        #[serde(rename_all = "snake_case")]
+        #[oai(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in catalogue order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+
+            /// The HTTP status this code is answered with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ErrorCode::$variant => $status,)+
+                }
+            }
+
+            /// The code as on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+
+            /// What the code means, for the documentation.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $meaning,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Requests the framework refuses before any handler runs.
+    BadRequest = "bad_request", 400, "The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.";
+    Unauthorized = "unauthorized", 401, "Missing, invalid or expired bearer token, unknown account, or wrong email or password.";
+    NotFound = "not_found", 404, "No such route.";
+    MethodNotAllowed = "method_not_allowed", 405, "The route exists but not with this method.";
+    RequestTooLarge = "request_too_large", 413, "The request body is larger than the server accepts.";
+    UnsupportedMediaType = "unsupported_media_type", 415, "The body is not `application/json`.";
+    RateLimited = "rate_limited", 429, "Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).";
+    Internal = "internal", 500, "An unexpected server fault; the cause is logged, not returned.";
+    Unavailable = "unavailable", 503, "A dependency (the database) is unavailable; nothing was done, retry.";
+    // Accounts.
+    InvalidEmail = "invalid_email", 400, "`email` is not a valid address.";
+    PasswordTooShort = "password_too_short", 400, "`password` is too short.";
+    PasswordTooLong = "password_too_long", 400, "`password` is too long.";
+    InvalidName = "invalid_name", 400, "`name` is empty or too long.";
+    InvalidPhone = "invalid_phone", 400, "`phone` is not in E.164 form.";
+    EmailTaken = "email_taken", 409, "An account with this email exists.";
+    PhoneTaken = "phone_taken", 409, "An account with this phone number exists.";
+    UserNotFound = "user_not_found", 404, "No such user.";
+    // Conversations and messages.
+    CannotMessageSelf = "cannot_message_self", 400, "A conversation needs another user.";
+    ConversationNotFound = "conversation_not_found", 404, "No such conversation, or the caller is not a member.";
+    InvalidClientMsgId = "invalid_client_msg_id", 400, "`clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`.";
+    TextRequired = "text_required", 400, "A `text` message needs `text`.";
+    TextEmpty = "text_empty", 400, "`text` is empty after trimming.";
+    TextTooLong = "text_too_long", 400, "`text` is longer than 4000 characters.";
+    InvalidText = "invalid_text", 400, "`text` contains a NUL character.";
+    InvalidPayload = "invalid_payload", 400, "`payload` is missing for a non-text message, present on a text message, not an object, or contains NUL.";
+    PayloadTooLarge = "payload_too_large", 400, "`payload` is larger than 16 KiB of JSON.";
+    IdempotencyConflict = "idempotency_conflict", 409, "`clientMsgId` was used before for a message with other content.";
+    InvalidSeq = "invalid_seq", 400, "A seq is negative.";
+    SeqOutOfRange = "seq_out_of_range", 400, "A receipt's seq is beyond the conversation's last message.";
+    InvalidRange = "invalid_range", 400, "`afterSeq` is not below `beforeSeq`.";
+    InvalidLimit = "invalid_limit", 400, "`limit` is out of range.";
+    InvalidCursor = "invalid_cursor", 400, "`cursor` is not a cursor this API returned.";
+    InvalidQuery = "invalid_query", 400, "`q` is empty or too long.";
+    InvalidToken = "invalid_token", 400, "A device `token` is empty, too long or not printable ASCII.";
+    // WebSocket frames.
+    InvalidJson = "invalid_json", 400, "WebSocket: the frame is not JSON.";
+    InvalidFrame = "invalid_frame", 400, "WebSocket: the frame is not an object with a string `type`, an optional 1 to 64 character `id`, a numeric `ts` and `data`.";
+    UnknownType = "unknown_type", 400, "WebSocket: no such frame type.";
+    InvalidData = "invalid_data", 400, "WebSocket: `data` does not fit the frame type.";
+    BinaryNotSupported = "binary_not_supported", 400, "WebSocket: frames must be text.";
+    AlreadyAuthenticated = "already_authenticated", 400, "WebSocket: the connection is already authenticated.";
+    InvalidTarget = "invalid_target", 400, "WebSocket: a send needs exactly one of `conversationId` and `receiverId`.";
+    InvalidUserIds = "invalid_user_ids", 400, "WebSocket: `userIds` is empty or too long.";
+    NotAPeer = "not_a_peer", 404, "WebSocket: presence of a user who shares no conversation with the caller.";
+    DuplicateConversation = "duplicate_conversation", 400, "WebSocket: a conversation is listed twice in one `chat.sync`.";
+    TooManyConversations = "too_many_conversations", 400, "WebSocket: too many conversations in one `chat.sync`.";
+    OriginNotAllowed = "origin_not_allowed", 403, "WebSocket: the browser `Origin` may not open WebSockets.";
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The request is malformed or breaks an input rule (400).
+    /// The request breaks a rule; answered with the code's status.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Refused { code: ErrorCode, message: String },
     /// Missing, invalid or expired credentials (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// The resource does not exist or is not the caller's (404).
-    #[error("{message}")]
-    NotFound { code: &'static str, message: String },
-    /// The request conflicts with stored state (409).
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
     /// Too many requests; retry after the given delay (429).
     #[error("rate limit exceeded; retry in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
@@ -41,31 +128,24 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Invalid { code, message: message.into() }
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::NotFound { code, message: message.into() }
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Conflict { code, message: message.into() }
+    /// A refusal with `code`, answered with the code's status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Refused { code, message: message.into() }
     }
 
     /// The conversation is unknown or the caller is not in it; both look the same.
     pub fn conversation_not_found() -> Self {
-        ApiError::not_found("conversation_not_found", "no such conversation")
+        ApiError::new(ErrorCode::ConversationNotFound, "no such conversation")
     }
 
     /// The stable machine code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Invalid { code, .. } | ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Refused { code, .. } => *code,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -78,7 +158,7 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        ErrorBody { code: self.code().to_owned(), message }
+        ErrorBody { code: self.code(), message }
     }
 }
 
@@ -103,6 +183,9 @@ pub enum ErrorResponse {
     /// Missing, invalid or expired bearer token, or wrong credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// Not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// Not found, or not visible to the caller.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -124,10 +207,14 @@ impl From<ApiError> for ErrorResponse {
     fn from(err: ApiError) -> Self {
         let body = Json(err.body());
         match err {
-            ApiError::Invalid { .. } => ErrorResponse::BadRequest(body),
+            ApiError::Refused { code, .. } => match code.status() {
+                401 => ErrorResponse::Unauthorized(body),
+                403 => ErrorResponse::Forbidden(body),
+                404 => ErrorResponse::NotFound(body),
+                409 => ErrorResponse::Conflict(body),
+                _ => ErrorResponse::BadRequest(body),
+            },
             ApiError::Unauthorized(_) => ErrorResponse::Unauthorized(body),
-            ApiError::NotFound { .. } => ErrorResponse::NotFound(body),
-            ApiError::Conflict { .. } => ErrorResponse::Conflict(body),
             ApiError::RateLimited { retry_after_ms } => {
                 ErrorResponse::TooManyRequests(body, retry_after_ms.div_ceil(1000).max(1))
             }
@@ -145,3 +232,16 @@ impl From<sqlx::Error> for ErrorResponse {
 
 /// Result of an HTTP operation.
 pub type ApiResult<T> = Result<T, ErrorResponse>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_written_as_serde_writes_it() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str(), "{code:?}");
+            assert!((400..600).contains(&code.status()), "{code:?}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handle
 use tracing::Instrument;
 
 use crate::context::AppContext;
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels, route_of};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -57,15 +57,14 @@ async fn handle<E: Endpoint>(ep: Arc<E>, req: Request, metrics: &Metrics) -> poe
 /// A `{code, message}` response for a framework error.
 fn error_response(status: StatusCode, message: String) -> Response {
     let code = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     };
     let message = if status.is_server_error() {
         tracing::error!(%message, "framework error");
@@ -73,7 +72,7 @@ fn error_response(status: StatusCode, message: String) -> Response {
     } else {
         message
     };
-    let body = serde_json::to_string(&ErrorBody { code: code.into(), message }).expect("serializing an error body");
+    let body = serde_json::to_string(&ErrorBody { code, message }).expect("serializing an error body");
     Response::builder().status(status).content_type("application/json").body(body)
 }
 

@@ -23,5 +23,5 @@ pub mod stream;
 pub mod telemetry;
 
 pub use context::AppContext;
-pub use error::{ApiError, ErrorBody, ErrorResponse};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};
 pub use settings::Settings;

@@ -6,6 +6,7 @@
 //! id, descending, and share one cursor format, so a client may page across
 //! a switch between them.
 
+use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::Message;
@@ -65,7 +66,7 @@ pub fn encode_cursor(p: Position) -> String {
 }
 
 pub fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
-    let invalid = || ApiError::invalid("invalid_cursor", "`cursor` is not one this API returned");
+    let invalid = || ApiError::new(ErrorCode::InvalidCursor, "`cursor` is not one this API returned");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
     Ok(Position { updated_micros: micros.parse().map_err(|_| invalid())?, conversation_id: id.parse().map_err(|_| invalid())? })
 }
@@ -74,7 +75,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
 pub async fn list(q: &Queries, user: Uuid, cursor: Option<&str>, limit: Option<u32>) -> Result<ConversationPage, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be between 1 and {MAX_LIMIT}")));
     }
     let after = cursor.map(decode_cursor).transpose()?;
     let (entries, more) = match from_redis(q, user, after, limit as usize).await {

@@ -9,6 +9,7 @@
 //! The check and the page run on one connection, which also reports
 //! `pg_is_in_recovery()`, so the response says truthfully who served it.
 
+use duet_common::error::ErrorCode;
 use std::time::{Duration, Instant};
 
 use duet_common::domain::Message;
@@ -103,17 +104,17 @@ impl ReadMetrics {
 fn validate(req: &PageRequest) -> Result<(i64, i64, i64), ApiError> {
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be between 1 and {MAX_LIMIT}")));
     }
     for (name, value) in [("beforeSeq", req.before_seq), ("afterSeq", req.after_seq), ("minSeq", req.min_seq)] {
         if value.is_some_and(|v| v < 0) {
-            return Err(ApiError::invalid("invalid_seq", format!("`{name}` must not be negative")));
+            return Err(ApiError::new(ErrorCode::InvalidSeq, format!("`{name}` must not be negative")));
         }
     }
     let after = req.after_seq.unwrap_or(0);
     let before = req.before_seq.unwrap_or(i64::MAX);
     if after >= before {
-        return Err(ApiError::invalid("invalid_range", "`afterSeq` must be below `beforeSeq`"));
+        return Err(ApiError::new(ErrorCode::InvalidRange, "`afterSeq` must be below `beforeSeq`"));
     }
     Ok((after, before, limit))
 }

@@ -6,6 +6,7 @@
 //! when there is one, so it may trail the newest writes by the replication
 //! lag; the primary answers if the replica is down.
 
+use duet_common::error::ErrorCode;
 use duet_common::domain::Message;
 use duet_common::{ApiError, message_columns};
 use poem_openapi::Object;
@@ -28,11 +29,11 @@ pub struct SearchResults {
 pub async fn search(q: &Queries, user: Uuid, text: &str, limit: Option<i64>) -> Result<SearchResults, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::invalid("invalid_query", format!("`q` must be 1 to {MAX_QUERY_CHARS} characters")));
+        return Err(ApiError::new(ErrorCode::InvalidQuery, format!("`q` must be 1 to {MAX_QUERY_CHARS} characters")));
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be between 1 and {MAX_LIMIT}")));
     }
     let items = match run(&q.ctx.replica, user, text, limit).await {
         Ok(items) => {

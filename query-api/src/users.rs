@@ -1,5 +1,6 @@
 //! Account and user reads.
 
+use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::domain::{PublicUser, User};
 use sqlx::PgPool;
@@ -20,7 +21,7 @@ pub async fn lookup_by_email(db: &PgPool, email: &str) -> Result<PublicUser, Api
         .bind(email.trim().to_lowercase())
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no user with this email"))
+        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no user with this email"))
 }
 
 pub async fn by_id(db: &PgPool, user_id: Uuid) -> Result<PublicUser, ApiError> {
@@ -28,5 +29,5 @@ pub async fn by_id(db: &PgPool, user_id: Uuid) -> Result<PublicUser, ApiError> {
         .bind(user_id)
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such user"))
 }

@@ -9,11 +9,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use duet_common::error::{ApiError, ErrorBody, ErrorResponse};
+use duet_common::error::{ApiError, ErrorCode, ErrorResponse};
 use duet_common::presence;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
-use poem::http::{StatusCode, header};
+use poem::http::header;
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocket, WebSocketConfig, WebSocketStream};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
@@ -51,7 +51,7 @@ impl Endpoint for WsEndpoint {
             let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
             if !gw.ctx.settings.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
                 gw.metrics.refused.inc();
-                return Ok(json_error(StatusCode::FORBIDDEN, "origin_not_allowed", "this Origin may not open WebSockets"));
+                return Ok(ErrorResponse::from(ApiError::new(ErrorCode::OriginNotAllowed, "this Origin may not open WebSockets")).into_response());
             }
         }
         if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
@@ -92,11 +92,6 @@ fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     config.max_message_size = Some(max_frame_bytes);
     config.max_frame_size = Some(max_frame_bytes);
     config
-}
-
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::to_string(&ErrorBody { code: code.into(), message: message.into() }).expect("error bodies serialize");
-    Response::builder().status(status).content_type("application/json").body(body)
 }
 
 /// Counts a connection while it is open.
@@ -163,7 +158,7 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
                         Err(_) => refuse(gateway, sink, reference).await,
                     };
                 }
-                Ok((reference, _)) => error_frame(reference.as_deref(), "unauthorized", "authenticate first with an `auth` frame"),
+                Ok((reference, _)) => error_frame(reference.as_deref(), ErrorCode::Unauthorized, "authenticate first with an `auth` frame"),
                 Err(refused) => {
                     if !bad.take() {
                         let _ = sink.send(WsMessage::close_with(CloseCode::Policy, "too many invalid frames")).await;
@@ -185,7 +180,7 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
 
 /// Answers a bad token: an `error` frame, then close 4401.
 async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<Uuid> {
-    let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), "unauthorized", "invalid or expired token"))).await;
+    let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), ErrorCode::Unauthorized, "invalid or expired token"))).await;
     let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
     gateway.inner.metrics.closed(close::UNAUTHORIZED);
     None

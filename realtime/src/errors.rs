@@ -1,6 +1,7 @@
 //! The one mapping of refusals to WebSocket `error` frames and close codes.
 
 use duet_common::ApiError;
+use duet_common::error::ErrorCode;
 
 use crate::protocol::{ErrorData, frame};
 
@@ -25,10 +26,10 @@ pub mod close {
 }
 
 /// An `error` frame answering the frame `reference` (if it had an id).
-pub fn error_frame(reference: Option<&str>, code: &str, message: impl Into<String>) -> String {
+pub fn error_frame(reference: Option<&str>, code: ErrorCode, message: impl Into<String>) -> String {
     frame(
         "error",
-        ErrorData { reference: reference.map(str::to_owned), code: code.to_owned(), message: message.into(), retry_after_ms: None },
+        ErrorData { reference: reference.map(str::to_owned), code, message: message.into(), retry_after_ms: None },
     )
 }
 

@@ -6,6 +6,7 @@
 //! answer, are queued in order and not waited for: the next frame is read
 //! while they commit, and an error comes back when their batch is done.
 
+use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ const MAX_PRESENCE_USERS: usize = 100;
 #[derive(Debug)]
 pub struct Refused {
     reference: Option<String>,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -40,24 +41,24 @@ impl Refused {
 }
 
 pub fn binary_refused() -> Refused {
-    Refused { reference: None, code: "binary_not_supported", message: "frames must be JSON text".into() }
+    Refused { reference: None, code: ErrorCode::BinaryNotSupported, message: "frames must be JSON text".into() }
 }
 
 /// Reads the envelope and interprets `data` by type.
 pub fn parse(text: &str) -> Result<(Option<String>, ClientEvent), Refused> {
     let refused = |reference: Option<String>, code, message: String| Refused { reference, code, message };
-    let value: Value = serde_json::from_str(text).map_err(|e| refused(None, "invalid_json", format!("not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| refused(None, ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
     // The id is read first, so every later refusal can name the frame.
     let reference = value.get("id").and_then(Value::as_str).map(str::to_owned);
     let envelope: Envelope = serde_json::from_value(value).map_err(|e| {
-        refused(reference.clone(), "invalid_frame", format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"))
+        refused(reference.clone(), ErrorCode::InvalidFrame, format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"))
     })?;
     if envelope.id.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_FRAME_ID_CHARS) {
-        return Err(refused(None, "invalid_frame", format!("`id` must be 1 to {MAX_FRAME_ID_CHARS} characters")));
+        return Err(refused(None, ErrorCode::InvalidFrame, format!("`id` must be 1 to {MAX_FRAME_ID_CHARS} characters")));
     }
     let event = ClientEvent::parse(&envelope.kind, envelope.data).map_err(|e| match e {
-        ParseError::UnknownType(kind) => refused(reference.clone(), "unknown_type", format!("unknown frame type `{kind}`")),
-        ParseError::InvalidData { kind, cause } => refused(reference.clone(), "invalid_data", format!("invalid `data` for `{kind}`: {cause}")),
+        ParseError::UnknownType(kind) => refused(reference.clone(), ErrorCode::UnknownType, format!("unknown frame type `{kind}`")),
+        ParseError::InvalidData { kind, cause } => refused(reference.clone(), ErrorCode::InvalidData, format!("invalid `data` for `{kind}`: {cause}")),
     })?;
     Ok((envelope.id, event))
 }
@@ -155,7 +156,7 @@ impl Handler {
         let r = reference.as_deref();
         let span = tracing::debug_span!("frame", kind = event.kind(), id = r);
         if let Err(err) = self.event(r, event).instrument(span).await {
-            tracing::debug!(code = err.code(), "frame refused");
+            tracing::debug!(code = err.code().as_str(), "frame refused");
             self.reply(api_error_frame(r, &err));
         }
     }
@@ -164,7 +165,7 @@ impl Handler {
         let gw = &self.gateway.inner;
         let user_id = self.session.user_id;
         match event {
-            ClientEvent::Auth(_) => Err(ApiError::invalid("already_authenticated", "this connection is already authenticated")),
+            ClientEvent::Auth(_) => Err(ApiError::new(ErrorCode::AlreadyAuthenticated, "this connection is already authenticated")),
             ClientEvent::Ping(_) => {
                 let ttl_ms = gw.ctx.settings.presence_ttl_secs.max(1) * 1000;
                 let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, self.session.id, &gw.ctx.node_id, ttl_ms).await;
@@ -181,14 +182,14 @@ impl Handler {
             ClientEvent::PresenceSubscribe(request) => {
                 let users: Vec<_> = request.user_ids.into_iter().collect::<HashSet<_>>().into_iter().collect();
                 if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
-                    return Err(ApiError::invalid("invalid_user_ids", format!("`userIds` must list 1 to {MAX_PRESENCE_USERS} users")));
+                    return Err(ApiError::new(ErrorCode::InvalidUserIds, format!("`userIds` must list 1 to {MAX_PRESENCE_USERS} users")));
                 }
                 let (frames, refused) = crate::presence::snapshot(&gw.ctx, user_id, &users, r).await?;
                 for update in frames {
                     self.reply(update);
                 }
                 if refused > 0 {
-                    return Err(ApiError::not_found("not_a_peer", format!("{refused} of the users share no conversation with you")));
+                    return Err(ApiError::new(ErrorCode::NotAPeer, format!("{refused} of the users share no conversation with you")));
                 }
                 Ok(())
             }
@@ -204,7 +205,7 @@ impl Handler {
         let target = match (data.conversation_id, data.receiver_id) {
             (Some(c), None) => Target::Conversation(c),
             (None, Some(peer)) => Target::Peer(peer),
-            _ => return Err(ApiError::invalid("invalid_target", "give exactly one of `conversationId` and `receiverId`")),
+            _ => return Err(ApiError::new(ErrorCode::InvalidTarget, "give exactly one of `conversationId` and `receiverId`")),
         };
         let message =
             NewMessage { client_msg_id: data.client_msg_id, kind: data.kind.unwrap_or(MessageType::Text), text: data.text, payload: data.payload };
@@ -242,7 +243,7 @@ impl Handler {
         let (session, reference) = (self.session.clone(), r.map(str::to_owned));
         tokio::spawn(async move {
             if let Err(err) = outcome.await {
-                tracing::debug!(code = err.code(), "receipt refused");
+                tracing::debug!(code = err.code().as_str(), "receipt refused");
                 session.push(Outbound::Frame(api_error_frame(reference.as_deref(), &err)));
             }
         });
@@ -292,10 +293,10 @@ mod tests {
     #[test]
     fn parse_names_the_frame_in_every_refusal_it_can() {
         let code = |text: &str| parse(text).map(|_| ()).unwrap_err();
-        assert_eq!(code("nope").code, "invalid_json");
+        assert_eq!(code("nope").code, ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"id":"x"}"#).reference.as_deref(), Some("x"));
         let unknown = code(r#"{"type":"what","id":"y"}"#);
-        assert_eq!((unknown.code, unknown.reference.as_deref()), ("unknown_type", Some("y")));
+        assert_eq!((unknown.code, unknown.reference.as_deref()), (ErrorCode::UnknownType, Some("y")));
         let (id, event) = parse(r#"{"type":"presence.ping","id":"z"}"#).unwrap();
         assert_eq!((id.as_deref(), event), (Some("z"), ClientEvent::Ping(Default::default())));
     }

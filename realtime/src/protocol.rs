@@ -286,7 +286,7 @@ pub struct SyncResult {
 pub struct ErrorData {
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    pub code: String,
+    pub code: duet_common::error::ErrorCode,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,

@@ -6,6 +6,7 @@
 //! most `limit` messages and says `hasMore`; the client pages with the list
 //! form until `hasMore` is false.
 
+use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 
 use duet_common::{AppContext, ApiError};
@@ -28,22 +29,21 @@ pub const RESULT_BYTES: usize = 1024 * 1024;
 pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(Uuid, i64)>), ApiError> {
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid("invalid_limit", format!("`limit` must be 1 to {MAX_LIMIT}")));
+        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be 1 to {MAX_LIMIT}")));
     }
     let (rows, cursors, more_conversations) = match request.conversations {
         Some(list) => {
             if list.len() > MAX_CONVERSATIONS {
-                return Err(ApiError::invalid(
-                    "too_many_conversations",
+                return Err(ApiError::new(ErrorCode::TooManyConversations,
                     format!("at most {MAX_CONVERSATIONS} conversations per sync"),
                 ));
             }
             if list.iter().any(|c| c.after_seq < 0) {
-                return Err(ApiError::invalid("invalid_seq", "`afterSeq` must not be negative"));
+                return Err(ApiError::new(ErrorCode::InvalidSeq, "`afterSeq` must not be negative"));
             }
             let ids: Vec<Uuid> = list.iter().map(|c| c.conversation_id).collect::<HashSet<_>>().into_iter().collect();
             if ids.len() != list.len() {
-                return Err(ApiError::invalid("duplicate_conversation", "each conversation may be listed once"));
+                return Err(ApiError::new(ErrorCode::DuplicateConversation, "each conversation may be listed once"));
             }
             let rows = store::sync_rows(&ctx.db, user_id, &ids).await?;
             if rows.len() != ids.len() {
