@@ -15,10 +15,11 @@ use duet_common::{AppContext, Settings};
 use duet_query_api::Queries;
 use duet_realtime::Gateway;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, IntoResponse, Route, Server};
 use poem_openapi::OpenApiService;
 use read_side::ReadSide;
 
+mod openapi;
 mod read_side;
 
 /// The services one process can run.
@@ -51,7 +52,22 @@ fn openapi_service(api: FullApi) -> OpenApiService<FullApi, ()> {
 
 /// The OpenAPI document of every HTTP operation, as committed in `openapi/openapi.json`.
 pub fn openapi_spec() -> String {
-    openapi_service((Served(None), Served(None))).spec()
+    published_spec(&openapi_service((Served(None), Served(None))))
+}
+
+fn published_spec(api: &OpenApiService<FullApi, ()>) -> String {
+    let errors: Vec<_> = duet_command_api::api::errors().chain(duet_query_api::api::errors()).collect();
+    openapi::publish(&api.spec(), &errors)
+}
+
+/// The published document at `/openapi.json` and in the API page at `/docs`.
+fn spec_routes(route: Route, api: &OpenApiService<FullApi, ()>) -> Route {
+    let spec = published_spec(api);
+    // poem's page embeds its own document; it gets the published one.
+    let page = api.swagger_ui_html().replace(&api.spec(), &spec);
+    route
+        .at("/openapi.json", poem::endpoint::make_sync(move |_| spec.clone().with_content_type("application/json")))
+        .at("/docs", poem::endpoint::make_sync(move |_| poem::web::Html(page.clone())))
 }
 
 /// A built, listening process; `run_until_stopped` serves it.
@@ -132,13 +148,11 @@ impl Application {
             Served(commands.filter(|_| serves(Service::CommandApi)).map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
         ));
-        let mut route = ops_routes(Route::new());
+        let mut route = spec_routes(ops_routes(Route::new()), &api);
         if let Some(gateway) = &gateway {
             route = route.at("/ws", gateway.endpoint());
         }
         let app = route
-            .at("/openapi.json", api.spec_endpoint())
-            .nest("/docs", api.swagger_ui())
             .nest("/", api)
             .data(ctx.jwt.clone())
             .data(ctx.clone());

@@ -44,7 +44,7 @@ struct AppendReport {
 }
 
 pub async fn run(args: AppendArgs) -> anyhow::Result<bool> {
-    anyhow::ensure!(args.senders >= 2 && args.senders % 2 == 0, "--senders must be even and at least 2");
+    anyhow::ensure!(args.senders >= 2 && args.senders.is_multiple_of(2), "--senders must be even and at least 2");
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.senders).build()?;
     let (users, conversations) = client::setup_pairs(&http, &args.http, args.senders / 2, "append").await?;
 

@@ -73,6 +73,10 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
 pub async fn login(db: &PgPool, email: &str, password: String) -> Result<User, ApiError> {
     let refused = || ApiError::Unauthorized("email or password is incorrect".into());
     let email = email.trim().to_lowercase();
+    // PostgreSQL text cannot hold NUL: no account has such an email.
+    if email.contains('\0') {
+        return Err(refused());
+    }
     let found: Option<(String, Uuid)> = sqlx::query_as("select password_hash, id from users where email = $1")
         .bind(&email)
         .fetch_optional(db)

@@ -283,10 +283,11 @@ pub async fn write_outbox(
     Ok(())
 }
 
-/// The outbox columns of `events`, as arrays for `unnest`.
-fn outbox_rows(
-    events: impl IntoIterator<Item = DomainEvent>,
-) -> Result<(Vec<&'static str>, Vec<Uuid>, Vec<serde_json::Value>), sqlx::Error> {
+/// Outbox columns as arrays for `unnest`: event types, conversations, payloads.
+type OutboxRows = (Vec<&'static str>, Vec<Uuid>, Vec<serde_json::Value>);
+
+/// The outbox columns of `events`.
+fn outbox_rows(events: impl IntoIterator<Item = DomainEvent>) -> Result<OutboxRows, sqlx::Error> {
     let mut rows = (Vec::new(), Vec::new(), Vec::new());
     for event in events {
         rows.0.push(event.event_type());

@@ -3,7 +3,7 @@
 use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
-use duet_common::domain::{PublicUser, ordered_pair};
+use duet_common::domain::{Peer, ordered_pair};
 use duet_common::events::DomainEvent;
 use poem_openapi::Object;
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::appender::{now_micros, write_outbox};
 #[oai(rename_all = "camelCase")]
 pub struct Conversation {
     pub id: Uuid,
-    pub peer: PublicUser,
+    pub peer: Peer,
     /// Seq of the newest message; 0 when empty.
     pub last_seq: i64,
     pub created_at: DateTime<Utc>,
@@ -41,7 +41,7 @@ pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<
     if user_id == peer_id {
         return Err(ApiError::new(ErrorCode::CannotMessageSelf, "a conversation needs another user"));
     }
-    let peer: PublicUser = sqlx::query_as("select id, name, last_seen_at from users where id = $1")
+    let peer: (Uuid, String) = sqlx::query_as("select id, name from users where id = $1")
         .bind(peer_id)
         .fetch_optional(db)
         .await?
@@ -86,6 +86,6 @@ pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<
     Ok((conversation(row, peer), true))
 }
 
-fn conversation(row: Row, peer: PublicUser) -> Conversation {
-    Conversation { id: row.id, peer, last_seq: row.last_seq, created_at: row.created_at, updated_at: row.updated_at }
+fn conversation(row: Row, (id, name): (Uuid, String)) -> Conversation {
+    Conversation { id: row.id, peer: Peer { id, name }, last_seq: row.last_seq, created_at: row.created_at, updated_at: row.updated_at }
 }

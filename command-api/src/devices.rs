@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 pub const MAX_TOKEN_CHARS: usize = 4096;
 
+/// The push service a device token belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Enum)]
 #[serde(rename_all = "lowercase")]
 #[oai(rename_all = "lowercase")]
@@ -32,7 +33,7 @@ impl Platform {
 #[oai(rename_all = "camelCase")]
 pub struct Device {
     pub id: Uuid,
-    pub platform: String,
+    pub platform: Platform,
     pub token: String,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
@@ -45,10 +46,10 @@ pub async fn register(db: &PgPool, user_id: Uuid, platform: Platform, token: &st
     if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::new(ErrorCode::InvalidToken, "`token` must be 1 to 4096 printable ASCII characters"));
     }
-    let (device, inserted): (Device, bool) = sqlx::query_as::<_, (Uuid, String, String, DateTime<Utc>, DateTime<Utc>, bool)>(
+    let (device, inserted): (Device, bool) = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, DateTime<Utc>, bool)>(
         "insert into device_tokens (id, user_id, platform, token) values ($1, $2, $3, $4) \
          on conflict (token) do update set user_id = excluded.user_id, platform = excluded.platform, last_seen_at = now() \
-         returning id, platform, token, created_at, last_seen_at, (xmax = 0)",
+         returning id, token, created_at, last_seen_at, (xmax = 0)",
     )
     .bind(Uuid::now_v7())
     .bind(user_id)
@@ -56,7 +57,7 @@ pub async fn register(db: &PgPool, user_id: Uuid, platform: Platform, token: &st
     .bind(token)
     .fetch_one(db)
     .await
-    .map(|(id, platform, token, created_at, last_seen_at, inserted)| {
+    .map(|(id, token, created_at, last_seen_at, inserted)| {
         (Device { id, platform, token, created_at, last_seen_at }, inserted)
     })?;
     Ok((device, inserted))

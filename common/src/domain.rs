@@ -47,7 +47,7 @@ impl MessageType {
 /// A stored message, as every API returns it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -59,7 +59,11 @@ pub struct Message {
     #[oai(rename = "type")]
     #[sqlx(rename = "type")]
     pub kind: MessageType,
+    /// The text, or a non-text message's caption; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// A non-text message's JSON object; absent on text messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
     pub client_msg_id: String,
     #[serde(with = "rfc3339")]
@@ -78,27 +82,39 @@ macro_rules! message_columns {
 /// A user as other users see them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PublicUser {
     pub id: Uuid,
     pub name: String,
     /// When the user was last online; absent if never, or while unknown.
-    #[serde(with = "rfc3339::option")]
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// The other member of a conversation, wherever a conversation names them.
+/// Their presence and last seen come from `GET /users/{id}` and the
+/// WebSocket's `presence.subscribe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Object)]
+pub struct Peer {
+    pub id: Uuid,
+    pub name: String,
 }
 
 /// The signed-in user's own account.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// E.164; absent when none was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     pub name: String,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "rfc3339::option")]
+    /// When the user was last online; absent if never.
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fred::interfaces::ClientLike;
-use poem::http::StatusCode;
+use poem::http::{StatusCode, header};
+use tokio::io::AsyncReadExt;
 use poem::web::Data;
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler};
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler};
 use tracing::Instrument;
 
 use crate::context::AppContext;
@@ -16,6 +17,11 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels, route_of};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Largest request body: a message (4,000 characters of text, a 16 KiB
+/// payload) with room to spare. Larger bodies are refused with 413 before
+/// they are read; a chunked body is cut off here, so never read whole.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 
 /// Wraps the whole app: a request id and span per request, metrics, and
 /// `{code, message}` bodies for errors raised by the framework itself
@@ -27,7 +33,7 @@ pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>) -> impl Endpoin
     })
 }
 
-async fn handle<E: Endpoint>(ep: Arc<E>, req: Request, metrics: &Metrics) -> poem::Result<Response> {
+async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics) -> poem::Result<Response> {
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -39,7 +45,20 @@ async fn handle<E: Endpoint>(ep: Arc<E>, req: Request, metrics: &Metrics) -> poe
     let route = route_of(req.uri().path());
     let span = tracing::info_span!("http", %request_id, %method, %route);
     let started = Instant::now();
-    let mut resp = match ep.call(req).instrument(span.clone()).await {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let answer = match declared {
+        Some(length) if length > MAX_BODY_BYTES => Ok(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )),
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let body = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
+            req.set_body(Body::from_async_read(body));
+            ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+        }
+        _ => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
+    };
+    let mut resp = match answer {
         Ok(resp) => resp.into_response(),
         Err(err) if err.is_from_response() => err.into_response(),
         Err(err) => error_response(err.status(), err.to_string()),
@@ -70,10 +89,20 @@ fn error_response(status: StatusCode, message: String) -> Response {
         tracing::error!(%message, "framework error");
         "internal server error".to_owned()
     } else {
-        message
+        without_type_names(message)
     };
     let body = serde_json::to_string(&ErrorBody { code, message }).expect("serializing an error body");
     Response::builder().status(status).content_type("application/json").body(body)
+}
+
+/// poem-openapi names the Rust type that failed to parse
+/// (`failed to parse "SendMessageRequest": field …`): clients need the field.
+fn without_type_names(message: String) -> String {
+    let Some(start) = message.find("failed to parse \"") else { return message };
+    match message[start..].find("\": ") {
+        Some(end) => format!("{}{}", &message[..start], &message[start + end + 3..]),
+        None => message,
+    }
 }
 
 /// Adds `/healthz`, `/readyz` and `/metrics`.
@@ -143,4 +172,16 @@ pub enum ApiTags {
     Devices,
     /// Full-text search over the caller's messages.
     Search,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_fields_not_types() {
+        let poem = r#"parse request payload error: failed to parse "SendMessageRequest": field `text` verification failed. maxLength(4000)"#;
+        assert_eq!(without_type_names(poem.into()), "parse request payload error: field `text` verification failed. maxLength(4000)");
+        assert_eq!(without_type_names("other".into()), "other");
+    }
 }

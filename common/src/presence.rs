@@ -78,7 +78,7 @@ return 0
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
 pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, node_id: &str, ttl_ms: u64) -> Option<bool> {
-    let Some(client) = crate::redis::connected(redis) else { return None };
+    let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = TOUCH
         .evalsha_with_reload(
             client,
@@ -97,7 +97,7 @@ pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, n
 
 /// Ends a session. `Some(true)` if the user is now offline.
 pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -> Option<bool> {
-    let Some(client) = crate::redis::connected(redis) else { return None };
+    let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = LEAVE
         .evalsha_with_reload(
             client,

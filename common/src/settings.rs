@@ -241,10 +241,10 @@ impl Settings {
         if self.env == Environment::Production && self.jwt_secret.is_none() {
             anyhow::bail!("DUET_JWT_SECRET must be set when DUET_ENV=production");
         }
-        if let Some(secret) = &self.jwt_secret {
-            if secret.len() < 32 {
-                anyhow::bail!("DUET_JWT_SECRET must be at least 32 bytes");
-            }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            anyhow::bail!("DUET_JWT_SECRET must be at least 32 bytes");
         }
         if self.append_max_batch == 0 || self.append_writers == 0 {
             anyhow::bail!("DUET_APPEND_MAX_BATCH and DUET_APPEND_WRITERS must be at least 1");

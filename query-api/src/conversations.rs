@@ -9,7 +9,7 @@
 use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
-use duet_common::domain::Message;
+use duet_common::domain::{Message, Peer};
 use duet_common::message_columns;
 use duet_projector::read::{self, Entry, Position};
 use poem_openapi::Object;
@@ -19,21 +19,15 @@ use uuid::Uuid;
 
 use crate::Queries;
 
-/// The other member of a conversation.
-#[derive(Clone, Debug, PartialEq, Serialize, Object)]
-pub struct Peer {
-    pub id: Uuid,
-    pub name: String,
-}
-
 /// One conversation in the caller's list.
 #[derive(Clone, Debug, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ConversationSummary {
     pub id: Uuid,
     pub peer: Peer,
     /// The newest message; absent while the conversation is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Message>,
     /// Seq of the newest message; 0 when empty.
     pub last_seq: i64,
@@ -50,10 +44,11 @@ pub struct ConversationSummary {
 /// A page of the caller's conversations.
 #[derive(Clone, Debug, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ConversationPage {
     pub items: Vec<ConversationSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

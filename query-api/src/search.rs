@@ -28,8 +28,8 @@ pub struct SearchResults {
 
 pub async fn search(q: &Queries, user: Uuid, text: &str, limit: Option<i64>) -> Result<SearchResults, ApiError> {
     let text = text.trim();
-    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, format!("`q` must be 1 to {MAX_QUERY_CHARS} characters")));
+    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS || text.contains('\0') {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, format!("`q` must be 1 to {MAX_QUERY_CHARS} characters, without NUL")));
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {

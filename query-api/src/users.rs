@@ -17,11 +17,16 @@ pub async fn me(db: &PgPool, user_id: Uuid) -> Result<User, ApiError> {
 
 /// A user by exact email (case-insensitive), so an app can start a chat.
 pub async fn lookup_by_email(db: &PgPool, email: &str) -> Result<PublicUser, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::UserNotFound, "no user with this email");
+    // PostgreSQL text cannot hold NUL: no address has one.
+    if email.contains('\0') {
+        return Err(not_found());
+    }
     sqlx::query_as("select id, name, last_seen_at from users where email = $1")
         .bind(email.trim().to_lowercase())
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no user with this email"))
+        .ok_or_else(not_found)
 }
 
 pub async fn by_id(db: &PgPool, user_id: Uuid) -> Result<PublicUser, ApiError> {

@@ -44,9 +44,11 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
     for (event, sent) in events.iter().zip([&message, &image]) {
         let stored: Message = serde_json::from_value(sent.clone()).unwrap();
         let expected = serde_json::to_value(Envelope::from(DomainEvent::MessageAppended { message: stored })).unwrap();
-        assert_eq!(event, &expected);
+        // Readers take an absent field and a `null` alike (the SQL writer
+        // writes nulls, the Rust one leaves them out).
+        assert_eq!(&without_nulls(event.clone()), &expected);
         assert_eq!(event["version"], 1);
-        assert_eq!(&event["message"], sent);
+        assert_eq!(&without_nulls(event["message"].clone()), sent);
     }
     let last_seq: i64 = sqlx::query_scalar("select last_seq from conversations where id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
     assert_eq!(last_seq, 2);
@@ -165,13 +167,15 @@ async fn message_input_errors_have_codes_and_store_nothing() {
     let conversation = app.conversation(&ann, &bob).await;
     let path = format!("/conversations/{conversation}/messages");
     let cases = [
-        (json!({"clientMsgId": "a", "text": ""}), "text_empty"),
+        // Bounds the document declares are checked before the handler runs.
+        (json!({"clientMsgId": "a", "text": ""}), "bad_request"),
+        (json!({"clientMsgId": "a", "text": "x".repeat(4001)}), "bad_request"),
+        (json!({"clientMsgId": "", "text": "hi"}), "bad_request"),
+        (json!({"clientMsgId": "has space", "text": "hi"}), "bad_request"),
+        (json!({"clientMsgId": "x".repeat(65), "text": "hi"}), "bad_request"),
+        // The rest are the handler's.
         (json!({"clientMsgId": "a", "text": "   \n "}), "text_empty"),
-        (json!({"clientMsgId": "a", "text": "x".repeat(4001)}), "text_too_long"),
         (json!({"clientMsgId": "a", "text": "nul\u{0}inside"}), "invalid_text"),
-        (json!({"clientMsgId": "", "text": "hi"}), "invalid_client_msg_id"),
-        (json!({"clientMsgId": "has space", "text": "hi"}), "invalid_client_msg_id"),
-        (json!({"clientMsgId": "x".repeat(65), "text": "hi"}), "invalid_client_msg_id"),
         (json!({"clientMsgId": "a"}), "text_required"),
         (json!({"clientMsgId": "a", "text": "hi", "type": "image"}), "invalid_payload"),
         (json!({"clientMsgId": "a", "text": "hi", "payload": {"x": 1}}), "invalid_payload"),
@@ -290,4 +294,11 @@ async fn writers_carry_on_without_an_error_after_postgres_drops_their_connection
     assert_eq!(app.stored_markers(conversation, &bob).await, (2, 0));
     let stored: i64 = sqlx::query_scalar("select count(*) from messages where conversation_id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, 2);
+}
+
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect(),
+        other => other,
+    }
 }

@@ -40,7 +40,7 @@ async fn scripted_sends_deliveries_and_reads_give_exact_lists_unread_counts_and_
     assert!(second["nextCursor"].is_null(), "{second}");
     assert_error(&app.get(&format!("/conversations/{}", s.bc), Some(&s.ann.token)).await, StatusCode::NOT_FOUND, "conversation_not_found");
     assert_error(&app.get("/conversations?cursor=nope", Some(&s.ann.token)).await, StatusCode::BAD_REQUEST, "invalid_cursor");
-    assert_error(&app.get("/conversations?limit=0", Some(&s.ann.token)).await, StatusCode::BAD_REQUEST, "invalid_limit");
+    assert_error(&app.get("/conversations?limit=0", Some(&s.ann.token)).await, StatusCode::BAD_REQUEST, "bad_request");
     assert_error(&app.get("/conversations", None).await, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 

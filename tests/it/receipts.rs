@@ -32,7 +32,7 @@ async fn markers_move_forward_only_and_read_implies_delivered() {
     assert_eq!(m["lastReadSeq"], 5);
 
     assert_error(&mark("read", 6).await, StatusCode::BAD_REQUEST, "seq_out_of_range");
-    assert_error(&mark("delivered", -1).await, StatusCode::BAD_REQUEST, "invalid_seq");
+    assert_error(&mark("delivered", -1).await, StatusCode::BAD_REQUEST, "bad_request");
 
     let stored = app.stored_markers(conversation, &bob).await;
     assert_eq!(stored, (5, 5));

@@ -1,5 +1,5 @@
 use duet_common::domain::User;
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -12,18 +12,24 @@ pub struct AuthApi(pub Commands);
 #[derive(Object)]
 struct RegisterRequest {
     /// Login email; compared case-insensitively.
+    #[oai(validator(min_length = 3, max_length = 254))]
     email: String,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
+    #[oai(validator(min_length = 8, max_length = 256))]
     password: String,
-    /// Display name, 1 to 100 characters.
+    /// Display name, 1 to 100 characters (trimmed).
+    #[oai(validator(min_length = 1, max_length = 100))]
     name: String,
-    /// Optional phone number in E.164 form.
+    /// Phone number in E.164 form, e.g. `+14155550123`.
+    #[oai(validator(pattern = r"^\+[1-9][0-9]{7,14}$"))]
     phone: Option<String>,
 }
 
 #[derive(Object)]
 struct LoginRequest {
+    #[oai(validator(min_length = 1, max_length = 254))]
     email: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
     password: String,
 }
 
@@ -46,6 +52,12 @@ enum LoginResponse {
     #[oai(status = 200)]
     Ok(Json<AuthResponse>),
 }
+
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("register", &[ErrorCode::InvalidEmail, ErrorCode::PasswordTooShort, ErrorCode::PasswordTooLong, ErrorCode::InvalidName, ErrorCode::InvalidPhone, ErrorCode::EmailTaken, ErrorCode::PhoneTaken]),
+    ("login", &[ErrorCode::Unauthorized]),
+];
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {

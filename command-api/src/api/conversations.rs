@@ -1,5 +1,5 @@
 use duet_common::auth::BearerAuth;
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -25,6 +25,11 @@ enum CreateConversationResponse {
     #[oai(status = 201)]
     Created(Json<Conversation>),
 }
+
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("createConversation", &[ErrorCode::CannotMessageSelf, ErrorCode::UserNotFound]),
+];
 
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsApi {

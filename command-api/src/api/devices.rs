@@ -1,5 +1,5 @@
 use duet_common::auth::BearerAuth;
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -12,12 +12,14 @@ pub struct DevicesApi(pub Commands);
 #[derive(Object)]
 struct RegisterDeviceRequest {
     platform: Platform,
-    /// The FCM registration token or APNs device token.
+    /// The FCM registration token or APNs device token: printable ASCII.
+    #[oai(validator(pattern = "^[!-~]{1,4096}$"))]
     token: String,
 }
 
 #[derive(Object)]
 struct UnregisterDeviceRequest {
+    #[oai(validator(pattern = "^[!-~]{1,4096}$"))]
     token: String,
 }
 
@@ -36,6 +38,12 @@ enum UnregisterDeviceResponse {
     #[oai(status = 204)]
     Removed,
 }
+
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("registerDevice", &[ErrorCode::InvalidToken]),
+    ("unregisterDevice", &[]),
+];
 
 #[OpenApi(tag = "ApiTags::Devices")]
 impl DevicesApi {

@@ -1,6 +1,8 @@
+use std::collections::BTreeMap;
+
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{Message, MessageType, NewMessage};
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -16,19 +18,22 @@ pub struct MessagesApi(pub Commands);
 struct SendMessageRequest {
     /// The client's idempotency key: 1 to 64 characters of `[A-Za-z0-9_-]`.
     /// A retry with the same key and content returns the stored message.
+    #[oai(validator(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     client_msg_id: String,
     /// 1 to 4000 characters after trimming. Required for `text` messages.
+    #[oai(validator(min_length = 1, max_length = 4000))]
     text: Option<String>,
     /// Defaults to `text`.
     #[oai(rename = "type")]
     kind: Option<MessageType>,
     /// A JSON object for non-text messages (at most 16 KiB).
-    payload: Option<serde_json::Value>,
+    payload: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Object)]
 struct ReceiptRequest {
     /// Cumulative: everything up to and including this seq.
+    #[oai(validator(minimum(value = "0")))]
     seq: i64,
 }
 
@@ -49,6 +54,13 @@ enum ReceiptResponse {
     Ok(Json<Markers>),
 }
 
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("sendMessage", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidClientMsgId, ErrorCode::TextRequired, ErrorCode::TextEmpty, ErrorCode::TextTooLong, ErrorCode::InvalidText, ErrorCode::InvalidPayload, ErrorCode::PayloadTooLarge, ErrorCode::IdempotencyConflict, ErrorCode::RateLimited]),
+    ("markDelivered", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::SeqOutOfRange]),
+    ("markRead", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::SeqOutOfRange]),
+];
+
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl MessagesApi {
     /// Send a message. Answered only once it is durable.
@@ -59,7 +71,7 @@ impl MessagesApi {
             client_msg_id: body.client_msg_id,
             kind: body.kind.unwrap_or(MessageType::Text),
             text: body.text,
-            payload: body.payload,
+            payload: body.payload.map(|p| serde_json::Value::Object(p.into_iter().collect())),
         };
         let appended = self.0.send(auth.user_id(), Target::Conversation(id.0), message).await?;
         Ok(if appended.created {

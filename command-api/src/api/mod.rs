@@ -10,10 +10,17 @@ pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
 pub use messages::MessagesApi;
 
+use duet_common::ErrorCode;
+
 use crate::Commands;
 
 /// Every command-side operation.
 pub type CommandApi = (AuthApi, ConversationsApi, MessagesApi, DevicesApi);
+
+/// The refusals of every command-side operation, by operation id.
+pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
+    [auth::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS].into_iter().flatten().copied()
+}
 
 pub fn api(commands: Commands) -> CommandApi {
     (AuthApi(commands.clone()), ConversationsApi(commands.clone()), MessagesApi(commands.clone()), DevicesApi(commands))

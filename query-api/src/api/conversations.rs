@@ -1,5 +1,5 @@
 use duet_common::auth::BearerAuth;
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -31,24 +31,42 @@ enum MessagesResponse {
     Ok(Json<MessagePage>, #[oai(header = "X-Duet-Read-Source")] String),
 }
 
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("listConversations", &[ErrorCode::InvalidLimit, ErrorCode::InvalidCursor]),
+    ("getConversation", &[ErrorCode::ConversationNotFound]),
+    ("listMessages", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::InvalidRange, ErrorCode::InvalidLimit]),
+];
+
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsQueryApi {
     /// The caller's conversations, most recently active first, with unread
     /// counts and both members' read/delivered markers.
+    ///
+    /// Consistency: the list is a projection of the message log. Right after
+    /// a send or a receipt (yours or the peer's) it can trail for a moment:
+    /// typically 10 to 20 ms on one node (see `docs/projector-benchmark.md`).
+    /// For what was just sent, trust the send's answer, the WebSocket events,
+    /// or the history, which is read-your-writes.
     #[oai(path = "/conversations", method = "get", operation_id = "listConversations")]
     async fn list(
         &self,
         auth: BearerAuth,
         /// `nextCursor` of the previous page.
+        #[oai(validator(max_length = 100))]
         cursor: Query<Option<String>>,
         /// 1 to 100; default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ApiResult<ListResponse> {
         let page = conversations::list(&self.0, auth.user_id(), cursor.0.as_deref(), limit.0).await?;
         Ok(ListResponse::Ok(Json(page)))
     }
 
-    /// One of the caller's conversations.
+    /// One of the caller's conversations, with its unread count and markers.
+    ///
+    /// Consistency: like the list, a projection that can trail a send or a
+    /// receipt for a moment (typically 10 to 20 ms).
     #[oai(path = "/conversations/:id", method = "get", operation_id = "getConversation")]
     async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> ApiResult<GetResponse> {
         Ok(GetResponse::Ok(Json(conversations::get(&self.0, auth.user_id(), id.0).await?)))
@@ -57,22 +75,27 @@ impl ConversationsQueryApi {
     /// Message history by seq, oldest first within a page. Without
     /// `afterSeq`, pages go back from `beforeSeq` (or the newest message);
     /// with it, forward from `afterSeq`.
+    ///
+    /// Consistency: read-your-writes. Pages come from a read replica, but
+    /// never from one behind the newest seq the client names (`minSeq`, or
+    /// `afterSeq`): pass your last send's seq as `minSeq` to be sure to see it.
     #[oai(path = "/conversations/:id/messages", method = "get", operation_id = "listMessages")]
     async fn messages(
         &self,
         auth: BearerAuth,
         id: Path<Uuid>,
         /// Only messages with a lower seq.
-        #[oai(name = "beforeSeq")]
+        #[oai(name = "beforeSeq", validator(minimum(value = "0")))]
         before_seq: Query<Option<i64>>,
         /// Only messages with a higher seq; the page starts right after it.
-        #[oai(name = "afterSeq")]
+        #[oai(name = "afterSeq", validator(minimum(value = "0")))]
         after_seq: Query<Option<i64>>,
         /// The newest seq the client knows exists (e.g. its own last send):
         /// the page is never served from a replica that has not reached it.
-        #[oai(name = "minSeq")]
+        #[oai(name = "minSeq", validator(minimum(value = "0")))]
         min_seq: Query<Option<i64>>,
         /// 1 to 100; default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<MessagesResponse> {
         self.0.cache.peer_in(id.0, auth.user_id()).await?;

@@ -8,10 +8,17 @@ pub use conversations::ConversationsQueryApi;
 pub use search::SearchApi;
 pub use users::UsersApi;
 
+use duet_common::ErrorCode;
+
 use crate::Queries;
 
 /// Every query-side operation.
 pub type QueryApi = (UsersApi, ConversationsQueryApi, SearchApi);
+
+/// The refusals of every query-side operation, by operation id.
+pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
+    [users::ERRORS, conversations::ERRORS, search::ERRORS].into_iter().flatten().copied()
+}
 
 pub fn api(queries: Queries) -> QueryApi {
     (UsersApi(queries.clone()), ConversationsQueryApi(queries.clone()), SearchApi(queries))

@@ -1,5 +1,5 @@
 use duet_common::auth::BearerAuth;
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -16,6 +16,11 @@ enum SearchResponse {
     Ok(Json<SearchResults>),
 }
 
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("searchMessages", &[ErrorCode::InvalidQuery, ErrorCode::InvalidLimit]),
+];
+
 #[OpenApi(tag = "ApiTags::Search")]
 impl SearchApi {
     /// Full-text search over the messages the caller sent or received.
@@ -24,8 +29,10 @@ impl SearchApi {
         &self,
         auth: BearerAuth,
         /// 1 to 200 characters; web-search syntax (`"phrase"`, `-word`, `or`).
+        #[oai(validator(min_length = 1, max_length = 200))]
         q: Query<String>,
         /// 1 to 100; default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<SearchResponse> {
         Ok(SearchResponse::Ok(Json(search::search(&self.0, auth.user_id(), &q.0, limit.0).await?)))

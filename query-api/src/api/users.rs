@@ -1,6 +1,6 @@
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{PublicUser, User};
-use duet_common::error::ApiResult;
+use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -23,6 +23,13 @@ enum UserResponse {
     Ok(Json<PublicUser>),
 }
 
+/// The refusals each operation here can answer, by operation id (for the API document).
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("me", &[]),
+    ("lookupUser", &[ErrorCode::UserNotFound]),
+    ("getUser", &[ErrorCode::UserNotFound]),
+];
+
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
     /// The caller's own account.
@@ -33,7 +40,7 @@ impl UsersApi {
 
     /// Find a user by exact email, to start a conversation with them.
     #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
-    async fn lookup(&self, _auth: BearerAuth, email: Query<String>) -> ApiResult<UserResponse> {
+    async fn lookup(&self, _auth: BearerAuth, #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>) -> ApiResult<UserResponse> {
         Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, &email.0).await?)))
     }
 

@@ -1,0 +1,79 @@
+"""Test data for schemathesis: two fresh users with a conversation holding one
+message, so the fuzzer reaches real conversations and users instead of 404s.
+
+    python st_setup.py <base-url> <schemathesis.toml to write>
+
+Prints the first user's bearer token (schemathesis sends every request as
+that user). The config binds path `id`s, `peerId` and the look-up `email` to
+these values with a probability below 1, so random values are still tried.
+Plain urllib: this must not depend on the documents under test.
+"""
+
+import json
+import sys
+import urllib.request
+import uuid
+
+base, out = sys.argv[1], sys.argv[2]
+
+
+def call(method, path, body=None, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.load(r)
+
+
+def register(label):
+    tag = uuid.uuid4()
+    email = f"contract-st-{label}-{tag}@example.com"
+    r = call("POST", "/auth/register", {"email": email, "password": f"pw-{tag}", "name": f"Contract st {label}"})
+    return r["token"], r["user"]["id"], email
+
+
+token, me, _ = register("caller")
+_, peer, peer_email = register("peer")
+conversation = call("POST", "/conversations", {"peerId": peer}, token)["id"]
+call("POST", f"/conversations/{conversation}/messages", {"clientMsgId": f"c-{uuid.uuid4()}", "text": "seed"}, token)
+
+
+def q(s):
+    return json.dumps(s)
+
+
+with open(out, "w", encoding="utf-8") as f:
+    f.write(
+        f"""# written by scripts/contract/python/st_setup.py for one run
+[dictionaries.conversations]
+values = [{q(conversation)}]
+
+[dictionaries.users]
+values = [{q(me)}, {q(peer)}]
+
+[dictionaries.peers]
+values = [{q(peer)}]
+
+[dictionaries.emails]
+values = [{q(peer_email)}]
+
+[[operations]]
+include-path-regex = "^/conversations/"
+parameters = {{ "path.id" = {{ dictionary = "conversations", probability = 0.7 }} }}
+
+[[operations]]
+include-path = "/users/{{id}}"
+parameters = {{ "path.id" = {{ dictionary = "users", probability = 0.7 }} }}
+
+[[operations]]
+include-operation-id = "createConversation"
+parameters = {{ "body.peerId" = {{ dictionary = "peers", probability = 0.7 }} }}
+
+[[operations]]
+include-path = "/users/lookup"
+parameters = {{ "query.email" = {{ dictionary = "emails", probability = 0.7 }} }}
+"""
+    )
+print(token)
