@@ -11,6 +11,7 @@ use anyhow::Context;
 use futures_util::FutureExt;
 use duet_command_api::Commands;
 use duet_common::http::{Served, ops_routes, wrap};
+use duet_common::metrics::Routes;
 use duet_common::{AppContext, Settings};
 use duet_query_api::Queries;
 use duet_realtime::Gateway;
@@ -58,6 +59,15 @@ pub fn openapi_spec() -> String {
 fn published_spec(api: &OpenApiService<FullApi, ()>) -> String {
     let errors: Vec<_> = duet_command_api::api::errors().chain(duet_query_api::api::errors()).collect();
     openapi::publish(&api.spec(), &errors)
+}
+
+/// Every route template of the process, for the metrics' `route` label.
+fn served_routes(api: &OpenApiService<FullApi, ()>, gateway: bool) -> Routes {
+    let spec: serde_json::Value = serde_json::from_str(&published_spec(api)).expect("the published spec is JSON");
+    let operations = spec["paths"].as_object().map(|paths| paths.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let fixed = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.yaml", "/asyncapi.json"];
+    let ws = gateway.then(|| "/ws".to_owned());
+    Routes::new(operations.into_iter().chain(fixed.map(str::to_owned)).chain(ws))
 }
 
 /// The published document at `/openapi.json` and in the API page at `/docs`.
@@ -148,6 +158,7 @@ impl Application {
             Served(commands.filter(|_| serves(Service::CommandApi)).map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
         ));
+        let routes = served_routes(&api, gateway.is_some());
         let mut route = spec_routes(ops_routes(Route::new()), &api);
         if let Some(gateway) = &gateway {
             route = route.at("/ws", gateway.endpoint());
@@ -174,7 +185,7 @@ impl Application {
             }
         };
         let http = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-            wrap(app, ctx.metrics.clone()),
+            wrap(app, ctx.metrics.clone(), routes),
             http_shutdown,
             Some(Duration::from_secs(30)),
         );

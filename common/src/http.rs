@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::context::AppContext;
 use crate::error::{ErrorBody, ErrorCode};
-use crate::metrics::{HttpLabels, Metrics, RouteLabels, route_of};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels, Routes};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -26,14 +26,15 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Wraps the whole app: a request id and span per request, metrics, and
 /// `{code, message}` bodies for errors raised by the framework itself
 /// (unknown route, bad JSON, missing token).
-pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>) -> impl Endpoint {
+pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>, routes: Routes) -> impl Endpoint {
+    let routes = Arc::new(routes);
     app.around(move |ep, req| {
-        let metrics = metrics.clone();
-        async move { handle(ep, req, &metrics).await }
+        let (metrics, routes) = (metrics.clone(), routes.clone());
+        async move { handle(ep, req, &metrics, &routes).await }
     })
 }
 
-async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics) -> poem::Result<Response> {
+async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, routes: &Routes) -> poem::Result<Response> {
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -42,7 +43,7 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics) ->
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().to_string();
-    let route = route_of(req.uri().path());
+    let route = routes.label(req.uri().path());
     let span = tracing::info_span!("http", %request_id, %method, %route);
     let started = Instant::now();
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

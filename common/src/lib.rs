@@ -13,6 +13,7 @@ pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod last_seen;
+pub mod json_string;
 pub mod live;
 pub mod metrics;
 pub mod presence;

@@ -67,8 +67,26 @@ pub fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.0001, 2.0, 19)
 }
 
+/// The routes a process serves, as the `route` label names them
+/// (`/conversations/{id}/messages`). Any other path is labelled
+/// `unmatched`, so requests to made-up paths cannot grow the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Routes(std::collections::HashSet<String>);
+
+impl Routes {
+    pub fn new(templates: impl IntoIterator<Item = String>) -> Self {
+        Routes(templates.into_iter().collect())
+    }
+
+    /// The label of a request to `path`.
+    pub fn label(&self, path: &str) -> String {
+        let route = route_of(path);
+        if self.0.contains(&route) { route } else { "unmatched".to_owned() }
+    }
+}
+
 /// `/conversations/3f0c…/messages` → `/conversations/{id}/messages`.
-pub fn route_of(path: &str) -> String {
+fn route_of(path: &str) -> String {
     let mut route = String::with_capacity(path.len());
     for segment in path.split('/').skip(1) {
         route.push('/');
@@ -88,5 +106,13 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         assert_eq!(super::route_of(&format!("/conversations/{id}/messages")), "/conversations/{id}/messages");
         assert_eq!(super::route_of("/"), "/");
+    }
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        let routes = super::Routes::new(["/conversations/{id}".to_owned()]);
+        assert_eq!(routes.label(&format!("/conversations/{}", uuid::Uuid::new_v4())), "/conversations/{id}");
+        assert_eq!(routes.label("/conversations/not-an-id"), "unmatched");
+        assert_eq!(routes.label("/random/404"), "unmatched");
     }
 }

@@ -83,3 +83,27 @@ async fn migrations_are_applied_once_when_processes_start_together() {
     let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&apps[0].db).await.unwrap();
     assert_eq!(applied, duet_common::db::MIGRATOR.iter().count() as i64);
 }
+
+/// Made-up paths and ids share one `unmatched` route label: requests to
+/// them cannot grow `/metrics`, nor write an id into it.
+#[tokio::test]
+async fn requests_to_unknown_paths_do_not_grow_the_metrics() {
+    let app = TestApp::spawn().await;
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("duet_http_")).count();
+    let http = app.http_raw();
+    // One of each kind first (404, and 400 for a bad id): the statuses are a bounded label too.
+    http.get(app.url("/warm")).send().await.unwrap();
+    http.get(app.url("/conversations/warm")).send().await.unwrap();
+    // The first read records `/metrics` itself; the second shows it.
+    http.get(app.url("/metrics")).send().await.unwrap();
+    let before = http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let secret = uuid::Uuid::new_v4();
+    for n in 0..200 {
+        http.get(app.url(&format!("/random-{n}/{}", uuid::Uuid::new_v4()))).send().await.unwrap();
+    }
+    http.get(app.url(&format!("/conversations/{secret}x"))).send().await.unwrap();
+    let after = http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(after.contains(r#"route="unmatched""#), "{after}");
+    assert!(!after.contains(&secret.to_string()), "an id reached a label");
+    assert_eq!(series(&after), series(&before), "no new series");
+}

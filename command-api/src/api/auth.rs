@@ -1,5 +1,6 @@
 use duet_common::domain::User;
 use duet_common::error::{ApiResult, ErrorCode};
+use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -13,24 +14,24 @@ pub struct AuthApi(pub Commands);
 struct RegisterRequest {
     /// Login email; compared case-insensitively.
     #[oai(validator(min_length = 3, max_length = 254))]
-    email: String,
+    email: JsonString,
     /// 8 to 256 characters.
     #[oai(validator(min_length = 8, max_length = 256))]
-    password: String,
+    password: JsonString,
     /// Display name, 1 to 100 characters (trimmed).
     #[oai(validator(min_length = 1, max_length = 100))]
-    name: String,
+    name: JsonString,
     /// Phone number in E.164 form, e.g. `+14155550123`.
     #[oai(validator(pattern = r"^\+[1-9][0-9]{7,14}$"))]
-    phone: Option<String>,
+    phone: Option<JsonString>,
 }
 
 #[derive(Object)]
 struct LoginRequest {
     #[oai(validator(min_length = 1, max_length = 254))]
-    email: String,
+    email: JsonString,
     #[oai(validator(min_length = 1, max_length = 1024))]
-    password: String,
+    password: JsonString,
 }
 
 #[derive(Object)]
@@ -67,7 +68,12 @@ impl AuthApi {
         let Json(body) = body;
         let user = accounts::register(
             &self.0.ctx.db,
-            Registration { email: body.email, password: body.password, name: body.name, phone: body.phone },
+            Registration {
+                email: body.email.into_inner(),
+                password: body.password.into_inner(),
+                name: body.name.into_inner(),
+                phone: body.phone.map(JsonString::into_inner),
+            },
         )
         .await?;
         let token = self.0.ctx.jwt.issue(user.id)?;
@@ -78,7 +84,7 @@ impl AuthApi {
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
         let Json(body) = body;
-        let user = accounts::login(&self.0.ctx.db, &body.email, body.password).await?;
+        let user = accounts::login(&self.0.ctx.db, &body.email, body.password.into_inner()).await?;
         let token = self.0.ctx.jwt.issue(user.id)?;
         Ok(LoginResponse::Ok(Json(AuthResponse { token, user })))
     }

@@ -1,5 +1,6 @@
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
+use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -14,13 +15,13 @@ struct RegisterDeviceRequest {
     platform: Platform,
     /// The FCM registration token or APNs device token: printable ASCII.
     #[oai(validator(pattern = "^[!-~]{1,4096}$"))]
-    token: String,
+    token: JsonString,
 }
 
 #[derive(Object)]
 struct UnregisterDeviceRequest {
     #[oai(validator(pattern = "^[!-~]{1,4096}$"))]
-    token: String,
+    token: JsonString,
 }
 
 #[derive(ApiResponse)]

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::error::{ApiResult, ErrorCode};
+use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -19,10 +20,10 @@ struct SendMessageRequest {
     /// The client's idempotency key: 1 to 64 characters of `[A-Za-z0-9_-]`.
     /// A retry with the same key and content returns the stored message.
     #[oai(validator(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
-    client_msg_id: String,
+    client_msg_id: JsonString,
     /// 1 to 4000 characters after trimming. Required for `text` messages.
     #[oai(validator(min_length = 1, max_length = 4000))]
-    text: Option<String>,
+    text: Option<JsonString>,
     /// Defaults to `text`.
     #[oai(rename = "type")]
     kind: Option<MessageType>,
@@ -68,9 +69,9 @@ impl MessagesApi {
     async fn send(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<SendMessageRequest>) -> ApiResult<SendMessageResponse> {
         let Json(body) = body;
         let message = NewMessage {
-            client_msg_id: body.client_msg_id,
+            client_msg_id: body.client_msg_id.into_inner(),
             kind: body.kind.unwrap_or(MessageType::Text),
-            text: body.text,
+            text: body.text.map(JsonString::into_inner),
             payload: body.payload.map(|p| serde_json::Value::Object(p.into_iter().collect())),
         };
         let appended = self.0.send(auth.user_id(), Target::Conversation(id.0), message).await?;
