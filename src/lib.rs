@@ -54,6 +54,11 @@ pub fn openapi_spec() -> String {
     openapi_service((Served(None), Served(None))).spec()
 }
 
+/// Serves the AsyncAPI document of the WebSocket protocol, generated once.
+fn asyncapi_endpoint(content_type: &'static str, document: String) -> impl poem::Endpoint<Output = poem::Response> {
+    poem::get(poem::endpoint::make_sync(move |_| poem::Response::builder().content_type(content_type).body(document.clone())))
+}
+
 /// A built, listening process; `run_until_stopped` serves it.
 pub struct Application {
     ctx: AppContext,
@@ -138,6 +143,8 @@ impl Application {
         }
         let app = route
             .at("/openapi.json", api.spec_endpoint())
+            .at("/asyncapi.yaml", asyncapi_endpoint("application/yaml", duet_common::protocol::asyncapi::document()))
+            .at("/asyncapi.json", asyncapi_endpoint("application/json", duet_common::protocol::asyncapi::document_json()))
             .nest("/docs", api.swagger_ui())
             .nest("/", api)
             .data(ctx.jwt.clone())

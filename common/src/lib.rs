@@ -16,6 +16,7 @@ pub mod last_seen;
 pub mod live;
 pub mod metrics;
 pub mod presence;
+pub mod protocol;
 pub mod ratelimit;
 pub mod redis;
 pub mod settings;

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use crate::errors::close;
-use crate::protocol::TypingState;
+use duet_common::protocol::TypingState;
 
 /// A message event from the live channel, shared by every local session it goes to.
 #[derive(Debug)]
