@@ -155,9 +155,10 @@ fn dispatch(hub: &Hub, user: Uuid, live: Live<'_>) {
         Live::Other { frame } => {
             let shared: Arc<str> = Arc::from(frame);
             match serde_json::from_str::<Probe>(frame) {
-                Ok(Probe { kind, data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. } })
-                    if kind == ServerKind::Typing =>
-                {
+                Ok(Probe {
+                    kind: ServerKind::Typing,
+                    data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. },
+                }) => {
                     hub.deliver(user, || Outbound::Typing {
                         conversation_id: c,
                         user_id: u,
