@@ -18,7 +18,23 @@ const SCHEMAS: &str = "#/components/schemas/";
 
 /// The document as YAML (as committed in `openapi/asyncapi.yaml`).
 pub fn document() -> String {
-    serde_norway::to_string(&document_value()).expect("the document serializes")
+    let yaml = serde_norway::to_string(&document_value()).expect("the document serializes");
+    yaml.lines().map(quote_timestamp).fold(String::with_capacity(yaml.len() + 64), |mut out, line| {
+        out.push_str(&line);
+        out.push('\n');
+        out
+    })
+}
+
+/// Quotes a plain scalar that YAML 1.1 readers (js-yaml, PyYAML) would turn
+/// into a date: the examples' RFC 3339 strings must stay strings.
+fn quote_timestamp(line: &str) -> std::borrow::Cow<'_, str> {
+    let value_at = line.find(": ").map(|i| i + 2).or_else(|| line.trim_start().starts_with("- ").then(|| line.find("- ").unwrap() + 2));
+    let Some(at) = value_at else { return line.into() };
+    let value = &line[at..];
+    let b = value.as_bytes();
+    let date_like = b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-';
+    if date_like && !value.contains('\'') { format!("{}'{value}'", &line[..at]).into() } else { line.into() }
 }
 
 /// The document as JSON.
@@ -72,6 +88,7 @@ pub fn document_value() -> Value {
     let mut schemas = generator.take_definitions(true);
     for schema in schemas.values_mut() {
         omit_nulls(schema);
+        drop_unsigned_formats(schema);
     }
 
     let mut messages = Map::new();
@@ -237,6 +254,21 @@ fn omit_nulls(schema: &mut Value) {
             Value::Array(items) => items.iter_mut().for_each(omit_nulls),
             _ => {}
         }
+    }
+}
+
+/// Drops schemars' `uint32`/`uint64` formats, which no JSON Schema or
+/// AsyncAPI tool knows (`minimum: 0` already says it).
+fn drop_unsigned_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str).is_some_and(|f| f.starts_with("uint")) {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_unsigned_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_unsigned_formats),
+        _ => {}
     }
 }
 
