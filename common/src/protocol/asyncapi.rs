@@ -19,22 +19,33 @@ const SCHEMAS: &str = "#/components/schemas/";
 /// The document as YAML (as committed in `openapi/asyncapi.yaml`).
 pub fn document() -> String {
     let yaml = serde_norway::to_string(&document_value()).expect("the document serializes");
-    yaml.lines().map(quote_timestamp).fold(String::with_capacity(yaml.len() + 64), |mut out, line| {
-        out.push_str(&line);
+    let mut out = String::with_capacity(yaml.len() + 64);
+    for line in yaml.lines() {
+        out.push_str(&quote_timestamp(line));
         out.push('\n');
-        out
-    })
+    }
+    out
 }
 
 /// Quotes a plain scalar that YAML 1.1 readers (js-yaml, PyYAML) would turn
 /// into a date: the examples' RFC 3339 strings must stay strings.
 fn quote_timestamp(line: &str) -> std::borrow::Cow<'_, str> {
-    let value_at = line.find(": ").map(|i| i + 2).or_else(|| line.trim_start().starts_with("- ").then(|| line.find("- ").unwrap() + 2));
-    let Some(at) = value_at else { return line.into() };
-    let value = &line[at..];
-    let b = value.as_bytes();
-    let date_like = b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-';
-    if date_like && !value.contains('\'') { format!("{}'{value}'", &line[..at]).into() } else { line.into() }
+    let indent = line.len() - line.trim_start().len();
+    let at = match line.find(": ") {
+        Some(colon) => colon + 2,
+        None if line[indent..].starts_with("- ") => indent + 2,
+        None => return line.into(),
+    };
+    let value = &line.as_bytes()[at..];
+    let date_like = value.len() >= 10
+        && value[..4].iter().all(u8::is_ascii_digit)
+        && value[4] == b'-'
+        && value[7] == b'-';
+    if date_like && !value.contains(&b'\'') {
+        format!("{}'{}'", &line[..at], &line[at..]).into()
+    } else {
+        line.into()
+    }
 }
 
 /// The document as JSON.
@@ -78,12 +89,26 @@ pub fn document_value() -> Value {
     for kind in ClientKind::ALL {
         let data = kind.data_schema(&mut generator).to_value();
         let examples = examples::client(*kind);
-        frames.push(Frame { direction: Direction::Client, wire: kind.as_str(), name: kind.name(), summary: kind.summary(), data, examples });
+        frames.push(Frame {
+            direction: Direction::Client,
+            wire: kind.as_str(),
+            name: kind.name(),
+            summary: kind.summary(),
+            data,
+            examples,
+        });
     }
     for kind in ServerKind::ALL {
         let data = kind.data_schema(&mut generator).to_value();
         let examples = examples::server(*kind);
-        frames.push(Frame { direction: Direction::Server, wire: kind.as_str(), name: kind.name(), summary: kind.summary(), data, examples });
+        frames.push(Frame {
+            direction: Direction::Server,
+            wire: kind.as_str(),
+            name: kind.name(),
+            summary: kind.summary(),
+            data,
+            examples,
+        });
     }
     let mut schemas = generator.take_definitions(true);
     for schema in schemas.values_mut() {
@@ -127,7 +152,10 @@ pub fn document_value() -> Value {
             }),
         );
         schemas.insert(format!("{key}Frame"), frame_schema);
-        channel_messages.insert(key.clone(), json!({"$ref": format!("#/components/messages/{key}")}));
+        channel_messages.insert(
+            key.clone(),
+            json!({"$ref": format!("#/components/messages/{key}")}),
+        );
         let reference = json!({"$ref": format!("#/channels/ws/messages/{key}")});
         match frame.direction {
             Direction::Client => received.push(reference),
@@ -190,7 +218,10 @@ pub fn document_value() -> Value {
 /// A frame's payload schema: the envelope, `type` fixed, `data` typed.
 fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
     let mut properties = Map::new();
-    properties.insert("type".into(), json!({"type": "string", "const": frame.wire}));
+    properties.insert(
+        "type".into(),
+        json!({"type": "string", "const": frame.wire}),
+    );
     let required = match frame.direction {
         Direction::Client => {
             properties.insert(
@@ -200,13 +231,23 @@ fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
                     "description": "The client's frame id; replies carry it as `data.ref`, errors name it. Optional, but without it errors cannot name the frame.",
                 }),
             );
-            properties.insert("ts".into(), json!({"type": "integer", "description": "Client time, unix ms (informational)."}));
+            properties.insert(
+                "ts".into(),
+                json!({"type": "integer", "description": "Client time, unix ms (informational)."}),
+            );
             // Absent `data` reads as `{}`: it may be left out when nothing in it is required.
             let needs_data = data_required(&frame.data, schemas);
-            if needs_data { json!(["type", "data"]) } else { json!(["type"]) }
+            if needs_data {
+                json!(["type", "data"])
+            } else {
+                json!(["type"])
+            }
         }
         Direction::Server => {
-            properties.insert("ts".into(), json!({"type": "integer", "description": "Server time, unix ms."}));
+            properties.insert(
+                "ts".into(),
+                json!({"type": "integer", "description": "Server time, unix ms."}),
+            );
             json!(["type", "ts", "data"])
         }
     };
@@ -216,11 +257,18 @@ fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
 
 /// Whether the data schema (a reference into `schemas`) requires any field.
 fn data_required(data: &Value, schemas: &Map<String, Value>) -> bool {
-    let schema = match data.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(SCHEMAS)) {
+    let schema = match data
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix(SCHEMAS))
+    {
         Some(name) => &schemas[name],
         None => data,
     };
-    schema.get("required").and_then(Value::as_array).is_some_and(|r| !r.is_empty())
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
 }
 
 /// Absent fields are omitted on the wire, never `null`: drops the `null`
@@ -235,7 +283,9 @@ fn omit_nulls(schema: &mut Value) {
         }
     }
     for key in ["anyOf", "oneOf"] {
-        let Some(Value::Array(options)) = map.get_mut(key) else { continue };
+        let Some(Value::Array(options)) = map.get_mut(key) else {
+            continue;
+        };
         options.retain(|o| o.get("type").is_none_or(|t| t != "null"));
         if options.len() == 1 {
             let only = options.remove(0);
@@ -262,7 +312,11 @@ fn omit_nulls(schema: &mut Value) {
 fn drop_unsigned_formats(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
-            if map.get("format").and_then(Value::as_str).is_some_and(|f| f.starts_with("uint")) {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("uint"))
+            {
                 map.remove("format");
             }
             map.values_mut().for_each(drop_unsigned_formats);
