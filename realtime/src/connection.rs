@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use duet_common::error::{ApiError, ErrorCode, ErrorResponse};
 use duet_common::presence;
+use duet_common::protocol::{AuthOk, ClientEvent, PresenceStatus, ServerEvent};
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use poem::http::header;
@@ -24,7 +25,6 @@ use uuid::Uuid;
 use crate::Gateway;
 use crate::errors::{close, error_frame};
 use crate::handlers::{self, Handler};
-use duet_common::protocol::{AuthOk, ClientEvent, PresenceStatus, ServerEvent};
 use crate::session::{Outbound, Session};
 use crate::writer::{Sink, Writer};
 

@@ -2,7 +2,6 @@
 
 use duet_common::ApiError;
 use duet_common::error::ErrorCode;
-
 use duet_common::protocol::{ErrorData, ServerEvent};
 
 /// Close codes the gateway uses (documented in `docs/protocol.md`).

@@ -13,15 +13,15 @@ use std::time::Instant;
 use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, presence};
+use duet_common::protocol::{
+    Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, SendData, ServerEvent, TypingIn, TypingOut,
+};
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
-use duet_common::protocol::{
-    Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, SendData, ServerEvent, TypingIn, TypingOut,
-};
 use crate::session::{Outbound, Session};
 use crate::{store, sync};
 

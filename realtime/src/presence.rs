@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duet_common::{AppContext, last_seen, presence};
+use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
 use uuid::Uuid;
 
-use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
 use crate::store;
 
 /// How often each node claims users whose presence ended.

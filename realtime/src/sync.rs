@@ -10,9 +10,9 @@ use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 
 use duet_common::{AppContext, ApiError};
+use duet_common::protocol::{DEFAULT_SYNC_LIMIT, MAX_SYNC_CONVERSATIONS, MAX_SYNC_LIMIT, SyncConversation, SyncIn, SyncResult};
 use uuid::Uuid;
 
-use duet_common::protocol::{DEFAULT_SYNC_LIMIT, MAX_SYNC_CONVERSATIONS, MAX_SYNC_LIMIT, SyncConversation, SyncIn, SyncResult};
 use crate::store;
 
 /// Rough size of one result: past it, conversations stop early with `hasMore`.
