@@ -80,6 +80,11 @@ fn spec_routes(route: Route, api: &OpenApiService<FullApi, ()>) -> Route {
         .at("/docs", poem::endpoint::make_sync(move |_| poem::web::Html(page.clone())))
 }
 
+/// Serves the AsyncAPI document of the WebSocket protocol, generated once.
+fn asyncapi_endpoint(content_type: &'static str, document: String) -> impl poem::Endpoint<Output = poem::Response> {
+    poem::get(poem::endpoint::make_sync(move |_| poem::Response::builder().content_type(content_type).body(document.clone())))
+}
+
 /// A built, listening process; `run_until_stopped` serves it.
 pub struct Application {
     ctx: AppContext,
@@ -164,6 +169,8 @@ impl Application {
             route = route.at("/ws", gateway.endpoint());
         }
         let app = route
+            .at("/asyncapi.yaml", asyncapi_endpoint("application/yaml", duet_common::protocol::asyncapi::document()))
+            .at("/asyncapi.json", asyncapi_endpoint("application/json", duet_common::protocol::asyncapi::document_json()))
             .nest("/", api)
             .data(ctx.jwt.clone())
             .data(ctx.clone());

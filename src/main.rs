@@ -1,4 +1,4 @@
-//! `duet`: runs Duet's services, applies migrations, prints the API spec.
+//! `duet`: runs Duet's services, applies migrations, prints the API specs.
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +33,8 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Print the AsyncAPI document of the WebSocket protocol (YAML).
+    Asyncapi,
     /// Read-side maintenance.
     Projector {
         #[command(subcommand)]
@@ -55,6 +57,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Openapi) => {
             println!("{}", duet::openapi_spec());
+            Ok(())
+        }
+        Some(Command::Asyncapi) => {
+            print!("{}", duet_common::protocol::asyncapi::document());
             Ok(())
         }
         Some(Command::Migrate { settings }) => {

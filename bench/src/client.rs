@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, bail};
+use duet_common::protocol::{AuthOk, ClientEvent, ClientFrame, ServerKind};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -99,12 +100,11 @@ pub async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::
         if let WsMessage::Text(text) = frame? {
             let incoming: Incoming = serde_json::from_str(&text)?;
             match incoming.kind {
-                "auth.ok" => {
-                    let data: Value = serde_json::from_str(incoming.data.get())?;
-                    let interval = data["heartbeatIntervalMs"].as_u64().unwrap_or(20_000);
-                    return Ok((tx, rx, interval));
+                ServerKind::AuthOk => {
+                    let data: AuthOk = serde_json::from_str(incoming.data.get())?;
+                    return Ok((tx, rx, data.heartbeat_interval_ms));
                 }
-                "error" => bail!("auth refused: {}", incoming.data.get()),
+                ServerKind::Error => bail!("auth refused: {}", incoming.data.get()),
                 _ => {}
             }
         }
@@ -115,15 +115,15 @@ pub async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::
 /// A server frame, with `data` left raw until its type is known.
 #[derive(Deserialize)]
 pub struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    pub kind: &'a str,
+    #[serde(rename = "type")]
+    pub kind: ServerKind,
     #[serde(borrow)]
     pub data: &'a RawValue,
 }
 
-/// A client frame.
-pub fn frame(kind: &str, id: &str, data: Value) -> WsMessage {
-    WsMessage::text(json!({"type": kind, "id": id, "ts": now_ms(), "data": data}).to_string())
+/// A client frame with id `id`.
+pub fn frame(id: &str, event: ClientEvent) -> WsMessage {
+    WsMessage::text(ClientFrame { id: Some(id.to_owned()), ts: Some(now_ms() as i64), event }.encode())
 }
 
 pub fn now_ms() -> u64 {

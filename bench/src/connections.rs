@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use duet_common::protocol::{ClientEvent, PingData};
 
 use crate::client::{self, User};
 
@@ -161,7 +162,7 @@ async fn idle(
         tokio::select! {
             _ = ping.tick() => {
                 n += 1;
-                if client::send(&mut tx, client::frame("presence.ping", &format!("p{n}"), json!({}))).await.is_err() {
+                if client::send(&mut tx, client::frame(&format!("p{n}"), ClientEvent::Ping(PingData {}))).await.is_err() {
                     break;
                 }
             }

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use duet_common::protocol::{ClientEvent, PingData, ReceiptIn, SendData, ServerKind, SyncCursor, SyncIn};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use uuid::Uuid;
 
 use crate::chat::{ReaderOutcome, Totals};
 use crate::checker::{ReaderLog, SenderLog};
@@ -52,6 +53,7 @@ impl Drop for Arrival {
 
 impl Session {
     pub(crate) async fn run(mut self, mut tx: WsTx, rx: WsRx, drain: Duration) -> anyhow::Result<ReaderOutcome> {
+        let conversation: Uuid = self.conversation.parse().context("conversation id")?;
         let arrival = Arrival(self.gate.clone());
         let mut everyone_done = self.gate.subscribe();
         let my_sends = (self.total_messages + self.users - 1 - self.index) / self.users;
@@ -71,19 +73,24 @@ impl Session {
                     let Some(k) = k else { break };
                     let due_us = pacer::due(self.start, self.rate, k).duration_since(self.start).as_micros();
                     let client_msg_id = format!("{}-{}-{}", self.index, k, due_us);
-                    let frame = client::frame("chat.message.send", &client_msg_id, json!({
-                        "conversationId": self.conversation, "clientMsgId": client_msg_id, "text": format!("bench message {k}"),
+                    let frame = client::frame(&client_msg_id, ClientEvent::Send(SendData {
+                        conversation_id: Some(conversation),
+                        receiver_id: None,
+                        client_msg_id: client_msg_id.clone(),
+                        text: Some(format!("bench message {k}")),
+                        kind: None,
+                        payload: None,
                     }));
                     client::send(&mut tx, frame).await?;
                     sent.insert(client_msg_id);
                     self.totals.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 _ = receipt_tick.tick() => {
-                    last_receipt = self.send_receipt(&mut tx, last_receipt, &mut frame_no).await?;
+                    last_receipt = self.send_receipt(&mut tx, conversation, last_receipt, &mut frame_no).await?;
                 }
                 _ = ping_tick.tick() => {
                     frame_no += 1;
-                    client::send(&mut tx, client::frame("presence.ping", &format!("p{frame_no}"), json!({}))).await?;
+                    client::send(&mut tx, client::frame(&format!("p{frame_no}"), ClientEvent::Ping(PingData {}))).await?;
                 }
             }
         }
@@ -94,7 +101,7 @@ impl Session {
             tokio::select! {
                 _ = &mut answers => break,
                 _ = receipt_tick.tick() => {
-                    last_receipt = self.send_receipt(&mut tx, last_receipt, &mut frame_no).await?;
+                    last_receipt = self.send_receipt(&mut tx, conversation, last_receipt, &mut frame_no).await?;
                 }
             }
         }
@@ -102,9 +109,9 @@ impl Session {
         let _ = everyone_done.wait_for(|remaining| *remaining == 0).await;
         // Drain the conversation from seq 0, page by page.
         let sync_started = Instant::now();
-        client::send(&mut tx, sync_frame(&self.conversation, 0, &mut frame_no)).await?;
+        client::send(&mut tx, sync_frame(conversation, 0, &mut frame_no)).await?;
         while let Some(after) = page_rx.recv().await {
-            client::send(&mut tx, sync_frame(&self.conversation, after, &mut frame_no)).await?;
+            client::send(&mut tx, sync_frame(conversation, after, &mut frame_no)).await?;
         }
         let mut outcome = reader.await.context("reader task")??;
         outcome.reader.sync_started = Some(sync_started);
@@ -114,28 +121,21 @@ impl Session {
         Ok(outcome)
     }
 
-    async fn send_receipt(&self, tx: &mut WsTx, last: i64, frame_no: &mut u64) -> anyhow::Result<i64> {
+    async fn send_receipt(&self, tx: &mut WsTx, conversation: Uuid, last: i64, frame_no: &mut u64) -> anyhow::Result<i64> {
         let seen = self.max_seen.load(Ordering::Relaxed);
         if seen > last {
             *frame_no += 1;
-            let frame = client::frame(
-                "chat.message.delivered",
-                &format!("d{frame_no}"),
-                json!({"conversationId": self.conversation, "seq": seen}),
-            );
+            let frame = client::frame(&format!("d{frame_no}"), ClientEvent::Delivered(ReceiptIn { conversation_id: conversation, seq: seen }));
             client::send(tx, frame).await?;
         }
         Ok(seen.max(last))
     }
 }
 
-fn sync_frame(conversation: &str, after: i64, frame_no: &mut u64) -> WsMessage {
+fn sync_frame(conversation: Uuid, after: i64, frame_no: &mut u64) -> WsMessage {
     *frame_no += 1;
-    client::frame(
-        "chat.sync",
-        &format!("s{frame_no}"),
-        json!({"conversations": [{"conversationId": conversation, "afterSeq": after}], "limit": 500}),
-    )
+    let cursor = SyncCursor { conversation_id: conversation, after_seq: after };
+    client::frame(&format!("s{frame_no}"), ClientEvent::Sync(SyncIn { conversations: Some(vec![cursor]), limit: Some(500) }))
 }
 
 #[derive(Deserialize)]
@@ -211,7 +211,7 @@ async fn read(
         let WsMessage::Text(text) = frame.context("ws read")? else { continue };
         let incoming: Incoming = serde_json::from_str(&text).context("server frame")?;
         match incoming.kind {
-            "chat.message.ack" => {
+            ServerKind::Ack => {
                 let ack: Ack = serde_json::from_str(incoming.data.get())?;
                 if let Some(us) = since_start(&ack.client_msg_id) {
                     out.ack.saturating_record(us);
@@ -221,7 +221,7 @@ async fn read(
                 totals.acked.fetch_add(1, Ordering::Relaxed);
                 totals.last_ack_us.fetch_max(Instant::now().duration_since(start).as_micros() as u64, Ordering::Relaxed);
             }
-            "chat.message.new" => {
+            ServerKind::Message => {
                 let m = serde_json::from_str::<NewMessage>(incoming.data.get())?.message;
                 if let Some(us) = since_start(&m.client_msg_id) {
                     out.delivery.saturating_record(us);
@@ -230,7 +230,7 @@ async fn read(
                 totals.delivered.fetch_add(1, Ordering::Relaxed);
                 out.reader.live.push((m.seq, m.id, m.client_msg_id));
             }
-            "chat.sync.result" => {
+            ServerKind::SyncResult => {
                 let result: SyncResult = serde_json::from_str(incoming.data.get())?;
                 let mut next = None;
                 for c in result.conversations {
@@ -244,7 +244,7 @@ async fn read(
                     None => break,
                 }
             }
-            "error" => {
+            ServerKind::Error => {
                 let e: ErrorData = serde_json::from_str(incoming.data.get())?;
                 if e.reference.as_deref().is_some_and(|r| r.contains('-')) {
                     answered += 1;

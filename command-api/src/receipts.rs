@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use duet_common::db::Lane;
 use duet_common::events::EVENT_VERSION;
 use duet_common::fanout::Publisher;
-use duet_common::live::{Frame, ReceiptData};
+use duet_common::protocol::{ReceiptOut, ServerEvent};
 use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
@@ -130,15 +130,19 @@ async fn announce(ctx: &AppContext, publisher: &Publisher, requests: &[ReceiptRe
     let events = moved
         .iter()
         .map(|(request, m)| {
-            let (kind, seq) = match request.receipt {
-                Receipt::Delivered => ("chat.message.delivered", m.last_delivered_seq),
-                Receipt::Read => ("chat.message.read", m.last_read_seq),
+            let event = match request.receipt {
+                Receipt::Delivered => ServerEvent::Delivered(receipt(m, m.last_delivered_seq)),
+                Receipt::Read => ServerEvent::Read(receipt(m, m.last_read_seq)),
             };
-            let data = ReceiptData { conversation_id: m.conversation_id, seq, user_id: m.user_id, at: m.at };
-            ctx.live.frame(vec![m.peer_id, m.user_id], &Frame::new(kind, data).encode())
+            ctx.live.frame(vec![m.peer_id, m.user_id], &event.encode())
         })
         .collect();
     publisher.publish(events).await;
+}
+
+/// The frame data telling of a marker that moved to `seq`.
+fn receipt(m: &Markers, seq: i64) -> ReceiptOut {
+    ReceiptOut { conversation_id: m.conversation_id, seq, user_id: m.user_id, at: m.at }
 }
 
 async fn record_batch_or_split(lane: &mut Lane, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {

@@ -18,7 +18,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// What a message carries. Text messages have `text`; others carry a
 /// `payload` (for example an attachment reference) and an optional caption.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Enum, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Enum, sqlx::Type, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[oai(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -45,13 +45,14 @@ impl MessageType {
 }
 
 /// A stored message, as every API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, sqlx::FromRow, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
     /// Position in the conversation: 1, 2, 3, ... with no gaps. The sync cursor.
+    #[schemars(range(min = 1))]
     pub seq: i64,
     pub sender_id: Uuid,
     pub receiver_id: Uuid,
@@ -61,12 +62,15 @@ pub struct Message {
     pub kind: MessageType,
     /// The text, or a non-text message's caption; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_TEXT_CHARS))]
     pub text: Option<String>,
     /// A non-text message's JSON object; absent on text messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub payload: Option<serde_json::Value>,
     pub client_msg_id: String,
     #[serde(with = "rfc3339")]
+    #[schemars(with = "DateTime<Utc>")]
     pub created_at: DateTime<Utc>,
 }
 

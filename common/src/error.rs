@@ -20,7 +20,7 @@ macro_rules! error_codes {
     ($($variant:ident = $name:literal, $status:literal, $meaning:literal;)+) => {
         /// Every machine-readable error code of the REST API and the WebSocket
         /// protocol. Codes are stable; new ones may be added.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum, schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         #[oai(rename_all = "snake_case")]
         pub enum ErrorCode {

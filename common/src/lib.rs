@@ -17,6 +17,7 @@ pub mod json_string;
 pub mod live;
 pub mod metrics;
 pub mod presence;
+pub mod protocol;
 pub mod ratelimit;
 pub mod redis;
 pub mod settings;

@@ -1,5 +1,4 @@
-//! Live events on the wire: the frames pushed to clients, and the payloads
-//! that carry them to gateways on Redis Pub/Sub channels, one per user
+//! Live events between nodes: the payloads that carry WebSocket frames to gateways on Redis Pub/Sub channels, one per user
 //! (sent by [`crate::fanout`]).
 //!
 //! Pub/Sub is at-most-once: nothing here is the record. Every message is in
@@ -7,63 +6,21 @@
 //! gateway that misses one repairs the gap from PostgreSQL (see
 //! `docs/decisions/0001-live-delivery.md`).
 //!
-//! The payload is the WebSocket frame itself, encoded once by the publisher,
-//! behind a short header the gateway reads without parsing the JSON:
+//! The payload is the WebSocket frame itself (`crate::protocol`), encoded
+//! once by the publisher, behind a short header the gateway reads without parsing the JSON:
 //! `m <conversation> <seq> <origin>\n<frame>` for messages,
 //! `e <origin>\n<frame>` for the rest, where `origin` is the publishing
 //! node (whose own sessions already have the event).
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::Message;
+use crate::protocol::message_frame;
 use crate::redis::Keys;
 
 /// The channel of one user's live events.
 pub fn user_channel(keys: &Keys, user_id: Uuid) -> String {
     keys.key(format_args!("user:{user_id}"))
-}
-
-/// A server-to-client WebSocket frame. Server pushes carry no `id`;
-/// replies carry the client's frame id as `data.ref`.
-#[derive(Serialize)]
-pub struct Frame<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub ts: i64,
-    pub data: T,
-}
-
-impl<'a, T: Serialize> Frame<'a, T> {
-    pub fn new(kind: &'a str, data: T) -> Self {
-        Frame { kind, ts: Utc::now().timestamp_millis(), data }
-    }
-
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("frames always serialize")
-    }
-}
-
-#[derive(Serialize)]
-struct NewMessageData<'a> {
-    message: &'a Message,
-}
-
-/// `chat.message.new` for `message`.
-pub fn message_frame(message: &Message) -> String {
-    Frame::new("chat.message.new", NewMessageData { message }).encode()
-}
-
-/// A delivered or read receipt, as forwarded to the other party.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReceiptData {
-    pub conversation_id: Uuid,
-    pub seq: i64,
-    pub user_id: Uuid,
-    #[serde(with = "crate::domain::rfc3339")]
-    pub at: DateTime<Utc>,
 }
 
 /// A live event decoded from a channel payload.

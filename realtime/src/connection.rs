@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use duet_common::error::{ApiError, ErrorCode, ErrorResponse};
 use duet_common::presence;
+use duet_common::protocol::{AuthOk, ClientEvent, PresenceStatus, ServerEvent};
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use poem::http::header;
@@ -24,7 +25,6 @@ use uuid::Uuid;
 use crate::Gateway;
 use crate::errors::{close, error_frame};
 use crate::handlers::{self, Handler};
-use crate::protocol::{AuthOk, ClientEvent, PresenceStatus, frame};
 use crate::session::{Outbound, Session};
 use crate::writer::{Sink, Writer};
 
@@ -194,7 +194,7 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
     tracing::Span::current().record("session", tracing::field::display(session.id));
     let ttl_ms = settings.presence_ttl_secs.max(1) * 1000;
     let auth_ok = AuthOk { user_id, session_id: session.id, heartbeat_interval_ms: (ttl_ms / 3).min(20_000) };
-    session.push(Outbound::Frame(frame("auth.ok", auth_ok)));
+    session.push(Outbound::Frame(ServerEvent::AuthOk(auth_ok).encode()));
     gw.hub.register(session.clone()).await;
     let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
     let writer = Writer::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());

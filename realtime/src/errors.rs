@@ -2,8 +2,7 @@
 
 use duet_common::ApiError;
 use duet_common::error::ErrorCode;
-
-use crate::protocol::{ErrorData, frame};
+use duet_common::protocol::{ErrorData, ServerEvent};
 
 /// Close codes the gateway uses (documented in `docs/protocol.md`).
 pub mod close {
@@ -27,10 +26,7 @@ pub mod close {
 
 /// An `error` frame answering the frame `reference` (if it had an id).
 pub fn error_frame(reference: Option<&str>, code: ErrorCode, message: impl Into<String>) -> String {
-    frame(
-        "error",
-        ErrorData { reference: reference.map(str::to_owned), code, message: message.into(), retry_after_ms: None },
-    )
+    ServerEvent::Error(ErrorData { reference: reference.map(str::to_owned), code, message: message.into(), retry_after_ms: None }).encode()
 }
 
 /// The `error` frame of a command refusal; internal causes are logged, not sent.
@@ -40,5 +36,5 @@ pub fn api_error_frame(reference: Option<&str>, err: &ApiError) -> String {
         ApiError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
         _ => None,
     };
-    frame("error", ErrorData { reference: reference.map(str::to_owned), code: body.code, message: body.message, retry_after_ms })
+    ServerEvent::Error(ErrorData { reference: reference.map(str::to_owned), code: body.code, message: body.message, retry_after_ms }).encode()
 }

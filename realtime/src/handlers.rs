@@ -13,18 +13,17 @@ use std::time::Instant;
 use duet_command_api::{Receipt, Target};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, presence};
+use duet_common::protocol::{
+    Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, SendData, ServerEvent, TypingIn, TypingOut,
+};
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
-use crate::protocol::{Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, ParseError, Pong, PresenceStatus, SendData, TypingIn, TypingOut, frame};
 use crate::session::{Outbound, Session};
 use crate::{store, sync};
-
-/// Most users in one `presence.subscribe`.
-const MAX_PRESENCE_USERS: usize = 100;
 
 /// A frame refused before it reached a handler.
 #[derive(Debug)]
@@ -154,7 +153,7 @@ impl Handler {
             return self.reply(api_error_frame(reference.as_deref(), &err));
         }
         let r = reference.as_deref();
-        let span = tracing::debug_span!("frame", kind = event.kind(), id = r);
+        let span = tracing::debug_span!("frame", kind = event.kind().as_str(), id = r);
         if let Err(err) = self.event(r, event).instrument(span).await {
             tracing::debug!(code = err.code().as_str(), "frame refused");
             self.reply(api_error_frame(r, &err));
@@ -169,7 +168,7 @@ impl Handler {
             ClientEvent::Ping(_) => {
                 let ttl_ms = gw.ctx.settings.presence_ttl_secs.max(1) * 1000;
                 let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, self.session.id, &gw.ctx.node_id, ttl_ms).await;
-                self.reply(frame("presence.pong", Pong { reference: r.map(str::to_owned) }));
+                self.reply(ServerEvent::Pong(Pong { reference: r.map(str::to_owned) }).encode());
                 if came_online == Some(true) {
                     crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;
                 }
@@ -195,7 +194,7 @@ impl Handler {
             }
             ClientEvent::Sync(request) => {
                 let (result, up_to) = sync::sync(&gw.ctx, user_id, request, r.map(str::to_owned)).await?;
-                self.session.push(Outbound::Synced { frame: frame("chat.sync.result", result), up_to });
+                self.session.push(Outbound::Synced { frame: ServerEvent::SyncResult(result).encode(), up_to });
                 Ok(())
             }
         }
@@ -230,7 +229,7 @@ impl Handler {
         };
         // The ack moves no per-conversation position: the message's own live
         // copy (never pushed back to this device) does, in order behind the peer's.
-        self.session.push(Outbound::Frame(frame("chat.message.ack", ack)));
+        self.session.push(Outbound::Frame(ServerEvent::Ack(ack).encode()));
         Ok(())
     }
 
@@ -263,7 +262,7 @@ impl Handler {
                 peer
             }
         };
-        let out = frame("chat.typing", TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state });
+        let out = ServerEvent::Typing(TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state }).encode();
         gw.ctx.live.publish(vec![gw.ctx.live.frame(vec![peer], &out)]).await;
         Ok(())
     }
@@ -297,7 +296,8 @@ mod tests {
         assert_eq!(code(r#"{"id":"x"}"#).reference.as_deref(), Some("x"));
         let unknown = code(r#"{"type":"what","id":"y"}"#);
         assert_eq!((unknown.code, unknown.reference.as_deref()), (ErrorCode::UnknownType, Some("y")));
-        let (id, event) = parse(r#"{"type":"presence.ping","id":"z"}"#).unwrap();
+        let ping = duet_common::protocol::ClientFrame { id: Some("z".into()), ts: None, event: ClientEvent::Ping(Default::default()) };
+        let (id, event) = parse(&ping.encode()).unwrap();
         assert_eq!((id.as_deref(), event), (Some("z"), ClientEvent::Ping(Default::default())));
     }
 }

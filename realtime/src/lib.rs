@@ -14,7 +14,6 @@ mod handlers;
 mod hub;
 mod metrics;
 mod presence;
-pub mod protocol;
 mod session;
 mod store;
 mod subscriber;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duet_common::{AppContext, last_seen, presence};
+use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
 use uuid::Uuid;
 
-use crate::protocol::{PresenceStatus, PresenceUpdate, frame};
 use crate::store;
 
 /// How often each node claims users whose presence ended.
@@ -29,7 +29,7 @@ pub async fn announce(ctx: &AppContext, user_id: Uuid, status: PresenceStatus, l
     if peers.is_empty() {
         return;
     }
-    let update = frame("presence.update", PresenceUpdate { reference: None, user_id, status, last_seen_at });
+    let update = ServerEvent::PresenceUpdate(PresenceUpdate { reference: None, user_id, status, last_seen_at }).encode();
     ctx.live.publish(vec![ctx.live.frame(peers, &update)]).await;
 }
 
@@ -70,10 +70,7 @@ pub async fn snapshot(ctx: &AppContext, user_id: Uuid, users: &[Uuid], reference
                 Some(false) => (PresenceStatus::Offline, *last_seen_at),
                 None => (PresenceStatus::Unknown, None),
             };
-            frame(
-                "presence.update",
-                PresenceUpdate { reference: reference.map(str::to_owned), user_id: *peer, status, last_seen_at },
-            )
+            ServerEvent::PresenceUpdate(PresenceUpdate { reference: reference.map(str::to_owned), user_id: *peer, status, last_seen_at }).encode()
         })
         .collect();
     Ok((frames, users.len() - peers.len()))

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use duet_common::protocol::TypingState;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
 use crate::errors::close;
-use crate::protocol::TypingState;
 
 /// A message event from the live channel, shared by every local session it goes to.
 #[derive(Debug)]

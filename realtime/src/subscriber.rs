@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use duet_common::fanout::LocalSessions;
 use duet_common::live::{Live, decode};
+use duet_common::protocol::{ServerKind, TypingState};
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
@@ -21,7 +22,6 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::hub::Hub;
-use crate::protocol::TypingState;
 use crate::session::{LiveMessage, Outbound};
 
 /// Builds the subscriber client and starts connecting; returns even if Redis is down.
@@ -99,7 +99,7 @@ fn resync(hub: &Hub) {
 #[derive(Deserialize)]
 struct Probe {
     #[serde(rename = "type")]
-    kind: String,
+    kind: ServerKind,
     data: ProbeData,
 }
 
@@ -155,9 +155,10 @@ fn dispatch(hub: &Hub, user: Uuid, live: Live<'_>) {
         Live::Other { frame } => {
             let shared: Arc<str> = Arc::from(frame);
             match serde_json::from_str::<Probe>(frame) {
-                Ok(Probe { kind, data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. } })
-                    if kind == "chat.typing" =>
-                {
+                Ok(Probe {
+                    kind: ServerKind::Typing,
+                    data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. },
+                }) => {
                     hub.deliver(user, || Outbound::Typing {
                         conversation_id: c,
                         user_id: u,

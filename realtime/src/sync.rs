@@ -10,32 +10,26 @@ use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 
 use duet_common::{AppContext, ApiError};
+use duet_common::protocol::{DEFAULT_SYNC_LIMIT, MAX_SYNC_CONVERSATIONS, MAX_SYNC_LIMIT, SyncConversation, SyncIn, SyncResult};
 use uuid::Uuid;
 
-use crate::protocol::{SyncConversation, SyncIn, SyncResult};
 use crate::store;
 
-/// Messages per conversation when the client does not say.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// Most messages per conversation in one result.
-pub const MAX_LIMIT: u32 = 500;
-/// Most conversations in one result.
-pub const MAX_CONVERSATIONS: usize = 50;
 /// Rough size of one result: past it, conversations stop early with `hasMore`.
 pub const RESULT_BYTES: usize = 1024 * 1024;
 
 /// The result, and per conversation the seq the client then holds everything up to
 /// (only for conversations fully caught up).
 pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(Uuid, i64)>), ApiError> {
-    let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be 1 to {MAX_LIMIT}")));
+    let limit = request.limit.unwrap_or(DEFAULT_SYNC_LIMIT);
+    if limit == 0 || limit > MAX_SYNC_LIMIT {
+        return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be 1 to {MAX_SYNC_LIMIT}")));
     }
     let (rows, cursors, more_conversations) = match request.conversations {
         Some(list) => {
-            if list.len() > MAX_CONVERSATIONS {
+            if list.len() > MAX_SYNC_CONVERSATIONS {
                 return Err(ApiError::new(ErrorCode::TooManyConversations,
-                    format!("at most {MAX_CONVERSATIONS} conversations per sync"),
+                    format!("at most {MAX_SYNC_CONVERSATIONS} conversations per sync"),
                 ));
             }
             if list.iter().any(|c| c.after_seq < 0) {
@@ -53,9 +47,9 @@ pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: O
             (rows, cursors, false)
         }
         None => {
-            let mut rows = store::pending_rows(&ctx.db, user_id, MAX_CONVERSATIONS as i64 + 1).await?;
-            let more = rows.len() > MAX_CONVERSATIONS;
-            rows.truncate(MAX_CONVERSATIONS);
+            let mut rows = store::pending_rows(&ctx.db, user_id, MAX_SYNC_CONVERSATIONS as i64 + 1).await?;
+            let more = rows.len() > MAX_SYNC_CONVERSATIONS;
+            rows.truncate(MAX_SYNC_CONVERSATIONS);
             let cursors = rows.iter().map(|r| (r.conversation_id, r.last_delivered_seq)).collect();
             (rows, cursors, more)
         }

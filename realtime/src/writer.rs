@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duet_common::domain::Message;
-use duet_common::live::message_frame;
+use duet_common::protocol::{ServerEvent, TypingOut, TypingState, message_frame};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
@@ -27,7 +27,6 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::metrics::GatewayMetrics;
-use crate::protocol::{TypingOut, TypingState, frame};
 use crate::session::{LiveMessage, Outbound, Session};
 use crate::store;
 
@@ -270,7 +269,7 @@ impl Writer {
         let (expired, kept): (Vec<_>, Vec<_>) = self.typing.drain(..).partition(|t| t.2 <= now);
         self.typing = kept;
         for (conversation_id, user_id, _) in expired {
-            self.write(frame("chat.typing", TypingOut { conversation_id, user_id, state: TypingState::Stop })).await?;
+            self.write(ServerEvent::Typing(TypingOut { conversation_id, user_id, state: TypingState::Stop }).encode()).await?;
         }
         Ok(())
     }

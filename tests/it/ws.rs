@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use duet_common::protocol::{ClientKind, ServerKind};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -75,7 +76,7 @@ impl WsClient {
     /// Connects and authenticates with a first `auth` frame.
     pub async fn connect_with_auth_frame(app: &TestApp, user: &TestUser) -> WsClient {
         let mut client = WsClient::raw(app).await;
-        client.send("auth", json!({"token": user.token})).await;
+        client.send(ClientKind::Auth, json!({"token": user.token})).await;
         client.await_auth_ok(user).await;
         client
     }
@@ -95,7 +96,7 @@ impl WsClient {
     }
 
     async fn await_auth_ok(&mut self, user: &TestUser) {
-        let ok = self.expect("auth.ok").await;
+        let ok = self.expect(ServerKind::AuthOk).await;
         assert_eq!(ok["userId"], user.id.to_string());
         assert!(ok["heartbeatIntervalMs"].as_u64().is_some_and(|ms| ms > 0), "{ok}");
         self.user_id = user.id;
@@ -108,7 +109,12 @@ impl WsClient {
     }
 
     /// Sends a frame; returns its id.
-    pub async fn send(&mut self, kind: &str, data: Value) -> String {
+    pub async fn send(&mut self, kind: ClientKind, data: Value) -> String {
+        self.send_type(kind.as_str(), data).await
+    }
+
+    /// Sends a frame of any `type`, even one the protocol does not have; returns its id.
+    pub async fn send_type(&mut self, kind: &str, data: Value) -> String {
         self.next_id += 1;
         let id = format!("f{}", self.next_id);
         let frame = json!({"type": kind, "id": id, "ts": 1_700_000_000_000u64, "data": data});
@@ -137,7 +143,7 @@ impl WsClient {
                 Err(_) if Instant::now() >= deadline => panic!("no frame within {WAIT:?}"),
                 Err(_) => {
                     self.last_ping = Instant::now();
-                    self.send("presence.ping", json!({})).await;
+                    self.send(ClientKind::Ping, json!({})).await;
                     continue;
                 }
             };
@@ -146,7 +152,7 @@ impl WsClient {
                     let frame: Value = serde_json::from_str(&text).expect("server frames are JSON");
                     let kind = frame["type"].as_str().expect("frames have a type").to_owned();
                     assert!(frame["ts"].as_i64().is_some(), "frames have a ts: {frame}");
-                    if self.keepalive.is_some() && kind == "presence.pong" {
+                    if self.keepalive.is_some() && kind == ServerKind::Pong.as_str() {
                         continue;
                     }
                     return (kind, frame["data"].clone());
@@ -177,19 +183,19 @@ impl WsClient {
     }
 
     /// The next frame, which must be of type `kind`; returns its data.
-    pub async fn expect(&mut self, kind: &str) -> Value {
+    pub async fn expect(&mut self, kind: ServerKind) -> Value {
         let (got, data) = self.recv().await;
-        assert_eq!(got, kind, "data: {data}");
+        assert_eq!(got, kind.as_str(), "data: {data}");
         data
     }
 
     /// Skips frames until one of type `kind` whose data satisfies `pred`.
-    pub async fn next_matching(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn next_matching(&mut self, kind: ServerKind, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            assert!(Instant::now() < deadline, "no `{kind}` frame within {WAIT:?}");
+            assert!(Instant::now() < deadline, "no `{}` frame within {WAIT:?}", kind.as_str());
             let (got, data) = self.recv().await;
-            if got == kind && pred(&data) {
+            if got == kind.as_str() && pred(&data) {
                 return data;
             }
         }
@@ -197,7 +203,7 @@ impl WsClient {
 
     /// An `error` frame answering frame `reference`; returns its data.
     pub async fn expect_error(&mut self, reference: Option<&str>, code: &str) -> Value {
-        let data = self.expect("error").await;
+        let data = self.expect(ServerKind::Error).await;
         assert_eq!(data["code"], code, "{data}");
         assert!(data["message"].as_str().is_some_and(|m| !m.is_empty()), "{data}");
         match reference {
@@ -231,8 +237,8 @@ impl WsClient {
     // ---- one method per frame ----
 
     pub async fn ping(&mut self) -> Value {
-        let id = self.send("presence.ping", json!({})).await;
-        let pong = self.next_matching("presence.pong", |_| true).await;
+        let id = self.send(ClientKind::Ping, json!({})).await;
+        let pong = self.next_matching(ServerKind::Pong, |_| true).await;
         assert_eq!(pong["ref"], id);
         pong
     }
@@ -245,42 +251,42 @@ impl WsClient {
 
     /// Sends a `chat.message.send` with this data and returns the ack's data.
     pub async fn send_message_with(&mut self, data: Value) -> Value {
-        let id = self.send("chat.message.send", data.clone()).await;
-        let ack = self.next_matching("chat.message.ack", |a| a["ref"] == id.as_str()).await;
+        let id = self.send(ClientKind::Send, data.clone()).await;
+        let ack = self.next_matching(ServerKind::Ack, |a| a["ref"] == id.as_str()).await;
         assert_eq!(ack["clientMsgId"], data["clientMsgId"]);
         ack
     }
 
     /// Sends without waiting for the ack; returns the frame id.
     pub async fn send_message_nowait(&mut self, conversation: Uuid, client_msg_id: &str, text: &str) -> String {
-        self.send("chat.message.send", json!({"conversationId": conversation, "clientMsgId": client_msg_id, "text": text})).await
+        self.send(ClientKind::Send, json!({"conversationId": conversation, "clientMsgId": client_msg_id, "text": text})).await
     }
 
     /// The next `chat.message.new`; returns the message.
     pub async fn next_message(&mut self) -> Value {
-        self.next_matching("chat.message.new", |_| true).await["message"].clone()
+        self.next_matching(ServerKind::Message, |_| true).await["message"].clone()
     }
 
     pub async fn delivered(&mut self, conversation: Uuid, seq: i64) -> String {
-        self.send("chat.message.delivered", json!({"conversationId": conversation, "seq": seq})).await
+        self.send(ClientKind::Delivered, json!({"conversationId": conversation, "seq": seq})).await
     }
 
     pub async fn read(&mut self, conversation: Uuid, seq: i64) -> String {
-        self.send("chat.message.read", json!({"conversationId": conversation, "seq": seq})).await
+        self.send(ClientKind::Read, json!({"conversationId": conversation, "seq": seq})).await
     }
 
     pub async fn typing(&mut self, conversation: Uuid, state: &str) -> String {
-        self.send("chat.typing", json!({"conversationId": conversation, "state": state})).await
+        self.send(ClientKind::Typing, json!({"conversationId": conversation, "state": state})).await
     }
 
     pub async fn presence_subscribe(&mut self, users: &[Uuid]) -> String {
-        self.send("presence.subscribe", json!({"userIds": users})).await
+        self.send(ClientKind::PresenceSubscribe, json!({"userIds": users})).await
     }
 
     /// `chat.sync` with this data; returns the result's data.
     pub async fn sync(&mut self, data: Value) -> Value {
-        let id = self.send("chat.sync", data).await;
-        self.next_matching("chat.sync.result", |r| r["ref"] == id.as_str()).await
+        let id = self.send(ClientKind::Sync, data).await;
+        self.next_matching(ServerKind::SyncResult, |r| r["ref"] == id.as_str()).await
     }
 
     /// Every message of the conversation after `after_seq`, paging until `hasMore` is false.

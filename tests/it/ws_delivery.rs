@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use duet_common::protocol::{ClientKind, ServerKind};
 use serde_json::json;
 
 use crate::helpers::TestApp;
@@ -23,7 +24,7 @@ async fn users_on_different_nodes_exchange_messages_and_receipts() {
     assert_eq!(a.next_message().await["id"], reply["messageId"]);
 
     b.read(conversation, 2).await;
-    let read = a.next_matching("chat.message.read", |_| true).await;
+    let read = a.next_matching(ServerKind::Read, |_| true).await;
     assert_eq!(read["seq"], 2);
 }
 
@@ -43,10 +44,10 @@ async fn users_on_one_node_get_events_live_while_redis_is_unreachable() {
     let message = b.next_message().await;
     assert_eq!((&message["id"], &message["seq"]), (&ack["messageId"], &ack["seq"]));
     b.read(conversation, 1).await;
-    let read = a.next_matching("chat.message.read", |_| true).await;
+    let read = a.next_matching(ServerKind::Read, |_| true).await;
     assert_eq!((&read["userId"], &read["seq"]), (&serde_json::json!(bob.id), &serde_json::json!(1)));
     b.typing(conversation, "start").await;
-    let typing = a.next_matching("chat.typing", |_| true).await;
+    let typing = a.next_matching(ServerKind::Typing, |_| true).await;
     assert_eq!((&typing["userId"], &typing["state"]), (&serde_json::json!(bob.id), &serde_json::json!("start")));
 }
 
@@ -76,9 +77,9 @@ async fn a_receipt_waiting_on_postgres_does_not_hold_the_frames_behind_it() {
     assert_eq!(app.stored_markers(conversation, &bob).await, (0, 0), "the receipts are still waiting for the lock");
 
     lock.rollback().await.unwrap();
-    let delivered = a.next_matching("chat.message.delivered", |_| true).await;
+    let delivered = a.next_matching(ServerKind::Delivered, |_| true).await;
     assert_eq!((&delivered["userId"], &delivered["seq"]), (&json!(bob.id), &json!(1)));
-    let read = a.next_matching("chat.message.read", |_| true).await;
+    let read = a.next_matching(ServerKind::Read, |_| true).await;
     assert_eq!((&read["userId"], &read["seq"]), (&json!(bob.id), &json!(2)));
 }
 
@@ -119,7 +120,7 @@ async fn an_offline_receiver_syncs_exactly_the_200_messages_once_in_order() {
     }
     let mut acked = Vec::new();
     while acked.len() < 200 {
-        let ack = a.next_matching("chat.message.ack", |_| true).await;
+        let ack = a.next_matching(ServerKind::Ack, |_| true).await;
         acked.push(ack["seq"].as_i64().unwrap());
     }
     let elapsed = started.elapsed();
@@ -155,7 +156,7 @@ async fn sync_reports_peer_markers_and_unread_counts_and_skips_delivered_convers
     app.send_ok(&cat, with_cat, "c0").await;
     let mut b = WsClient::connect(&app, &bob).await;
     b.read(with_cat, 1).await;
-    b.next_matching("chat.message.read", |r| r["userId"] == bob.id.to_string()).await;
+    b.next_matching(ServerKind::Read, |r| r["userId"] == bob.id.to_string()).await;
     b.send_message(with_ann, "bob's reply").await;
 
     let result = b.sync(json!({})).await;
@@ -180,9 +181,9 @@ async fn sync_of_a_foreign_conversation_or_a_bad_limit_is_refused() {
     let cat = app.register("Cat").await;
     let theirs = app.conversation(&ann, &bob).await;
     let mut c = WsClient::connect(&app, &cat).await;
-    let id = c.send("chat.sync", json!({"conversations": [{"conversationId": theirs, "afterSeq": 0}]})).await;
+    let id = c.send(ClientKind::Sync, json!({"conversations": [{"conversationId": theirs, "afterSeq": 0}]})).await;
     c.expect_error(Some(&id), "conversation_not_found").await;
-    let id = c.send("chat.sync", json!({"limit": 0})).await;
+    let id = c.send(ClientKind::Sync, json!({"limit": 0})).await;
     c.expect_error(Some(&id), "invalid_limit").await;
 }
 

@@ -1,6 +1,7 @@
 //! Gateway: malformed frames, floods, frame size, rate limits, handshake
 //! limits, the Origin allowlist and slow readers.
 
+use duet_common::protocol::{ClientKind, ServerKind};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite;
@@ -25,33 +26,33 @@ async fn every_malformed_frame_gets_an_error_naming_it_and_the_connection_stays_
     a.expect_error(Some("no-type"), "invalid_frame").await;
     a.send_raw(r#"{"type": 7, "id": "numeric-type"}"#).await;
     a.expect_error(Some("numeric-type"), "invalid_frame").await;
-    a.send_raw(&format!(r#"{{"type": "presence.ping", "id": "{}"}}"#, "x".repeat(65))).await;
+    a.send_raw(&json!({"type": ClientKind::Ping.as_str(), "id": "x".repeat(65)}).to_string()).await;
     a.expect_error(None, "invalid_frame").await;
 
-    let id = a.send("chat.nonsense", json!({})).await;
+    let id = a.send_type("chat.nonsense", json!({})).await;
     a.expect_error(Some(&id), "unknown_type").await;
-    let id = a.send("chat.message.send", json!({"conversationId": conversation, "text": "no client id"})).await;
+    let id = a.send(ClientKind::Send, json!({"conversationId": conversation, "text": "no client id"})).await;
     let missing = a.expect_error(Some(&id), "invalid_data").await;
     assert!(missing["message"].as_str().unwrap().contains("clientMsgId"), "{missing}");
-    let id = a.send("chat.message.read", json!({"conversationId": "not-a-uuid", "seq": 1})).await;
+    let id = a.send(ClientKind::Read, json!({"conversationId": "not-a-uuid", "seq": 1})).await;
     a.expect_error(Some(&id), "invalid_data").await;
-    let id = a.send("chat.typing", json!({"conversationId": conversation, "state": "dancing"})).await;
+    let id = a.send(ClientKind::Typing, json!({"conversationId": conversation, "state": "dancing"})).await;
     a.expect_error(Some(&id), "invalid_data").await;
     a.send_binary(vec![1, 2, 3]).await;
     a.expect_error(None, "binary_not_supported").await;
 
     // Input rules of the command side, the same as over REST.
-    let id = a.send("chat.message.send", json!({"conversationId": conversation, "clientMsgId": "c1", "text": "x".repeat(4001)})).await;
+    let id = a.send(ClientKind::Send, json!({"conversationId": conversation, "clientMsgId": "c1", "text": "x".repeat(4001)})).await;
     a.expect_error(Some(&id), "text_too_long").await;
-    let id = a.send("chat.message.send", json!({"conversationId": conversation, "clientMsgId": "c2", "text": "   "})).await;
+    let id = a.send(ClientKind::Send, json!({"conversationId": conversation, "clientMsgId": "c2", "text": "   "})).await;
     a.expect_error(Some(&id), "text_empty").await;
-    let id = a.send("chat.message.send", json!({"clientMsgId": "c3", "text": "where to?"})).await;
+    let id = a.send(ClientKind::Send, json!({"clientMsgId": "c3", "text": "where to?"})).await;
     a.expect_error(Some(&id), "invalid_target").await;
-    let id = a.send("chat.message.send", json!({"conversationId": uuid::Uuid::new_v4(), "clientMsgId": "c4", "text": "?"})).await;
+    let id = a.send(ClientKind::Send, json!({"conversationId": uuid::Uuid::new_v4(), "clientMsgId": "c4", "text": "?"})).await;
     a.expect_error(Some(&id), "conversation_not_found").await;
     let id = a.read(conversation, 5).await;
     a.expect_error(Some(&id), "seq_out_of_range").await;
-    let id = a.send("auth", json!({"token": ann.token})).await;
+    let id = a.send(ClientKind::Auth, json!({"token": ann.token})).await;
     a.expect_error(Some(&id), "already_authenticated").await;
 
     a.ping().await;
@@ -75,7 +76,7 @@ async fn a_frame_over_the_size_limit_closes_the_connection_1009() {
     let app = TestApp::spawn_with(|s| s.ws_max_frame_bytes = 8 * 1024).await;
     let ann = app.register("Ann").await;
     let mut a = WsClient::connect(&app, &ann).await;
-    let big = json!({"type": "presence.ping", "id": "big", "data": {"pad": "x".repeat(9 * 1024)}});
+    let big = json!({"type": ClientKind::Ping.as_str(), "id": "big", "data": {"pad": "x".repeat(9 * 1024)}});
     a.send_raw(&big.to_string()).await;
     assert_eq!(a.expect_close().await, 1009);
 }
@@ -133,7 +134,7 @@ async fn origins_outside_the_allowlist_are_refused_and_clients_without_origin_ar
         other => panic!("expected HTTP 403, got {:?}", other.map(|_| "an open socket")),
     }
     let allowed = open(app.addr, &[("authorization", &bearer), ("origin", "https://app.duet.example")]).await.unwrap();
-    WsClient::from_stream(allowed).expect("auth.ok").await;
+    WsClient::from_stream(allowed).expect(ServerKind::AuthOk).await;
     WsClient::connect(&app, &ann).await;
 }
 
@@ -143,7 +144,7 @@ async fn a_client_that_stops_reading_is_closed_1013_and_its_messages_stay_for_sy
     let app = TestApp::spawn_with(|s| s.ws_outbound_queue = 64).await;
     let bob = app.register("Bob").await;
     let mut slow = WsClient::from_stream(open_with_small_buffer(app.addr, &bob.token).await);
-    slow.expect("auth.ok").await;
+    slow.expect(ServerKind::AuthOk).await;
 
     // Bob reads nothing while eight friends send him far more than his socket
     // and queue hold: 8 × 200 messages of about 4 KB, some 6.5 MB in all.
@@ -161,10 +162,10 @@ async fn a_client_that_stops_reading_is_closed_1013_and_its_messages_stay_for_sy
             for round in 0..per_sender / 25 {
                 for i in 0..25 {
                     let data = json!({"conversationId": conversation, "clientMsgId": format!("m{round}-{i}"), "type": "file", "payload": {"blob": blob}});
-                    client.send("chat.message.send", data).await;
+                    client.send(ClientKind::Send, data).await;
                 }
                 for _ in 0..25 {
-                    client.next_matching("chat.message.ack", |_| true).await;
+                    client.next_matching(ServerKind::Ack, |_| true).await;
                 }
             }
         }));

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use duet_common::protocol::ServerKind;
+
 use crate::helpers::TestApp;
 use crate::process::DuetProcess;
 use crate::ws::{WsClient, seqs};
@@ -21,7 +23,7 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
     let mut b = WsClient::connect(&survivor, &bob).await;
     b.keep_alive(std::time::Duration::from_millis(500));
     let mut a = WsClient::connect_addr(doomed_addr, &ann).await;
-    let ann_online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let ann_online = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(ann_online["status"], "online");
     let mut acked: HashMap<String, (String, i64)> = HashMap::new();
     let mut sent = 0;
@@ -34,21 +36,21 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
             break; // these ten are in flight when the node dies
         }
         for _ in 0..10 {
-            let ack = a.next_matching("chat.message.ack", |_| true).await;
+            let ack = a.next_matching(ServerKind::Ack, |_| true).await;
             acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
         }
     }
     doomed.start_kill().expect("SIGKILL sent");
     let (frames, close) = a.drain_until_gone().await;
     assert_eq!(close, None, "a killed node sends no close");
-    for (kind, ack) in frames.iter().filter(|(kind, _)| kind == "chat.message.ack") {
-        assert_eq!(kind, "chat.message.ack");
+    for (kind, ack) in frames.iter().filter(|(kind, _)| kind == ServerKind::Ack.as_str()) {
+        assert_eq!(kind, ServerKind::Ack.as_str());
         acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
     }
     doomed.wait().await.unwrap();
     assert!(acked.len() >= 50, "at least the first 50 were acked");
     // Nobody closed Ann's session: the surviving node's sweeper notices her presence lapse.
-    let ann_offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let ann_offline = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(ann_offline["status"], "offline");
 
     // Ann reconnects to the surviving node; Bob syncs from the start.
@@ -84,7 +86,7 @@ async fn a_graceful_shutdown_finishes_in_flight_sends_then_closes_1012() {
     let (frames, close) = a.drain_until_gone().await;
     assert_eq!(close, Some(1012));
     stopping.await.unwrap();
-    let acks: Vec<i64> = frames.iter().filter(|(k, _)| k == "chat.message.ack").map(|(_, d)| d["seq"].as_i64().unwrap()).collect();
+    let acks: Vec<i64> = frames.iter().filter(|(k, _)| k == ServerKind::Ack.as_str()).map(|(_, d)| d["seq"].as_i64().unwrap()).collect();
     assert_eq!(acks, (2..2 + acks.len() as i64).collect::<Vec<_>>(), "acks in order, none skipped");
     let stored: i64 = sqlx::query_scalar("select count(*) from messages where conversation_id = $1")
         .bind(conversation)

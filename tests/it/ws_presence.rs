@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use duet_common::protocol::{ClientKind, ServerKind};
 use serde_json::json;
 
 use crate::helpers::TestApp;
@@ -31,17 +32,17 @@ async fn peers_see_a_user_come_online_and_go_offline_on_clean_close() {
     let mut b = WsClient::connect(&app, &bob).await;
 
     let a = WsClient::connect(&app, &ann).await;
-    let online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let online = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(online["status"], "online");
 
     // A second device changes nothing; closing it leaves Ann online.
     let a2 = WsClient::connect(&app, &ann).await;
     a2.close().await;
     let id = b.presence_subscribe(&[ann.id]).await;
-    let still = b.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+    let still = b.next_matching(ServerKind::PresenceUpdate, |u| u["ref"] == id.as_str()).await;
     assert_eq!(still["status"], "online", "one of Ann's sessions is still open");
     a.close().await;
-    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let offline = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(offline["status"], "offline", "the first update after online is the offline one: {offline}");
     let last_seen: chrono::DateTime<chrono::Utc> = offline["lastSeenAt"].as_str().unwrap().parse().unwrap();
     assert!((chrono::Utc::now() - last_seen).num_seconds().abs() < 30);
@@ -60,9 +61,9 @@ async fn a_crashed_connection_goes_offline_after_the_presence_ttl() {
 
     // Ann's client freezes: the socket stays open, nothing more is sent.
     let frozen = open(app.addr, &[("authorization", &format!("Bearer {}", ann.token))]).await.unwrap();
-    let online = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let online = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(online["status"], "online");
-    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let offline = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(offline["status"], "offline");
     assert!(offline["lastSeenAt"].as_str().is_some());
     drop(frozen);
@@ -83,7 +84,7 @@ async fn presence_subscribe_answers_for_peers_only() {
     let id = a.presence_subscribe(&[bob.id, cat.id]).await;
     let mut statuses = Vec::new();
     for _ in 0..2 {
-        let update = a.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+        let update = a.next_matching(ServerKind::PresenceUpdate, |u| u["ref"] == id.as_str()).await;
         statuses.push((update["userId"].as_str().unwrap().to_owned(), update["status"].as_str().unwrap().to_owned()));
     }
     statuses.sort();
@@ -93,10 +94,10 @@ async fn presence_subscribe_answers_for_peers_only() {
 
     // Bob's live presence may come in between: look for the answers.
     let id = a.presence_subscribe(&[stranger.id]).await;
-    let refused = a.next_matching("error", |e| e["ref"] == id.as_str()).await;
+    let refused = a.next_matching(ServerKind::Error, |e| e["ref"] == id.as_str()).await;
     assert_eq!(refused["code"], "not_a_peer");
-    let id = a.send("presence.subscribe", json!({"userIds": []})).await;
-    let refused = a.next_matching("error", |e| e["ref"] == id.as_str()).await;
+    let id = a.send(ClientKind::PresenceSubscribe, json!({"userIds": []})).await;
+    let refused = a.next_matching(ServerKind::Error, |e| e["ref"] == id.as_str()).await;
     assert_eq!(refused["code"], "invalid_user_ids");
 }
 
@@ -112,7 +113,7 @@ async fn with_redis_unreachable_presence_is_unknown_and_sends_still_work() {
     let ack = a.send_message(conversation, "stored anyway").await;
     assert_eq!(ack["seq"], 1);
     let id = a.presence_subscribe(&[bob.id]).await;
-    let update = a.next_matching("presence.update", |u| u["ref"] == id.as_str()).await;
+    let update = a.next_matching(ServerKind::PresenceUpdate, |u| u["ref"] == id.as_str()).await;
     assert_eq!(update["status"], "unknown");
 
     let mut b = WsClient::connect(&app, &bob).await;
@@ -127,15 +128,15 @@ async fn typing_is_forwarded_stopped_and_expires_without_refresh() {
     let is_typing = |state: &'static str| move |t: &serde_json::Value| t["state"] == state;
 
     a.typing(conversation, "start").await;
-    let start = b.next_matching("chat.typing", is_typing("start")).await;
+    let start = b.next_matching(ServerKind::Typing, is_typing("start")).await;
     assert_eq!((start["userId"].as_str(), start["conversationId"].as_str()), (Some(ann.id.to_string().as_str()), Some(conversation.to_string().as_str())));
     a.typing(conversation, "stop").await;
-    b.next_matching("chat.typing", is_typing("stop")).await;
+    b.next_matching(ServerKind::Typing, is_typing("stop")).await;
 
     // A start that is never refreshed ends by itself.
     a.typing(conversation, "start").await;
-    b.next_matching("chat.typing", is_typing("start")).await;
-    let expired = b.next_matching("chat.typing", |_| true).await;
+    b.next_matching(ServerKind::Typing, is_typing("start")).await;
+    let expired = b.next_matching(ServerKind::Typing, |_| true).await;
     assert_eq!(expired["state"], "stop");
     assert_eq!(expired["userId"], ann.id.to_string());
 
@@ -155,8 +156,8 @@ async fn a_connection_dropped_without_a_close_frame_goes_offline_without_waiting
     app.conversation(&ann, &bob).await;
     let mut b = WsClient::connect(&app, &bob).await;
     let a = WsClient::connect(&app, &ann).await;
-    b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string() && u["status"] == "online").await;
+    b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string() && u["status"] == "online").await;
     drop(a); // the TCP connection closes with no WebSocket close frame
-    let offline = b.next_matching("presence.update", |u| u["userId"] == ann.id.to_string()).await;
+    let offline = b.next_matching(ServerKind::PresenceUpdate, |u| u["userId"] == ann.id.to_string()).await;
     assert_eq!(offline["status"], "offline");
 }

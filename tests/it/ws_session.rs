@@ -1,6 +1,7 @@
 //! Gateway: authentication, the send → ack → new → delivered → read round
 //! trip, idempotency shared with REST, and multi-device fan-out.
 
+use duet_common::protocol::{ClientKind, ServerKind};
 use duet_common::settings::DEV_JWT_SECRET;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -42,7 +43,7 @@ async fn an_expired_token_in_the_auth_frame_gets_unauthorized_then_close_4401() 
     )
     .unwrap();
     let mut client = WsClient::raw(&app).await;
-    let id = client.send("auth", json!({"token": expired})).await;
+    let id = client.send(ClientKind::Auth, json!({"token": expired})).await;
     client.expect_error(Some(&id), "unauthorized").await;
     assert_eq!(client.expect_close().await, 4401);
 }
@@ -59,10 +60,10 @@ async fn frames_before_auth_are_refused_and_auth_still_works_after() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
     let mut client = WsClient::raw(&app).await;
-    let id = client.send("presence.ping", json!({})).await;
+    let id = client.send(ClientKind::Ping, json!({})).await;
     client.expect_error(Some(&id), "unauthorized").await;
-    client.send("auth", json!({"token": ann.token})).await;
-    let ok = client.expect("auth.ok").await;
+    client.send(ClientKind::Auth, json!({"token": ann.token})).await;
+    let ok = client.expect(ServerKind::AuthOk).await;
     assert_eq!(ok["userId"], ann.id.to_string());
 }
 
@@ -83,13 +84,13 @@ async fn send_ack_new_delivered_read_round_trip() {
     assert_eq!(message["senderId"], ann.id.to_string());
 
     b.delivered(conversation, 1).await;
-    let delivered = a.next_matching("chat.message.delivered", |_| true).await;
+    let delivered = a.next_matching(ServerKind::Delivered, |_| true).await;
     assert_eq!((delivered["seq"].as_i64(), delivered["userId"].as_str()), (Some(1), Some(bob.id.to_string().as_str())));
     assert_eq!(delivered["conversationId"], conversation.to_string());
     assert!(delivered["at"].as_str().is_some());
 
     b.read(conversation, 1).await;
-    let read = a.next_matching("chat.message.read", |_| true).await;
+    let read = a.next_matching(ServerKind::Read, |_| true).await;
     assert_eq!((read["seq"].as_i64(), read["userId"].as_str()), (Some(1), Some(bob.id.to_string().as_str())));
 
     let stored: (i64, i64) = sqlx::query_as(
@@ -153,11 +154,11 @@ async fn every_receiver_session_and_the_senders_other_sessions_get_the_message()
     // The sending device has its ack and gets no copy: up to the pong of a
     // later ping, nothing but the second ack arrives.
     ann_phone.send_message(conversation, "second").await;
-    let ping = ann_phone.send("presence.ping", json!({})).await;
+    let ping = ann_phone.send(ClientKind::Ping, json!({})).await;
     loop {
         let (kind, data) = ann_phone.recv().await;
-        assert_ne!(kind, "chat.message.new", "the sender's own device got its message back: {data}");
-        if kind == "presence.pong" && data["ref"] == ping.as_str() {
+        assert_ne!(kind, ServerKind::Message.as_str(), "the sender's own device got its message back: {data}");
+        if kind == ServerKind::Pong.as_str() && data["ref"] == ping.as_str() {
             break;
         }
     }
