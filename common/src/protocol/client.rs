@@ -25,8 +25,10 @@ pub struct AuthData {
     pub token: String,
 }
 
-/// `presence.ping` carries no data; anything given is ignored.
+/// `presence.ping` carries no data: send `{}` or leave `data` out (the
+/// server ignores any fields given).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct PingData {}
 
 /// `presence.subscribe`.
