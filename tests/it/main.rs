@@ -8,6 +8,7 @@ mod ws;
 mod accounts;
 mod asyncapi;
 mod bench_smoke;
+mod conversation_pages;
 mod conversations;
 mod history;
 mod integrity;
