@@ -6,6 +6,7 @@ mod helpers;
 mod ws;
 
 mod accounts;
+mod analytics;
 mod asyncapi;
 mod bench_smoke;
 mod conversation_pages;

@@ -185,6 +185,9 @@ async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
     let mut analyst = PgConnection::connect(&url).await.unwrap();
     let active: i64 = sqlx::query_scalar("select active_users from analytics.active_users_per_day").fetch_one(&mut analyst).await.unwrap();
     assert_eq!(active, 1);
+    // Only Ann wrote: no replies, but the view is the analyst's to read.
+    let replies: i64 = sqlx::query_scalar("select count(*) from analytics.reply_time_per_day").fetch_one(&mut analyst).await.unwrap();
+    assert_eq!(replies, 0);
     let raw = sqlx::query("select count(*) from messages").fetch_one(&mut analyst).await.unwrap_err();
     assert!(raw.to_string().contains("permission denied"), "{raw}");
 }
