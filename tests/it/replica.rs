@@ -12,11 +12,10 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, fresh_settings};
+use crate::helpers::{TestApp, TestUser, fresh_settings, test_database_url, with_database};
 use crate::read_side_support::eventually;
 
 const REPLICA_LOCK: i64 = 0x0d0e_7ea1;
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The replica's admin URL: `DUET_TEST_REPLICA_URL`, or the default port.
 fn replica_admin_url() -> String {
@@ -30,7 +29,7 @@ struct ReplicaGuard {
 }
 
 async fn take_replica() -> ReplicaGuard {
-    let mut lock = PgConnection::connect(ADMIN_URL).await.expect("the primary");
+    let mut lock = PgConnection::connect(&test_database_url()).await.expect("the primary");
     sqlx::query("select pg_advisory_lock($1)").bind(REPLICA_LOCK).execute(&mut lock).await.unwrap();
     let url = replica_admin_url();
     let mut admin = PgConnection::connect(&url)
@@ -54,9 +53,7 @@ async fn resume(admin: &mut PgConnection) {
 fn replica_settings() -> Settings {
     let mut settings = fresh_settings();
     let name = settings.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = replica_admin_url();
-    let base = admin.rsplit_once('/').unwrap().0;
-    settings.database_replica_url = Some(format!("{base}/{name}"));
+    settings.database_replica_url = Some(with_database(&replica_admin_url(), &name));
     settings
 }
 
