@@ -236,10 +236,8 @@ impl<'a> Fold<'a> {
     }
 }
 
-/// Applies `merges`: folded per entry, a script call per chunk of entries,
-/// the chunks concurrently (merges commute). `Err` if any call failed:
-/// applying again is harmless.
-pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<()> {
+/// `merges` folded per entry (user and conversation), in order of first appearance.
+fn fold(merges: &[Merge]) -> Vec<Fold<'_>> {
     let mut folds: Vec<Fold> = Vec::new();
     let mut index: HashMap<(Uuid, Uuid), usize> = HashMap::with_capacity(merges.len());
     for merge in merges {
@@ -249,6 +247,14 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
         });
         folds[i].add(&merge.op);
     }
+    folds
+}
+
+/// Applies `merges`: folded per entry, a script call per chunk of entries,
+/// the chunks concurrently (merges commute). `Err` if any call failed:
+/// applying again is harmless.
+pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<()> {
+    let folds = fold(merges);
     let mut calls = Vec::new();
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     for (i, fold) in folds.iter().enumerate() {
@@ -336,3 +342,6 @@ pub async fn merges(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<[Merge;
 pub async fn apply_event(ctx: &AppContext, pairs: &Pairs, event: DomainEvent) -> anyhow::Result<()> {
     apply_merges(ctx, &merges(pairs, event).await?).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,7 +25,8 @@ async fn ann_with_conversations(app: &TestApp, n: usize) -> (TestUser, Vec<Uuid>
 }
 
 #[tokio::test]
-async fn cursor_pages_of_the_list_come_from_the_projection_and_hold_each_conversation_once_in_order() {
+async fn cursor_pages_of_the_list_come_from_the_projection_and_hold_each_conversation_once_in_order()
+ {
     let app = TestApp::spawn().await;
     let (ann, newest_first) = ann_with_conversations(&app, 5).await;
     caught_up(&context_of(&app.settings).await).await;
@@ -41,7 +42,13 @@ async fn cursor_pages_of_the_list_come_from_the_projection_and_hold_each_convers
         let (status, page) = app.get(&path, Some(&ann.token)).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         pages += 1;
-        seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().parse::<Uuid>().unwrap()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
         match page["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -49,9 +56,21 @@ async fn cursor_pages_of_the_list_come_from_the_projection_and_hold_each_convers
     }
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 3);
-    let metrics = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
-    assert!(metrics.contains("duet_query_conversation_lists_total{source=\"redis\"} 3"), "{metrics}");
-    assert!(!metrics.contains("source=\"postgres_redis_down\""), "{metrics}");
+    let metrics = app
+        .get("/metrics", None)
+        .await
+        .1
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        metrics.contains("duet_query_conversation_lists_total{source=\"redis\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("source=\"postgres_redis_down\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -64,9 +83,18 @@ async fn the_projection_reads_the_page_after_a_cursor() {
     let (first, more) = read::list(&ctx, ann.id, None, 2).await.unwrap();
     assert!(more);
     let last = first.last().unwrap();
-    let after = Position { updated_micros: last.updated_at.timestamp_micros(), conversation_id: last.conversation_id };
-    let (second, more) = read::list(&ctx, ann.id, Some(after), 2).await.expect("a page after a cursor");
+    let after = Position {
+        updated_micros: last.updated_at.timestamp_micros(),
+        conversation_id: last.conversation_id,
+    };
+    let (second, more) = read::list(&ctx, ann.id, Some(after), 2)
+        .await
+        .expect("a page after a cursor");
     assert!(!more);
-    let ids: Vec<Uuid> = first.iter().chain(&second).map(|e| e.conversation_id).collect();
+    let ids: Vec<Uuid> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e.conversation_id)
+        .collect();
     assert_eq!(ids, newest_first);
 }
