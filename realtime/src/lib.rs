@@ -13,6 +13,7 @@ pub mod errors;
 mod handlers;
 mod hub;
 mod metrics;
+mod order;
 mod presence;
 mod session;
 mod store;

@@ -2,7 +2,7 @@
 //!
 //! It keeps, per conversation, the last seq this session has pushed (or
 //! that the client holds after a sync), so message frames go out in seq
-//! order, each at most once per session:
+//! order, each at most once per session (the bookkeeping is [`crate::order`]):
 //! - a seq at or below it is a duplicate and is skipped;
 //! - a gap (seq beyond it + 1) is first given a short window to close by
 //!   itself (Pub/Sub may deliver a conversation's messages out of order, as
@@ -12,7 +12,6 @@
 //!
 //! It also expires a peer's `chat.typing start` that was never refreshed.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::metrics::GatewayMetrics;
+use crate::order::{Order, Step, close_gaps};
 use crate::session::{LiveMessage, Outbound, Session};
 use crate::store;
 
@@ -49,18 +49,12 @@ pub struct Writer {
     db: PgPool,
     typing_ttl: Duration,
     metrics: GatewayMetrics,
-    /// Last seq the client holds, per conversation.
-    last: HashMap<Uuid, i64>,
+    /// Last seq the client holds per conversation, and live messages held
+    /// behind a gap, each with whether it is this session's own (not pushed back).
+    order: Order<(Arc<LiveMessage>, bool)>,
     /// A peer's `start` per (conversation, user), and when it lapses.
     typing: Vec<(Uuid, Uuid, Instant)>,
-    /// Live messages that arrived after a gap, per conversation: until when
-    /// to wait for the gap to close, and the messages with whether they are
-    /// this session's own (not pushed back).
-    held: HashMap<Uuid, (Instant, Held)>,
 }
-
-/// Messages held behind a gap, by seq, each with whether it is the session's own.
-type Held = BTreeMap<i64, (Arc<LiveMessage>, bool)>;
 
 /// Why the writer stopped writing.
 enum Stop {
@@ -72,13 +66,13 @@ enum Stop {
 
 impl Writer {
     pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
-        Writer { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new(), held: HashMap::new() }
+        Writer { sink, queue, session, db, typing_ttl, metrics, order: Order::default(), typing: Vec::new() }
     }
 
     /// Writes until the session closes; returns the close code sent (if any).
     pub async fn run(mut self) -> Option<u16> {
         let stop = loop {
-            let next_expiry = self.typing.iter().map(|t| t.2).chain(self.held.values().map(|h| h.0)).min();
+            let next_expiry = self.typing.iter().map(|t| t.2).chain(self.order.next_deadline()).min();
             let step = tokio::select! {
                 biased;
                 code = self.session.kicked() => Err(stop_for(code)),
@@ -120,7 +114,7 @@ impl Writer {
             Outbound::Synced { frame, up_to } => {
                 self.write(frame).await?;
                 for (conversation_id, seq) in up_to {
-                    self.advance(conversation_id, seq);
+                    self.order.advance(conversation_id, seq);
                     self.release(conversation_id).await?;
                 }
                 Ok(())
@@ -135,16 +129,12 @@ impl Writer {
         // The device that sent it has its ack; it gets no copy.
         let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
         let conversation_id = message.conversation_id;
-        let last = self.baseline(conversation_id, message.seq).await;
-        if message.seq <= last {
+        self.baseline(conversation_id, message.seq).await;
+        let offered = (message.clone(), own);
+        let Some((message, own)) = self.order.offer(conversation_id, message.seq, offered, Instant::now(), REORDER_WINDOW) else {
             return Ok(());
-        }
-        if message.seq > last + 1 {
-            let (_, held) = self.held.entry(conversation_id).or_insert_with(|| (Instant::now() + REORDER_WINDOW, BTreeMap::new()));
-            held.insert(message.seq, (message.clone(), own));
-            return Ok(());
-        }
-        self.push_live(message, own).await?;
+        };
+        self.push_live(&message, own).await?;
         self.release(conversation_id).await
     }
 
@@ -154,45 +144,28 @@ impl Writer {
             self.write(message.frame.to_string()).await?;
             self.metrics.pushed.inc();
         }
-        self.advance(message.conversation_id, message.seq);
+        self.order.advance(message.conversation_id, message.seq);
         Ok(())
     }
 
     /// Pushes held messages of the conversation that are next in line; drops those already pushed.
     async fn release(&mut self, conversation_id: Uuid) -> Result<(), Stop> {
-        loop {
-            let last = self.last.get(&conversation_id).copied().unwrap_or(0);
-            let Some((_, held)) = self.held.get_mut(&conversation_id) else { return Ok(()) };
-            while held.first_key_value().is_some_and(|(seq, _)| *seq <= last) {
-                held.pop_first();
-            }
-            let next = match held.first_key_value() {
-                Some((seq, _)) if *seq == last + 1 => held.pop_first().map(|(_, entry)| entry),
-                _ => None,
-            };
-            if held.is_empty() {
-                self.held.remove(&conversation_id);
-            }
-            match next {
-                Some((message, own)) => self.push_live(&message, own).await?,
-                None => return Ok(()),
-            }
+        while let Some((message, own)) = self.order.next_held(conversation_id) {
+            self.push_live(&message, own).await?;
         }
+        Ok(())
     }
 
     /// Gaps whose window passed: what is still missing is read from PostgreSQL, then the held messages follow.
     async fn expire_held(&mut self) -> Result<(), Stop> {
-        let now = Instant::now();
-        let due: Vec<Uuid> = self.held.iter().filter(|(_, h)| h.0 <= now).map(|(c, _)| *c).collect();
-        for conversation_id in due {
-            let Some((_, held)) = self.held.remove(&conversation_id) else { continue };
-            for (seq, (message, own)) in held {
-                let last = self.baseline(conversation_id, seq).await;
-                if seq <= last {
-                    continue;
+        for (conversation_id, held) in self.order.due(Instant::now()) {
+            let Some(first) = held.keys().next().copied() else { continue };
+            let last = self.baseline(conversation_id, first).await;
+            for step in close_gaps(last, held) {
+                match step {
+                    Step::Fill { after, before } => self.fill(conversation_id, after, before).await?,
+                    Step::Push((message, own)) => self.push_live(&message, own).await?,
                 }
-                self.fill(conversation_id, last, seq).await?;
-                self.push_live(&message, own).await?;
             }
         }
         Ok(())
@@ -201,12 +174,12 @@ impl Writer {
     /// The seq the client holds in the conversation; for a conversation not seen
     /// yet, the user's delivered marker (or, if unreadable, just below `seq`).
     async fn baseline(&mut self, conversation_id: Uuid, seq: i64) -> i64 {
-        if let Some(last) = self.last.get(&conversation_id) {
-            return *last;
+        if let Some(last) = self.order.last(conversation_id) {
+            return last;
         }
         // Without the marker, push what comes; the client's sync covers the rest.
         let last = store::delivered_marker(&self.db, self.session.user_id, conversation_id).await.unwrap_or(seq - 1);
-        self.last.insert(conversation_id, last);
+        self.order.set_last(conversation_id, last);
         last
     }
 
@@ -236,7 +209,7 @@ impl Writer {
             self.write(message_frame(message)).await?;
             self.metrics.filled.inc();
         }
-        self.advance(message.conversation_id, message.seq);
+        self.order.advance(message.conversation_id, message.seq);
         Ok(())
     }
 
@@ -244,19 +217,14 @@ impl Writer {
     async fn resync(&mut self) -> Result<(), Stop> {
         let Ok(positions) = store::positions(&self.db, self.session.user_id).await else { return Ok(()) };
         for (conversation_id, last_seq, marker) in positions {
-            let holds = self.last.get(&conversation_id).copied().unwrap_or(marker);
+            let holds = self.order.last(conversation_id).unwrap_or(marker);
             if last_seq > holds {
-                self.last.insert(conversation_id, holds);
+                self.order.set_last(conversation_id, holds);
                 self.fill(conversation_id, holds, last_seq + 1).await?;
                 self.release(conversation_id).await?;
             }
         }
         Ok(())
-    }
-
-    fn advance(&mut self, conversation_id: Uuid, seq: i64) {
-        let last = self.last.entry(conversation_id).or_insert(seq);
-        *last = (*last).max(seq);
     }
 
     async fn expire(&mut self) -> Result<(), Stop> {
