@@ -76,12 +76,14 @@ impl DuetProcess {
 
 #[tokio::test]
 async fn sigterm_stops_the_process_cleanly() {
-    let mut duet = DuetProcess::start(&DuetProcess::fresh_env()).await;
+    let settings = fresh_settings();
+    let mut duet = DuetProcess::start(&DuetProcess::env_of(&settings)).await;
     let health = reqwest::get(format!("http://{}/healthz", duet.addr)).await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
     duet.signal("TERM");
     let status = tokio::time::timeout(Duration::from_secs(30), duet.child.wait()).await.expect("exits in time").unwrap();
     assert!(status.success(), "exit status {status}");
+    crate::helpers::drop_test_data(&settings).await.unwrap();
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ async fn concurrent_start_ups_apply_the_job_queue_schema_once() {
     let applied: i64 = sqlx::query_scalar("select count(*) from apalis._sqlx_migrations").fetch_one(&pools[0]).await.unwrap();
     let expected = apalis_migrations();
     assert_eq!(applied, expected, "each migration applied once");
+    drop(pools);
+    crate::helpers::drop_test_data(&settings).await.unwrap();
 }
 
 fn apalis_migrations() -> i64 {
