@@ -94,9 +94,20 @@ pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
     use anyhow::Context;
     use fred::prelude::*;
     use futures_util::TryStreamExt;
-    use sqlx::migrate::MigrateDatabase;
+    use sqlx::{AssertSqlSafe, Connection, Executor};
 
-    sqlx::Postgres::force_drop_database(&settings.database_url).await.context("Failed to drop the test database")?;
+    let name = reqwest::Url::parse(&settings.database_url)?.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(name.starts_with("duet_test_"), "not a test database: {name}");
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let mut admin = sqlx::PgConnection::connect(&test_database_url()).await.context("Failed to connect to PostgreSQL")?;
+    let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)").bind(&name).fetch_one(&mut admin).await?;
+    if exists {
+        // Nodes of the test may still run (a read side on threads of its
+        // own) and reconnect at once: no new connections, then drop.
+        admin.execute(AssertSqlSafe(format!("alter database {quoted} with allow_connections false"))).await?;
+        admin.execute(AssertSqlSafe(format!("drop database if exists {quoted} with (force)"))).await.context("Failed to drop the test database")?;
+    }
+    admin.close().await?;
     let redis = Builder::from_config(Config::from_url(&settings.redis_url)?).build()?;
     redis.init().await.context("Failed to connect to Redis")?;
     let keys: Vec<Key> = redis.scan_buffered(format!("{}*", settings.redis_prefix), Some(1000), None).try_collect().await?;
