@@ -20,28 +20,28 @@
 //! batches, and the callers are answered without waiting for it. Fan-out
 //! is batched like the commit, and Redis is off the commit's turn.
 
+use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::error::ErrorCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use duet_common::db::{Lane, is_constraint_violation};
-use duet_common::domain::{Message, MessageType, NewMessage};
+use duet_common::domain::{Message, MessageType, ValidMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
 use duet_common::fanout::{Event, Publisher};
 use duet_common::{AppContext, ApiError};
 use sqlx::{PgConnection, Postgres, Transaction};
-use uuid::Uuid;
 
 use crate::batcher::{BatchFamilies, Batcher, Handler};
 
 /// A validated message to append.
 #[derive(Debug)]
 pub struct AppendRequest {
-    pub sender_id: Uuid,
-    pub conversation_id: Uuid,
-    pub message: NewMessage,
+    pub sender_id: UserId,
+    pub conversation_id: ConversationId,
+    pub message: ValidMessage,
 }
 
 /// The outcome of an append: the stored message, and whether this call stored it.
@@ -174,11 +174,11 @@ async fn append_on(lane: &mut Lane, requests: &[AppendRequest]) -> Result<Vec<Re
 #[derive(sqlx::FromRow)]
 struct AppendRow {
     member: bool,
-    id: Option<Uuid>,
-    conversation_id: Option<Uuid>,
+    id: Option<MessageId>,
+    conversation_id: Option<ConversationId>,
     seq: Option<i64>,
-    sender_id: Option<Uuid>,
-    receiver_id: Option<Uuid>,
+    sender_id: Option<UserId>,
+    receiver_id: Option<UserId>,
     #[sqlx(rename = "type")]
     kind: Option<MessageType>,
     text: Option<String>,
@@ -210,7 +210,7 @@ impl AppendRow {
 /// means nothing was stored; `Ok` holds each request's own outcome.
 async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
     let now = now_micros();
-    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<MessageId> = requests.iter().map(|_| MessageId::new()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(
         "select member, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
          from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -284,7 +284,7 @@ pub async fn write_outbox(
 }
 
 /// Outbox columns as arrays for `unnest`: event types, conversations, payloads.
-type OutboxRows = (Vec<&'static str>, Vec<Uuid>, Vec<serde_json::Value>);
+type OutboxRows = (Vec<&'static str>, Vec<ConversationId>, Vec<serde_json::Value>);
 
 /// The outbox columns of `events`.
 fn outbox_rows(events: impl IntoIterator<Item = DomainEvent>) -> Result<OutboxRows, sqlx::Error> {

@@ -9,6 +9,7 @@
 //! in one event batch (`duet_common::fanout`: this node's sessions at once,
 //! the Redis publish queued), then answers the callers.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
 use std::time::Duration;
 
@@ -21,7 +22,6 @@ use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::appender::now_micros;
 use crate::batcher::{BatchFamilies, Batcher, Handler, Outcome};
@@ -39,14 +39,14 @@ pub enum Receipt {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct Markers {
-    pub conversation_id: Uuid,
-    pub user_id: Uuid,
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
     pub last_delivered_seq: i64,
     pub last_read_seq: i64,
     /// The other member, who is told about the move.
     #[oai(skip)]
     #[serde(skip)]
-    pub peer_id: Uuid,
+    pub peer_id: UserId,
     /// Whether this receipt moved a marker (a stale one changes nothing).
     #[oai(skip)]
     #[serde(skip)]
@@ -58,8 +58,8 @@ pub struct Markers {
 
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiptRequest {
-    pub user_id: Uuid,
-    pub conversation_id: Uuid,
+    pub user_id: UserId,
+    pub conversation_id: ConversationId,
     pub seq: i64,
     pub receipt: Receipt,
 }
@@ -183,7 +183,7 @@ struct ReceiptRow {
     last_seq: Option<i64>,
     delivered: Option<i64>,
     read: Option<i64>,
-    peer_id: Option<Uuid>,
+    peer_id: Option<UserId>,
     moved: bool,
 }
 

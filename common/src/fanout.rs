@@ -12,12 +12,12 @@
 //! writer's earlier ones, so the writer answers its callers and starts its
 //! next batch without waiting for Redis.
 
+use crate::ids::UserId;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::domain::Message;
 use crate::live::{encode_message, encode_other, user_channel};
@@ -31,12 +31,12 @@ const EVENTS_PER_CALL: usize = 64;
 /// This node's sessions, reached without Redis (the realtime gateway's hub).
 pub trait LocalSessions: Send + Sync {
     /// Hands `payload` to `user`'s sessions on this node, as the user's channel would.
-    fn deliver(&self, user: Uuid, payload: &str);
+    fn deliver(&self, user: UserId, payload: &str);
 }
 
 /// A live event and the users whose channels it goes to.
 pub struct Event {
-    users: Vec<Uuid>,
+    users: Vec<UserId>,
     payload: String,
 }
 
@@ -74,7 +74,7 @@ impl Fanout {
     }
 
     /// A ready frame for `users`.
-    pub fn frame(&self, users: Vec<Uuid>, frame: &str) -> Event {
+    pub fn frame(&self, users: Vec<UserId>, frame: &str) -> Event {
         Event { users, payload: encode_other(frame, &self.origin) }
     }
 
@@ -146,7 +146,7 @@ async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<Event>) {
     // Events published one at a time leave through one connection per
     // conversation (chosen by the pair's smaller id), so Redis sees them in
     // the order they were sent. A batch is in order within its call.
-    let route = first.users.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
+    let route = first.users.iter().min().map(|u| u.0.as_u128() as usize).unwrap_or(0);
     let clients = redis.clients();
     let client = &clients[route % clients.len()];
     if !client.is_connected() {

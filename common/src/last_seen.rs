@@ -5,10 +5,10 @@
 //! of one user into one entry with the latest time; the jobs service takes
 //! entries in batches and writes them to PostgreSQL.
 
+use crate::ids::UserId;
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
 use fred::types::sorted_sets::Ordering;
-use uuid::Uuid;
 
 use crate::redis::Keys;
 
@@ -17,7 +17,7 @@ pub fn pending_key(keys: &Keys) -> String {
 }
 
 /// Records that `user_id` was last seen at `at`; a later time wins.
-pub async fn record(redis: &Pool, keys: &Keys, user_id: Uuid, at: DateTime<Utc>) {
+pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc>) {
     let Some(client) = crate::redis::connected(redis) else {
         tracing::warn!(%user_id, "Redis down: last seen not recorded");
         return;

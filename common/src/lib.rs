@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod fanout;
 pub mod http;
+pub mod ids;
 pub mod last_seen;
 pub mod json_string;
 pub mod live;

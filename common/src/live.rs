@@ -12,21 +12,21 @@
 //! `e <origin>\n<frame>` for the rest, where `origin` is the publishing
 //! node (whose own sessions already have the event).
 
-use uuid::Uuid;
+use crate::ids::{ConversationId, UserId};
 
 use crate::domain::Message;
 use crate::protocol::message_frame;
 use crate::redis::Keys;
 
 /// The channel of one user's live events.
-pub fn user_channel(keys: &Keys, user_id: Uuid) -> String {
+pub fn user_channel(keys: &Keys, user_id: UserId) -> String {
     keys.key(format_args!("user:{user_id}"))
 }
 
 /// A live event decoded from a channel payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Live<'a> {
-    Message { conversation_id: Uuid, seq: i64, frame: &'a str },
+    Message { conversation_id: ConversationId, seq: i64, frame: &'a str },
     Other { frame: &'a str },
 }
 
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let conversation = Uuid::new_v4();
+        let conversation = ConversationId::new();
         let raw = format!("m {conversation} 42 n1\n{{\"type\":\"x\"}}");
         let message = Live::Message { conversation_id: conversation, seq: 42, frame: "{\"type\":\"x\"}" };
         assert_eq!(decode(&raw), Some((message, "n1")));

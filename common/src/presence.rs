@@ -18,19 +18,19 @@
 //! If Redis does not answer, presence is unknown: callers get `None`, never
 //! a guess.
 
+use crate::ids::{SessionId, UserId};
 use std::sync::LazyLock;
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use uuid::Uuid;
 
 use crate::redis::Keys;
 
-pub fn user_key(keys: &Keys, user_id: Uuid) -> String {
+pub fn user_key(keys: &Keys, user_id: UserId) -> String {
     keys.key(format_args!("presence:user:{user_id}"))
 }
 
-pub fn sessions_key(keys: &Keys, user_id: Uuid) -> String {
+pub fn sessions_key(keys: &Keys, user_id: UserId) -> String {
     keys.key(format_args!("presence:sessions:{user_id}"))
 }
 
@@ -77,7 +77,7 @@ return 0
 });
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
-pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, node_id: &str, ttl_ms: u64) -> Option<bool> {
+pub async fn touch(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId, node_id: &str, ttl_ms: u64) -> Option<bool> {
     let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = TOUCH
         .evalsha_with_reload(
@@ -96,7 +96,7 @@ pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, n
 }
 
 /// Ends a session. `Some(true)` if the user is now offline.
-pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -> Option<bool> {
+pub async fn leave(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId) -> Option<bool> {
     let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = LEAVE
         .evalsha_with_reload(
@@ -115,7 +115,7 @@ pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -
 }
 
 /// Whether each user is online; `None` when Redis cannot tell.
-pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<bool>> {
+pub async fn online(redis: &Pool, keys: &Keys, users: &[UserId]) -> Option<Vec<bool>> {
     if users.is_empty() {
         return Some(Vec::new());
     }
@@ -161,7 +161,7 @@ return out
 
 /// Users whose presence ended (by a clean close or by TTL), each returned
 /// once across all callers, with when it ended. Empty when Redis is down.
-pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(Uuid, chrono::DateTime<chrono::Utc>)> {
+pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(UserId, chrono::DateTime<chrono::Utc>)> {
     let user_prefix = keys.key(format_args!("presence:user:"));
     let Some(client) = crate::redis::connected(redis) else { return Vec::new() };
     let result: Result<Vec<String>, Error> = CLAIM_EXPIRED

@@ -16,8 +16,8 @@
 //! the projections are complete; absent means cold: readers use
 //! PostgreSQL) and `proj:rebuild-lock`.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::redis::Keys;
-use uuid::Uuid;
 
 /// The Redis stream the relay fills and the consumer groups read.
 pub use duet_common::stream::events_key as stream;
@@ -30,15 +30,15 @@ pub fn rebuild_lock(keys: &Keys) -> String {
     keys.key(format_args!("proj:rebuild-lock"))
 }
 
-pub fn list(keys: &Keys, user: Uuid) -> String {
+pub fn list(keys: &Keys, user: UserId) -> String {
     keys.key(format_args!("proj:{{{user}}}:convs"))
 }
 
-pub fn entry(keys: &Keys, user: Uuid, conversation: Uuid) -> String {
+pub fn entry(keys: &Keys, user: UserId, conversation: ConversationId) -> String {
     keys.key(format_args!("proj:{{{user}}}:c:{conversation}"))
 }
 
-pub fn unread(keys: &Keys, user: Uuid, conversation: Uuid) -> String {
+pub fn unread(keys: &Keys, user: UserId, conversation: ConversationId) -> String {
     keys.key(format_args!("proj:{{{user}}}:unread:{conversation}"))
 }
 

@@ -1,6 +1,7 @@
 //! Reading the projections: one user's conversation list, one entry, and a
 //! raw dump of everything (to compare a live projector with a rebuild).
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -8,15 +9,14 @@ use duet_common::AppContext;
 use duet_common::domain::Message;
 use fred::prelude::*;
 use futures_util::TryStreamExt;
-use uuid::Uuid;
 
 use crate::keys;
 
 /// One user's view of one conversation, as the projection holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub conversation_id: Uuid,
-    pub peer_id: Uuid,
+    pub conversation_id: ConversationId,
+    pub peer_id: UserId,
     pub last_seq: i64,
     pub last_message: Option<Message>,
     pub unread: i64,
@@ -31,15 +31,15 @@ pub struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
     pub updated_micros: i64,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
 }
 
 /// Up to `limit` entries after `after`, newest activity first, and whether more follow.
-pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
+pub async fn list(ctx: &AppContext, user: UserId, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
     let client = ctx.redis.next();
     let key = keys::list(&ctx.keys, user);
     let max = after.map(|p| p.updated_micros.to_string()).unwrap_or_else(|| "+inf".into());
-    let mut ids: Vec<Uuid> = Vec::with_capacity(limit + 1);
+    let mut ids: Vec<ConversationId> = Vec::with_capacity(limit + 1);
     let mut offset = 0i64;
     let chunk = limit as i64 + 16;
     // Members tied with the cursor's score may precede it; skip those.
@@ -48,7 +48,7 @@ pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: 
             client.zrevrangebyscore(&key, max.as_str(), "-inf", true, Some((offset, chunk))).await?;
         let got = page.len() as i64;
         for (member, score) in page {
-            let id: Uuid = member.parse()?;
+            let id: ConversationId = member.parse()?;
             let skip = after.is_some_and(|p| score as i64 == p.updated_micros && id >= p.conversation_id);
             if !skip {
                 ids.push(id);
@@ -71,12 +71,12 @@ pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: 
 }
 
 /// The user's entry for one conversation, if projected.
-pub async fn entry(ctx: &AppContext, user: Uuid, conversation: Uuid) -> anyhow::Result<Option<Entry>> {
+pub async fn entry(ctx: &AppContext, user: UserId, conversation: ConversationId) -> anyhow::Result<Option<Entry>> {
     let hash = read_hashes(ctx, user, &[conversation]).await?.pop().unwrap_or_default();
     to_entry(conversation, hash)
 }
 
-async fn read_hashes(ctx: &AppContext, user: Uuid, ids: &[Uuid]) -> anyhow::Result<Vec<HashMap<String, String>>> {
+async fn read_hashes(ctx: &AppContext, user: UserId, ids: &[ConversationId]) -> anyhow::Result<Vec<HashMap<String, String>>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -87,7 +87,7 @@ async fn read_hashes(ctx: &AppContext, user: Uuid, ids: &[Uuid]) -> anyhow::Resu
     Ok(pipeline.all().await?)
 }
 
-fn to_entry(conversation_id: Uuid, hash: HashMap<String, String>) -> anyhow::Result<Option<Entry>> {
+fn to_entry(conversation_id: ConversationId, hash: HashMap<String, String>) -> anyhow::Result<Option<Entry>> {
     // An entry is listed once its creation or a message is applied.
     let Some(updated) = hash.get("updated_at") else { return Ok(None) };
     let num = |f: &str| hash.get(f).map(|v| v.parse::<i64>()).transpose().map(Option::unwrap_or_default);

@@ -11,6 +11,7 @@
 //! through the same merge operations as live events ([`crate::apply`]), so
 //! it yields exactly the state the live projector reaches.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::HashMap;
 
 use anyhow::Context;
@@ -34,9 +35,9 @@ const LOCK_SECS: i64 = 30;
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    conversation_id: Uuid,
-    user_id: Uuid,
-    peer_id: Uuid,
+    conversation_id: ConversationId,
+    user_id: UserId,
+    peer_id: UserId,
     my_delivered: i64,
     my_read: i64,
     peer_delivered: i64,
@@ -82,7 +83,7 @@ async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
         let _: i64 = client.del(chunk.to_vec()).await?;
     }
     let mut rebuilt = Rebuilt::default();
-    let mut after = (Uuid::nil(), Uuid::nil());
+    let mut after = (ConversationId::default(), UserId::default());
     loop {
         let rows: Vec<MemberRow> = sqlx::query_as(
             "select m.conversation_id, m.user_id, m.peer_id, \
@@ -114,7 +115,7 @@ async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
 
 async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()> {
     let with_messages: Vec<&MemberRow> = rows.iter().filter(|r| r.last_seq > 0).collect();
-    let last: HashMap<Uuid, Message> = sqlx::query_as::<_, Message>(concat!(
+    let last: HashMap<ConversationId, Message> = sqlx::query_as::<_, Message>(concat!(
         "select ",
         message_columns!(),
         " from messages where (conversation_id, seq) in (select * from unnest($1::uuid[], $2::int8[]))"
@@ -127,8 +128,8 @@ async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()
     .into_iter()
     .map(|m| (m.conversation_id, m))
     .collect();
-    let mut unread: HashMap<(Uuid, Uuid), Vec<i64>> = HashMap::new();
-    let seqs: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+    let mut unread: HashMap<(ConversationId, UserId), Vec<i64>> = HashMap::new();
+    let seqs: Vec<(ConversationId, UserId, i64)> = sqlx::query_as(
         "select m.conversation_id, m.receiver_id, m.seq from messages m \
          join unnest($1::uuid[], $2::uuid[], $3::int8[]) as k(conversation_id, user_id, read_seq) \
            on m.conversation_id = k.conversation_id and m.receiver_id = k.user_id and m.seq > k.read_seq",

@@ -6,6 +6,7 @@
 //! `DUET_AUTH_TIMEOUT_SECS`; then the session's reader runs here while its
 //! writer runs in a task of its own.
 
+use duet_common::ids::UserId;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -20,7 +21,6 @@ use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use tokio::time::{Instant, timeout_at};
-use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{close, error_frame};
@@ -117,7 +117,7 @@ async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>
 }
 
 /// Waits for valid credentials; on failure the connection is closed here.
-async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Uuid> {
+async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<UserId> {
     let gw = &gateway.inner;
     let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| claims.sub);
     if let Some(token) = bearer {
@@ -179,14 +179,14 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
 }
 
 /// Answers a bad token: an `error` frame, then close 4401.
-async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<Uuid> {
+async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<UserId> {
     let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), ErrorCode::Unauthorized, "invalid or expired token"))).await;
     let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
     gateway.inner.metrics.closed(close::UNAUTHORIZED);
     None
 }
 
-async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: Uuid) {
+async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: UserId) {
     let gw = &gateway.inner;
     let settings = &gw.ctx.settings;
     let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));

@@ -6,6 +6,7 @@
 //! answer, are queued in order and not waited for: the next frame is read
 //! while they commit, and an error comes back when their batch is done.
 
+use duet_common::ids::ConversationId;
 use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -18,7 +19,6 @@ use duet_common::protocol::{
 };
 use serde_json::Value;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
@@ -237,7 +237,7 @@ impl Handler {
     /// goes on to the next frame: a receipt has no answer, so the reader does
     /// not wait for its commit (a send behind it would). A refused receipt
     /// still gets its `error` frame, once its batch is done.
-    async fn receipt(&mut self, r: Option<&str>, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<(), ApiError> {
+    async fn receipt(&mut self, r: Option<&str>, conversation_id: ConversationId, seq: i64, receipt: Receipt) -> Result<(), ApiError> {
         let outcome = self.gateway.inner.commands.queue_receipt(self.session.user_id, conversation_id, seq, receipt).await?;
         let (session, reference) = (self.session.clone(), r.map(str::to_owned));
         tokio::spawn(async move {

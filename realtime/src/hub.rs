@@ -5,6 +5,7 @@
 //! Subscription changes go through one task in order, so a quick
 //! connect-disconnect-connect never ends unsubscribed.
 
+use duet_common::ids::UserId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +14,6 @@ use duet_common::redis::Keys;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, PubsubInterface};
 use tokio::sync::{mpsc, watch};
-use uuid::Uuid;
 
 use crate::session::{Outbound, Session};
 
@@ -30,7 +30,7 @@ struct Local {
 }
 
 pub struct Hub {
-    sessions: Mutex<HashMap<Uuid, Local>>,
+    sessions: Mutex<HashMap<UserId, Local>>,
     subscriptions: mpsc::UnboundedSender<SubCommand>,
     keys: Keys,
 }
@@ -73,17 +73,17 @@ impl Hub {
     }
 
     /// The user's local sessions.
-    pub fn sessions_of(&self, user_id: Uuid) -> Vec<Arc<Session>> {
+    pub fn sessions_of(&self, user_id: UserId) -> Vec<Arc<Session>> {
         self.sessions.lock().expect("hub poisoned").get(&user_id).map(|l| l.sessions.clone()).unwrap_or_default()
     }
 
     /// Whether the user has a session on this node.
-    pub fn has_sessions(&self, user_id: Uuid) -> bool {
+    pub fn has_sessions(&self, user_id: UserId) -> bool {
         self.sessions.lock().expect("hub poisoned").contains_key(&user_id)
     }
 
     /// Gives each of the user's local sessions an item made by `make`.
-    pub fn deliver(&self, user_id: Uuid, make: impl Fn() -> Outbound) {
+    pub fn deliver(&self, user_id: UserId, make: impl Fn() -> Outbound) {
         for session in self.sessions_of(user_id) {
             session.push(make());
         }
@@ -101,7 +101,7 @@ impl Hub {
     }
 
     /// The user whose channel this is.
-    pub fn user_of_channel(&self, channel: &str) -> Option<Uuid> {
+    pub fn user_of_channel(&self, channel: &str) -> Option<UserId> {
         channel.strip_prefix(self.keys.prefix())?.strip_prefix("user:")?.parse().ok()
     }
 }

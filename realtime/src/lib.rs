@@ -20,6 +20,7 @@ mod subscriber;
 mod sync;
 mod writer;
 
+use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,7 +31,6 @@ use duet_common::ratelimit::RateLimiter;
 use fred::clients::SubscriberClient;
 use fred::interfaces::ClientLike;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
@@ -53,7 +53,7 @@ struct Inner {
     /// Open connections, so shutdown can wait for them.
     open: AtomicUsize,
     /// (conversation, user) → peer, for typing: membership never changes.
-    peers: moka::future::Cache<(Uuid, Uuid), Uuid>,
+    peers: moka::future::Cache<(ConversationId, UserId), UserId>,
     typing_ttl: Duration,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }

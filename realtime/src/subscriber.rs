@@ -7,6 +7,7 @@
 //! session re-reads its conversations from PostgreSQL
 //! (docs/decisions/0001-live-delivery.md).
 
+use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::session::{LiveMessage, Outbound};
@@ -109,9 +109,9 @@ struct ProbeData {
     #[serde(default)]
     message: Option<ProbeMessage>,
     #[serde(default)]
-    conversation_id: Option<Uuid>,
+    conversation_id: Option<ConversationId>,
     #[serde(default)]
-    user_id: Option<Uuid>,
+    user_id: Option<UserId>,
     #[serde(default)]
     state: Option<TypingState>,
 }
@@ -119,13 +119,13 @@ struct ProbeData {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ProbeMessage {
-    sender_id: Uuid,
+    sender_id: UserId,
     client_msg_id: String,
 }
 
 /// This node's own events, straight from its fan-out.
 impl LocalSessions for Hub {
-    fn deliver(&self, user: Uuid, payload: &str) {
+    fn deliver(&self, user: UserId, payload: &str) {
         if !self.has_sessions(user) {
             return;
         }
@@ -136,7 +136,7 @@ impl LocalSessions for Hub {
     }
 }
 
-fn dispatch(hub: &Hub, user: Uuid, live: Live<'_>) {
+fn dispatch(hub: &Hub, user: UserId, live: Live<'_>) {
     match live {
         Live::Message { conversation_id, seq, frame } => {
             let Ok(Probe { data: ProbeData { message: Some(m), .. }, .. }) = serde_json::from_str::<Probe>(frame) else {

@@ -12,6 +12,7 @@
 //!
 //! It also expires a peer's `chat.typing start` that was never refreshed.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,6 @@ use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::metrics::GatewayMetrics;
 use crate::session::{LiveMessage, Outbound, Session};
@@ -50,13 +50,13 @@ pub struct Writer {
     typing_ttl: Duration,
     metrics: GatewayMetrics,
     /// Last seq the client holds, per conversation.
-    last: HashMap<Uuid, i64>,
+    last: HashMap<ConversationId, i64>,
     /// A peer's `start` per (conversation, user), and when it lapses.
-    typing: Vec<(Uuid, Uuid, Instant)>,
+    typing: Vec<(ConversationId, UserId, Instant)>,
     /// Live messages that arrived after a gap, per conversation: until when
     /// to wait for the gap to close, and the messages with whether they are
     /// this session's own (not pushed back).
-    held: HashMap<Uuid, (Instant, Held)>,
+    held: HashMap<ConversationId, (Instant, Held)>,
 }
 
 /// Messages held behind a gap, by seq, each with whether it is the session's own.
@@ -159,7 +159,7 @@ impl Writer {
     }
 
     /// Pushes held messages of the conversation that are next in line; drops those already pushed.
-    async fn release(&mut self, conversation_id: Uuid) -> Result<(), Stop> {
+    async fn release(&mut self, conversation_id: ConversationId) -> Result<(), Stop> {
         loop {
             let last = self.last.get(&conversation_id).copied().unwrap_or(0);
             let Some((_, held)) = self.held.get_mut(&conversation_id) else { return Ok(()) };
@@ -183,7 +183,7 @@ impl Writer {
     /// Gaps whose window passed: what is still missing is read from PostgreSQL, then the held messages follow.
     async fn expire_held(&mut self) -> Result<(), Stop> {
         let now = Instant::now();
-        let due: Vec<Uuid> = self.held.iter().filter(|(_, h)| h.0 <= now).map(|(c, _)| *c).collect();
+        let due: Vec<ConversationId> = self.held.iter().filter(|(_, h)| h.0 <= now).map(|(c, _)| *c).collect();
         for conversation_id in due {
             let Some((_, held)) = self.held.remove(&conversation_id) else { continue };
             for (seq, (message, own)) in held {
@@ -200,7 +200,7 @@ impl Writer {
 
     /// The seq the client holds in the conversation; for a conversation not seen
     /// yet, the user's delivered marker (or, if unreadable, just below `seq`).
-    async fn baseline(&mut self, conversation_id: Uuid, seq: i64) -> i64 {
+    async fn baseline(&mut self, conversation_id: ConversationId, seq: i64) -> i64 {
         if let Some(last) = self.last.get(&conversation_id) {
             return *last;
         }
@@ -211,7 +211,7 @@ impl Writer {
     }
 
     /// Pushes stored messages with `after < seq < before`, in pages.
-    async fn fill(&mut self, conversation_id: Uuid, after: i64, before: i64) -> Result<(), Stop> {
+    async fn fill(&mut self, conversation_id: ConversationId, after: i64, before: i64) -> Result<(), Stop> {
         let mut after = after.max(before - 1 - FILL_MAX);
         while after + 1 < before {
             let page = match store::messages_between(&self.db, conversation_id, after, before, FILL_PAGE).await {
@@ -254,7 +254,7 @@ impl Writer {
         Ok(())
     }
 
-    fn advance(&mut self, conversation_id: Uuid, seq: i64) {
+    fn advance(&mut self, conversation_id: ConversationId, seq: i64) {
         let last = self.last.entry(conversation_id).or_insert(seq);
         *last = (*last).max(seq);
     }
