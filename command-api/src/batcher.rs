@@ -175,3 +175,149 @@ impl BatchMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// Fails every request of a batch that holds it, as a failed transaction would.
+    const POISON: u32 = 999;
+
+    /// A writer that records its batches, answers `request × 10`, and holds
+    /// each batch until the test lets it go (so requests can queue behind it).
+    struct Recorder {
+        writer: usize,
+        batches: Arc<Mutex<Vec<(usize, Vec<u32>)>>>,
+        started: mpsc::UnboundedSender<()>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Handler for Recorder {
+        type Request = u32;
+        type Response = u32;
+
+        async fn handle(&mut self, batch: &[u32]) -> Vec<Result<u32, ApiError>> {
+            self.batches.lock().unwrap().push((self.writer, batch.to_vec()));
+            let _ = self.started.send(());
+            self.gate.acquire().await.unwrap().forget();
+            if batch.contains(&POISON) {
+                return batch.iter().map(|_| Err(ApiError::Unavailable("the batch failed".into()))).collect();
+            }
+            batch.iter().map(|r| Ok(r * 10)).collect()
+        }
+    }
+
+    struct Fixture {
+        batcher: Batcher<u32, u32>,
+        batches: Arc<Mutex<Vec<(usize, Vec<u32>)>>>,
+        started: mpsc::UnboundedReceiver<()>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Fixture {
+        fn new(writers: usize, max_batch: usize) -> Self {
+            let batches = Arc::new(Mutex::new(Vec::new()));
+            let (started_tx, started) = mpsc::unbounded_channel();
+            let gate = Arc::new(Semaphore::new(0));
+            let handlers: Vec<_> = (0..writers)
+                .map(|writer| Recorder { writer, batches: batches.clone(), started: started_tx.clone(), gate: gate.clone() })
+                .collect();
+            let families = BatchFamilies::register(&Metrics::new());
+            let batcher = Batcher::start("test", &families, handlers, max_batch, Duration::ZERO);
+            Fixture { batcher, batches, started, gate }
+        }
+
+        /// Queues `first` and waits until its writer holds it, then queues
+        /// `rest` behind it (same key), and lets every batch go.
+        async fn queued_behind_a_busy_writer(&mut self, first: u32, rest: &[u32]) -> Vec<Result<u32, ApiError>> {
+            let mut outcomes = vec![self.batcher.enqueue("key", first).await.unwrap()];
+            self.started.recv().await.unwrap();
+            for request in rest {
+                outcomes.push(self.batcher.enqueue("key", *request).await.unwrap());
+            }
+            self.gate.add_permits(Semaphore::MAX_PERMITS);
+            let mut answers = Vec::new();
+            for outcome in outcomes {
+                answers.push(outcome.await);
+            }
+            answers
+        }
+
+        fn batches(&self) -> Vec<Vec<u32>> {
+            self.batches.lock().unwrap().iter().map(|(_, batch)| batch.clone()).collect()
+        }
+    }
+
+    fn answers(outcomes: &[Result<u32, ApiError>]) -> Vec<Option<u32>> {
+        outcomes.iter().map(|o| o.as_ref().ok().copied()).collect()
+    }
+
+    #[tokio::test]
+    async fn requests_queued_while_the_writer_is_busy_form_one_batch_in_arrival_order() {
+        let mut f = Fixture::new(1, 100);
+        let outcomes = f.queued_behind_a_busy_writer(1, &[2, 3, 4, 5]).await;
+        assert_eq!(f.batches(), vec![vec![1], vec![2, 3, 4, 5]]);
+        assert_eq!(answers(&outcomes), vec![Some(10), Some(20), Some(30), Some(40), Some(50)], "each caller gets its own answer");
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_takes_a_request_at_once() {
+        let f = Fixture::new(1, 100);
+        f.gate.add_permits(Semaphore::MAX_PERMITS);
+        assert_eq!(f.batcher.submit("key", 7).await.unwrap(), 70);
+        assert_eq!(f.batcher.submit("key", 8).await.unwrap(), 80);
+        assert_eq!(f.batches(), vec![vec![7], vec![8]]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_at_most_max_batch_requests() {
+        let mut f = Fixture::new(1, 3);
+        let outcomes = f.queued_behind_a_busy_writer(0, &[1, 2, 3, 4, 5, 6, 7]).await;
+        assert_eq!(f.batches(), vec![vec![0], vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+        assert!(outcomes.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_its_own_requests_only() {
+        let mut f = Fixture::new(1, 3);
+        let outcomes = f.queued_behind_a_busy_writer(1, &[2, POISON, 3, 4]).await;
+        assert_eq!(f.batches(), vec![vec![1], vec![2, POISON, 3], vec![4]]);
+        assert_eq!(answers(&outcomes), vec![Some(10), None, None, None, Some(40)]);
+        assert!(matches!(outcomes[1], Err(ApiError::Unavailable(_))), "{:?}", outcomes[1]);
+    }
+
+    #[tokio::test]
+    async fn requests_with_one_key_all_go_to_one_writer() {
+        let f = Fixture::new(4, 100);
+        f.gate.add_permits(Semaphore::MAX_PERMITS);
+        for key in ["ann", "bob", "cat"] {
+            for request in 0..5 {
+                f.batcher.submit(key, request).await.unwrap();
+            }
+        }
+        let batches = f.batches.lock().unwrap().clone();
+        for chunk in batches.chunks(5) {
+            assert!(chunk.iter().all(|(writer, _)| *writer == chunk[0].0), "one key, one writer: {batches:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_stopped_writer_fails_instead_of_waiting_forever() {
+        struct Panics;
+        impl Handler for Panics {
+            type Request = u32;
+            type Response = u32;
+            async fn handle(&mut self, _: &[u32]) -> Vec<Result<u32, ApiError>> {
+                panic!("the writer dies");
+            }
+        }
+        let families = BatchFamilies::register(&Metrics::new());
+        let batcher = Batcher::start("test", &families, [Panics], 10, Duration::ZERO);
+        let outcome = batcher.submit("key", 1).await;
+        assert!(matches!(outcome, Err(ApiError::Internal(_))), "{outcome:?}");
+    }
+}

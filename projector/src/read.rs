@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use duet_common::AppContext;
 use duet_common::domain::Message;
 use fred::prelude::*;
+use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures_util::TryStreamExt;
 
 use crate::keys;
@@ -38,14 +39,19 @@ pub struct Position {
 pub async fn list(ctx: &AppContext, user: UserId, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
     let client = ctx.redis.next();
     let key = keys::list(&ctx.keys, user);
-    let max = after.map(|p| p.updated_micros.to_string()).unwrap_or_else(|| "+inf".into());
+    // A score bound, inclusive: fred would send a string as a lexical bound
+    // (`[…`), which ZREVRANGEBYSCORE refuses. Microseconds fit an f64 exactly.
+    let max = ZRange {
+        kind: ZRangeKind::Inclusive,
+        range: after.map_or(ZRangeBound::InfiniteScore, |p| ZRangeBound::Score(p.updated_micros as f64)),
+    };
     let mut ids: Vec<ConversationId> = Vec::with_capacity(limit + 1);
     let mut offset = 0i64;
     let chunk = limit as i64 + 16;
     // Members tied with the cursor's score may precede it; skip those.
     loop {
         let page: Vec<(String, f64)> =
-            client.zrevrangebyscore(&key, max.as_str(), "-inf", true, Some((offset, chunk))).await?;
+            client.zrevrangebyscore(&key, &max, "-inf", true, Some((offset, chunk))).await?;
         let got = page.len() as i64;
         for (member, score) in page {
             let id: ConversationId = member.parse()?;

@@ -1,7 +1,14 @@
 //! `TestApp`: a running Duet process for one test, plus a client with one
 //! method per endpoint so tests read as behaviour.
+//!
+//! Each test gets its own database and Redis key prefix on the servers named
+//! by `DUET_TEST_DATABASE_URL` and `DUET_TEST_REDIS_URL` (README,
+//! Development). When the last `TestApp` on them is dropped and the test has
+//! not failed, both are dropped; a failing test leaves them for inspection.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
 
 use duet::{Application, Service};
 use duet_common::Settings;
@@ -12,6 +19,9 @@ use tokio::sync::oneshot;
 use duet_common::ids::{ConversationId, UserId};
 use uuid::Uuid;
 
+/// Any database on the test server; each test swaps in its own name.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -34,9 +44,9 @@ pub struct TestUser {
 pub fn fresh_settings() -> Settings {
     let name = format!("duet_test_{}", Uuid::new_v4().simple());
     let mut settings = Settings::from_env().expect("default settings");
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    settings.database_url = with_database(&test_database_url(), &name);
     settings.database_replica_url = None;
-    settings.redis_url = "redis://127.0.0.1:6379".into();
+    settings.redis_url = std::env::var("DUET_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into());
     settings.redis_prefix = format!("duet:test:{}:", Uuid::new_v4().simple());
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.db_pool_size = 10;
@@ -44,6 +54,72 @@ pub fn fresh_settings() -> Settings {
     settings.rate_limit_per_sec = 100_000;
     settings.rate_limit_burst = 100_000;
     settings
+}
+
+/// `DUET_TEST_DATABASE_URL`: a database on the PostgreSQL server the tests use.
+pub fn test_database_url() -> String {
+    std::env::var("DUET_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into())
+}
+
+/// `url` with its database (the path) replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("a database URL: {url} ({e})"));
+    url.set_path(name);
+    url.into()
+}
+
+/// How many running `TestApp`s use each database (nodes of one system share
+/// it): the last one dropped cleans up.
+static NODES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+fn node_started(settings: &Settings) {
+    let mut nodes = NODES.lock().unwrap_or_else(PoisonError::into_inner);
+    *nodes.entry(settings.database_url.clone()).or_default() += 1;
+}
+
+/// Whether this was the last node on the database.
+fn node_gone(settings: &Settings) -> bool {
+    let mut nodes = NODES.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(count) = nodes.get_mut(&settings.database_url) else { return false };
+    *count -= 1;
+    if *count > 0 {
+        return false;
+    }
+    nodes.remove(&settings.database_url);
+    true
+}
+
+/// Drops the test's database (closing its connections) and deletes every
+/// Redis key under its prefix.
+pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use fred::prelude::*;
+    use futures_util::TryStreamExt;
+    use sqlx::migrate::MigrateDatabase;
+
+    sqlx::Postgres::force_drop_database(&settings.database_url).await.context("Failed to drop the test database")?;
+    let redis = Builder::from_config(Config::from_url(&settings.redis_url)?).build()?;
+    redis.init().await.context("Failed to connect to Redis")?;
+    let keys: Vec<Key> = redis.scan_buffered(format!("{}*", settings.redis_prefix), Some(1000), None).try_collect().await?;
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis.unlink(chunk.to_vec()).await?;
+    }
+    redis.quit().await?;
+    Ok(())
+}
+
+/// `drop_test_data` from a synchronous `Drop`: on a thread and runtime of its own.
+fn drop_test_data_now(settings: &Settings) {
+    let settings = settings.clone();
+    let dropped = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(drop_test_data(&settings))
+    })
+    .join();
+    match dropped {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: the test's database and Redis keys were not dropped: {e:#}"),
+        Err(_) => eprintln!("warning: dropping the test's database and Redis keys panicked"),
+    }
 }
 
 impl TestApp {
@@ -82,6 +158,7 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
+        node_started(&settings);
         TestApp { addr, settings, db, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
     }
 
@@ -173,6 +250,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // A failing test (unwinding) leaves its data for inspection.
+        if node_gone(&self.settings) && !std::thread::panicking() {
+            drop_test_data_now(&self.settings);
         }
     }
 }

@@ -6,8 +6,10 @@ mod helpers;
 mod ws;
 
 mod accounts;
+mod analytics;
 mod asyncapi;
 mod bench_smoke;
+mod conversation_pages;
 mod conversations;
 mod history;
 mod integrity;

@@ -107,3 +107,34 @@ async fn requests_to_unknown_paths_do_not_grow_the_metrics() {
     assert!(!after.contains(&secret.to_string()), "an id reached a label");
     assert_eq!(series(&after), series(&before), "no new series");
 }
+
+/// Each test cleans up after itself (tests/it/helpers.rs), so concurrent
+/// runs never need a global sweep that would drop each other's databases.
+#[tokio::test]
+async fn the_last_node_of_a_passing_test_drops_its_database_and_redis_keys() {
+    use fred::prelude::*;
+    use futures_util::TryStreamExt;
+    use sqlx::migrate::MigrateDatabase;
+
+    let app = TestApp::spawn().await;
+    let peer = app.spawn_peer().await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    app.send_ok(&ann, conversation, "hello").await;
+    let settings = app.settings.clone();
+    let ctx = crate::read_side_support::context_of(&settings).await;
+    crate::read_side_support::caught_up(&ctx).await;
+    let keys = || async {
+        let found: Vec<Key> =
+            ctx.redis.next().scan_buffered(format!("{}*", settings.redis_prefix), Some(1000), None).try_collect().await.unwrap();
+        found.into_iter().map(|k| k.as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+    };
+    assert!(!keys().await.is_empty(), "the projections are under the test's prefix");
+
+    drop(peer);
+    assert!(sqlx::Postgres::database_exists(&settings.database_url).await.unwrap(), "another node still uses it");
+    app.stop().await;
+    assert!(!sqlx::Postgres::database_exists(&settings.database_url).await.unwrap());
+    assert_eq!(keys().await, Vec::<String>::new());
+}

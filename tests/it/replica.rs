@@ -12,11 +12,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{TestApp, TestUser, fresh_settings};
+use crate::helpers::{TestApp, TestUser, fresh_settings, test_database_url, with_database};
 use crate::read_side_support::eventually;
 
 const REPLICA_LOCK: i64 = 0x0d0e_7ea1;
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The replica's admin URL: `DUET_TEST_REPLICA_URL`, or the default port.
 fn replica_admin_url() -> String {
@@ -30,7 +29,7 @@ struct ReplicaGuard {
 }
 
 async fn take_replica() -> ReplicaGuard {
-    let mut lock = PgConnection::connect(ADMIN_URL).await.expect("the primary");
+    let mut lock = PgConnection::connect(&test_database_url()).await.expect("the primary");
     sqlx::query("select pg_advisory_lock($1)").bind(REPLICA_LOCK).execute(&mut lock).await.unwrap();
     let url = replica_admin_url();
     let mut admin = PgConnection::connect(&url)
@@ -54,9 +53,7 @@ async fn resume(admin: &mut PgConnection) {
 fn replica_settings() -> Settings {
     let mut settings = fresh_settings();
     let name = settings.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = replica_admin_url();
-    let base = admin.rsplit_once('/').unwrap().0;
-    settings.database_replica_url = Some(format!("{base}/{name}"));
+    settings.database_replica_url = Some(with_database(&replica_admin_url(), &name));
     settings
 }
 
@@ -185,6 +182,9 @@ async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
     let mut analyst = PgConnection::connect(&url).await.unwrap();
     let active: i64 = sqlx::query_scalar("select active_users from analytics.active_users_per_day").fetch_one(&mut analyst).await.unwrap();
     assert_eq!(active, 1);
+    // Only Ann wrote: no replies, but the view is the analyst's to read.
+    let replies: i64 = sqlx::query_scalar("select count(*) from analytics.reply_time_per_day").fetch_one(&mut analyst).await.unwrap();
+    assert_eq!(replies, 0);
     let raw = sqlx::query("select count(*) from messages").fetch_one(&mut analyst).await.unwrap_err();
     assert!(raw.to_string().contains("permission denied"), "{raw}");
 }
