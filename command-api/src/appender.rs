@@ -205,7 +205,7 @@ impl AppendRow {
 }
 
 /// One transaction for the whole batch, in one round trip: `duet_append`
-/// (migrations/0005) locks the conversations, settles idempotency, assigns
+/// (its definition: `migrations/README.md`) locks the conversations, settles idempotency, assigns
 /// seqs and writes the messages, `last_seq` and the outbox events. `Err`
 /// means nothing was stored; `Ok` holds each request's own outcome.
 async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {

@@ -187,11 +187,14 @@ mod tests {
     /// Fails every request of a batch that holds it, as a failed transaction would.
     const POISON: u32 = 999;
 
+    /// The batches the writers saw, in order: which writer, and its requests.
+    type Seen = Arc<Mutex<Vec<(usize, Vec<u32>)>>>;
+
     /// A writer that records its batches, answers `request × 10`, and holds
     /// each batch until the test lets it go (so requests can queue behind it).
     struct Recorder {
         writer: usize,
-        batches: Arc<Mutex<Vec<(usize, Vec<u32>)>>>,
+        batches: Seen,
         started: mpsc::UnboundedSender<()>,
         gate: Arc<Semaphore>,
     }
@@ -213,7 +216,7 @@ mod tests {
 
     struct Fixture {
         batcher: Batcher<u32, u32>,
-        batches: Arc<Mutex<Vec<(usize, Vec<u32>)>>>,
+        batches: Seen,
         started: mpsc::UnboundedReceiver<()>,
         gate: Arc<Semaphore>,
     }

@@ -57,7 +57,7 @@ impl Commands {
     /// is durable and on its way live (already queued to this node's sessions).
     pub async fn send(&self, sender_id: UserId, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
-        let key = self.ctx.keys.key(format_args!("rl:send:{sender_id}"));
+        let key = self.ctx.keys.send_rate(sender_id);
         if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.redis, &key).await {
             return Err(ApiError::RateLimited { retry_after_ms });
         }

@@ -188,7 +188,7 @@ struct ReceiptRow {
 }
 
 /// One transaction for the whole batch, in one round trip: `duet_receipts`
-/// (migrations/0005) locks the member rows, applies each receipt in order,
+/// (its definition: `migrations/README.md`) locks the member rows, applies each receipt in order,
 /// updates the rows that moved and writes their outbox events. `Err` means
 /// nothing was stored; `Ok` holds each request's own outcome.
 async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {

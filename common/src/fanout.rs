@@ -20,8 +20,8 @@ use fred::types::scripts::Script;
 use tokio::sync::mpsc;
 
 use crate::domain::Message;
-use crate::live::{encode_message, encode_other, user_channel};
-use crate::redis::Keys;
+use crate::live::{encode_message, encode_other};
+use crate::keys::Keys;
 
 /// Batches a writer's publisher holds before the writer waits for Redis.
 const PUBLISHER_QUEUE: usize = 64;
@@ -159,14 +159,14 @@ async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<Event>) {
         let sent: Result<i64, Error> = match chunk.as_slice() {
             [Event { users, .. }] if users.len() == 1 => {
                 let Event { users, payload } = chunk.pop().expect("one event");
-                client.publish(user_channel(keys, users[0]), payload).await
+                client.publish(keys.user_channel(users[0]), payload).await
             }
             _ => {
                 let mut args = Vec::with_capacity(chunk.iter().map(|e| 2 + e.users.len()).sum());
                 for Event { users, payload } in chunk {
                     args.push(users.len().to_string());
                     args.push(payload);
-                    args.extend(users.iter().map(|user| user_channel(keys, *user)));
+                    args.extend(users.iter().map(|user| keys.user_channel(*user)));
                 }
                 PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), args).await
             }

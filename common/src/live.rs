@@ -12,16 +12,10 @@
 //! `e <origin>\n<frame>` for the rest, where `origin` is the publishing
 //! node (whose own sessions already have the event).
 
-use crate::ids::{ConversationId, UserId};
+use crate::ids::ConversationId;
 
 use crate::domain::Message;
 use crate::protocol::message_frame;
-use crate::redis::Keys;
-
-/// The channel of one user's live events.
-pub fn user_channel(keys: &Keys, user_id: UserId) -> String {
-    keys.key(format_args!("user:{user_id}"))
-}
 
 /// A live event decoded from a channel payload.
 #[derive(Debug, PartialEq, Eq)]

@@ -82,27 +82,6 @@ pub async fn warn_if_evicting(pool: &Pool) {
     }
 }
 
-/// Names of Redis keys and channels under the deployment's prefix.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Keys { prefix: prefix.into() }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Any key under the prefix.
-    pub fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
-        format!("{}{}", self.prefix, rest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::eviction_risk;

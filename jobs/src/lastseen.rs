@@ -16,7 +16,6 @@ use anyhow::Context;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use duet_common::AppContext;
-use duet_common::last_seen::pending_key;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +58,7 @@ static TAKE: LazyLock<Script> = LazyLock::new(|| {
 
 /// Moves one batch from Redis into a job; returns how many entries it moved.
 pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) -> anyhow::Result<usize> {
-    let key = pending_key(&ctx.keys);
+    let key = ctx.keys.last_seen_pending();
     let flat: Vec<String> = TAKE
         .evalsha_with_reload(ctx.redis.next(), vec![key.clone()], vec![limit.to_string()])
         .await

@@ -27,7 +27,6 @@ use duet_common::events::DomainEvent;
 use fred::types::scripts::Script;
 use sqlx::PgPool;
 
-use crate::keys;
 
 /// Folded merges, one per entry. KEYS = [list, entry, unread] per entry; ARGV =
 /// per entry: conversation, peer, created at ('' if not in the batch), the four
@@ -255,9 +254,9 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
         let pieces = fold.push_args(&mut args)?;
         for _ in 0..pieces {
             keys.extend([
-                keys::list(&ctx.keys, fold.user),
-                keys::entry(&ctx.keys, fold.user, fold.conversation),
-                keys::unread(&ctx.keys, fold.user, fold.conversation),
+                ctx.keys.conversation_list(fold.user),
+                ctx.keys.entry(fold.user, fold.conversation),
+                ctx.keys.unread(fold.user, fold.conversation),
             ]);
         }
         let last = i + 1 == folds.len();

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::{Message, Peer};
 use duet_common::message_columns;
-use duet_projector::read::{self, Entry, Position};
+use duet_common::read_model::{self as read, Entry, Position, is_ready};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -86,7 +86,7 @@ pub async fn list(q: &Queries, user: UserId, cursor: Option<&str>, limit: Option
 /// One conversation of the caller; `conversation_not_found` if not theirs.
 pub async fn get(q: &Queries, user: UserId, conversation: ConversationId) -> Result<ConversationSummary, ApiError> {
     q.cache.peer_in(conversation, user).await?;
-    let projected = match duet_projector::rebuild::is_ready(&q.ctx).await {
+    let projected = match is_ready(&q.ctx).await {
         Ok(true) => read::entry(&q.ctx, user, conversation).await.ok().flatten(),
         _ => None,
     };
@@ -103,7 +103,7 @@ pub async fn get(q: &Queries, user: UserId, conversation: ConversationId) -> Res
 
 /// `None` when the projection cannot answer (cold, or Redis down).
 async fn from_redis(q: &Queries, user: UserId, after: Option<Position>, limit: usize) -> Option<(Vec<Entry>, bool)> {
-    match duet_projector::rebuild::is_ready(&q.ctx).await {
+    match is_ready(&q.ctx).await {
         Ok(true) => {}
         Ok(false) => {
             q.metrics.list_source("postgres_cold");
@@ -154,8 +154,7 @@ async fn from_postgres(
         "select c.id, m.peer_id, c.last_seq, c.updated_at, \
                 m.last_delivered_seq as my_delivered, m.last_read_seq as my_read, \
                 p.last_delivered_seq as peer_delivered, p.last_read_seq as peer_read, \
-                (select count(*) from messages x \
-                  where x.receiver_id = m.user_id and x.conversation_id = c.id and x.seq > m.last_read_seq) as unread \
+                (select count(*) from unread_messages u where u.user_id = m.user_id and u.conversation_id = c.id) as unread \
          from conversation_members m \
          join conversations c on c.id = m.conversation_id \
          join conversation_members p on p.conversation_id = m.conversation_id and p.user_id = m.peer_id \

@@ -5,7 +5,7 @@
 //! `minSeq` hint, e.g. the seq its own send was acknowledged with). The
 //! replica serves the page only once its copy of the conversation has
 //! reached that seq; otherwise we wait briefly for replay and then fall back
-//! to the primary, counting which in `duet_query_history_reads{source}`.
+//! to the primary, counting which in `duet_query_history_reads_total{source}`.
 //! The check and the page run on one connection, which also reports
 //! `pg_is_in_recovery()`, so the response says truthfully who served it.
 

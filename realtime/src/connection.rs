@@ -55,7 +55,7 @@ impl Endpoint for WsEndpoint {
             }
         }
         if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
-            let key = gw.ctx.keys.key(format_args!("rl:handshake:{ip}"));
+            let key = gw.ctx.keys.handshake_rate(ip);
             if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.redis, &key).await {
                 gw.metrics.refused.inc();
                 return Ok(ErrorResponse::from(ApiError::RateLimited { retry_after_ms }).into_response());
@@ -79,8 +79,8 @@ impl Endpoint for WsEndpoint {
 ///
 /// The read buffer is what an idle connection mostly holds: 1 KiB (a chat
 /// frame fits; a larger one is read in several calls, into room reserved for
-/// its whole length) keeps a connection at about 8.7 KB of server memory,
-/// against 11.8 KB with 4 KiB (docs/benchmarks.md).
+/// its whole length) keeps an idle connection's memory well below what 4 KiB
+/// costs (measured in `docs/benchmarks-log.md`, connections).
 fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 1024;

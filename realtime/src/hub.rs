@@ -9,8 +9,7 @@ use duet_common::ids::UserId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use duet_common::live::user_channel;
-use duet_common::redis::Keys;
+use duet_common::keys::Keys;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, PubsubInterface};
 use tokio::sync::{mpsc, watch};
@@ -50,7 +49,7 @@ impl Hub {
             let mut sessions = self.sessions.lock().expect("hub poisoned");
             let local = sessions.entry(session.user_id).or_insert_with(|| {
                 let (done, subscribed) = watch::channel(false);
-                let _ = self.subscriptions.send(SubCommand::Subscribe(user_channel(&self.keys, session.user_id), done));
+                let _ = self.subscriptions.send(SubCommand::Subscribe(self.keys.user_channel(session.user_id), done));
                 Local { sessions: Vec::new(), subscribed }
             });
             local.sessions.push(session.clone());
@@ -67,7 +66,7 @@ impl Hub {
             local.sessions.retain(|s| s.id != session.id);
             if local.sessions.is_empty() {
                 sessions.remove(&session.user_id);
-                let _ = self.subscriptions.send(SubCommand::Unsubscribe(user_channel(&self.keys, session.user_id)));
+                let _ = self.subscriptions.send(SubCommand::Unsubscribe(self.keys.user_channel(session.user_id)));
             }
         }
     }
@@ -97,7 +96,7 @@ impl Hub {
     /// Channels of every user with a local session.
     pub fn channels(&self) -> Vec<String> {
         let sessions = self.sessions.lock().expect("hub poisoned");
-        sessions.keys().map(|user| user_channel(&self.keys, *user)).collect()
+        sessions.keys().map(|user| self.keys.user_channel(*user)).collect()
     }
 
     /// The user whose channel this is.

@@ -83,14 +83,13 @@ pub struct SyncRow {
     pub conversation_id: ConversationId,
     pub last_seq: i64,
     pub last_delivered_seq: i64,
-    pub last_read_seq: i64,
     pub peer_last_delivered_seq: i64,
     pub peer_last_read_seq: i64,
 }
 
 macro_rules! sync_row {
     () => {
-        "select m.conversation_id, c.last_seq, m.last_delivered_seq, m.last_read_seq, \
+        "select m.conversation_id, c.last_seq, m.last_delivered_seq, \
       p.last_delivered_seq as peer_last_delivered_seq, p.last_read_seq as peer_last_read_seq \
     from conversation_members m \
     join conversations c on c.id = m.conversation_id \
@@ -119,12 +118,11 @@ pub async fn pending_rows(db: &PgPool, user_id: UserId, limit: i64) -> Result<Ve
     .await?)
 }
 
-/// Messages sent to the user after their read marker.
-pub async fn unread_count(db: &PgPool, user_id: UserId, conversation_id: ConversationId, last_read_seq: i64) -> Result<i64, ApiError> {
-    Ok(sqlx::query_scalar("select count(*) from messages where receiver_id = $1 and conversation_id = $2 and seq > $3")
+/// Messages sent to the user after their read marker (`unread_messages`).
+pub async fn unread_count(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar("select count(*) from unread_messages where user_id = $1 and conversation_id = $2")
         .bind(user_id)
         .bind(conversation_id)
-        .bind(last_read_seq)
         .fetch_one(db)
         .await?)
 }

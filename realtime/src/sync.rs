@@ -78,7 +78,7 @@ pub async fn sync(ctx: &AppContext, user_id: UserId, request: SyncIn, reference:
             has_more,
             peer_last_delivered_seq: row.peer_last_delivered_seq,
             peer_last_read_seq: row.peer_last_read_seq,
-            unread_count: store::unread_count(&ctx.db, user_id, conversation_id, row.last_read_seq).await?,
+            unread_count: store::unread_count(&ctx.db, user_id, conversation_id).await?,
         });
     }
     Ok((SyncResult { reference, conversations, more_conversations }, up_to))

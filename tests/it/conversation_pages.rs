@@ -2,7 +2,7 @@
 //! the Redis projection, and the pages together hold each conversation once,
 //! newest activity first.
 
-use duet_projector::read::{self, Position};
+use duet_common::read_model::{self as read, Position};
 use reqwest::StatusCode;
 use duet_common::ids::ConversationId;
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use duet::Service;
 use duet_common::domain::{Message, MessageType};
 use duet_common::events::{DomainEvent, Envelope};
-use duet_projector::{Projector, ProjectorConfig, read, rebuild};
+use duet_common::read_model::{self as read};
+use duet_projector::{Projector, ProjectorConfig, rebuild};
 
 use crate::helpers::{TestApp, fresh_settings};
 use crate::read_side_support::{caught_up, context_of};

@@ -37,7 +37,7 @@ where
 /// Waits until every committed event has been applied to the projections.
 pub async fn caught_up(ctx: &AppContext) {
     eventually("the projector to catch up", Duration::from_secs(20), || async {
-        let ready = duet_projector::rebuild::is_ready(ctx).await.unwrap_or(false);
+        let ready = duet_common::read_model::is_ready(ctx).await.unwrap_or(false);
         let lag = duet_projector::metrics::measure(ctx).await.ok()?;
         (ready && lag.events_behind == 0).then_some(())
     })
@@ -86,7 +86,7 @@ pub async fn projected_script(app: &TestApp) -> (Script, AppContext, BTreeMap<St
     let script = run_script(app).await;
     let ctx = context_of(&app.settings).await;
     caught_up(&ctx).await;
-    let live = duet_projector::read::dump(&ctx).await.unwrap();
+    let live = duet_common::read_model::dump(&ctx).await.unwrap();
     assert!(!live.is_empty());
     (script, ctx, live)
 }

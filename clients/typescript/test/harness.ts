@@ -90,6 +90,18 @@ export interface TestUser {
   token: string;
 }
 
+const liveNodes = new Set<TestNode>();
+// A test file cancelled or killed (timeout, Ctrl-C) must not leave a node running or a database behind.
+process.once("exit", () => {
+  for (const n of liveNodes) n.cleanupSync();
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const n of liveNodes) n.cleanupSync();
+    process.exit(130);
+  });
+}
+
 /** One Duet node, restartable on the same port against the same database. */
 export class TestNode {
   readonly port: number;
@@ -121,6 +133,7 @@ export class TestNode {
 
   static async start(extraEnv: Record<string, string> = {}): Promise<TestNode> {
     const node = new TestNode(await freePort(), extraEnv);
+    liveNodes.add(node);
     await node.spawn();
     return node;
   }
@@ -173,6 +186,17 @@ export class TestNode {
 
   async stop(): Promise<void> {
     await this.kill("SIGKILL");
+    this.cleanupSync();
+  }
+
+  /** Kills the node and drops its database, synchronously (also from an exit handler). */
+  cleanupSync(): void {
+    if (!liveNodes.delete(this)) return;
+    try {
+      this.child?.kill("SIGKILL");
+    } catch {
+      // gone
+    }
     try {
       execFileSync("psql", [`${PG}/postgres`, "-q", "-c", `drop database if exists ${this.db} with (force)`], {
         stdio: "ignore",

@@ -2,6 +2,7 @@
 // dropping, receipt coalescing, typing throttle, backoff bounds. No server.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { waitFor } from "./harness.js";
 import { DuetClient, backoffDelay, type Message, type WebSocketConstructor, type ClientFrame, type ServerFrame } from "../src/index.js";
 
 type Listener = (ev: unknown) => void;
@@ -86,12 +87,14 @@ async function connected(options: Partial<ConstructorParameters<typeof DuetClien
   await client.start();
   await new Promise((r) => queueMicrotask(() => r(undefined)));
   const sock = FakeSocket.last!;
+  const synced = new Promise((resolve) => client.on("synced", resolve));
   sock.push({ type: "auth.ok", data: { userId: ME, sessionId: "s", heartbeatIntervalMs: 20000 } });
   // Answer the connect's full sync: discovery, then the tracked conversation.
   const discover = await sock.next((f) => f.type === "chat.sync" && !f.data?.conversations);
   sock.push({ type: "chat.sync.result", data: { ref: discover.id, conversations: [], moreConversations: false } });
   const catchUp = await sock.next((f) => f.type === "chat.sync" && !!f.data?.conversations);
   sock.push({ type: "chat.sync.result", data: { ref: catchUp.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(1)], hasMore: false, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 1 }] } });
+  await synced;
   return { client, sock };
 }
 
@@ -104,6 +107,7 @@ test("a live message past a gap is held back, the gap synced, the view stays con
   const gapSync = await sock.next((f) => f.type === "chat.sync" && !!f.data?.conversations);
   assert.deepEqual(gapSync.type === "chat.sync" && gapSync.data?.conversations, [{ conversationId: CONV, afterSeq: 2 }]);
   sock.push({ type: "chat.sync.result", data: { ref: gapSync.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(3), msg(4), msg(5)], hasMore: false, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 5 }] } });
+  await waitFor([client], () => client.store.getConversation(CONV)?.lastSeq === 5, "gap filled", 5000);
   assert.deepEqual(client.store.getConversation(CONV)?.messages.map((m) => m.seq), [1, 2, 3, 4, 5]);
   assert.equal(client.store.getConversation(CONV)?.unreadCount, 5);
   client.stop();

@@ -22,10 +22,7 @@ pub async fn devices(db: &PgPool, user_id: UserId) -> sqlx::Result<Vec<Device>> 
 /// The user's total unread: over their conversations, the peer's messages after their read marker.
 pub async fn badge(db: &PgPool, user_id: UserId) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "select coalesce(sum(u.n), 0)::int8 from conversation_members cm \
-         cross join lateral (select count(*) as n from messages m \
-           where m.receiver_id = cm.user_id and m.conversation_id = cm.conversation_id and m.seq > cm.last_read_seq) u \
-         where cm.user_id = $1",
+        "select count(*) from unread_messages where user_id = $1",
     )
     .bind(user_id)
     .fetch_one(db)
@@ -35,9 +32,7 @@ pub async fn badge(db: &PgPool, user_id: UserId) -> sqlx::Result<i64> {
 /// The newest unread message of the conversation for the user: its seq and text.
 pub async fn newest_unread(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> sqlx::Result<Option<(i64, Option<String>)>> {
     sqlx::query_as(
-        "select m.seq, m.text from conversation_members cm \
-         join messages m on m.conversation_id = cm.conversation_id and m.receiver_id = cm.user_id and m.seq > cm.last_read_seq \
-         where cm.user_id = $1 and cm.conversation_id = $2 order by m.seq desc limit 1",
+        "select seq, text from unread_messages where user_id = $1 and conversation_id = $2 order by seq desc limit 1",
     )
     .bind(user_id)
     .bind(conversation_id)

@@ -83,7 +83,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     settings.lastseen_batch = 100;
     let app = crate::helpers::TestApp::spawn_settings(settings, Service::ALL).await;
     let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
-    let keys = duet_common::redis::Keys::new(app.settings.redis_prefix.clone());
+    let keys = duet_common::keys::Keys::new(app.settings.redis_prefix.clone());
     let t = PushTest { app, fake: crate::fake_push::FakePush::start().await, redis, keys };
 
     let ids: Vec<UserId> = (0..1000).map(|_| UserId::new()).collect();
@@ -101,7 +101,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
 
     // A thousand users go offline at once (one command, as a burst lands).
     let members: Vec<(f64, String)> = ids.iter().enumerate().map(|(i, id)| ((base + i as i64) as f64, id.to_string())).collect();
-    let _: i64 = t.redis.zadd(last_seen::pending_key(&t.keys), None, None, false, false, members).await.unwrap();
+    let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, members).await.unwrap();
 
     let last = ids[999];
     wait_last_seen(&t, last, DateTime::from_timestamp_millis(base + 999).unwrap()).await;
@@ -116,7 +116,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     let kept: DateTime<Utc> = sqlx::query_scalar("select last_seen_at from users where id = $1").bind(ids[0]).fetch_one(&t.app.db).await.unwrap();
     assert_eq!(kept, future, "never moved backwards");
     assert_eq!(t.jobs(LASTSEEN_QUEUE).await.len(), 10, "1000 entries, batches of 100");
-    let pending: i64 = t.redis.zcard(last_seen::pending_key(&t.keys)).await.unwrap();
+    let pending: i64 = t.redis.zcard(t.keys.last_seen_pending()).await.unwrap();
     assert_eq!(pending, 0);
     assert_eq!(counter(&t.metrics().await, "jobs_succeeded", "lastseen"), 10);
 }

@@ -6,7 +6,6 @@ use duet_common::ids::{UserId, ConversationId, SessionId};
 use std::time::{Duration, Instant};
 
 use duet::Service;
-use duet_common::last_seen;
 use fred::prelude::*;
 
 use super::{PushTest, apns_token};
@@ -81,7 +80,7 @@ async fn measure_last_seen_batch_writer_throughput() {
     let now = chrono::Utc::now().timestamp_millis() as f64;
     let members: Vec<(f64, String)> = ids.iter().map(|id| (now, id.to_string())).collect();
     for chunk in members.chunks(5000) {
-        let _: i64 = t.redis.zadd(last_seen::pending_key(&t.keys), None, None, false, false, chunk.to_vec()).await.unwrap();
+        let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, chunk.to_vec()).await.unwrap();
     }
     let start = Instant::now();
     let _worker = t.spawn_worker().await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use duet::{Application, Service};
 use duet_common::Settings;
-use duet_common::redis::Keys;
+use duet_common::keys::Keys;
 use fred::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -104,7 +104,7 @@ impl PushTest {
     /// far: the outbox is all on the stream, and the `push` group has read
     /// and acknowledged all of it. Fails the test after 20 s.
     pub async fn triggers_caught_up(&self) {
-        let stream = duet_common::stream::events_key(&self.keys);
+        let stream = self.keys.events();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let (unpublished, _) = duet_projector::relay::unrelayed(&self.app.db).await.unwrap();

@@ -1,17 +1,26 @@
-//! Reading the projections: one user's conversation list, one entry, and a
-//! raw dump of everything (to compare a live projector with a rebuild).
+//! The read model: the projections the projector writes to Redis, as the
+//! query side and the tests read them (one user's conversation list, one
+//! entry, a raw dump of everything to compare a live projector with a
+//! rebuild), and the one SQL definition of what they hold, for readers
+//! that fall back to PostgreSQL and for the rebuild. The keys are in
+//! [`crate::keys`].
 
-use duet_common::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use duet_common::AppContext;
-use duet_common::domain::Message;
+use crate::AppContext;
+use crate::domain::Message;
 use fred::prelude::*;
 use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures_util::TryStreamExt;
 
-use crate::keys;
+/// Whether the projections are complete; when not (cold, or being
+/// rebuilt), readers answer from PostgreSQL.
+pub async fn is_ready(ctx: &AppContext) -> anyhow::Result<bool> {
+    let n: i64 = ctx.redis.next().exists(ctx.keys.projections_ready()).await?;
+    Ok(n == 1)
+}
 
 /// One user's view of one conversation, as the projection holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +47,7 @@ pub struct Position {
 /// Up to `limit` entries after `after`, newest activity first, and whether more follow.
 pub async fn list(ctx: &AppContext, user: UserId, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
     let client = ctx.redis.next();
-    let key = keys::list(&ctx.keys, user);
+    let key = ctx.keys.conversation_list(user);
     // A score bound, inclusive: fred would send a string as a lexical bound
     // (`[…`), which ZREVRANGEBYSCORE refuses. Microseconds fit an f64 exactly.
     let max = ZRange {
@@ -88,7 +97,7 @@ async fn read_hashes(ctx: &AppContext, user: UserId, ids: &[ConversationId]) -> 
     }
     let pipeline = ctx.redis.next().pipeline();
     for id in ids {
-        let _: () = pipeline.hgetall(keys::entry(&ctx.keys, user, *id)).await?;
+        let _: () = pipeline.hgetall(ctx.keys.entry(user, *id)).await?;
     }
     Ok(pipeline.all().await?)
 }
@@ -114,7 +123,7 @@ fn to_entry(conversation_id: ConversationId, hash: HashMap<String, String>) -> a
 /// Every projection key with its content, in a canonical text form.
 pub async fn dump(ctx: &AppContext) -> anyhow::Result<BTreeMap<String, String>> {
     let client = ctx.redis.next();
-    let found: Vec<Key> = client.scan_buffered(keys::all_projections(&ctx.keys), Some(1000), None).try_collect().await?;
+    let found: Vec<Key> = client.scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await?;
     let prefix_len = ctx.keys.prefix().len();
     let mut out = BTreeMap::new();
     for key in found {
