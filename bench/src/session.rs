@@ -156,7 +156,7 @@ struct WireMessage {
 }
 
 #[derive(Deserialize)]
-struct NewMessage {
+struct IncomingMessage {
     message: WireMessage,
 }
 
@@ -222,7 +222,7 @@ async fn read(
                 totals.last_ack_us.fetch_max(Instant::now().duration_since(start).as_micros() as u64, Ordering::Relaxed);
             }
             ServerKind::Message => {
-                let m = serde_json::from_str::<NewMessage>(incoming.data.get())?.message;
+                let m = serde_json::from_str::<IncomingMessage>(incoming.data.get())?.message;
                 if let Some(us) = since_start(&m.client_msg_id) {
                     out.delivery.saturating_record(us);
                 }

@@ -24,7 +24,7 @@ type Queued<Req, Resp> = (Req, Instant, Reply<Resp>);
 
 /// A writer: turns a batch into one outcome per request, in order. It is
 /// owned by its task, so it may keep state between batches (a connection).
-pub trait Handler: Send + 'static {
+pub trait BatchHandler: Send + 'static {
     type Request: Send + 'static;
     type Response: Send + 'static;
 
@@ -56,7 +56,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         spacing: Duration,
     ) -> Self
     where
-        H: Handler<Request = Req, Response = Resp>,
+        H: BatchHandler<Request = Req, Response = Resp>,
     {
         let metrics = BatchMetrics::of(name, metrics);
         let writers: Arc<[_]> = handlers
@@ -199,7 +199,7 @@ mod tests {
         gate: Arc<Semaphore>,
     }
 
-    impl Handler for Recorder {
+    impl BatchHandler for Recorder {
         type Request = u32;
         type Response = u32;
 
@@ -311,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_to_a_stopped_writer_fails_instead_of_waiting_forever() {
         struct Panics;
-        impl Handler for Panics {
+        impl BatchHandler for Panics {
             type Request = u32;
             type Response = u32;
             async fn handle(&mut self, _: &[u32]) -> Vec<Result<u32, ApiError>> {

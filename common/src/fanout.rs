@@ -20,7 +20,8 @@ use fred::types::scripts::Script;
 use tokio::sync::mpsc;
 
 use crate::domain::Message;
-use crate::live::{encode_message, encode_other};
+use crate::live::{Live, decode, encode_message, encode_other, encode_typing};
+use crate::protocol::TypingOut;
 use crate::keys::Keys;
 
 /// Batches a writer's publisher holds before the writer waits for Redis.
@@ -30,8 +31,8 @@ const EVENTS_PER_CALL: usize = 64;
 
 /// This node's sessions, reached without Redis (the realtime gateway's hub).
 pub trait LocalSessions: Send + Sync {
-    /// Hands `payload` to `user`'s sessions on this node, as the user's channel would.
-    fn deliver(&self, user: UserId, payload: &str);
+    /// Hands `event` to `user`'s sessions on this node, as the user's channel would.
+    fn deliver(&self, user: UserId, event: &Live<'_>);
 }
 
 /// A live event and the users whose channels it goes to.
@@ -73,6 +74,11 @@ impl Fanout {
         Event { users: vec![message.receiver_id, message.sender_id], payload: encode_message(message, &self.origin) }
     }
 
+    /// `chat.typing` (its ready frame) for `users`.
+    pub fn typing(&self, users: Vec<UserId>, typing: &TypingOut, frame: &str) -> Event {
+        Event { users, payload: encode_typing(typing.conversation_id, typing.user_id, typing.state, frame, &self.origin) }
+    }
+
     /// A ready frame for `users`.
     pub fn frame(&self, users: Vec<UserId>, frame: &str) -> Event {
         Event { users, payload: encode_other(frame, &self.origin) }
@@ -111,8 +117,10 @@ impl Fanout {
     fn deliver_local(&self, events: &[Event]) {
         let Some(local) = self.local.get() else { return };
         for event in events {
+            // Our own header: reading it parses no JSON.
+            let Some((live, _)) = decode(&event.payload) else { continue };
             for user in &event.users {
-                local.deliver(*user, &event.payload);
+                local.deliver(*user, &live);
             }
         }
     }

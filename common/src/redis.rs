@@ -1,4 +1,4 @@
-//! Redis connections (fred) and key naming.
+//! Redis connections (fred); the keys are in [`crate::keys`].
 //!
 //! Redis holds only what can be rebuilt or lost: presence, fan-out, rate
 //! limits and projections. Clients fail fast while Redis is down, so callers
@@ -28,11 +28,6 @@ pub fn connected(pool: &Pool) -> Option<&Client> {
 /// The error callers log when Redis is down.
 pub fn down() -> Error {
     Error::new(ErrorKind::IO, "Redis is not connected")
-}
-
-/// A dedicated client for pub/sub subscriptions.
-pub fn subscriber(url: &str) -> anyhow::Result<fred::clients::SubscriberClient> {
-    builder(url)?.build_subscriber_client().context("Failed to build the Redis subscriber")
 }
 
 fn builder(url: &str) -> anyhow::Result<Builder> {

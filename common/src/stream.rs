@@ -49,7 +49,7 @@ pub struct ConsumerConfig {
 
 /// What a group does with the entries it reads. Called with one batch at a
 /// time; on `Err` the batch stays pending and is handled again.
-pub trait Handler: Send + Sync {
+pub trait EventHandler: Send + Sync {
     fn handle(&self, entries: &[Entry]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
@@ -77,7 +77,7 @@ pub async fn run(
     reader: Pool,
     group: &'static str,
     config: ConsumerConfig,
-    handler: impl Handler,
+    handler: impl EventHandler,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Err(e) = ensure_group(&ctx, group).await {
@@ -137,7 +137,7 @@ async fn step(
     group: &str,
     stream: &str,
     config: &ConsumerConfig,
-    handler: &impl Handler,
+    handler: &impl EventHandler,
     state: &mut State,
 ) -> anyhow::Result<Read> {
     if state.last_claim.elapsed() >= config.claim_idle / 2 {
@@ -175,7 +175,7 @@ async fn claim(ctx: &AppContext, group: &str, stream: &str, config: &ConsumerCon
 }
 
 /// Hands `entries` to the handler, then acknowledges them.
-async fn handle(ctx: &AppContext, group: &str, stream: &str, handler: &impl Handler, entries: Vec<Entry>) -> anyhow::Result<()> {
+async fn handle(ctx: &AppContext, group: &str, stream: &str, handler: &impl EventHandler, entries: Vec<Entry>) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }

@@ -144,13 +144,13 @@ pub async fn write(db: &sqlx::PgPool, batch: &LastSeenBatch) -> sqlx::Result<u64
 }
 
 /// What the lastSeen worker needs.
-pub struct Writer {
+pub struct LastSeenWriter {
     pub ctx: AppContext,
     pub metrics: JobMetrics,
 }
 
 /// The apalis handler of the lastSeen queue.
-pub async fn handle(batch: LastSeenBatch, writer: Data<Arc<Writer>>, attempt: Attempt) -> Result<(), BoxDynError> {
+pub async fn handle(batch: LastSeenBatch, writer: Data<Arc<LastSeenWriter>>, attempt: Attempt) -> Result<(), BoxDynError> {
     match write(&writer.ctx.db, &batch).await {
         Ok(updated) => {
             tracing::debug!(entries = batch.entries.len(), updated, "lastSeen batch written");

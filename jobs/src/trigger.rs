@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use duet_common::events::{DomainEvent, Envelope};
-use duet_common::stream::{Entry, Handler};
+use duet_common::stream::{Entry, EventHandler};
 use duet_common::{AppContext, presence};
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ pub struct Triggers {
     metrics: JobMetrics,
 }
 
-impl Handler for Triggers {
+impl EventHandler for Triggers {
     async fn handle(&self, entries: &[Entry]) -> anyhow::Result<()> {
         // The newest seq per (receiver, conversation), and the readers.
         let mut messages = 0u64;

@@ -35,11 +35,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// The hub, and the task that applies its subscription changes to `subscriber`.
-    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+    /// The hub, and the task (for the caller to run) that applies its
+    /// subscription changes in order.
+    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(apply_subscriptions(subscriber, rx));
-        (Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys }), task)
+        let hub = Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys });
+        (hub, apply_subscriptions(subscriber, rx))
     }
 
     /// Adds a session; resolves once the user's channel is subscribed (or the attempt failed),

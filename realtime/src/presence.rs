@@ -34,13 +34,13 @@ pub async fn announce(ctx: &AppContext, user_id: UserId, status: PresenceStatus,
 }
 
 /// Announces offline users and hands their last-seen time to the jobs, until `stop` is set.
-pub async fn sweep(ctx: AppContext, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn sweep(ctx: AppContext, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::stopped(&mut stop) => return,
+            _ = stop.cancelled() => return,
         }
         loop {
             let ended = presence::claim_expired(&ctx.redis, &ctx.keys, SWEEP_BATCH).await;

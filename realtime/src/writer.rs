@@ -42,7 +42,7 @@ const REORDER_WINDOW: Duration = Duration::from_millis(50);
 /// what is already in its socket); then the connection is dropped.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct Writer {
+pub struct SessionWriter {
     sink: Sink,
     queue: mpsc::Receiver<Outbound>,
     session: Arc<Session>,
@@ -70,9 +70,9 @@ enum Stop {
     Close(u16, &'static str),
 }
 
-impl Writer {
+impl SessionWriter {
     pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
-        Writer { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new(), held: HashMap::new() }
+        SessionWriter { sink, queue, session, db, typing_ttl, metrics, last: HashMap::new(), typing: Vec::new(), held: HashMap::new() }
     }
 
     /// Writes until the session closes; returns the close code sent (if any).
@@ -205,7 +205,13 @@ impl Writer {
             return *last;
         }
         // Without the marker, push what comes; the client's sync covers the rest.
-        let last = store::delivered_marker(&self.db, self.session.user_id, conversation_id).await.unwrap_or(seq - 1);
+        let last = match store::delivered_marker(&self.db, self.session.user_id, conversation_id).await {
+            Ok(marker) => marker,
+            Err(e) => {
+                tracing::warn!(error = %e, %conversation_id, "could not read the delivered marker; pushing live messages as they come");
+                seq - 1
+            }
+        };
         self.last.insert(conversation_id, last);
         last
     }
@@ -216,7 +222,10 @@ impl Writer {
         while after + 1 < before {
             let page = match store::messages_between(&self.db, conversation_id, after, before, FILL_PAGE).await {
                 Ok(page) => page,
-                Err(_) => return Ok(()), // logged by the error type; the client syncs
+                Err(e) => {
+                    tracing::warn!(error = %e, %conversation_id, after, before, "could not fill a gap from PostgreSQL; the client's sync will");
+                    return Ok(());
+                }
             };
             if page.is_empty() {
                 break;
@@ -242,7 +251,13 @@ impl Writer {
 
     /// After possible loss of live events: pushes whatever the client lacks, in every conversation.
     async fn resync(&mut self) -> Result<(), Stop> {
-        let Ok(positions) = store::positions(&self.db, self.session.user_id).await else { return Ok(()) };
+        let positions = match store::positions(&self.db, self.session.user_id).await {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read positions to resync; the client's sync will");
+                return Ok(());
+            }
+        };
         for (conversation_id, last_seq, marker) in positions {
             let holds = self.last.get(&conversation_id).copied().unwrap_or(marker);
             if last_seq > holds {

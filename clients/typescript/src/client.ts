@@ -99,8 +99,11 @@ export interface DuetClientEvents {
   status: ConnectionStatus;
   /** `auth.ok` arrived. */
   connected: { readonly userId: string; readonly sessionId: string };
-  /** The socket closed (code 1006 when it just dropped). */
-  disconnected: { readonly code: number; readonly reason: string };
+  /**
+   * The socket closed (code 1006 when it just dropped). `httpStatus` and
+   * `retryAfterMs` when the upgrade was refused and the platform tells (`ws`).
+   */
+  disconnected: { readonly code: number; readonly reason: string; readonly httpStatus?: number; readonly retryAfterMs?: number };
   /** A full resync after a connect finished: the view holds everything the server had. */
   synced: { readonly durationMs: number; readonly messages: number };
   /** Messages entered the view (live, synced or acknowledged), in seq order. */
@@ -131,6 +134,16 @@ interface OutboxSlot {
 }
 
 const OPEN = 1;
+
+/**
+ * The text as the server stores it: trimmed of Unicode white space (Rust's
+ * `str::trim`, which unlike JavaScript's keeps U+FEFF); an empty caption is none.
+ */
+function storedText(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const trimmed = text.replace(/^[^\S\uFEFF]+|[^\S\uFEFF]+$/g, "");
+  return trimmed === "" ? undefined : trimmed;
+}
 
 /** The Duet realtime client (with the REST client as {@link DuetClient.rest}). */
 export class DuetClient extends Emitter<DuetClientEvents> {
@@ -461,7 +474,12 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       if (generation !== this.generation) return;
       this.abandonSocket();
       this.afterDisconnect();
-      this.emit("disconnected", { code: ev.code, reason: ev.reason });
+      this.emit("disconnected", {
+        code: ev.code,
+        reason: ev.reason,
+        ...(refusal ? { httpStatus: refusal.status } : {}),
+        ...(refusal?.retryAfterMs !== undefined ? { retryAfterMs: refusal.retryAfterMs } : {}),
+      });
       void this.planReconnect(ev.code, refusal);
     });
     socket.addEventListener("error", () => {
@@ -780,7 +798,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       senderId: me,
       receiverId: m.peerId,
       type: e.type,
-      ...(e.text !== undefined ? { text: e.text } : {}),
+      ...(storedText(e.text) !== undefined ? { text: storedText(e.text) } : {}),
       ...(e.payload !== undefined ? { payload: { ...e.payload } } : {}),
       clientMsgId: e.clientMsgId,
       createdAt: ack.createdAt,

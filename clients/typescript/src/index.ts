@@ -12,6 +12,7 @@
 export { DuetClient, DuetServerError } from "./client.js";
 export type { DuetClientEvents, DuetClientOptions, SendHandle, SendResult } from "./client.js";
 export { ChatStore } from "./store.js";
+export { Emitter } from "./emitter.js";
 export type { ChatSnapshot, ConnectionStatus, ConversationState, PresenceState } from "./store.js";
 export { KeyValueOutboxStorage, MemoryOutboxStorage, PERMANENT_SEND_ERRORS } from "./outbox.js";
 export type { OutboxEntry, OutboxStorage } from "./outbox.js";

@@ -74,6 +74,12 @@ test("two users chat: live messages, receipts, typing, presence, failures", asyn
   assertContiguous(b.store.getSnapshot(), conv);
   assert.deepEqual(texts(a.store.getSnapshot(), conv), texts(b.store.getSnapshot(), conv));
 
+  // The server stores text trimmed; the sender's view (built from the ack) matches the peer's.
+  assert.equal((await a.send(conv, "  padded\n ").result).status, "sent");
+  await waitFor([b], () => b.store.getConversation(conv)?.lastSeq === 22, "bob has the padded one");
+  assert.equal(a.store.getConversation(conv)?.messages.at(-1)?.text, "padded");
+  assert.deepEqual(texts(a.store.getSnapshot(), conv), texts(b.store.getSnapshot(), conv));
+
   // Typing start then an explicit stop.
   b.typing(conv);
   await waitFor([a], () => a.store.getConversation(conv)?.peerTyping === true, "ann sees bob typing");

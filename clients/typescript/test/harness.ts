@@ -6,6 +6,7 @@ import { copyFileSync, mkdtempSync, chmodSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import {
@@ -16,7 +17,9 @@ import {
   type WebSocketConstructor,
 } from "../src/index.js";
 
-const SOURCE_BIN = process.env.DUET_BIN ?? "/work/main/target/debug/duet";
+// build-test/test/ → the workspace's target/debug/duet.
+const SOURCE_BIN =
+  process.env.DUET_BIN ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../target/debug/duet");
 const PG = process.env.DUET_TEST_PG ?? "postgres://postgres@127.0.0.1:5432";
 
 /** `ws` as the client's WebSocket constructor (Node 20 has no global one). */
@@ -225,13 +228,19 @@ export class TestNode {
   }
 
   client(user: TestUser, options: Partial<DuetClientOptions> = {}): DuetClient {
-    return new DuetClient({
+    const client = new DuetClient({
       baseUrl: this.baseUrl,
       token: user.token,
       WebSocket: NodeWebSocket,
       backoff: { minDelayMs: 100, maxDelayMs: 1000 },
       ...options,
     });
+    // DUET_SDK_TRACE=1 prints every server frame (diagnostics).
+    if (process.env.DUET_SDK_TRACE) {
+      client.on("frame", (f) => console.log(`# ${user.email.split("-")[0]} <- ${JSON.stringify(f)}`));
+      client.on("disconnected", (d) => console.log(`# ${user.email.split("-")[0]} closed ${JSON.stringify(d)}`));
+    }
+    return client;
   }
 }
 

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { TestNode, conversationOf, texts, waitFor, nextEvent, assertContiguous } from "./harness.js";
-import { ManualOnlineSource, type DuetClient } from "../src/index.js";
+import { KeyValueOutboxStorage, ManualOnlineSource, type DuetClient } from "../src/index.js";
 
 let node: TestNode;
 const clients: DuetClient[] = [];
@@ -16,7 +16,7 @@ after(async () => {
   await node.stop();
 });
 
-async function pair(options: Parameters<TestNode["client"]>[1] = {}) {
+async function pair(options: Parameters<TestNode["client"]>[1] = {}, annOnline = true) {
   const ann = await node.register("Ann");
   const bob = await node.register("Bob");
   const conv = await conversationOf(node, ann, bob);
@@ -27,7 +27,7 @@ async function pair(options: Parameters<TestNode["client"]>[1] = {}) {
   b.trackConversation(conv, { peerId: ann.id });
   await a.start();
   await b.start();
-  await waitFor([a, b], () => a.isConnected && b.isConnected, "both connected");
+  await waitFor([a, b], () => (a.isConnected || !annOnline) && b.isConnected, "both connected");
   return { ann, bob, conv, a, b };
 }
 
@@ -147,4 +147,47 @@ test("a reconnect replays what the client holds: nothing is shown twice; a send 
   await synced;
   assertContiguous(b.store.getSnapshot(), conv);
   assert.deepEqual(texts(b.store.getSnapshot(), conv), ["m0", "m1", "m2", "m3"]);
+});
+
+test("a persistent outbox survives an app restart: the new client sends what the old one could not", async () => {
+  const { ann, conv, a, b } = await pair({ online: new ManualOnlineSource(false) }, false);
+  const kvData = new Map<string, string>();
+  const stored = () => (JSON.parse(kvData.get("duet.outbox") ?? "[]") as unknown[]).length;
+  const onWrite = new Set<() => void>();
+  const kv = {
+    getItem: (k: string) => kvData.get(k) ?? null,
+    setItem: (k: string, v: string) => {
+      kvData.set(k, v);
+      for (const f of [...onWrite]) f();
+    },
+  };
+  const storedCount = (n: number) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`outbox never held ${n}`)), 20_000);
+      const check = () => {
+        if (stored() !== n) return;
+        clearTimeout(timer);
+        onWrite.delete(check);
+        resolve();
+      };
+      onWrite.add(check);
+      check();
+    });
+  a.stop();
+  const offline = node.client(ann, { online: new ManualOnlineSource(false), outboxStorage: new KeyValueOutboxStorage(kv) });
+  clients.push(offline);
+  offline.trackConversation(conv);
+  await offline.start();
+  offline.send(conv, "kept 1");
+  offline.send(conv, "kept 2");
+  await storedCount(2);
+  offline.stop(); // the app is killed before it was ever online
+  const revived = node.client(ann, { outboxStorage: new KeyValueOutboxStorage(kv) });
+  clients.push(revived);
+  revived.trackConversation(conv);
+  await revived.start();
+  const expected = ["kept 1", "kept 2"];
+  await waitFor([revived, b], bothHold(revived, b, conv, expected), "both views hold the revived messages");
+  assertViews(revived, b, conv, expected);
+  await storedCount(0);
 });

@@ -110,7 +110,7 @@ fn a_client_frame_round_trips() {
         }),
     };
     let text = frame.encode();
-    let envelope: Envelope = serde_json::from_str(&text).unwrap();
+    let envelope: RawClientFrame = serde_json::from_str(&text).unwrap();
     assert_eq!(envelope.kind, ClientKind::Typing.as_str());
     assert_eq!(serde_json::from_str::<ClientFrame>(&text).unwrap(), frame);
 }

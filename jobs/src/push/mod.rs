@@ -14,6 +14,7 @@ pub mod fcm;
 pub mod provider;
 pub mod retry;
 pub mod store;
+mod token_cache;
 
 use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
