@@ -2,6 +2,7 @@
 //! schedule (sends, cumulative delivered receipts, pings, then the final
 //! sync) and a reader that records acks, deliveries and sync pages.
 
+use duet_common::ids::ConversationId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,7 +14,6 @@ use serde::Deserialize;
 use duet_common::protocol::{ClientEvent, PingData, ReceiptIn, SendData, ServerKind, SyncCursor, SyncIn};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use uuid::Uuid;
 
 use crate::chat::{ReaderOutcome, Totals};
 use crate::checker::{ReaderLog, SenderLog};
@@ -53,7 +53,7 @@ impl Drop for Arrival {
 
 impl Session {
     pub(crate) async fn run(mut self, mut tx: WsTx, rx: WsRx, drain: Duration) -> anyhow::Result<ReaderOutcome> {
-        let conversation: Uuid = self.conversation.parse().context("conversation id")?;
+        let conversation: ConversationId = self.conversation.parse().context("conversation id")?;
         let arrival = Arrival(self.gate.clone());
         let mut everyone_done = self.gate.subscribe();
         let my_sends = (self.total_messages + self.users - 1 - self.index) / self.users;
@@ -121,7 +121,7 @@ impl Session {
         Ok(outcome)
     }
 
-    async fn send_receipt(&self, tx: &mut WsTx, conversation: Uuid, last: i64, frame_no: &mut u64) -> anyhow::Result<i64> {
+    async fn send_receipt(&self, tx: &mut WsTx, conversation: ConversationId, last: i64, frame_no: &mut u64) -> anyhow::Result<i64> {
         let seen = self.max_seen.load(Ordering::Relaxed);
         if seen > last {
             *frame_no += 1;
@@ -132,7 +132,7 @@ impl Session {
     }
 }
 
-fn sync_frame(conversation: Uuid, after: i64, frame_no: &mut u64) -> WsMessage {
+fn sync_frame(conversation: ConversationId, after: i64, frame_no: &mut u64) -> WsMessage {
     *frame_no += 1;
     let cursor = SyncCursor { conversation_id: conversation, after_seq: after };
     client::frame(&format!("s{frame_no}"), ClientEvent::Sync(SyncIn { conversations: Some(vec![cursor]), limit: Some(500) }))
@@ -156,7 +156,7 @@ struct WireMessage {
 }
 
 #[derive(Deserialize)]
-struct NewMessage {
+struct IncomingMessage {
     message: WireMessage,
 }
 
@@ -222,7 +222,7 @@ async fn read(
                 totals.last_ack_us.fetch_max(Instant::now().duration_since(start).as_micros() as u64, Ordering::Relaxed);
             }
             ServerKind::Message => {
-                let m = serde_json::from_str::<NewMessage>(incoming.data.get())?.message;
+                let m = serde_json::from_str::<IncomingMessage>(incoming.data.get())?.message;
                 if let Some(us) = since_start(&m.client_msg_id) {
                     out.delivery.saturating_record(us);
                 }

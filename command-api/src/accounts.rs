@@ -1,12 +1,12 @@
 //! Registration and login.
 
+use duet_common::ids::UserId;
 use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::auth::{hash_password, verify_password};
 use duet_common::db::is_constraint_violation;
 use duet_common::domain::User;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Bounds the hashing work a single request can ask for.
@@ -49,7 +49,7 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
         "insert into users (id, email, phone, name, password_hash) values ($1, $2, $3, $4, $5) returning ",
         user_columns!()
     ))
-    .bind(Uuid::now_v7())
+    .bind(UserId::new())
     .bind(&email)
     .bind(&phone)
     .bind(name)
@@ -77,7 +77,7 @@ pub async fn login(db: &PgPool, email: &str, password: String) -> Result<User, A
     if email.contains('\0') {
         return Err(refused());
     }
-    let found: Option<(String, Uuid)> = sqlx::query_as("select password_hash, id from users where email = $1")
+    let found: Option<(String, UserId)> = sqlx::query_as("select password_hash, id from users where email = $1")
         .bind(&email)
         .fetch_optional(db)
         .await?;

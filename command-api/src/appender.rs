@@ -20,28 +20,28 @@
 //! batches, and the callers are answered without waiting for it. Fan-out
 //! is batched like the commit, and Redis is off the commit's turn.
 
+use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::error::ErrorCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use duet_common::db::{Lane, is_constraint_violation};
-use duet_common::domain::{Message, MessageType, NewMessage};
+use duet_common::db::{Batch, Lane, is_constraint_violation};
+use duet_common::domain::{Message, MessageType, ValidMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::settings::{AppendMode, Settings};
 use duet_common::fanout::{Event, Publisher};
 use duet_common::{AppContext, ApiError};
 use sqlx::{PgConnection, Postgres, Transaction};
-use uuid::Uuid;
 
-use crate::batcher::{BatchFamilies, Batcher, Handler};
+use crate::batcher::{BatchFamilies, BatchHandler, Batcher};
 
 /// A validated message to append.
 #[derive(Debug)]
 pub struct AppendRequest {
-    pub sender_id: Uuid,
-    pub conversation_id: Uuid,
-    pub message: NewMessage,
+    pub sender_id: UserId,
+    pub conversation_id: ConversationId,
+    pub message: ValidMessage,
 }
 
 /// The outcome of an append: the stored message, and whether this call stored it.
@@ -78,7 +78,7 @@ impl Appender {
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
         if self.mode == AppendMode::Single {
             // Each caller on its own, the publish too (so in no set order).
-            let outcome = append_alone(&mut Lane::new(self.ctx.db.clone()), &request).await;
+            let outcome = Lane::new(self.ctx.db.clone()).run_or_split(&Appends, std::slice::from_ref(&request)).await.pop().expect("one outcome per request");
             self.ctx.live.spawn_publish(announce(&self.ctx, std::slice::from_ref(&outcome)));
             return outcome;
         }
@@ -94,12 +94,12 @@ struct AppendWriter {
     publisher: Publisher,
 }
 
-impl Handler for AppendWriter {
+impl BatchHandler for AppendWriter {
     type Request = AppendRequest;
     type Response = Appended;
 
     async fn handle(&mut self, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
-        let outcomes = append_batch_or_split(&mut self.lane, requests).await;
+        let outcomes = self.lane.run_or_split(&Appends, requests).await;
         self.publisher.publish(announce(&self.ctx, &outcomes)).await;
         outcomes
     }
@@ -119,54 +119,29 @@ fn announce(ctx: &AppContext, outcomes: &[Result<Appended, ApiError>]) -> Vec<Ev
     outcomes.iter().flatten().map(|a| ctx.live.message(&a.message)).collect()
 }
 
-/// Appends the batch in one transaction, or, if that fails, each alone.
-async fn append_batch_or_split(lane: &mut Lane, requests: &[AppendRequest]) -> Vec<Result<Appended, ApiError>> {
-    match append_on(lane, requests).await {
-        Ok(outcomes) => outcomes,
-        Err(e) if requests.len() == 1 => {
-            vec![retry_alone(lane, &requests[0], e).await]
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, size = requests.len(), "batch append failed; appending one by one");
-            let mut outcomes = Vec::with_capacity(requests.len());
-            for request in requests {
-                outcomes.push(append_alone(lane, request).await);
-            }
-            outcomes
-        }
-    }
-}
+/// The append statement, as a [`Batch`] the lane can retry and split.
+struct Appends;
 
-async fn append_alone(lane: &mut Lane, request: &AppendRequest) -> Result<Appended, ApiError> {
-    match append_on(lane, std::slice::from_ref(request)).await {
-        Ok(mut outcomes) => outcomes.pop().expect("one outcome per request"),
-        Err(e) => retry_alone(lane, request, e).await,
-    }
-}
+impl Batch for Appends {
+    const NAME: &'static str = "append";
+    type Request = AppendRequest;
+    type Output = Appended;
 
-/// A lone append that lost a race on `(sender, clientMsgId)` to another
-/// process finds the winner's row on the next try; anything else is final.
-async fn retry_alone(lane: &mut Lane, request: &AppendRequest, err: sqlx::Error) -> Result<Appended, ApiError> {
-    if is_constraint_violation(&err, "messages_sender_client_msg_id_key") {
-        return match append_on(lane, std::slice::from_ref(request)).await {
+    async fn run(&self, conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
+        append_batch(conn, requests).await
+    }
+
+    /// A lone append that lost a race on `(sender, clientMsgId)` to another
+    /// process finds the winner's row on the next try; anything else is final.
+    async fn alone_failed(&self, lane: &mut Lane, request: &AppendRequest, err: sqlx::Error) -> Result<Appended, ApiError> {
+        if !is_constraint_violation(&err, "messages_sender_client_msg_id_key") {
+            return Err(err.into());
+        }
+        match lane.run(self, std::slice::from_ref(request)).await {
             Ok(mut outcomes) => outcomes.pop().expect("one outcome per request"),
             Err(e) => Err(e.into()),
-        };
+        }
     }
-    Err(err.into())
-}
-
-/// [`append_batch`] on the lane's connection. If the connection broke, the
-/// batch may or may not have committed: it runs once more on a fresh one,
-/// where a committed message comes back as a replay of itself.
-async fn append_on(lane: &mut Lane, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
-    let outcome = append_batch(lane.conn().await?, requests).await;
-    let outcome = lane.settle(outcome);
-    if outcome.is_err() && !lane.is_open() {
-        let again = append_batch(lane.conn().await?, requests).await;
-        return lane.settle(again);
-    }
-    outcome
 }
 
 /// One row of `duet_append`: a request's membership, and the stored message
@@ -174,11 +149,11 @@ async fn append_on(lane: &mut Lane, requests: &[AppendRequest]) -> Result<Vec<Re
 #[derive(sqlx::FromRow)]
 struct AppendRow {
     member: bool,
-    id: Option<Uuid>,
-    conversation_id: Option<Uuid>,
+    id: Option<MessageId>,
+    conversation_id: Option<ConversationId>,
     seq: Option<i64>,
-    sender_id: Option<Uuid>,
-    receiver_id: Option<Uuid>,
+    sender_id: Option<UserId>,
+    receiver_id: Option<UserId>,
     #[sqlx(rename = "type")]
     kind: Option<MessageType>,
     text: Option<String>,
@@ -205,12 +180,12 @@ impl AppendRow {
 }
 
 /// One transaction for the whole batch, in one round trip: `duet_append`
-/// (migrations/0005) locks the conversations, settles idempotency, assigns
+/// (its definition: `migrations/README.md`) locks the conversations, settles idempotency, assigns
 /// seqs and writes the messages, `last_seq` and the outbox events. `Err`
 /// means nothing was stored; `Ok` holds each request's own outcome.
 async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
     let now = now_micros();
-    let ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<MessageId> = requests.iter().map(|_| MessageId::new()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(
         "select member, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
          from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -284,7 +259,7 @@ pub async fn write_outbox(
 }
 
 /// Outbox columns as arrays for `unnest`: event types, conversations, payloads.
-type OutboxRows = (Vec<&'static str>, Vec<Uuid>, Vec<serde_json::Value>);
+type OutboxRows = (Vec<&'static str>, Vec<ConversationId>, Vec<serde_json::Value>);
 
 /// The outbox columns of `events`.
 fn outbox_rows(events: impl IntoIterator<Item = DomainEvent>) -> Result<OutboxRows, sqlx::Error> {

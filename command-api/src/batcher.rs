@@ -24,7 +24,7 @@ type Queued<Req, Resp> = (Req, Instant, Reply<Resp>);
 
 /// A writer: turns a batch into one outcome per request, in order. It is
 /// owned by its task, so it may keep state between batches (a connection).
-pub trait Handler: Send + 'static {
+pub trait BatchHandler: Send + 'static {
     type Request: Send + 'static;
     type Response: Send + 'static;
 
@@ -56,7 +56,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         spacing: Duration,
     ) -> Self
     where
-        H: Handler<Request = Req, Response = Resp>,
+        H: BatchHandler<Request = Req, Response = Resp>,
     {
         let metrics = BatchMetrics::of(name, metrics);
         let writers: Arc<[_]> = handlers
@@ -187,19 +187,19 @@ mod tests {
     /// Fails every request of a batch that holds it, as a failed transaction would.
     const POISON: u32 = 999;
 
-    /// Every batch handled, with the writer that handled it.
-    type Log = Arc<Mutex<Vec<(usize, Vec<u32>)>>>;
+    /// The batches the writers saw, in order: which writer, and its requests.
+    type Seen = Arc<Mutex<Vec<(usize, Vec<u32>)>>>;
 
     /// A writer that records its batches, answers `request × 10`, and holds
     /// each batch until the test lets it go (so requests can queue behind it).
     struct Recorder {
         writer: usize,
-        batches: Log,
+        batches: Seen,
         started: mpsc::UnboundedSender<()>,
         gate: Arc<Semaphore>,
     }
 
-    impl Handler for Recorder {
+    impl BatchHandler for Recorder {
         type Request = u32;
         type Response = u32;
 
@@ -216,7 +216,7 @@ mod tests {
 
     struct Fixture {
         batcher: Batcher<u32, u32>,
-        batches: Log,
+        batches: Seen,
         started: mpsc::UnboundedReceiver<()>,
         gate: Arc<Semaphore>,
     }
@@ -311,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_to_a_stopped_writer_fails_instead_of_waiting_forever() {
         struct Panics;
-        impl Handler for Panics {
+        impl BatchHandler for Panics {
             type Request = u32;
             type Response = u32;
             async fn handle(&mut self, _: &[u32]) -> Vec<Result<u32, ApiError>> {

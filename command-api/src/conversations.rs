@@ -1,5 +1,6 @@
 //! Get-or-create of the one conversation between two users.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
@@ -8,7 +9,6 @@ use duet_common::events::DomainEvent;
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::appender::{now_micros, write_outbox};
 
@@ -17,7 +17,7 @@ use crate::appender::{now_micros, write_outbox};
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct Conversation {
-    pub id: Uuid,
+    pub id: ConversationId,
     pub peer: Peer,
     /// Seq of the newest message; 0 when empty.
     pub last_seq: i64,
@@ -28,7 +28,7 @@ pub struct Conversation {
 
 #[derive(sqlx::FromRow)]
 struct Row {
-    id: Uuid,
+    id: ConversationId,
     last_seq: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -37,11 +37,11 @@ struct Row {
 /// Returns the conversation between `user_id` and `peer_id`, creating it if
 /// missing, and whether this call created it. Concurrent calls create one row:
 /// the pair's unique constraint decides, and the losers read the winner's row.
-pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
+pub async fn get_or_create(db: &PgPool, user_id: UserId, peer_id: UserId) -> Result<(Conversation, bool), ApiError> {
     if user_id == peer_id {
         return Err(ApiError::new(ErrorCode::CannotMessageSelf, "a conversation needs another user"));
     }
-    let peer: (Uuid, String) = sqlx::query_as("select id, name from users where id = $1")
+    let peer: (UserId, String) = sqlx::query_as("select id, name from users where id = $1")
         .bind(peer_id)
         .fetch_optional(db)
         .await?
@@ -55,7 +55,7 @@ pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<
          on conflict (user_lo, user_hi) do nothing \
          returning id, last_seq, created_at, updated_at",
     )
-    .bind(Uuid::now_v7())
+    .bind(ConversationId::new())
     .bind(lo)
     .bind(hi)
     .bind(now)
@@ -86,6 +86,6 @@ pub async fn get_or_create(db: &PgPool, user_id: Uuid, peer_id: Uuid) -> Result<
     Ok((conversation(row, peer), true))
 }
 
-fn conversation(row: Row, (id, name): (Uuid, String)) -> Conversation {
+fn conversation(row: Row, (id, name): (UserId, String)) -> Conversation {
     Conversation { id: row.id, peer: Peer { id, name }, last_seq: row.last_seq, created_at: row.created_at, updated_at: row.updated_at }
 }

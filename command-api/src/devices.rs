@@ -1,12 +1,12 @@
 //! Push device tokens.
 
+use duet_common::ids::{DeviceId, UserId};
 use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 pub const MAX_TOKEN_CHARS: usize = 4096;
 
@@ -32,7 +32,7 @@ impl Platform {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct Device {
-    pub id: Uuid,
+    pub id: DeviceId,
     pub platform: Platform,
     pub token: String,
     pub created_at: DateTime<Utc>,
@@ -41,17 +41,17 @@ pub struct Device {
 
 /// Registers a token for `user_id`. A token already known moves to this user
 /// (a phone that changed accounts) and is refreshed.
-pub async fn register(db: &PgPool, user_id: Uuid, platform: Platform, token: &str) -> Result<(Device, bool), ApiError> {
+pub async fn register(db: &PgPool, user_id: UserId, platform: Platform, token: &str) -> Result<(Device, bool), ApiError> {
     let token = token.trim();
     if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::new(ErrorCode::InvalidToken, "`token` must be 1 to 4096 printable ASCII characters"));
     }
-    let (device, inserted): (Device, bool) = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, DateTime<Utc>, bool)>(
+    let (device, inserted): (Device, bool) = sqlx::query_as::<_, (DeviceId, String, DateTime<Utc>, DateTime<Utc>, bool)>(
         "insert into device_tokens (id, user_id, platform, token) values ($1, $2, $3, $4) \
          on conflict (token) do update set user_id = excluded.user_id, platform = excluded.platform, last_seen_at = now() \
          returning id, token, created_at, last_seen_at, (xmax = 0)",
     )
-    .bind(Uuid::now_v7())
+    .bind(DeviceId::new())
     .bind(user_id)
     .bind(platform.as_str())
     .bind(token)
@@ -64,7 +64,7 @@ pub async fn register(db: &PgPool, user_id: Uuid, platform: Platform, token: &st
 }
 
 /// Removes the caller's token (on logout). Unknown tokens are a no-op.
-pub async fn unregister(db: &PgPool, user_id: Uuid, token: &str) -> Result<(), ApiError> {
+pub async fn unregister(db: &PgPool, user_id: UserId, token: &str) -> Result<(), ApiError> {
     sqlx::query("delete from device_tokens where user_id = $1 and token = $2")
         .bind(user_id)
         .bind(token.trim())

@@ -13,10 +13,10 @@ pub mod conversations;
 pub mod devices;
 pub mod receipts;
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::domain::NewMessage;
 use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::{AppContext, ApiError};
-use uuid::Uuid;
 
 use crate::batcher::{BatchFamilies, Outcome};
 
@@ -27,8 +27,8 @@ pub use receipts::{Markers, Receipt, ReceiptRequest, ReceiptWriter};
 /// Where a message goes: a known conversation, or the conversation with a user.
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
-    Conversation(Uuid),
-    Peer(Uuid),
+    Conversation(ConversationId),
+    Peer(UserId),
 }
 
 /// The command handlers, shared by REST and the WebSocket gateway.
@@ -55,9 +55,9 @@ impl Commands {
 
     /// Validates, rate-limits, stores and publishes a message. Returns once it
     /// is durable and on its way live (already queued to this node's sessions).
-    pub async fn send(&self, sender_id: Uuid, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
+    pub async fn send(&self, sender_id: UserId, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
-        let key = self.ctx.keys.key(format_args!("rl:send:{sender_id}"));
+        let key = self.ctx.keys.send_rate(sender_id);
         if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.redis, &key).await {
             return Err(ApiError::RateLimited { retry_after_ms });
         }
@@ -70,18 +70,18 @@ impl Commands {
 
     /// Records a delivered or read receipt; the other party (and the user's
     /// other devices) are told when a marker moved.
-    pub async fn receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
+    pub async fn receipt(&self, user_id: UserId, conversation_id: ConversationId, seq: i64, receipt: Receipt) -> Result<Markers, ApiError> {
         self.receipts.record(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
     }
 
     /// Queues a receipt and returns its outcome to come, for callers that go
     /// on meanwhile (the WebSocket gateway: receipts have no answer but errors).
-    pub async fn queue_receipt(&self, user_id: Uuid, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<Outcome<Markers>, ApiError> {
+    pub async fn queue_receipt(&self, user_id: UserId, conversation_id: ConversationId, seq: i64, receipt: Receipt) -> Result<Outcome<Markers>, ApiError> {
         self.receipts.queue(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
     }
 
     /// The conversation with `peer_id`, created if missing.
-    pub async fn conversation_with(&self, user_id: Uuid, peer_id: Uuid) -> Result<(Conversation, bool), ApiError> {
+    pub async fn conversation_with(&self, user_id: UserId, peer_id: UserId) -> Result<(Conversation, bool), ApiError> {
         let (conversation, created) = conversations::get_or_create(&self.ctx.db, user_id, peer_id).await?;
         if created {
             self.ctx.outbox_written.notify_one();

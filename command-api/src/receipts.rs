@@ -9,11 +9,12 @@
 //! in one event batch (`duet_common::fanout`: this node's sessions at once,
 //! the Redis publish queued), then answers the callers.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use duet_common::db::Lane;
+use duet_common::db::{Batch, Lane};
 use duet_common::events::EVENT_VERSION;
 use duet_common::fanout::Publisher;
 use duet_common::protocol::{ReceiptOut, ServerEvent};
@@ -21,10 +22,9 @@ use duet_common::{AppContext, ApiError};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::appender::now_micros;
-use crate::batcher::{BatchFamilies, Batcher, Handler, Outcome};
+use crate::batcher::{BatchFamilies, BatchHandler, Batcher, Outcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Receipt {
@@ -39,14 +39,14 @@ pub enum Receipt {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase")]
 pub struct Markers {
-    pub conversation_id: Uuid,
-    pub user_id: Uuid,
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
     pub last_delivered_seq: i64,
     pub last_read_seq: i64,
     /// The other member, who is told about the move.
     #[oai(skip)]
     #[serde(skip)]
-    pub peer_id: Uuid,
+    pub peer_id: UserId,
     /// Whether this receipt moved a marker (a stale one changes nothing).
     #[oai(skip)]
     #[serde(skip)]
@@ -58,8 +58,8 @@ pub struct Markers {
 
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiptRequest {
-    pub user_id: Uuid,
-    pub conversation_id: Uuid,
+    pub user_id: UserId,
+    pub conversation_id: ConversationId,
     pub seq: i64,
     pub receipt: Receipt,
 }
@@ -73,7 +73,7 @@ pub struct ReceiptWriter {
 impl ReceiptWriter {
     /// Starts the writer tasks, each with a connection of its own.
     pub fn start(ctx: &AppContext, metrics: &BatchFamilies) -> Self {
-        let writers = (0..ctx.settings.append_writers).map(|_| Writer {
+        let writers = (0..ctx.settings.append_writers).map(|_| ReceiptBatchWriter {
             ctx: ctx.clone(),
             lane: Lane::new(ctx.db.clone()),
             publisher: ctx.live.publisher(),
@@ -99,18 +99,18 @@ impl ReceiptWriter {
 }
 
 /// One receipt writer.
-struct Writer {
+struct ReceiptBatchWriter {
     ctx: AppContext,
     lane: Lane,
     publisher: Publisher,
 }
 
-impl Handler for Writer {
+impl BatchHandler for ReceiptBatchWriter {
     type Request = ReceiptRequest;
     type Response = Markers;
 
     async fn handle(&mut self, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
-        let outcomes = record_batch_or_split(&mut self.lane, requests).await;
+        let outcomes = self.lane.run_or_split(&Receipts, requests).await;
         announce(&self.ctx, &self.publisher, requests, &outcomes).await;
         outcomes
     }
@@ -145,35 +145,18 @@ fn receipt(m: &Markers, seq: i64) -> ReceiptOut {
     ReceiptOut { conversation_id: m.conversation_id, seq, user_id: m.user_id, at: m.at }
 }
 
-async fn record_batch_or_split(lane: &mut Lane, requests: &[ReceiptRequest]) -> Vec<Result<Markers, ApiError>> {
-    match record_on(lane, requests).await {
-        Ok(outcomes) => outcomes,
-        Err(e) if requests.len() == 1 => vec![Err(e.into())],
-        Err(e) => {
-            tracing::warn!(error = %e, size = requests.len(), "batch receipt failed; recording one by one");
-            let mut outcomes = Vec::with_capacity(requests.len());
-            for request in requests {
-                outcomes.push(match record_on(lane, std::slice::from_ref(request)).await {
-                    Ok(mut one) => one.pop().expect("one outcome per request"),
-                    Err(e) => Err(e.into()),
-                });
-            }
-            outcomes
-        }
-    }
-}
+/// The receipt statement, as a [`Batch`] the lane can retry and split
+/// (markers only move forward, so a receipt applied twice is applied once).
+struct Receipts;
 
-/// [`record_batch`] on the lane's connection, once more on a fresh one if
-/// the connection broke (markers only move forward, so a receipt applied
-/// twice is applied once).
-async fn record_on(lane: &mut Lane, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
-    let outcome = record_batch(lane.conn().await?, requests).await;
-    let outcome = lane.settle(outcome);
-    if outcome.is_err() && !lane.is_open() {
-        let again = record_batch(lane.conn().await?, requests).await;
-        return lane.settle(again);
+impl Batch for Receipts {
+    const NAME: &'static str = "receipt";
+    type Request = ReceiptRequest;
+    type Output = Markers;
+
+    async fn run(&self, conn: &mut PgConnection, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {
+        record_batch(conn, requests).await
     }
-    outcome
 }
 
 /// One row of `duet_receipts`: a request's outcome.
@@ -183,12 +166,12 @@ struct ReceiptRow {
     last_seq: Option<i64>,
     delivered: Option<i64>,
     read: Option<i64>,
-    peer_id: Option<Uuid>,
+    peer_id: Option<UserId>,
     moved: bool,
 }
 
 /// One transaction for the whole batch, in one round trip: `duet_receipts`
-/// (migrations/0005) locks the member rows, applies each receipt in order,
+/// (its definition: `migrations/README.md`) locks the member rows, applies each receipt in order,
 /// updates the rows that moved and writes their outbox events. `Err` means
 /// nothing was stored; `Ok` holds each request's own outcome.
 async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> Result<Vec<Result<Markers, ApiError>>, sqlx::Error> {

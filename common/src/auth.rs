@@ -1,5 +1,6 @@
 //! Access tokens (JWT, HS256, algorithm pinned) and password hashing (argon2id).
 
+use crate::ids::UserId;
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
@@ -18,7 +19,7 @@ use crate::settings::Settings;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
-    pub sub: Uuid,
+    pub sub: UserId,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -64,7 +65,7 @@ impl JwtKeys {
     }
 
     /// A fresh access token for `user_id`.
-    pub fn issue(&self, user_id: Uuid) -> Result<String, ApiError> {
+    pub fn issue(&self, user_id: UserId) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -96,7 +97,7 @@ impl JwtKeys {
 pub struct BearerAuth(pub Claims);
 
 impl BearerAuth {
-    pub fn user_id(&self) -> Uuid {
+    pub fn user_id(&self) -> UserId {
         self.0.sub
     }
 }

@@ -1,8 +1,10 @@
 //! PostgreSQL pools and migrations.
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use crate::error::ApiError;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -43,13 +45,16 @@ pub async fn connect(url: &str, size: u32) -> anyhow::Result<PgPool> {
         .context("Failed to connect to PostgreSQL")
 }
 
-/// Plans the write functions (migrations/0005) on a new connection. Each
-/// backend compiles and plans them on first call, which took 10 to 50 ms
-/// here: better at connect than in the first sends and receipts it serves.
+/// Plans the write functions (their current definitions: see
+/// `migrations/README.md`) on a new connection. Each backend compiles and
+/// plans them on first call (see `docs/benchmarks-log.md` for what that
+/// cost): better at connect than in the first sends and receipts it serves.
 /// Empty batches touch no row. Without the functions (a database not yet
-/// migrated) there is nothing to plan.
+/// migrated) there is nothing to plan. A warm-up that fails (a function
+/// whose arguments changed) is logged and the connection kept: it is an
+/// optimisation, never a reason to lose a connection.
 async fn warm_up(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(
+    let planned = sqlx::raw_sql(
         "do $$ begin \
            if to_regproc('duet_append') is not null and to_regproc('duet_receipts') is not null then \
              perform * from duet_append('{}', '{}', '{}', '{}', '{}', '{}', '{}', now(), '', 1); \
@@ -58,8 +63,11 @@ async fn warm_up(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
          end $$",
     )
     .execute(conn)
-    .await
-    .map(|_| ())
+    .await;
+    if let Err(e) = planned {
+        tracing::warn!(error = %e, "could not warm up the write functions on a new connection; going on without");
+    }
+    Ok(())
 }
 
 /// A pool that connects on first use: a replica that is down at start-up
@@ -132,6 +140,59 @@ impl Lane {
     /// Whether the lane holds a connection (false after [`Lane::settle`] closed it).
     pub fn is_open(&self) -> bool {
         self.conn.is_some()
+    }
+
+    /// Runs `batch` on the lane's connection. If the connection broke, the
+    /// batch may or may not have committed: it runs once more on a fresh
+    /// one, which is why a [`Batch`] must be idempotent.
+    pub async fn run<B: Batch>(&mut self, batch: &B, requests: &[B::Request]) -> Result<Vec<Result<B::Output, ApiError>>, sqlx::Error> {
+        let outcome = batch.run(self.conn().await?, requests).await;
+        let outcome = self.settle(outcome);
+        if outcome.is_err() && !self.is_open() {
+            let again = batch.run(self.conn().await?, requests).await;
+            return self.settle(again);
+        }
+        outcome
+    }
+
+    /// Runs the requests as one batch ([`Lane::run`]); if that fails, each
+    /// alone, so one bad request cannot fail the others.
+    pub async fn run_or_split<B: Batch>(&mut self, batch: &B, requests: &[B::Request]) -> Vec<Result<B::Output, ApiError>> {
+        match self.run(batch, requests).await {
+            Ok(outcomes) => return outcomes,
+            Err(e) if requests.len() == 1 => return vec![batch.alone_failed(self, &requests[0], e).await],
+            Err(e) => tracing::warn!(error = %e, size = requests.len(), "a {} batch failed; running its requests one by one", B::NAME),
+        }
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            outcomes.push(match self.run(batch, std::slice::from_ref(request)).await {
+                Ok(mut one) => one.pop().expect("one outcome per request"),
+                Err(e) => batch.alone_failed(self, request, e).await,
+            });
+        }
+        outcomes
+    }
+}
+
+/// A write that runs many requests in one transaction and answers each:
+/// the append and receipt writers' statements. It must be idempotent
+/// (appends settle on their idempotency keys, markers only move forward):
+/// [`Lane::run`] runs it again after a connection broke mid-way.
+pub trait Batch: Sync {
+    /// Names the batch in logs.
+    const NAME: &'static str;
+    type Request: Sync;
+    type Output: Send;
+
+    fn run(
+        &self,
+        conn: &mut PgConnection,
+        requests: &[Self::Request],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Output, ApiError>>, sqlx::Error>> + Send;
+
+    /// A lone request failed: try again, or give up (the default).
+    fn alone_failed(&self, _lane: &mut Lane, _request: &Self::Request, err: sqlx::Error) -> impl Future<Output = Result<Self::Output, ApiError>> + Send {
+        async move { Err(err.into()) }
     }
 }
 

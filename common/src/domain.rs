@@ -1,11 +1,11 @@
 //! Domain types shared by the command side, the query side and the gateway,
 //! and the input rules every entry point applies the same way.
 
+use crate::ids::{ConversationId, MessageId, UserId};
 use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -49,13 +49,13 @@ impl MessageType {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Message {
-    pub id: Uuid,
-    pub conversation_id: Uuid,
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
     /// Position in the conversation: 1, 2, 3, ... with no gaps. The sync cursor.
     #[schemars(range(min = 1))]
     pub seq: i64,
-    pub sender_id: Uuid,
-    pub receiver_id: Uuid,
+    pub sender_id: UserId,
+    pub receiver_id: UserId,
     #[serde(rename = "type")]
     #[oai(rename = "type")]
     #[sqlx(rename = "type")]
@@ -88,7 +88,7 @@ macro_rules! message_columns {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PublicUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub name: String,
     /// When the user was last online; absent if never, or while unknown.
     #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
@@ -100,7 +100,7 @@ pub struct PublicUser {
 /// WebSocket's `presence.subscribe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Object)]
 pub struct Peer {
-    pub id: Uuid,
+    pub id: UserId,
     pub name: String,
 }
 
@@ -109,7 +109,7 @@ pub struct Peer {
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     /// E.164; absent when none was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,11 +132,12 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    /// Applies the input rules and normalizes the text (trimmed).
+    /// Applies the input rules and normalizes the text (trimmed): the only
+    /// way to get a [`ValidMessage`], which is what the appender stores.
     ///
     /// Text messages need 1..=4000 characters after trimming; other types need a
     /// JSON object `payload` and may carry a caption within the same limit.
-    pub fn validate(mut self) -> Result<Self, ApiError> {
+    pub fn validate(mut self) -> Result<ValidMessage, ApiError> {
         validate_client_msg_id(&self.client_msg_id)?;
         self.text = match self.text.take() {
             Some(text) => Some(validate_text(&text)?),
@@ -172,9 +173,24 @@ impl NewMessage {
                 }
             },
         }
-        Ok(self)
+        Ok(ValidMessage(self))
     }
+}
 
+/// A [`NewMessage`] that passed [`NewMessage::validate`]; read its fields
+/// through `Deref`. Nothing else makes one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidMessage(NewMessage);
+
+impl std::ops::Deref for ValidMessage {
+    type Target = NewMessage;
+
+    fn deref(&self) -> &NewMessage {
+        &self.0
+    }
+}
+
+impl ValidMessage {
     /// Whether `message` stores exactly this content (used to tell a retry from a reused id).
     pub fn same_content(&self, message: &Message) -> bool {
         self.kind == message.kind && self.text == message.text && self.payload == message.payload
@@ -254,7 +270,7 @@ pub mod rfc3339 {
 }
 
 /// The two members of a 1:1 conversation in stored order (`lo < hi`).
-pub fn ordered_pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+pub fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
     if a < b { (a, b) } else { (b, a) }
 }
 
@@ -306,7 +322,7 @@ mod tests {
 
     #[test]
     fn ordered_pair_is_symmetric() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (UserId::new(), UserId::new());
         assert_eq!(ordered_pair(a, b), ordered_pair(b, a));
         let (lo, hi) = ordered_pair(a, b);
         assert!(lo < hi);

@@ -4,9 +4,9 @@
 //! The projector (read models) and the push jobs consume them; nothing
 //! reads them back into the write side.
 
+use crate::ids::{ConversationId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::domain::Message;
 
@@ -18,24 +18,24 @@ pub const EVENT_VERSION: u32 = 1;
 pub enum DomainEvent {
     /// A 1:1 conversation was created between two users.
     ConversationCreated {
-        conversation_id: Uuid,
-        user_lo: Uuid,
-        user_hi: Uuid,
+        conversation_id: ConversationId,
+        user_lo: UserId,
+        user_hi: UserId,
         at: DateTime<Utc>,
     },
     /// A message was appended at `message.seq`.
     MessageAppended { message: Message },
     /// `user_id` has received everything up to `seq` in the conversation.
     DeliveredUpTo {
-        conversation_id: Uuid,
-        user_id: Uuid,
+        conversation_id: ConversationId,
+        user_id: UserId,
         seq: i64,
         at: DateTime<Utc>,
     },
     /// `user_id` has read everything up to `seq` in the conversation.
     ReadUpTo {
-        conversation_id: Uuid,
-        user_id: Uuid,
+        conversation_id: ConversationId,
+        user_id: UserId,
         seq: i64,
         at: DateTime<Utc>,
     },
@@ -52,7 +52,7 @@ impl DomainEvent {
         }
     }
 
-    pub fn conversation_id(&self) -> Uuid {
+    pub fn conversation_id(&self) -> ConversationId {
         match self {
             DomainEvent::ConversationCreated { conversation_id, .. }
             | DomainEvent::DeliveredUpTo { conversation_id, .. }

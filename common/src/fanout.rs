@@ -12,16 +12,17 @@
 //! writer's earlier ones, so the writer answers its callers and starts its
 //! next batch without waiting for Redis.
 
+use crate::ids::UserId;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::domain::Message;
-use crate::live::{encode_message, encode_other, user_channel};
-use crate::redis::Keys;
+use crate::live::{Live, decode, encode_message, encode_other, encode_typing};
+use crate::protocol::TypingOut;
+use crate::keys::Keys;
 
 /// Batches a writer's publisher holds before the writer waits for Redis.
 const PUBLISHER_QUEUE: usize = 64;
@@ -30,13 +31,13 @@ const EVENTS_PER_CALL: usize = 64;
 
 /// This node's sessions, reached without Redis (the realtime gateway's hub).
 pub trait LocalSessions: Send + Sync {
-    /// Hands `payload` to `user`'s sessions on this node, as the user's channel would.
-    fn deliver(&self, user: Uuid, payload: &str);
+    /// Hands `event` to `user`'s sessions on this node, as the user's channel would.
+    fn deliver(&self, user: UserId, event: &Live<'_>);
 }
 
 /// A live event and the users whose channels it goes to.
 pub struct Event {
-    users: Vec<Uuid>,
+    users: Vec<UserId>,
     payload: String,
 }
 
@@ -73,8 +74,13 @@ impl Fanout {
         Event { users: vec![message.receiver_id, message.sender_id], payload: encode_message(message, &self.origin) }
     }
 
+    /// `chat.typing` (its ready frame) for `users`.
+    pub fn typing(&self, users: Vec<UserId>, typing: &TypingOut, frame: &str) -> Event {
+        Event { users, payload: encode_typing(typing.conversation_id, typing.user_id, typing.state, frame, &self.origin) }
+    }
+
     /// A ready frame for `users`.
-    pub fn frame(&self, users: Vec<Uuid>, frame: &str) -> Event {
+    pub fn frame(&self, users: Vec<UserId>, frame: &str) -> Event {
         Event { users, payload: encode_other(frame, &self.origin) }
     }
 
@@ -111,8 +117,10 @@ impl Fanout {
     fn deliver_local(&self, events: &[Event]) {
         let Some(local) = self.local.get() else { return };
         for event in events {
+            // Our own header: reading it parses no JSON.
+            let Some((live, _)) = decode(&event.payload) else { continue };
             for user in &event.users {
-                local.deliver(*user, &event.payload);
+                local.deliver(*user, &live);
             }
         }
     }
@@ -146,7 +154,7 @@ async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<Event>) {
     // Events published one at a time leave through one connection per
     // conversation (chosen by the pair's smaller id), so Redis sees them in
     // the order they were sent. A batch is in order within its call.
-    let route = first.users.iter().min().map(|u| u.as_u128() as usize).unwrap_or(0);
+    let route = first.users.iter().min().map(|u| u.0.as_u128() as usize).unwrap_or(0);
     let clients = redis.clients();
     let client = &clients[route % clients.len()];
     if !client.is_connected() {
@@ -159,14 +167,14 @@ async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<Event>) {
         let sent: Result<i64, Error> = match chunk.as_slice() {
             [Event { users, .. }] if users.len() == 1 => {
                 let Event { users, payload } = chunk.pop().expect("one event");
-                client.publish(user_channel(keys, users[0]), payload).await
+                client.publish(keys.user_channel(users[0]), payload).await
             }
             _ => {
                 let mut args = Vec::with_capacity(chunk.iter().map(|e| 2 + e.users.len()).sum());
                 for Event { users, payload } in chunk {
                     args.push(users.len().to_string());
                     args.push(payload);
-                    args.extend(users.iter().map(|user| user_channel(keys, *user)));
+                    args.extend(users.iter().map(|user| keys.user_channel(*user)));
                 }
                 PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), args).await
             }

@@ -89,6 +89,9 @@ fn error_response(status: StatusCode, message: String) -> Response {
     let message = if status.is_server_error() {
         tracing::error!(%message, "framework error");
         "internal server error".to_owned()
+    } else if status == StatusCode::UNAUTHORIZED && message == "authorization error" {
+        // poem's text for a request without (or with a malformed) `Authorization` header.
+        "this operation needs an `Authorization: Bearer <token>` header".to_owned()
     } else {
         without_type_names(message)
     };

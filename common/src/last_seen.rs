@@ -5,25 +5,21 @@
 //! of one user into one entry with the latest time; the jobs service takes
 //! entries in batches and writes them to PostgreSQL.
 
+use crate::ids::UserId;
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
 use fred::types::sorted_sets::Ordering;
-use uuid::Uuid;
 
-use crate::redis::Keys;
-
-pub fn pending_key(keys: &Keys) -> String {
-    keys.key(format_args!("lastseen:pending"))
-}
+use crate::keys::Keys;
 
 /// Records that `user_id` was last seen at `at`; a later time wins.
-pub async fn record(redis: &Pool, keys: &Keys, user_id: Uuid, at: DateTime<Utc>) {
+pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc>) {
     let Some(client) = crate::redis::connected(redis) else {
         tracing::warn!(%user_id, "Redis down: last seen not recorded");
         return;
     };
     let result: Result<i64, Error> = client
-        .zadd(pending_key(keys), None, Some(Ordering::GreaterThan), false, false, (at.timestamp_millis() as f64, user_id.to_string()))
+        .zadd(keys.last_seen_pending(), None, Some(Ordering::GreaterThan), false, false, (at.timestamp_millis() as f64, user_id.to_string()))
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, %user_id, "could not record last seen");

@@ -1,5 +1,6 @@
-//! Live events between nodes: the payloads that carry WebSocket frames to gateways on Redis Pub/Sub channels, one per user
-//! (sent by [`crate::fanout`]).
+//! Live events between nodes: the payloads that carry WebSocket frames to
+//! gateways on Redis Pub/Sub channels, one per user (sent by
+//! [`crate::fanout`]).
 //!
 //! Pub/Sub is at-most-once: nothing here is the record. Every message is in
 //! PostgreSQL before it is published, carries its gap-free `seq`, and a
@@ -7,32 +8,47 @@
 //! `docs/decisions/0001-live-delivery.md`).
 //!
 //! The payload is the WebSocket frame itself (`crate::protocol`), encoded
-//! once by the publisher, behind a short header the gateway reads without parsing the JSON:
-//! `m <conversation> <seq> <origin>\n<frame>` for messages,
-//! `e <origin>\n<frame>` for the rest, where `origin` is the publishing
-//! node (whose own sessions already have the event).
-
-use uuid::Uuid;
+//! once by the publisher, behind a short header that carries everything a
+//! gateway needs to route and order the event, so no gateway parses the
+//! frame's JSON (the frame goes to the sockets as it is):
+//! - `m <conversation> <seq> <sender> <clientMsgId> <origin>\n<frame>`: a message;
+//! - `t <conversation> <user> <start|stop> <origin>\n<frame>`: typing;
+//! - `e <origin>\n<frame>`: anything else;
+//!
+//! where `origin` is the publishing node (whose own sessions already have
+//! the event). Client message ids are `[A-Za-z0-9_-]`, so a space ends them.
 
 use crate::domain::Message;
-use crate::protocol::message_frame;
-use crate::redis::Keys;
-
-/// The channel of one user's live events.
-pub fn user_channel(keys: &Keys, user_id: Uuid) -> String {
-    keys.key(format_args!("user:{user_id}"))
-}
+use crate::ids::{ConversationId, UserId};
+use crate::protocol::{TypingState, message_frame};
 
 /// A live event decoded from a channel payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Live<'a> {
-    Message { conversation_id: Uuid, seq: i64, frame: &'a str },
+    Message { conversation_id: ConversationId, seq: i64, sender_id: UserId, client_msg_id: &'a str, frame: &'a str },
+    Typing { conversation_id: ConversationId, user_id: UserId, state: TypingState, frame: &'a str },
     Other { frame: &'a str },
 }
 
 /// Encodes a message event published by node `origin`.
 pub fn encode_message(message: &Message, origin: &str) -> String {
-    format!("m {} {} {origin}\n{}", message.conversation_id, message.seq, message_frame(message))
+    format!(
+        "m {} {} {} {} {origin}\n{}",
+        message.conversation_id,
+        message.seq,
+        message.sender_id,
+        message.client_msg_id,
+        message_frame(message)
+    )
+}
+
+/// Encodes a typing event (its ready frame) published by node `origin`.
+pub fn encode_typing(conversation_id: ConversationId, user_id: UserId, state: TypingState, frame: &str, origin: &str) -> String {
+    let state = match state {
+        TypingState::Start => "start",
+        TypingState::Stop => "stop",
+    };
+    format!("t {conversation_id} {user_id} {state} {origin}\n{frame}")
 }
 
 /// Encodes any other event (a ready frame) published by node `origin`.
@@ -45,12 +61,27 @@ pub fn encode_other(frame: &str, origin: &str) -> String {
 pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
     let (header, frame) = payload.split_once('\n')?;
     let mut parts = header.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("e"), Some(origin), None, None, None) => Some((Live::Other { frame }, origin)),
-        (Some("m"), Some(conversation), Some(seq), Some(origin), None) => Some((
-            Live::Message { conversation_id: conversation.parse().ok()?, seq: seq.parse().ok()?, frame },
+    let fields: [Option<&str>; 7] = std::array::from_fn(|_| parts.next());
+    match fields {
+        [Some("e"), Some(origin), None, ..] => Some((Live::Other { frame }, origin)),
+        [Some("m"), Some(conversation), Some(seq), Some(sender), Some(client_msg_id), Some(origin), None] => Some((
+            Live::Message {
+                conversation_id: conversation.parse().ok()?,
+                seq: seq.parse().ok()?,
+                sender_id: sender.parse().ok()?,
+                client_msg_id,
+                frame,
+            },
             origin,
         )),
+        [Some("t"), Some(conversation), Some(user), Some(state), Some(origin), None, _] => {
+            let state = match state {
+                "start" => TypingState::Start,
+                "stop" => TypingState::Stop,
+                _ => return None,
+            };
+            Some((Live::Typing { conversation_id: conversation.parse().ok()?, user_id: user.parse().ok()?, state, frame }, origin))
+        }
         _ => None,
     }
 }
@@ -61,12 +92,16 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let conversation = Uuid::new_v4();
-        let raw = format!("m {conversation} 42 n1\n{{\"type\":\"x\"}}");
-        let message = Live::Message { conversation_id: conversation, seq: 42, frame: "{\"type\":\"x\"}" };
+        let (conversation, sender) = (ConversationId::new(), UserId::new());
+        let raw = format!("m {conversation} 42 {sender} c-1_x n1\n{{\"type\":\"x\"}}");
+        let message = Live::Message { conversation_id: conversation, seq: 42, sender_id: sender, client_msg_id: "c-1_x", frame: "{\"type\":\"x\"}" };
         assert_eq!(decode(&raw), Some((message, "n1")));
+        let typing = encode_typing(conversation, sender, TypingState::Stop, "{}", "n3");
+        let expected = Live::Typing { conversation_id: conversation, user_id: sender, state: TypingState::Stop, frame: "{}" };
+        assert_eq!(decode(&typing), Some((expected, "n3")));
         assert_eq!(decode(&encode_other("{}", "n2")), Some((Live::Other { frame: "{}" }, "n2")));
-        assert_eq!(decode("m nope 1 n1\n{}"), None);
+        assert_eq!(decode("m nope 1 x c n1\n{}"), None);
+        assert_eq!(decode("t a b maybe n1\n{}"), None);
         assert_eq!(decode("e\n{}"), None);
         assert_eq!(decode("garbage"), None);
     }

@@ -18,25 +18,13 @@
 //! If Redis does not answer, presence is unknown: callers get `None`, never
 //! a guess.
 
+use crate::ids::{SessionId, UserId};
 use std::sync::LazyLock;
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use uuid::Uuid;
 
-use crate::redis::Keys;
-
-pub fn user_key(keys: &Keys, user_id: Uuid) -> String {
-    keys.key(format_args!("presence:user:{user_id}"))
-}
-
-pub fn sessions_key(keys: &Keys, user_id: Uuid) -> String {
-    keys.key(format_args!("presence:sessions:{user_id}"))
-}
-
-pub fn expiries_key(keys: &Keys) -> String {
-    keys.key(format_args!("presence:expiries"))
-}
+use crate::keys::Keys;
 
 /// Refreshes a session: KEYS = [user, sessions, expiries]; ARGV = [session, node, ttl ms, user id].
 /// Returns 1 if the user was offline before (so peers should be told).
@@ -77,12 +65,12 @@ return 0
 });
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
-pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, node_id: &str, ttl_ms: u64) -> Option<bool> {
+pub async fn touch(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId, node_id: &str, ttl_ms: u64) -> Option<bool> {
     let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = TOUCH
         .evalsha_with_reload(
             client,
-            vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
+            vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()],
             vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()],
         )
         .await;
@@ -96,12 +84,12 @@ pub async fn touch(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid, n
 }
 
 /// Ends a session. `Some(true)` if the user is now offline.
-pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -> Option<bool> {
+pub async fn leave(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId) -> Option<bool> {
     let client = crate::redis::connected(redis)?;
     let result: Result<i64, Error> = LEAVE
         .evalsha_with_reload(
             client,
-            vec![user_key(keys, user_id), sessions_key(keys, user_id), expiries_key(keys)],
+            vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()],
             vec![session_id.to_string(), user_id.to_string()],
         )
         .await;
@@ -115,14 +103,14 @@ pub async fn leave(redis: &Pool, keys: &Keys, user_id: Uuid, session_id: Uuid) -
 }
 
 /// Whether each user is online; `None` when Redis cannot tell.
-pub async fn online(redis: &Pool, keys: &Keys, users: &[Uuid]) -> Option<Vec<bool>> {
+pub async fn online(redis: &Pool, keys: &Keys, users: &[UserId]) -> Option<Vec<bool>> {
     if users.is_empty() {
         return Some(Vec::new());
     }
     let client = crate::redis::connected(redis)?;
     // One MGET (user keys are strings): a command per user would cost a
     // round trip and a syscall pair each.
-    let keys: Vec<String> = users.iter().map(|user| user_key(keys, *user)).collect();
+    let keys: Vec<String> = users.iter().map(|user| keys.presence(*user)).collect();
     match client.mget::<Vec<Option<String>>, _>(keys).await {
         Ok(found) if found.len() == users.len() => Some(found.into_iter().map(|v| v.is_some()).collect()),
         Ok(found) => {
@@ -161,11 +149,11 @@ return out
 
 /// Users whose presence ended (by a clean close or by TTL), each returned
 /// once across all callers, with when it ended. Empty when Redis is down.
-pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(Uuid, chrono::DateTime<chrono::Utc>)> {
-    let user_prefix = keys.key(format_args!("presence:user:"));
+pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(UserId, chrono::DateTime<chrono::Utc>)> {
+    let user_prefix = keys.presence_prefix();
     let Some(client) = crate::redis::connected(redis) else { return Vec::new() };
     let result: Result<Vec<String>, Error> = CLAIM_EXPIRED
-        .evalsha_with_reload(client, vec![expiries_key(keys)], vec![user_prefix, limit.to_string()])
+        .evalsha_with_reload(client, vec![keys.presence_expiries()], vec![user_prefix, limit.to_string()])
         .await;
     match result {
         Ok(flat) => flat

@@ -1,4 +1,4 @@
-//! Redis connections (fred) and key naming.
+//! Redis connections (fred); the keys are in [`crate::keys`].
 //!
 //! Redis holds only what can be rebuilt or lost: presence, fan-out, rate
 //! limits and projections. Clients fail fast while Redis is down, so callers
@@ -28,11 +28,6 @@ pub fn connected(pool: &Pool) -> Option<&Client> {
 /// The error callers log when Redis is down.
 pub fn down() -> Error {
     Error::new(ErrorKind::IO, "Redis is not connected")
-}
-
-/// A dedicated client for pub/sub subscriptions.
-pub fn subscriber(url: &str) -> anyhow::Result<fred::clients::SubscriberClient> {
-    builder(url)?.build_subscriber_client().context("Failed to build the Redis subscriber")
 }
 
 fn builder(url: &str) -> anyhow::Result<Builder> {
@@ -79,27 +74,6 @@ pub async fn warn_if_evicting(pool: &Pool) {
             "Redis may evict keys under memory pressure: set maxmemory-policy noeviction (or maxmemory 0), \
              or keys Duet relies on (projections, the event stream, presence) can silently vanish"
         );
-    }
-}
-
-/// Names of Redis keys and channels under the deployment's prefix.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Keys { prefix: prefix.into() }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Any key under the prefix.
-    pub fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
-        format!("{}{}", self.prefix, rest)
     }
 }
 

@@ -19,12 +19,6 @@ use fred::prelude::*;
 use tokio::sync::watch;
 
 use crate::AppContext;
-use crate::redis::Keys;
-
-/// The Redis stream the relay fills and the consumer groups read.
-pub fn events_key(keys: &Keys) -> String {
-    keys.key(format_args!("events"))
-}
 
 /// One stream entry: its id and the outbox event it carries (None if the
 /// entry was trimmed away while pending).
@@ -55,13 +49,13 @@ pub struct ConsumerConfig {
 
 /// What a group does with the entries it reads. Called with one batch at a
 /// time; on `Err` the batch stays pending and is handled again.
-pub trait Handler: Send + Sync {
+pub trait EventHandler: Send + Sync {
     fn handle(&self, entries: &[Entry]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Creates `group` (reading from the stream's start) if it does not exist.
 pub async fn ensure_group(ctx: &AppContext, group: &str) -> anyhow::Result<()> {
-    let result: Result<(), Error> = ctx.redis.next().xgroup_create(events_key(&ctx.keys), group, "0", true).await;
+    let result: Result<(), Error> = ctx.redis.next().xgroup_create(ctx.keys.events(), group, "0", true).await;
     match result {
         Err(e) if !e.details().contains("BUSYGROUP") => Err(e).context("Failed to create the consumer group"),
         _ => Ok(()),
@@ -83,14 +77,14 @@ pub async fn run(
     reader: Pool,
     group: &'static str,
     config: ConsumerConfig,
-    handler: impl Handler,
+    handler: impl EventHandler,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Err(e) = ensure_group(&ctx, group).await {
         // Redis may be down; the loop retries.
         tracing::warn!(group, error = format!("{e:#}"), "could not create the consumer group yet");
     }
-    let stream = events_key(&ctx.keys);
+    let stream = ctx.keys.events();
     let mut state = State { from_pending: true, last_claim: Instant::now() };
     let mut last_prune = Instant::now();
     while !*stop.borrow() {
@@ -143,7 +137,7 @@ async fn step(
     group: &str,
     stream: &str,
     config: &ConsumerConfig,
-    handler: &impl Handler,
+    handler: &impl EventHandler,
     state: &mut State,
 ) -> anyhow::Result<Read> {
     if state.last_claim.elapsed() >= config.claim_idle / 2 {
@@ -181,7 +175,7 @@ async fn claim(ctx: &AppContext, group: &str, stream: &str, config: &ConsumerCon
 }
 
 /// Hands `entries` to the handler, then acknowledges them.
-async fn handle(ctx: &AppContext, group: &str, stream: &str, handler: &impl Handler, entries: Vec<Entry>) -> anyhow::Result<()> {
+async fn handle(ctx: &AppContext, group: &str, stream: &str, handler: &impl EventHandler, entries: Vec<Entry>) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -237,7 +231,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// process has its own name, so the group would otherwise collect them
 /// forever). Only ones with nothing pending: their work is never dropped.
 pub async fn forget_idle_consumers(ctx: &AppContext, group: &str, idle_for: Duration) -> anyhow::Result<usize> {
-    let stream = events_key(&ctx.keys);
+    let stream = ctx.keys.events();
     let client = ctx.redis.next();
     let consumers: Value = client.xinfo_consumers(&stream, group).await?;
     let mut forgotten = 0;

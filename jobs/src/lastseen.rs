@@ -8,6 +8,7 @@
 //! in the set and they are moved again: a write twice, never a write lost.
 //! The job writes all of them in one statement that never moves a time back.
 
+use duet_common::ids::UserId;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -15,10 +16,8 @@ use anyhow::Context;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use duet_common::AppContext;
-use duet_common::last_seen::pending_key;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::metrics::JobMetrics;
 use crate::queue;
@@ -32,7 +31,7 @@ const MAX_ATTEMPTS: usize = 10;
 /// Users and when they were last seen (unix ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LastSeenBatch {
-    pub entries: Vec<(Uuid, i64)>,
+    pub entries: Vec<(UserId, i64)>,
 }
 
 /// KEYS = [pending]; ARGV = [member, score, member, score, …]: removes each
@@ -59,12 +58,12 @@ static TAKE: LazyLock<Script> = LazyLock::new(|| {
 
 /// Moves one batch from Redis into a job; returns how many entries it moved.
 pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) -> anyhow::Result<usize> {
-    let key = pending_key(&ctx.keys);
+    let key = ctx.keys.last_seen_pending();
     let flat: Vec<String> = TAKE
         .evalsha_with_reload(ctx.redis.next(), vec![key.clone()], vec![limit.to_string()])
         .await
         .context("Failed to read pending lastSeen entries")?;
-    let entries: Vec<(Uuid, i64)> = flat
+    let entries: Vec<(UserId, i64)> = flat
         .chunks_exact(2)
         .filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].parse::<f64>().ok()? as i64)))
         .collect();
@@ -129,7 +128,7 @@ async fn housekeeping(db: &sqlx::PgPool) {
 
 /// Writes one batch; a time never moves backwards.
 pub async fn write(db: &sqlx::PgPool, batch: &LastSeenBatch) -> sqlx::Result<u64> {
-    let ids: Vec<Uuid> = batch.entries.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<UserId> = batch.entries.iter().map(|(id, _)| *id).collect();
     let times: Vec<DateTime<Utc>> =
         batch.entries.iter().map(|(_, ms)| DateTime::from_timestamp_millis(*ms).unwrap_or_default()).collect();
     let done = sqlx::query(
@@ -145,13 +144,13 @@ pub async fn write(db: &sqlx::PgPool, batch: &LastSeenBatch) -> sqlx::Result<u64
 }
 
 /// What the lastSeen worker needs.
-pub struct Writer {
+pub struct LastSeenWriter {
     pub ctx: AppContext,
     pub metrics: JobMetrics,
 }
 
 /// The apalis handler of the lastSeen queue.
-pub async fn handle(batch: LastSeenBatch, writer: Data<Arc<Writer>>, attempt: Attempt) -> Result<(), BoxDynError> {
+pub async fn handle(batch: LastSeenBatch, writer: Data<Arc<LastSeenWriter>>, attempt: Attempt) -> Result<(), BoxDynError> {
     match write(&writer.ctx.db, &batch).await {
         Ok(updated) => {
             tracing::debug!(entries = batch.entries.len(), updated, "lastSeen batch written");

@@ -36,7 +36,7 @@ pub async fn run(ctx: AppContext, metrics: JobMetrics, shutdown: impl Future<Out
     let settings = &ctx.settings;
     anyhow::ensure!(settings.push_max_attempts >= 1, "DUET_PUSH_MAX_ATTEMPTS must be at least 1");
     let pusher = Arc::new(push::Pusher::new(&ctx, metrics.clone())?);
-    let writer = Arc::new(lastseen::Writer { ctx: ctx.clone(), metrics: metrics.clone() });
+    let writer = Arc::new(lastseen::LastSeenWriter { ctx: ctx.clone(), metrics: metrics.clone() });
     let stop = shutdown.shared();
     let until = |stop: futures_util::future::Shared<_>| async move {
         stop.await;

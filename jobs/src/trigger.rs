@@ -14,11 +14,12 @@
 //! has its job). While that row exists, further messages in the conversation
 //! collapse into the same notification.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use duet_common::events::{DomainEvent, Envelope};
-use duet_common::stream::{Entry, Handler};
+use duet_common::stream::{Entry, EventHandler};
 use duet_common::{AppContext, presence};
 use uuid::Uuid;
 
@@ -34,12 +35,12 @@ pub struct Triggers {
     metrics: JobMetrics,
 }
 
-impl Handler for Triggers {
+impl EventHandler for Triggers {
     async fn handle(&self, entries: &[Entry]) -> anyhow::Result<()> {
         // The newest seq per (receiver, conversation), and the readers.
         let mut messages = 0u64;
-        let mut received: BTreeMap<(Uuid, Uuid), i64> = BTreeMap::new();
-        let mut reads: Vec<(Uuid, Uuid)> = Vec::new();
+        let mut received: BTreeMap<(UserId, ConversationId), i64> = BTreeMap::new();
+        let mut reads: Vec<(UserId, ConversationId)> = Vec::new();
         for entry in entries {
             // Undecodable entries are the projector's to report.
             let Some(Ok(Envelope { event, .. })) = entry.event.as_deref().map(serde_json::from_str::<Envelope>) else {
@@ -72,8 +73,8 @@ impl Triggers {
     /// Enqueues an alert for each receiver that is offline, has a device,
     /// has not yet received the message, and has no notification of the
     /// conversation outstanding. Returns how many it enqueued.
-    async fn alert(&self, received: BTreeMap<(Uuid, Uuid), i64>) -> anyhow::Result<u64> {
-        let receivers: Vec<Uuid> = received.keys().map(|(user, _)| *user).collect();
+    async fn alert(&self, received: BTreeMap<(UserId, ConversationId), i64>) -> anyhow::Result<u64> {
+        let receivers: Vec<UserId> = received.keys().map(|(user, _)| *user).collect();
         // Unknown presence (Redis down) counts as offline: the job checks again.
         let online = presence::online(&self.ctx.redis, &self.ctx.keys, &receivers).await.unwrap_or_default();
         let (mut users, mut conversations, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
@@ -90,7 +91,7 @@ impl Triggers {
         // The common cases (a busy conversation already collapsed, a user
         // without devices, a message the device already has) cost this read
         // and nothing more.
-        let wanted: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        let wanted: Vec<(UserId, ConversationId)> = sqlx::query_as(
             "select t.user_id, t.conversation_id \
              from unnest($1::uuid[], $2::uuid[], $3::bigint[]) as t (user_id, conversation_id, seq) \
              join conversation_members m on m.conversation_id = t.conversation_id and m.user_id = t.user_id \
@@ -111,7 +112,7 @@ impl Triggers {
 
     /// The collapse row and the alert job, in one transaction; false if
     /// another notification got there first.
-    async fn enqueue_alert(&self, user_id: Uuid, conversation_id: Uuid) -> anyhow::Result<bool> {
+    async fn enqueue_alert(&self, user_id: UserId, conversation_id: ConversationId) -> anyhow::Result<bool> {
         let episode = Uuid::new_v4();
         let mut tx = self.ctx.db.begin().await?;
         let inserted = sqlx::query(
@@ -138,12 +139,12 @@ impl Triggers {
     /// marker has already ended any outstanding notification of the
     /// conversation: a trigger does that in the receipt's transaction,
     /// migrations/0006.)
-    async fn badge(&self, reads: Vec<(Uuid, Uuid)>) -> anyhow::Result<()> {
+    async fn badge(&self, reads: Vec<(UserId, ConversationId)>) -> anyhow::Result<()> {
         if reads.is_empty() {
             return Ok(());
         }
-        let readers: Vec<Uuid> = reads.iter().map(|(user, _)| *user).collect();
-        let with_devices: Vec<Uuid> = sqlx::query_scalar("select distinct user_id from device_tokens where user_id = any($1)")
+        let readers: Vec<UserId> = reads.iter().map(|(user, _)| *user).collect();
+        let with_devices: Vec<UserId> = sqlx::query_scalar("select distinct user_id from device_tokens where user_id = any($1)")
             .bind(&readers)
             .fetch_all(&self.ctx.db)
             .await?;

@@ -17,6 +17,7 @@
 //! for the preview. A call spans users, so it needs one Redis, not a cluster
 //! (like the presence sweep).
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -25,9 +26,7 @@ use duet_common::domain::Message;
 use duet_common::events::DomainEvent;
 use fred::types::scripts::Script;
 use sqlx::PgPool;
-use uuid::Uuid;
 
-use crate::keys;
 
 /// Folded merges, one per entry. KEYS = [list, entry, unread] per entry; ARGV =
 /// per entry: conversation, peer, created at ('' if not in the batch), the four
@@ -148,9 +147,9 @@ pub enum Marker {
 /// An [`Op`] on `user`'s entry for `conversation`, whose other member is `peer`.
 #[derive(Clone, Debug)]
 pub struct Merge {
-    pub user: Uuid,
-    pub peer: Uuid,
-    pub conversation: Uuid,
+    pub user: UserId,
+    pub peer: UserId,
+    pub conversation: ConversationId,
     pub op: Op,
 }
 
@@ -158,9 +157,9 @@ pub struct Merge {
 /// one would leave, since each merge commutes with the others.
 #[derive(Debug)]
 struct Fold<'a> {
-    user: Uuid,
-    peer: Uuid,
-    conversation: Uuid,
+    user: UserId,
+    peer: UserId,
+    conversation: ConversationId,
     created_micros: Option<i64>,
     /// In the order of [`Marker`]; 0 is no news.
     markers: [i64; 4],
@@ -239,7 +238,7 @@ impl<'a> Fold<'a> {
 /// `merges` folded per entry (user and conversation), in order of first appearance.
 fn fold(merges: &[Merge]) -> Vec<Fold<'_>> {
     let mut folds: Vec<Fold> = Vec::new();
-    let mut index: HashMap<(Uuid, Uuid), usize> = HashMap::with_capacity(merges.len());
+    let mut index: HashMap<(UserId, ConversationId), usize> = HashMap::with_capacity(merges.len());
     for merge in merges {
         let i = *index.entry((merge.user, merge.conversation)).or_insert_with(|| {
             folds.push(Fold::new(merge));
@@ -261,9 +260,9 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
         let pieces = fold.push_args(&mut args)?;
         for _ in 0..pieces {
             keys.extend([
-                keys::list(&ctx.keys, fold.user),
-                keys::entry(&ctx.keys, fold.user, fold.conversation),
-                keys::unread(&ctx.keys, fold.user, fold.conversation),
+                ctx.keys.conversation_list(fold.user),
+                ctx.keys.entry(fold.user, fold.conversation),
+                ctx.keys.unread(fold.user, fold.conversation),
             ]);
         }
         let last = i + 1 == folds.len();
@@ -280,7 +279,7 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
 #[derive(Clone)]
 pub struct Pairs {
     db: PgPool,
-    cache: moka::future::Cache<Uuid, (Uuid, Uuid)>,
+    cache: moka::future::Cache<ConversationId, (UserId, UserId)>,
 }
 
 impl Pairs {
@@ -289,12 +288,12 @@ impl Pairs {
     }
 
     /// The other member of `conversation`, seen from `user`.
-    pub async fn peer_of(&self, conversation: Uuid, user: Uuid) -> anyhow::Result<Uuid> {
+    pub async fn peer_of(&self, conversation: ConversationId, user: UserId) -> anyhow::Result<UserId> {
         let db = self.db.clone();
         let (lo, hi) = self
             .cache
             .try_get_with(conversation, async move {
-                sqlx::query_as::<_, (Uuid, Uuid)>("select user_lo, user_hi from conversations where id = $1")
+                sqlx::query_as::<_, (UserId, UserId)>("select user_lo, user_hi from conversations where id = $1")
                     .bind(conversation)
                     .fetch_optional(&db)
                     .await?

@@ -6,7 +6,7 @@
 
 use duet_common::AppContext;
 use duet_common::events::Envelope;
-use duet_common::stream::{Entry, Handler};
+use duet_common::stream::{Entry, EventHandler};
 
 use crate::apply::{Pairs, apply_merges, merges};
 use crate::metrics::ProjectorMetrics;
@@ -20,7 +20,7 @@ pub struct Projections {
     pub metrics: ProjectorMetrics,
 }
 
-impl Handler for Projections {
+impl EventHandler for Projections {
     /// Applies a batch: its merges go to Redis together (they commute).
     async fn handle(&self, entries: &[Entry]) -> anyhow::Result<()> {
         let mut batch = Vec::with_capacity(entries.len() * 2);

@@ -2,20 +2,19 @@
 //!
 //! - [`relay`] moves committed outbox rows onto the Redis stream `events`.
 //! - [`consumer`] reads the stream in the `projector` consumer group and
-//!   merges each event into per-user projections ([`apply`], [`keys`]).
+//!   merges each event into per-user projections ([`apply`]; the keys: `duet_common::keys`).
 //!   Other groups (the push triggers) can run alongside: [`Projector::add_group`].
 //! - [`rebuild`] recomputes the projections from PostgreSQL; it runs by
 //!   itself when they are cold (first start, or Redis lost its data).
 //! - [`metrics`] exposes throughput and lag on `/metrics`.
 //!
-//! Every process running the projector runs all of it; relays split the
-//! outbox with `skip locked` and consumers split the stream via the group.
+//! Every process running the projector runs all of it; relays take turns
+//! on one position (`relay_position`, see `docs/decisions/0004-read-side.md`)
+//! and consumers split the stream via the group.
 
 pub mod apply;
 pub mod consumer;
-pub mod keys;
 pub mod metrics;
-pub mod read;
 pub mod rebuild;
 pub mod relay;
 
@@ -83,7 +82,7 @@ impl Projector {
 
     /// Runs another consumer group on the stream this projector feeds (the
     /// push triggers), under the same consumer name; it stops with the rest.
-    pub async fn add_group(&mut self, ctx: &AppContext, group: &'static str, handler: impl stream::Handler + 'static) -> anyhow::Result<()> {
+    pub async fn add_group(&mut self, ctx: &AppContext, group: &'static str, handler: impl stream::EventHandler + 'static) -> anyhow::Result<()> {
         let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
         let stopped = self.stop.subscribe();
         self.tasks.spawn(stream::run(ctx.clone(), reader, group, self.consumer.clone(), handler, stopped));
@@ -106,7 +105,7 @@ impl Projector {
 /// Rebuilds cold projections and refreshes the lag gauges.
 async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        match rebuild::is_ready(&ctx).await {
+        match duet_common::read_model::is_ready(&ctx).await {
             Ok(false) => match rebuild::rebuild(&ctx).await {
                 Ok(Some(_)) => {
                     metrics.rebuilds.inc();

@@ -14,7 +14,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::consumer::GROUP;
-use crate::keys;
 
 #[derive(Clone, Default)]
 pub struct ProjectorMetrics {
@@ -71,7 +70,7 @@ const UNKNOWN_LAG_SCAN: u64 = 10_000;
 
 pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
     let (unrelayed, oldest_unrelayed) = crate::relay::unrelayed(&ctx.db).await?;
-    let stream = keys::stream(&ctx.keys);
+    let stream = ctx.keys.events();
     let client = ctx.redis.next();
     let groups: Value = client.xinfo_groups(&stream).await.unwrap_or(Value::Null);
     let mut undelivered = 0;

@@ -11,6 +11,7 @@
 //! through the same merge operations as live events ([`crate::apply`]), so
 //! it yields exactly the state the live projector reaches.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::HashMap;
 
 use anyhow::Context;
@@ -24,7 +25,6 @@ use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 use crate::apply::{Marker, Merge, Op, apply_merges};
-use crate::keys;
 
 /// Member rows read per round trip.
 const PAGE: i64 = 500;
@@ -34,9 +34,9 @@ const LOCK_SECS: i64 = 30;
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    conversation_id: Uuid,
-    user_id: Uuid,
-    peer_id: Uuid,
+    conversation_id: ConversationId,
+    user_id: UserId,
+    peer_id: UserId,
     my_delivered: i64,
     my_read: i64,
     peer_delivered: i64,
@@ -53,7 +53,7 @@ pub struct Rebuilt {
 
 /// Rebuilds unless another process is already at it (then returns `None`).
 pub async fn rebuild(ctx: &AppContext) -> anyhow::Result<Option<Rebuilt>> {
-    let lock = keys::rebuild_lock(&ctx.keys);
+    let lock = ctx.keys.rebuild_lock();
     let token = Uuid::new_v4().to_string();
     let taken: Option<String> = ctx
         .redis
@@ -76,13 +76,13 @@ pub async fn rebuild(ctx: &AppContext) -> anyhow::Result<Option<Rebuilt>> {
 async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
     let started = std::time::Instant::now();
     let client = ctx.redis.next();
-    let _: i64 = client.del(keys::ready(&ctx.keys)).await?;
-    let doomed: Vec<Key> = client.scan_buffered(keys::all_projections(&ctx.keys), Some(1000), None).try_collect().await?;
+    let _: i64 = client.del(ctx.keys.projections_ready()).await?;
+    let doomed: Vec<Key> = client.scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await?;
     for chunk in doomed.chunks(500) {
         let _: i64 = client.del(chunk.to_vec()).await?;
     }
     let mut rebuilt = Rebuilt::default();
-    let mut after = (Uuid::nil(), Uuid::nil());
+    let mut after = (ConversationId::default(), UserId::default());
     loop {
         let rows: Vec<MemberRow> = sqlx::query_as(
             "select m.conversation_id, m.user_id, m.peer_id, \
@@ -105,16 +105,16 @@ async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
         after = (last.conversation_id, last.user_id);
         rebuild_page(ctx, &rows).await?;
         rebuilt.entries += rows.len() as u64;
-        let _: bool = client.expire(keys::rebuild_lock(&ctx.keys), LOCK_SECS, None).await?;
+        let _: bool = client.expire(ctx.keys.rebuild_lock(), LOCK_SECS, None).await?;
     }
-    let _: () = client.set(keys::ready(&ctx.keys), "1", None, None, false).await?;
+    let _: () = client.set(ctx.keys.projections_ready(), "1", None, None, false).await?;
     tracing::info!(entries = rebuilt.entries, elapsed_ms = started.elapsed().as_millis() as u64, "projections rebuilt");
     Ok(rebuilt)
 }
 
 async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()> {
     let with_messages: Vec<&MemberRow> = rows.iter().filter(|r| r.last_seq > 0).collect();
-    let last: HashMap<Uuid, Message> = sqlx::query_as::<_, Message>(concat!(
+    let last: HashMap<ConversationId, Message> = sqlx::query_as::<_, Message>(concat!(
         "select ",
         message_columns!(),
         " from messages where (conversation_id, seq) in (select * from unnest($1::uuid[], $2::int8[]))"
@@ -127,15 +127,14 @@ async fn rebuild_page(ctx: &AppContext, rows: &[MemberRow]) -> anyhow::Result<()
     .into_iter()
     .map(|m| (m.conversation_id, m))
     .collect();
-    let mut unread: HashMap<(Uuid, Uuid), Vec<i64>> = HashMap::new();
-    let seqs: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-        "select m.conversation_id, m.receiver_id, m.seq from messages m \
-         join unnest($1::uuid[], $2::uuid[], $3::int8[]) as k(conversation_id, user_id, read_seq) \
-           on m.conversation_id = k.conversation_id and m.receiver_id = k.user_id and m.seq > k.read_seq",
+    let mut unread: HashMap<(ConversationId, UserId), Vec<i64>> = HashMap::new();
+    let seqs: Vec<(ConversationId, UserId, i64)> = sqlx::query_as(
+        "select u.conversation_id, u.user_id, u.seq from unread_messages u \
+         join unnest($1::uuid[], $2::uuid[]) as k(conversation_id, user_id) \
+           on u.conversation_id = k.conversation_id and u.user_id = k.user_id",
     )
     .bind(rows.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.my_read).collect::<Vec<_>>())
     .fetch_all(&ctx.db)
     .await
     .context("Failed to read unread messages")?;
@@ -172,8 +171,3 @@ fn entry_merges(row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> Vec
     ops.into_iter().map(|op| Merge { user, peer, conversation, op }).collect()
 }
 
-/// Whether the projections are complete (a rebuild finished since Redis last lost them).
-pub async fn is_ready(ctx: &AppContext) -> anyhow::Result<bool> {
-    let n: i64 = ctx.redis.next().exists(keys::ready(&ctx.keys)).await?;
-    Ok(n == 1)
-}

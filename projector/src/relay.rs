@@ -29,7 +29,6 @@ use duet_common::AppContext;
 use fred::types::scripts::Script;
 use tokio::sync::watch;
 
-use crate::keys;
 use crate::metrics::ProjectorMetrics;
 
 /// Approximate length the stream is trimmed to on every XADD. Other consumer
@@ -127,7 +126,7 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     };
     // In order, one script call per chunk: a call costs a round trip and a
     // syscall pair on each side, far more than an XADD.
-    let stream = keys::stream(&ctx.keys);
+    let stream = ctx.keys.events();
     for chunk in rows.chunks(XADDS_PER_CALL) {
         let mut args = Vec::with_capacity(1 + 2 * chunk.len());
         args.push(STREAM_MAXLEN.to_string());

@@ -7,20 +7,20 @@
 //! - Names: a user's display name, shown in conversation lists; a short TTL
 //!   bounds how stale a renamed user can look.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::HashMap;
 use std::time::Duration;
 
 use duet_common::ApiError;
 use moka::future::Cache;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct Caches {
     db: PgPool,
     /// (conversation, member) → the other member.
-    peers: Cache<(Uuid, Uuid), Uuid>,
-    names: Cache<Uuid, String>,
+    peers: Cache<(ConversationId, UserId), UserId>,
+    names: Cache<UserId, String>,
 }
 
 impl Caches {
@@ -34,11 +34,11 @@ impl Caches {
 
     /// The other member of `conversation`, or `conversation_not_found` if
     /// `user` is not in it (the same answer as for an unknown conversation).
-    pub async fn peer_in(&self, conversation: Uuid, user: Uuid) -> Result<Uuid, ApiError> {
+    pub async fn peer_in(&self, conversation: ConversationId, user: UserId) -> Result<UserId, ApiError> {
         if let Some(peer) = self.peers.get(&(conversation, user)).await {
             return Ok(peer);
         }
-        let peer: Uuid =
+        let peer: UserId =
             sqlx::query_scalar("select peer_id from conversation_members where conversation_id = $1 and user_id = $2")
                 .bind(conversation)
                 .bind(user)
@@ -50,7 +50,7 @@ impl Caches {
     }
 
     /// Display names of `users` (unknown ids are left out).
-    pub async fn names(&self, users: &[Uuid]) -> Result<HashMap<Uuid, String>, ApiError> {
+    pub async fn names(&self, users: &[UserId]) -> Result<HashMap<UserId, String>, ApiError> {
         let mut found = HashMap::with_capacity(users.len());
         let mut missing = Vec::new();
         for user in users {
@@ -62,7 +62,7 @@ impl Caches {
             }
         }
         if !missing.is_empty() {
-            let rows: Vec<(Uuid, String)> = sqlx::query_as("select id, name from users where id = any($1)")
+            let rows: Vec<(UserId, String)> = sqlx::query_as("select id, name from users where id = any($1)")
                 .bind(&missing)
                 .fetch_all(&self.db)
                 .await?;

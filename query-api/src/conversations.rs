@@ -6,16 +6,16 @@
 //! id, descending, and share one cursor format, so a client may page across
 //! a switch between them.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::{Message, Peer};
 use duet_common::message_columns;
-use duet_projector::read::{self, Entry, Position};
+use duet_common::read_model::{self as read, Entry, Position, is_ready};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::Queries;
 
@@ -24,7 +24,7 @@ use crate::Queries;
 #[serde(rename_all = "camelCase")]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ConversationSummary {
-    pub id: Uuid,
+    pub id: ConversationId,
     pub peer: Peer,
     /// The newest message; absent while the conversation is empty.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,7 +67,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
 }
 
 /// The caller's conversations, most recently active first.
-pub async fn list(q: &Queries, user: Uuid, cursor: Option<&str>, limit: Option<u32>) -> Result<ConversationPage, ApiError> {
+pub async fn list(q: &Queries, user: UserId, cursor: Option<&str>, limit: Option<u32>) -> Result<ConversationPage, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be between 1 and {MAX_LIMIT}")));
@@ -84,9 +84,9 @@ pub async fn list(q: &Queries, user: Uuid, cursor: Option<&str>, limit: Option<u
 }
 
 /// One conversation of the caller; `conversation_not_found` if not theirs.
-pub async fn get(q: &Queries, user: Uuid, conversation: Uuid) -> Result<ConversationSummary, ApiError> {
+pub async fn get(q: &Queries, user: UserId, conversation: ConversationId) -> Result<ConversationSummary, ApiError> {
     q.cache.peer_in(conversation, user).await?;
-    let projected = match duet_projector::rebuild::is_ready(&q.ctx).await {
+    let projected = match is_ready(&q.ctx).await {
         Ok(true) => read::entry(&q.ctx, user, conversation).await.ok().flatten(),
         _ => None,
     };
@@ -102,8 +102,8 @@ pub async fn get(q: &Queries, user: Uuid, conversation: Uuid) -> Result<Conversa
 }
 
 /// `None` when the projection cannot answer (cold, or Redis down).
-async fn from_redis(q: &Queries, user: Uuid, after: Option<Position>, limit: usize) -> Option<(Vec<Entry>, bool)> {
-    match duet_projector::rebuild::is_ready(&q.ctx).await {
+async fn from_redis(q: &Queries, user: UserId, after: Option<Position>, limit: usize) -> Option<(Vec<Entry>, bool)> {
+    match is_ready(&q.ctx).await {
         Ok(true) => {}
         Ok(false) => {
             q.metrics.list_source("postgres_cold");
@@ -130,8 +130,8 @@ async fn from_redis(q: &Queries, user: Uuid, after: Option<Position>, limit: usi
 
 #[derive(sqlx::FromRow)]
 struct Row {
-    id: Uuid,
-    peer_id: Uuid,
+    id: ConversationId,
+    peer_id: UserId,
     last_seq: i64,
     updated_at: DateTime<Utc>,
     unread: i64,
@@ -144,8 +144,8 @@ struct Row {
 /// The projection's content, computed from PostgreSQL.
 async fn from_postgres(
     db: &PgPool,
-    user: Uuid,
-    only: Option<Uuid>,
+    user: UserId,
+    only: Option<ConversationId>,
     after: Option<Position>,
     limit: i64,
 ) -> Result<(Vec<Entry>, bool), ApiError> {
@@ -154,8 +154,7 @@ async fn from_postgres(
         "select c.id, m.peer_id, c.last_seq, c.updated_at, \
                 m.last_delivered_seq as my_delivered, m.last_read_seq as my_read, \
                 p.last_delivered_seq as peer_delivered, p.last_read_seq as peer_read, \
-                (select count(*) from messages x \
-                  where x.receiver_id = m.user_id and x.conversation_id = c.id and x.seq > m.last_read_seq) as unread \
+                (select count(*) from unread_messages u where u.user_id = m.user_id and u.conversation_id = c.id) as unread \
          from conversation_members m \
          join conversations c on c.id = m.conversation_id \
          join conversation_members p on p.conversation_id = m.conversation_id and p.user_id = m.peer_id \
@@ -173,7 +172,7 @@ async fn from_postgres(
     let more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
     let with_messages: Vec<&Row> = rows.iter().filter(|r| r.last_seq > 0).collect();
-    let mut last: std::collections::HashMap<Uuid, Message> = sqlx::query_as::<_, Message>(concat!(
+    let mut last: std::collections::HashMap<ConversationId, Message> = sqlx::query_as::<_, Message>(concat!(
         "select ",
         message_columns!(),
         " from messages where (conversation_id, seq) in (select * from unnest($1::uuid[], $2::int8[]))"
@@ -204,7 +203,7 @@ async fn from_postgres(
 }
 
 async fn summaries(q: &Queries, entries: Vec<Entry>) -> Result<Vec<ConversationSummary>, ApiError> {
-    let peers: Vec<Uuid> = entries.iter().map(|e| e.peer_id).collect();
+    let peers: Vec<UserId> = entries.iter().map(|e| e.peer_id).collect();
     let names = q.cache.names(&peers).await?;
     Ok(entries
         .into_iter()

@@ -5,10 +5,11 @@
 //! `minSeq` hint, e.g. the seq its own send was acknowledged with). The
 //! replica serves the page only once its copy of the conversation has
 //! reached that seq; otherwise we wait briefly for replay and then fall back
-//! to the primary, counting which in `duet_query_history_reads{source}`.
+//! to the primary, counting which in `duet_query_history_reads_total{source}`.
 //! The check and the page run on one connection, which also reports
 //! `pg_is_in_recovery()`, so the response says truthfully who served it.
 
+use duet_common::ids::ConversationId;
 use duet_common::error::ErrorCode;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 /// How long a read waits for the replica to catch up before using the primary.
 pub const REPLICA_WAIT: Duration = Duration::from_millis(300);
@@ -120,7 +120,7 @@ fn validate(req: &PageRequest) -> Result<(i64, i64, i64), ApiError> {
 }
 
 /// A page of `conversation` (membership already checked), and who served it.
-pub async fn page(ctx: &AppContext, metrics: &ReadMetrics, conversation: Uuid, req: PageRequest) -> Result<(MessagePage, Source), ApiError> {
+pub async fn page(ctx: &AppContext, metrics: &ReadMetrics, conversation: ConversationId, req: PageRequest) -> Result<(MessagePage, Source), ApiError> {
     let (after, before, limit) = validate(&req)?;
     let need = req.after_seq.unwrap_or(0).max(req.min_seq.unwrap_or(0));
     if ctx.has_replica {
@@ -145,7 +145,7 @@ pub async fn page(ctx: &AppContext, metrics: &ReadMetrics, conversation: Uuid, r
 async fn from_replica(
     ctx: &AppContext,
     metrics: &ReadMetrics,
-    conversation: Uuid,
+    conversation: ConversationId,
     need: i64,
     after: i64,
     before: i64,
@@ -174,7 +174,7 @@ async fn from_replica(
 
 /// The conversation's newest seq on this server (-1 if it has not arrived
 /// yet), and whether this server is a replica.
-async fn replica_state(conn: &mut PgConnection, conversation: Uuid) -> Result<(i64, bool), sqlx::Error> {
+async fn replica_state(conn: &mut PgConnection, conversation: ConversationId) -> Result<(i64, bool), sqlx::Error> {
     sqlx::query_as(
         "select coalesce((select last_seq from conversations where id = $1), -1), pg_is_in_recovery()",
     )
@@ -187,7 +187,7 @@ fn source_of(in_recovery: bool) -> Source {
     if in_recovery { Source::Replica } else { Source::Primary }
 }
 
-async fn fetch(conn: &mut PgConnection, conversation: Uuid, after: i64, before: i64, limit: i64, forward: bool) -> Result<MessagePage, sqlx::Error> {
+async fn fetch(conn: &mut PgConnection, conversation: ConversationId, after: i64, before: i64, limit: i64, forward: bool) -> Result<MessagePage, sqlx::Error> {
     let mut items: Vec<Message> = if forward {
         sqlx::query_as(concat!(
             "select ", message_columns!(),

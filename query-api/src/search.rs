@@ -6,13 +6,13 @@
 //! when there is one, so it may trail the newest writes by the replication
 //! lag; the primary answers if the replica is down.
 
+use duet_common::ids::UserId;
 use duet_common::error::ErrorCode;
 use duet_common::domain::Message;
 use duet_common::{ApiError, message_columns};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::Queries;
 
@@ -26,7 +26,7 @@ pub struct SearchResults {
     pub items: Vec<Message>,
 }
 
-pub async fn search(q: &Queries, user: Uuid, text: &str, limit: Option<i64>) -> Result<SearchResults, ApiError> {
+pub async fn search(q: &Queries, user: UserId, text: &str, limit: Option<i64>) -> Result<SearchResults, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS || text.contains('\0') {
         return Err(ApiError::new(ErrorCode::InvalidQuery, format!("`q` must be 1 to {MAX_QUERY_CHARS} characters, without NUL")));
@@ -50,7 +50,7 @@ pub async fn search(q: &Queries, user: Uuid, text: &str, limit: Option<i64>) -> 
     Ok(SearchResults { items })
 }
 
-async fn run(db: &PgPool, user: Uuid, text: &str, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
+async fn run(db: &PgPool, user: UserId, text: &str, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select ", message_columns!(),
         " from messages where (sender_id = $1 or receiver_id = $1) \

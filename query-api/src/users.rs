@@ -1,12 +1,12 @@
 //! Account and user reads.
 
+use duet_common::ids::UserId;
 use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::domain::{PublicUser, User};
 use sqlx::PgPool;
-use uuid::Uuid;
 
-pub async fn me(db: &PgPool, user_id: Uuid) -> Result<User, ApiError> {
+pub async fn me(db: &PgPool, user_id: UserId) -> Result<User, ApiError> {
     sqlx::query_as("select id, email, phone, name, created_at, last_seen_at from users where id = $1")
         .bind(user_id)
         .fetch_optional(db)
@@ -29,7 +29,7 @@ pub async fn lookup_by_email(db: &PgPool, email: &str) -> Result<PublicUser, Api
         .ok_or_else(not_found)
 }
 
-pub async fn by_id(db: &PgPool, user_id: Uuid) -> Result<PublicUser, ApiError> {
+pub async fn by_id(db: &PgPool, user_id: UserId) -> Result<PublicUser, ApiError> {
     sqlx::query_as("select id, name, last_seen_at from users where id = $1")
         .bind(user_id)
         .fetch_optional(db)

@@ -6,7 +6,7 @@
 //! `DUET_AUTH_TIMEOUT_SECS`; then the session's reader runs here while its
 //! writer runs in a task of its own.
 
-use std::sync::atomic::Ordering;
+use duet_common::ids::UserId;
 use std::time::Duration;
 
 use duet_common::error::{ApiError, ErrorCode, ErrorResponse};
@@ -20,13 +20,12 @@ use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use tokio::time::{Instant, timeout_at};
-use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{close, error_frame};
-use crate::handlers::{self, Handler};
+use crate::handlers::{self, FrameHandler};
 use crate::session::{Outbound, Session};
-use crate::writer::{Sink, Writer};
+use crate::writer::{SessionWriter, Sink};
 
 type Stream = SplitStream<WebSocketStream>;
 
@@ -44,7 +43,7 @@ impl Endpoint for WsEndpoint {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let gw = &self.0.inner;
-        if *gw.stopping.borrow() {
+        if gw.stopping.is_cancelled() {
             return Ok(ErrorResponse::from(ApiError::Unavailable("the server is restarting; reconnect".into())).into_response());
         }
         if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -55,7 +54,7 @@ impl Endpoint for WsEndpoint {
             }
         }
         if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
-            let key = gw.ctx.keys.key(format_args!("rl:handshake:{ip}"));
+            let key = gw.ctx.keys.handshake_rate(ip);
             if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.redis, &key).await {
                 gw.metrics.refused.inc();
                 return Ok(ErrorResponse::from(ApiError::RateLimited { retry_after_ms }).into_response());
@@ -70,7 +69,10 @@ impl Endpoint for WsEndpoint {
         let ws = WebSocket::from_request_without_body(&req).await?;
         let gateway = self.0.clone();
         let config = socket_config(gw.ctx.settings.ws_max_frame_bytes);
-        Ok(ws.config(config).on_upgrade(move |socket| serve(gateway, socket, bearer)).into_response())
+        Ok(ws.config(config).on_upgrade(move |socket| {
+            let connections = gateway.inner.connections.clone();
+            connections.track_future(serve(gateway, socket, bearer))
+        }).into_response())
     }
 }
 
@@ -79,8 +81,8 @@ impl Endpoint for WsEndpoint {
 ///
 /// The read buffer is what an idle connection mostly holds: 1 KiB (a chat
 /// frame fits; a larger one is read in several calls, into room reserved for
-/// its whole length) keeps a connection at about 8.7 KB of server memory,
-/// against 11.8 KB with 4 KiB (docs/benchmarks.md).
+/// its whole length) keeps an idle connection's memory well below what 4 KiB
+/// costs (measured in `docs/benchmarks-log.md`, connections).
 fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 1024;
@@ -94,18 +96,16 @@ fn socket_config(max_frame_bytes: usize) -> WebSocketConfig {
     config
 }
 
-/// Counts a connection while it is open.
+/// Counts a connection in the metrics while it is open.
 struct OpenGuard(Gateway);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.inner.open.fetch_sub(1, Ordering::AcqRel);
         self.0.inner.metrics.connections.dec();
     }
 }
 
 async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>) {
-    gateway.inner.open.fetch_add(1, Ordering::AcqRel);
     gateway.inner.metrics.connections.inc();
     let _open = OpenGuard(gateway.clone());
     let (mut sink, mut stream) = socket.split();
@@ -117,7 +117,7 @@ async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>
 }
 
 /// Waits for valid credentials; on failure the connection is closed here.
-async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Uuid> {
+async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<UserId> {
     let gw = &gateway.inner;
     let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| claims.sub);
     if let Some(token) = bearer {
@@ -127,11 +127,10 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
         };
     }
     let deadline = Instant::now() + Duration::from_secs(gw.ctx.settings.auth_timeout_secs);
-    let mut stopping = gw.stopping.subscribe();
-    let mut bad = handlers::Bucket::bad_frames();
+    let bad = handlers::Bucket::bad_frames();
     loop {
         let next = tokio::select! {
-            _ = crate::stopped(&mut stopping) => {
+            _ = gw.stopping.cancelled() => {
                 let _ = sink.send(WsMessage::close_with(CloseCode::Restart, "server restarting")).await;
                 return None;
             }
@@ -160,7 +159,7 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
                 }
                 Ok((reference, _)) => error_frame(reference.as_deref(), ErrorCode::Unauthorized, "authenticate first with an `auth` frame"),
                 Err(refused) => {
-                    if !bad.take() {
+                    if bad.take().is_err() {
                         let _ = sink.send(WsMessage::close_with(CloseCode::Policy, "too many invalid frames")).await;
                         gw.metrics.closed(close::POLICY);
                         return None;
@@ -179,14 +178,14 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
 }
 
 /// Answers a bad token: an `error` frame, then close 4401.
-async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<Uuid> {
+async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<UserId> {
     let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), ErrorCode::Unauthorized, "invalid or expired token"))).await;
     let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
     gateway.inner.metrics.closed(close::UNAUTHORIZED);
     None
 }
 
-async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: Uuid) {
+async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: UserId) {
     let gw = &gateway.inner;
     let settings = &gw.ctx.settings;
     let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));
@@ -197,16 +196,15 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
     session.push(Outbound::Frame(ServerEvent::AuthOk(auth_ok).encode()));
     gw.hub.register(session.clone()).await;
     let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
-    let writer = Writer::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());
+    let writer = SessionWriter::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());
     let mut writer = tokio::spawn(writer.run().instrument(tracing::Span::current()));
     if came_online == Some(true) {
         crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;
     }
 
-    let mut handler = Handler::new(gateway.clone(), session.clone());
+    let mut handler = FrameHandler::new(gateway.clone(), session.clone());
     let idle = Duration::from_millis(ttl_ms);
     let mut idle_deadline = Instant::now() + idle;
-    let mut stopping = gw.stopping.subscribe();
     let mut closing = false;
     let writer_done = loop {
         let next = tokio::select! {
@@ -217,7 +215,7 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
                 }
                 break true;
             }
-            _ = crate::stopped(&mut stopping), if !closing => {
+            _ = gw.stopping.cancelled(), if !closing => {
                 closing = true;
                 if !session.push(Outbound::Close(close::RESTART, "server restarting; reconnect and sync")) {
                     session.kick(close::RESTART);

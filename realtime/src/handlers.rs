@@ -6,19 +6,21 @@
 //! answer, are queued in order and not waited for: the next frame is read
 //! while they commit, and an error comes back when their batch is done.
 
+use duet_common::ids::ConversationId;
 use duet_common::error::ErrorCode;
 use std::collections::HashSet;
-use std::time::Instant;
+use std::num::NonZeroU32;
 
 use duet_command_api::{Receipt, Target};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use duet_common::domain::{MessageType, NewMessage};
 use duet_common::{ApiError, presence};
 use duet_common::protocol::{
-    Ack, ClientEvent, Envelope, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, SendData, ServerEvent, TypingIn, TypingOut,
+    Ack, ClientEvent, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, RawClientFrame, SendData, ServerEvent, TypingIn, TypingOut,
 };
 use serde_json::Value;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
@@ -49,7 +51,7 @@ pub fn parse(text: &str) -> Result<(Option<String>, ClientEvent), Refused> {
     let value: Value = serde_json::from_str(text).map_err(|e| refused(None, ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
     // The id is read first, so every later refusal can name the frame.
     let reference = value.get("id").and_then(Value::as_str).map(str::to_owned);
-    let envelope: Envelope = serde_json::from_value(value).map_err(|e| {
+    let envelope: RawClientFrame = serde_json::from_value(value).map_err(|e| {
         refused(reference.clone(), ErrorCode::InvalidFrame, format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"))
     })?;
     if envelope.id.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_FRAME_ID_CHARS) {
@@ -68,62 +70,44 @@ pub fn is_too_big(err: &std::io::Error) -> bool {
     err.to_string().starts_with("Space limit exceeded")
 }
 
-/// A small token bucket, local to one connection.
-pub struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    per_sec: f64,
-    at: Instant,
-}
+/// A token bucket local to one connection (`governor`'s GCRA).
+pub struct Bucket(DefaultDirectRateLimiter);
 
 impl Bucket {
-    fn new(capacity: f64, per_sec: f64) -> Self {
-        Bucket { tokens: capacity, capacity, per_sec, at: Instant::now() }
+    fn new(burst: u32, per_sec: u32) -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(per_sec).expect("a rate")).allow_burst(NonZeroU32::new(burst).expect("a burst"));
+        Bucket(RateLimiter::direct(quota))
     }
 
     /// Invalid frames tolerated: 10 at once, one more per second.
     pub fn bad_frames() -> Self {
-        Bucket::new(10.0, 1.0)
+        Bucket::new(10, 1)
     }
 
     /// Frames other than sends: 100 at once, 50 a second.
     pub fn frames() -> Self {
-        Bucket::new(100.0, 50.0)
+        Bucket::new(100, 50)
     }
 
-    pub fn take(&mut self) -> bool {
-        self.refill();
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Milliseconds until the next token.
-    pub fn retry_after_ms(&mut self) -> u64 {
-        self.refill();
-        (((1.0 - self.tokens).max(0.0) / self.per_sec) * 1000.0).ceil().max(1.0) as u64
-    }
-
-    fn refill(&mut self) {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.capacity);
-        self.at = now;
+    /// Takes a token: `Err` says in how many milliseconds the next one comes.
+    pub fn take(&self) -> Result<(), u64> {
+        self.0.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            (wait.as_millis() as u64).max(1)
+        })
     }
 }
 
-pub struct Handler {
+pub struct FrameHandler {
     gateway: Gateway,
     session: std::sync::Arc<Session>,
     bad: Bucket,
     frames: Bucket,
 }
 
-impl Handler {
+impl FrameHandler {
     pub fn new(gateway: Gateway, session: std::sync::Arc<Session>) -> Self {
-        Handler { gateway, session, bad: Bucket::bad_frames(), frames: Bucket::frames() }
+        FrameHandler { gateway, session, bad: Bucket::bad_frames(), frames: Bucket::frames() }
     }
 
     fn reply(&self, text: String) {
@@ -131,7 +115,7 @@ impl Handler {
     }
 
     fn refuse(&mut self, refused: Refused) {
-        if self.bad.take() {
+        if self.bad.take().is_ok() {
             self.reply(refused.frame());
         } else {
             self.session.kick(close::POLICY);
@@ -148,8 +132,10 @@ impl Handler {
             Err(refused) => return self.refuse(refused),
         };
         // Sends have their own per-user limit, shared with REST across nodes.
-        if !matches!(event, ClientEvent::Send(_)) && !self.frames.take() {
-            let err = ApiError::RateLimited { retry_after_ms: self.frames.retry_after_ms() };
+        if !matches!(event, ClientEvent::Send(_))
+            && let Err(retry_after_ms) = self.frames.take()
+        {
+            let err = ApiError::RateLimited { retry_after_ms };
             return self.reply(api_error_frame(reference.as_deref(), &err));
         }
         let r = reference.as_deref();
@@ -237,7 +223,7 @@ impl Handler {
     /// goes on to the next frame: a receipt has no answer, so the reader does
     /// not wait for its commit (a send behind it would). A refused receipt
     /// still gets its `error` frame, once its batch is done.
-    async fn receipt(&mut self, r: Option<&str>, conversation_id: Uuid, seq: i64, receipt: Receipt) -> Result<(), ApiError> {
+    async fn receipt(&mut self, r: Option<&str>, conversation_id: ConversationId, seq: i64, receipt: Receipt) -> Result<(), ApiError> {
         let outcome = self.gateway.inner.commands.queue_receipt(self.session.user_id, conversation_id, seq, receipt).await?;
         let (session, reference) = (self.session.clone(), r.map(str::to_owned));
         tokio::spawn(async move {
@@ -262,8 +248,9 @@ impl Handler {
                 peer
             }
         };
-        let out = ServerEvent::Typing(TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state }).encode();
-        gw.ctx.live.publish(vec![gw.ctx.live.frame(vec![peer], &out)]).await;
+        let out = TypingOut { conversation_id: typing.conversation_id, user_id, state: typing.state };
+        let frame = ServerEvent::Typing(out.clone()).encode();
+        gw.ctx.live.publish(vec![gw.ctx.live.typing(vec![peer], &out, &frame)]).await;
         Ok(())
     }
 }
@@ -282,10 +269,9 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_says_when_to_retry() {
-        let mut bad = Bucket::bad_frames();
-        assert!((0..10).all(|_| bad.take()));
-        assert!(!bad.take());
-        let retry = bad.retry_after_ms();
+        let bad = Bucket::bad_frames();
+        assert!((0..10).all(|_| bad.take().is_ok()));
+        let retry = bad.take().unwrap_err();
         assert!((1..=1000).contains(&retry), "{retry}");
     }
 

@@ -5,15 +5,14 @@
 //! Subscription changes go through one task in order, so a quick
 //! connect-disconnect-connect never ends unsubscribed.
 
+use duet_common::ids::UserId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use duet_common::live::user_channel;
-use duet_common::redis::Keys;
+use duet_common::keys::Keys;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, PubsubInterface};
 use tokio::sync::{mpsc, watch};
-use uuid::Uuid;
 
 use crate::session::{Outbound, Session};
 
@@ -30,17 +29,18 @@ struct Local {
 }
 
 pub struct Hub {
-    sessions: Mutex<HashMap<Uuid, Local>>,
+    sessions: Mutex<HashMap<UserId, Local>>,
     subscriptions: mpsc::UnboundedSender<SubCommand>,
     keys: Keys,
 }
 
 impl Hub {
-    /// The hub, and the task that applies its subscription changes to `subscriber`.
-    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+    /// The hub, and the task (for the caller to run) that applies its
+    /// subscription changes in order.
+    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(apply_subscriptions(subscriber, rx));
-        (Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys }), task)
+        let hub = Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys });
+        (hub, apply_subscriptions(subscriber, rx))
     }
 
     /// Adds a session; resolves once the user's channel is subscribed (or the attempt failed),
@@ -50,7 +50,7 @@ impl Hub {
             let mut sessions = self.sessions.lock().expect("hub poisoned");
             let local = sessions.entry(session.user_id).or_insert_with(|| {
                 let (done, subscribed) = watch::channel(false);
-                let _ = self.subscriptions.send(SubCommand::Subscribe(user_channel(&self.keys, session.user_id), done));
+                let _ = self.subscriptions.send(SubCommand::Subscribe(self.keys.user_channel(session.user_id), done));
                 Local { sessions: Vec::new(), subscribed }
             });
             local.sessions.push(session.clone());
@@ -67,23 +67,23 @@ impl Hub {
             local.sessions.retain(|s| s.id != session.id);
             if local.sessions.is_empty() {
                 sessions.remove(&session.user_id);
-                let _ = self.subscriptions.send(SubCommand::Unsubscribe(user_channel(&self.keys, session.user_id)));
+                let _ = self.subscriptions.send(SubCommand::Unsubscribe(self.keys.user_channel(session.user_id)));
             }
         }
     }
 
     /// The user's local sessions.
-    pub fn sessions_of(&self, user_id: Uuid) -> Vec<Arc<Session>> {
+    pub fn sessions_of(&self, user_id: UserId) -> Vec<Arc<Session>> {
         self.sessions.lock().expect("hub poisoned").get(&user_id).map(|l| l.sessions.clone()).unwrap_or_default()
     }
 
     /// Whether the user has a session on this node.
-    pub fn has_sessions(&self, user_id: Uuid) -> bool {
+    pub fn has_sessions(&self, user_id: UserId) -> bool {
         self.sessions.lock().expect("hub poisoned").contains_key(&user_id)
     }
 
     /// Gives each of the user's local sessions an item made by `make`.
-    pub fn deliver(&self, user_id: Uuid, make: impl Fn() -> Outbound) {
+    pub fn deliver(&self, user_id: UserId, make: impl Fn() -> Outbound) {
         for session in self.sessions_of(user_id) {
             session.push(make());
         }
@@ -97,11 +97,11 @@ impl Hub {
     /// Channels of every user with a local session.
     pub fn channels(&self) -> Vec<String> {
         let sessions = self.sessions.lock().expect("hub poisoned");
-        sessions.keys().map(|user| user_channel(&self.keys, *user)).collect()
+        sessions.keys().map(|user| self.keys.user_channel(*user)).collect()
     }
 
     /// The user whose channel this is.
-    pub fn user_of_channel(&self, channel: &str) -> Option<Uuid> {
+    pub fn user_of_channel(&self, channel: &str) -> Option<UserId> {
         channel.strip_prefix(self.keys.prefix())?.strip_prefix("user:")?.parse().ok()
     }
 }

@@ -21,8 +21,8 @@ mod subscriber;
 mod sync;
 mod writer;
 
+use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use duet_command_api::Commands;
@@ -30,8 +30,9 @@ use duet_common::AppContext;
 use duet_common::ratelimit::RateLimiter;
 use fred::clients::SubscriberClient;
 use fred::interfaces::ClientLike;
-use tokio::sync::watch;
-use uuid::Uuid;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
@@ -49,14 +50,15 @@ struct Inner {
     subscriber: SubscriberClient,
     metrics: GatewayMetrics,
     handshakes: RateLimiter,
-    /// Set once on shutdown; every connection closes with 1012.
-    stopping: watch::Sender<bool>,
+    /// Cancelled once on shutdown; every connection closes with 1012.
+    stopping: CancellationToken,
     /// Open connections, so shutdown can wait for them.
-    open: AtomicUsize,
+    connections: TaskTracker,
     /// (conversation, user) → peer, for typing: membership never changes.
-    peers: moka::future::Cache<(Uuid, Uuid), Uuid>,
+    peers: moka::future::Cache<(ConversationId, UserId), UserId>,
     typing_ttl: Duration,
-    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Live dispatch, subscription changes, the presence sweeper.
+    tasks: std::sync::Mutex<JoinSet<()>>,
 }
 
 impl Gateway {
@@ -66,7 +68,7 @@ impl Gateway {
         let subscriber = subscriber::connect(&ctx.settings.redis_url).await?;
         let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone());
         ctx.live.attach(hub.clone());
-        let (stopping, stop_rx) = watch::channel(false);
+        let stopping = CancellationToken::new();
         let per_min = ctx.settings.handshake_per_min.max(1);
         let inner = Arc::new(Inner {
             ctx: ctx.clone(),
@@ -75,18 +77,18 @@ impl Gateway {
             subscriber: subscriber.clone(),
             metrics: GatewayMetrics::register(&ctx.metrics),
             handshakes: RateLimiter::new((per_min / 60).max(1), per_min),
-            stopping,
-            open: AtomicUsize::new(0),
+            stopping: stopping.clone(),
+            connections: TaskTracker::new(),
             peers: moka::future::Cache::new(100_000),
             typing_ttl: Duration::from_secs(ctx.settings.typing_ttl_secs.max(1)),
-            tasks: std::sync::Mutex::new(Vec::new()),
+            tasks: std::sync::Mutex::new(JoinSet::new()),
         });
-        let tasks = vec![
-            subscriptions,
-            tokio::spawn(subscriber::run(subscriber, hub, ctx.live.origin().to_owned())),
-            tokio::spawn(presence::sweep(ctx.clone(), stop_rx)),
-        ];
-        *inner.tasks.lock().expect("tasks poisoned") = tasks;
+        {
+            let mut tasks = inner.tasks.lock().expect("tasks poisoned");
+            tasks.spawn(subscriptions);
+            tasks.spawn(subscriber::run(subscriber, hub, ctx.live.origin().to_owned()));
+            tasks.spawn(presence::sweep(ctx.clone(), stopping));
+        }
         Ok(Gateway { inner })
     }
 
@@ -99,23 +101,13 @@ impl Gateway {
     /// waits for them (at most `grace`), then stops the background tasks.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;
-        inner.stopping.send_replace(true);
-        let deadline = tokio::time::Instant::now() + grace;
-        while inner.open.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        inner.stopping.cancel();
+        inner.connections.close();
+        if tokio::time::timeout(grace, inner.connections.wait()).await.is_err() {
+            tracing::warn!(left = inner.connections.len(), "connections still open after the shutdown grace period");
         }
-        let left = inner.open.load(Ordering::Acquire);
-        if left > 0 {
-            tracing::warn!(left, "connections still open after the shutdown grace period");
-        }
-        for task in inner.tasks.lock().expect("tasks poisoned").drain(..) {
-            task.abort();
-        }
+        inner.tasks.lock().expect("tasks poisoned").abort_all();
         let _ = inner.subscriber.quit().await;
     }
 }
 
-/// Resolves once shutdown has begun (the watch's guard is not held across awaits).
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
-}

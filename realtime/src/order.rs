@@ -10,18 +10,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use duet_common::ids::ConversationId;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// Messages held behind a gap, by seq.
 pub type Held<T> = BTreeMap<i64, T>;
 
 pub struct Order<T> {
     /// Last seq the client holds, per conversation.
-    last: HashMap<Uuid, i64>,
+    last: HashMap<ConversationId, i64>,
     /// Live messages that arrived after a gap, per conversation, and until
     /// when to wait for the gap to close.
-    held: HashMap<Uuid, (Instant, Held<T>)>,
+    held: HashMap<ConversationId, (Instant, Held<T>)>,
 }
 
 /// One step of closing a conversation's gaps.
@@ -44,17 +44,17 @@ impl<T> Default for Order<T> {
 
 impl<T> Order<T> {
     /// The last seq the client holds in the conversation, if known.
-    pub fn last(&self, conversation_id: Uuid) -> Option<i64> {
+    pub fn last(&self, conversation_id: ConversationId) -> Option<i64> {
         self.last.get(&conversation_id).copied()
     }
 
     /// What the client holds, as learned elsewhere (its marker, a sync).
-    pub fn set_last(&mut self, conversation_id: Uuid, seq: i64) {
+    pub fn set_last(&mut self, conversation_id: ConversationId, seq: i64) {
         self.last.insert(conversation_id, seq);
     }
 
     /// The client now holds `seq` (never moves back).
-    pub fn advance(&mut self, conversation_id: Uuid, seq: i64) {
+    pub fn advance(&mut self, conversation_id: ConversationId, seq: i64) {
         let last = self.last.entry(conversation_id).or_insert(seq);
         *last = (*last).max(seq);
     }
@@ -65,7 +65,7 @@ impl<T> Order<T> {
     /// first message held in the conversation).
     pub fn offer(
         &mut self,
-        conversation_id: Uuid,
+        conversation_id: ConversationId,
         seq: i64,
         item: T,
         now: Instant,
@@ -88,7 +88,7 @@ impl<T> Order<T> {
 
     /// The held message next in line in the conversation, if any; held
     /// messages the client already holds are dropped.
-    pub fn next_held(&mut self, conversation_id: Uuid) -> Option<T> {
+    pub fn next_held(&mut self, conversation_id: ConversationId) -> Option<T> {
         let last = self.last(conversation_id).unwrap_or(0);
         let (_, held) = self.held.get_mut(&conversation_id)?;
         while held.first_key_value().is_some_and(|(seq, _)| *seq <= last) {
@@ -105,8 +105,8 @@ impl<T> Order<T> {
     }
 
     /// The conversations whose gap window has passed, with their held messages (no longer held).
-    pub fn due(&mut self, now: Instant) -> Vec<(Uuid, Held<T>)> {
-        let due: Vec<Uuid> = self
+    pub fn due(&mut self, now: Instant) -> Vec<(ConversationId, Held<T>)> {
+        let due: Vec<ConversationId> = self
             .held
             .iter()
             .filter(|(_, h)| h.0 <= now)

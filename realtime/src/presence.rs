@@ -6,12 +6,12 @@
 //! Every node runs the sweeper; `presence::claim_expired` hands each user to
 //! exactly one of them.
 
+use duet_common::ids::UserId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duet_common::{AppContext, last_seen, presence};
 use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
-use uuid::Uuid;
 
 use crate::store;
 
@@ -21,7 +21,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 const SWEEP_BATCH: usize = 256;
 
 /// Tells the user's peers (on whatever node they are) that the user's status changed.
-pub async fn announce(ctx: &AppContext, user_id: Uuid, status: PresenceStatus, last_seen_at: Option<DateTime<Utc>>) {
+pub async fn announce(ctx: &AppContext, user_id: UserId, status: PresenceStatus, last_seen_at: Option<DateTime<Utc>>) {
     let peers = match store::peers(&ctx.db, user_id).await {
         Ok(peers) => peers,
         Err(_) => return,
@@ -34,13 +34,13 @@ pub async fn announce(ctx: &AppContext, user_id: Uuid, status: PresenceStatus, l
 }
 
 /// Announces offline users and hands their last-seen time to the jobs, until `stop` is set.
-pub async fn sweep(ctx: AppContext, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn sweep(ctx: AppContext, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::stopped(&mut stop) => return,
+            _ = stop.cancelled() => return,
         }
         loop {
             let ended = presence::claim_expired(&ctx.redis, &ctx.keys, SWEEP_BATCH).await;
@@ -58,7 +58,7 @@ pub async fn sweep(ctx: AppContext, mut stop: tokio::sync::watch::Receiver<bool>
 
 /// The current status of each of `users` that shares a conversation with `user_id`,
 /// as `presence.update` frames answering `reference`; and how many were refused.
-pub async fn snapshot(ctx: &AppContext, user_id: Uuid, users: &[Uuid], reference: Option<&str>) -> Result<(Vec<String>, usize), duet_common::ApiError> {
+pub async fn snapshot(ctx: &AppContext, user_id: UserId, users: &[UserId], reference: Option<&str>) -> Result<(Vec<String>, usize), duet_common::ApiError> {
     let peers = store::peers_among(&ctx.db, user_id, users).await?;
     let online = presence::online(&ctx.redis, &ctx.keys, &peers.iter().map(|p| p.0).collect::<Vec<_>>()).await;
     let frames = peers

@@ -5,6 +5,7 @@
 //! `try_send`: a full queue means the client stopped reading, and the
 //! session is closed with 1013 instead of buffering without bound.
 
+use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -12,16 +13,15 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use duet_common::protocol::TypingState;
 use tokio::sync::{Notify, mpsc};
-use uuid::Uuid;
 
 use crate::errors::close;
 
 /// A message event from the live channel, shared by every local session it goes to.
 #[derive(Debug)]
 pub struct LiveMessage {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub seq: i64,
-    pub sender_id: Uuid,
+    pub sender_id: UserId,
     pub client_msg_id: String,
     /// The ready `chat.message.new` frame.
     pub frame: Arc<str>,
@@ -37,9 +37,9 @@ pub enum Outbound {
     /// A message of a conversation: pushed in seq order, gaps filled from PostgreSQL.
     Message(Arc<LiveMessage>),
     /// The peer is typing (or stopped); the writer expires a `start` by itself.
-    Typing { conversation_id: Uuid, user_id: Uuid, state: TypingState, frame: Arc<str> },
+    Typing { conversation_id: ConversationId, user_id: UserId, state: TypingState, frame: Arc<str> },
     /// A sync result; afterwards the client holds each conversation up to the given seq.
-    Synced { frame: String, up_to: Vec<(Uuid, i64)> },
+    Synced { frame: String, up_to: Vec<(ConversationId, i64)> },
     /// Live events may have been lost (Redis reconnect or lag): catch up from PostgreSQL.
     Resync,
     /// Close the connection after what is queued before it.
@@ -53,8 +53,8 @@ pub const GONE: u16 = u16::MAX;
 const OWN_SENDS: usize = 32;
 
 pub struct Session {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     queue: mpsc::Sender<Outbound>,
     /// A close code that jumps the queue (slow reader, flood, oversized frame), 0 when none.
     kicked: AtomicU16,
@@ -71,9 +71,9 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(user_id: Uuid, queue: mpsc::Sender<Outbound>) -> Arc<Self> {
+    pub fn new(user_id: UserId, queue: mpsc::Sender<Outbound>) -> Arc<Self> {
         Arc::new(Session {
-            id: Uuid::new_v4(),
+            id: SessionId::new(),
             user_id,
             queue,
             kicked: AtomicU16::new(0),

@@ -1,14 +1,14 @@
 //! The gateway's reads from PostgreSQL. All on the primary (`ctx.db`):
 //! sync and gap repair must see every acknowledged message.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::ApiError;
 use duet_common::domain::Message;
 use duet_common::message_columns;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Messages of a conversation with `after < seq < before`, oldest first, at most `limit`.
-pub async fn messages_between(db: &PgPool, conversation_id: Uuid, after: i64, before: i64, limit: i64) -> Result<Vec<Message>, ApiError> {
+pub async fn messages_between(db: &PgPool, conversation_id: ConversationId, after: i64, before: i64, limit: i64) -> Result<Vec<Message>, ApiError> {
     Ok(sqlx::query_as(concat!(
         "select ",
         message_columns!(),
@@ -23,7 +23,7 @@ pub async fn messages_between(db: &PgPool, conversation_id: Uuid, after: i64, be
 }
 
 /// The user's delivered marker in a conversation (0 if not a member).
-pub async fn delivered_marker(db: &PgPool, user_id: Uuid, conversation_id: Uuid) -> Result<i64, ApiError> {
+pub async fn delivered_marker(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> Result<i64, ApiError> {
     let marker: Option<i64> =
         sqlx::query_scalar("select last_delivered_seq from conversation_members where conversation_id = $1 and user_id = $2")
             .bind(conversation_id)
@@ -34,7 +34,7 @@ pub async fn delivered_marker(db: &PgPool, user_id: Uuid, conversation_id: Uuid)
 }
 
 /// Every conversation of the user: `(id, last_seq, user's delivered marker)`.
-pub async fn positions(db: &PgPool, user_id: Uuid) -> Result<Vec<(Uuid, i64, i64)>, ApiError> {
+pub async fn positions(db: &PgPool, user_id: UserId) -> Result<Vec<(ConversationId, i64, i64)>, ApiError> {
     Ok(sqlx::query_as(
         "select m.conversation_id, c.last_seq, m.last_delivered_seq \
          from conversation_members m join conversations c on c.id = m.conversation_id where m.user_id = $1",
@@ -45,7 +45,7 @@ pub async fn positions(db: &PgPool, user_id: Uuid) -> Result<Vec<(Uuid, i64, i64
 }
 
 /// Everyone the user shares a conversation with.
-pub async fn peers(db: &PgPool, user_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
+pub async fn peers(db: &PgPool, user_id: UserId) -> Result<Vec<UserId>, ApiError> {
     Ok(sqlx::query_scalar("select peer_id from conversation_members where user_id = $1")
         .bind(user_id)
         .fetch_all(db)
@@ -53,7 +53,7 @@ pub async fn peers(db: &PgPool, user_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
 }
 
 /// The other member of a conversation the user is in.
-pub async fn peer_in(db: &PgPool, user_id: Uuid, conversation_id: Uuid) -> Result<Option<Uuid>, ApiError> {
+pub async fn peer_in(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> Result<Option<UserId>, ApiError> {
     Ok(sqlx::query_scalar("select peer_id from conversation_members where conversation_id = $1 and user_id = $2")
         .bind(conversation_id)
         .bind(user_id)
@@ -64,9 +64,9 @@ pub async fn peer_in(db: &PgPool, user_id: Uuid, conversation_id: Uuid) -> Resul
 /// Of `candidates`, those the user shares a conversation with, with their stored last-seen time.
 pub async fn peers_among(
     db: &PgPool,
-    user_id: Uuid,
-    candidates: &[Uuid],
-) -> Result<Vec<(Uuid, Option<chrono::DateTime<chrono::Utc>>)>, ApiError> {
+    user_id: UserId,
+    candidates: &[UserId],
+) -> Result<Vec<(UserId, Option<chrono::DateTime<chrono::Utc>>)>, ApiError> {
     Ok(sqlx::query_as(
         "select u.id, u.last_seen_at from conversation_members m join users u on u.id = m.peer_id \
          where m.user_id = $1 and m.peer_id = any($2)",
@@ -80,17 +80,16 @@ pub async fn peers_among(
 /// A member's view of one conversation, for sync.
 #[derive(Debug, sqlx::FromRow)]
 pub struct SyncRow {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub last_seq: i64,
     pub last_delivered_seq: i64,
-    pub last_read_seq: i64,
     pub peer_last_delivered_seq: i64,
     pub peer_last_read_seq: i64,
 }
 
 macro_rules! sync_row {
     () => {
-        "select m.conversation_id, c.last_seq, m.last_delivered_seq, m.last_read_seq, \
+        "select m.conversation_id, c.last_seq, m.last_delivered_seq, \
       p.last_delivered_seq as peer_last_delivered_seq, p.last_read_seq as peer_last_read_seq \
     from conversation_members m \
     join conversations c on c.id = m.conversation_id \
@@ -99,7 +98,7 @@ macro_rules! sync_row {
 }
 
 /// The listed conversations the user is in.
-pub async fn sync_rows(db: &PgPool, user_id: Uuid, conversations: &[Uuid]) -> Result<Vec<SyncRow>, ApiError> {
+pub async fn sync_rows(db: &PgPool, user_id: UserId, conversations: &[ConversationId]) -> Result<Vec<SyncRow>, ApiError> {
     Ok(sqlx::query_as(concat!(sync_row!(), "where m.user_id = $1 and m.conversation_id = any($2)"))
         .bind(user_id)
         .bind(conversations)
@@ -108,7 +107,7 @@ pub async fn sync_rows(db: &PgPool, user_id: Uuid, conversations: &[Uuid]) -> Re
 }
 
 /// Up to `limit` conversations with messages past the user's delivered marker, most recent first.
-pub async fn pending_rows(db: &PgPool, user_id: Uuid, limit: i64) -> Result<Vec<SyncRow>, ApiError> {
+pub async fn pending_rows(db: &PgPool, user_id: UserId, limit: i64) -> Result<Vec<SyncRow>, ApiError> {
     Ok(sqlx::query_as(concat!(
         sync_row!(),
         "where m.user_id = $1 and c.last_seq > m.last_delivered_seq order by c.updated_at desc limit $2"
@@ -119,12 +118,11 @@ pub async fn pending_rows(db: &PgPool, user_id: Uuid, limit: i64) -> Result<Vec<
     .await?)
 }
 
-/// Messages sent to the user after their read marker.
-pub async fn unread_count(db: &PgPool, user_id: Uuid, conversation_id: Uuid, last_read_seq: i64) -> Result<i64, ApiError> {
-    Ok(sqlx::query_scalar("select count(*) from messages where receiver_id = $1 and conversation_id = $2 and seq > $3")
+/// Messages sent to the user after their read marker (`unread_messages`).
+pub async fn unread_count(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar("select count(*) from unread_messages where user_id = $1 and conversation_id = $2")
         .bind(user_id)
         .bind(conversation_id)
-        .bind(last_read_seq)
         .fetch_one(db)
         .await?)
 }

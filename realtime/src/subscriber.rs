@@ -7,19 +7,17 @@
 //! session re-reads its conversations from PostgreSQL
 //! (docs/decisions/0001-live-delivery.md).
 
+use duet_common::ids::UserId;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use duet_common::fanout::LocalSessions;
 use duet_common::live::{Live, decode};
-use duet_common::protocol::{ServerKind, TypingState};
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
-use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::session::{LiveMessage, Outbound};
@@ -63,7 +61,7 @@ pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>, origin: String) {
                     let Some(payload) = message.value.as_str() else { continue };
                     match decode(&payload) {
                         Some((_, from)) if from == origin => {}
-                        Some((live, _)) => dispatch(&hub, user, live),
+                        Some((live, _)) => dispatch(&hub, user, &live),
                         None => tracing::warn!("undecodable live payload"),
                     }
                 }
@@ -95,79 +93,36 @@ fn resync(hub: &Hub) {
     }
 }
 
-/// The fields the gateway needs from a frame, read once per node.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(rename = "type")]
-    kind: ServerKind,
-    data: ProbeData,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ProbeData {
-    #[serde(default)]
-    message: Option<ProbeMessage>,
-    #[serde(default)]
-    conversation_id: Option<Uuid>,
-    #[serde(default)]
-    user_id: Option<Uuid>,
-    #[serde(default)]
-    state: Option<TypingState>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ProbeMessage {
-    sender_id: Uuid,
-    client_msg_id: String,
-}
-
 /// This node's own events, straight from its fan-out.
 impl LocalSessions for Hub {
-    fn deliver(&self, user: Uuid, payload: &str) {
-        if !self.has_sessions(user) {
-            return;
-        }
-        match decode(payload) {
-            Some((live, _)) => dispatch(self, user, live),
-            None => tracing::warn!("undecodable live payload"),
+    fn deliver(&self, user: UserId, live: &Live<'_>) {
+        if self.has_sessions(user) {
+            dispatch(self, user, live);
         }
     }
 }
 
-fn dispatch(hub: &Hub, user: Uuid, live: Live<'_>) {
-    match live {
-        Live::Message { conversation_id, seq, frame } => {
-            let Ok(Probe { data: ProbeData { message: Some(m), .. }, .. }) = serde_json::from_str::<Probe>(frame) else {
-                tracing::warn!("live message frame without a message");
-                return;
-            };
+/// Hands an event to the user's sessions here, typed from the payload's
+/// header; the frame itself goes to the sockets as it is.
+fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
+    match *live {
+        Live::Message { conversation_id, seq, sender_id, client_msg_id, frame } => {
             let message = Arc::new(LiveMessage {
                 conversation_id,
                 seq,
-                sender_id: m.sender_id,
-                client_msg_id: m.client_msg_id,
+                sender_id,
+                client_msg_id: client_msg_id.to_owned(),
                 frame: Arc::from(frame),
             });
             hub.deliver(user, || Outbound::Message(message.clone()));
         }
+        Live::Typing { conversation_id, user_id, state, frame } => {
+            let frame: Arc<str> = Arc::from(frame);
+            hub.deliver(user, || Outbound::Typing { conversation_id, user_id, state, frame: frame.clone() })
+        }
         Live::Other { frame } => {
             let shared: Arc<str> = Arc::from(frame);
-            match serde_json::from_str::<Probe>(frame) {
-                Ok(Probe {
-                    kind: ServerKind::Typing,
-                    data: ProbeData { conversation_id: Some(c), user_id: Some(u), state: Some(s), .. },
-                }) => {
-                    hub.deliver(user, || Outbound::Typing {
-                        conversation_id: c,
-                        user_id: u,
-                        state: s,
-                        frame: shared.clone(),
-                    })
-                }
-                _ => hub.deliver(user, || Outbound::Shared(shared.clone())),
-            }
+            hub.deliver(user, || Outbound::Shared(shared.clone()));
         }
     }
 }

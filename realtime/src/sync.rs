@@ -6,12 +6,12 @@
 //! most `limit` messages and says `hasMore`; the client pages with the list
 //! form until `hasMore` is false.
 
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
 use std::collections::HashSet;
 
 use duet_common::{AppContext, ApiError};
 use duet_common::protocol::{DEFAULT_SYNC_LIMIT, MAX_SYNC_CONVERSATIONS, MAX_SYNC_LIMIT, SyncConversation, SyncIn, SyncResult};
-use uuid::Uuid;
 
 use crate::store;
 
@@ -20,7 +20,7 @@ pub const RESULT_BYTES: usize = 1024 * 1024;
 
 /// The result, and per conversation the seq the client then holds everything up to
 /// (only for conversations fully caught up).
-pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(Uuid, i64)>), ApiError> {
+pub async fn sync(ctx: &AppContext, user_id: UserId, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(ConversationId, i64)>), ApiError> {
     let limit = request.limit.unwrap_or(DEFAULT_SYNC_LIMIT);
     if limit == 0 || limit > MAX_SYNC_LIMIT {
         return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be 1 to {MAX_SYNC_LIMIT}")));
@@ -35,7 +35,7 @@ pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: O
             if list.iter().any(|c| c.after_seq < 0) {
                 return Err(ApiError::new(ErrorCode::InvalidSeq, "`afterSeq` must not be negative"));
             }
-            let ids: Vec<Uuid> = list.iter().map(|c| c.conversation_id).collect::<HashSet<_>>().into_iter().collect();
+            let ids: Vec<ConversationId> = list.iter().map(|c| c.conversation_id).collect::<HashSet<_>>().into_iter().collect();
             if ids.len() != list.len() {
                 return Err(ApiError::new(ErrorCode::DuplicateConversation, "each conversation may be listed once"));
             }
@@ -78,7 +78,7 @@ pub async fn sync(ctx: &AppContext, user_id: Uuid, request: SyncIn, reference: O
             has_more,
             peer_last_delivered_seq: row.peer_last_delivered_seq,
             peer_last_read_seq: row.peer_last_read_seq,
-            unread_count: store::unread_count(&ctx.db, user_id, conversation_id, row.last_read_seq).await?,
+            unread_count: store::unread_count(&ctx.db, user_id, conversation_id).await?,
         });
     }
     Ok((SyncResult { reference, conversations, more_conversations }, up_to))

@@ -12,6 +12,7 @@
 //!
 //! It also expires a peer's `chat.typing start` that was never refreshed.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,6 @@ use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::metrics::GatewayMetrics;
 use crate::order::{Order, Step, close_gaps};
@@ -42,7 +42,7 @@ const REORDER_WINDOW: Duration = Duration::from_millis(50);
 /// what is already in its socket); then the connection is dropped.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct Writer {
+pub struct SessionWriter {
     sink: Sink,
     queue: mpsc::Receiver<Outbound>,
     session: Arc<Session>,
@@ -53,7 +53,7 @@ pub struct Writer {
     /// behind a gap, each with whether it is this session's own (not pushed back).
     order: Order<(Arc<LiveMessage>, bool)>,
     /// A peer's `start` per (conversation, user), and when it lapses.
-    typing: Vec<(Uuid, Uuid, Instant)>,
+    typing: Vec<(ConversationId, UserId, Instant)>,
 }
 
 /// Why the writer stopped writing.
@@ -64,9 +64,9 @@ enum Stop {
     Close(u16, &'static str),
 }
 
-impl Writer {
+impl SessionWriter {
     pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
-        Writer { sink, queue, session, db, typing_ttl, metrics, order: Order::default(), typing: Vec::new() }
+        SessionWriter { sink, queue, session, db, typing_ttl, metrics, order: Order::default(), typing: Vec::new() }
     }
 
     /// Writes until the session closes; returns the close code sent (if any).
@@ -149,7 +149,7 @@ impl Writer {
     }
 
     /// Pushes held messages of the conversation that are next in line; drops those already pushed.
-    async fn release(&mut self, conversation_id: Uuid) -> Result<(), Stop> {
+    async fn release(&mut self, conversation_id: ConversationId) -> Result<(), Stop> {
         while let Some((message, own)) = self.order.next_held(conversation_id) {
             self.push_live(&message, own).await?;
         }
@@ -173,23 +173,32 @@ impl Writer {
 
     /// The seq the client holds in the conversation; for a conversation not seen
     /// yet, the user's delivered marker (or, if unreadable, just below `seq`).
-    async fn baseline(&mut self, conversation_id: Uuid, seq: i64) -> i64 {
+    async fn baseline(&mut self, conversation_id: ConversationId, seq: i64) -> i64 {
         if let Some(last) = self.order.last(conversation_id) {
             return last;
         }
         // Without the marker, push what comes; the client's sync covers the rest.
-        let last = store::delivered_marker(&self.db, self.session.user_id, conversation_id).await.unwrap_or(seq - 1);
+        let last = match store::delivered_marker(&self.db, self.session.user_id, conversation_id).await {
+            Ok(marker) => marker,
+            Err(e) => {
+                tracing::warn!(error = %e, %conversation_id, "could not read the delivered marker; pushing live messages as they come");
+                seq - 1
+            }
+        };
         self.order.set_last(conversation_id, last);
         last
     }
 
     /// Pushes stored messages with `after < seq < before`, in pages.
-    async fn fill(&mut self, conversation_id: Uuid, after: i64, before: i64) -> Result<(), Stop> {
+    async fn fill(&mut self, conversation_id: ConversationId, after: i64, before: i64) -> Result<(), Stop> {
         let mut after = after.max(before - 1 - FILL_MAX);
         while after + 1 < before {
             let page = match store::messages_between(&self.db, conversation_id, after, before, FILL_PAGE).await {
                 Ok(page) => page,
-                Err(_) => return Ok(()), // logged by the error type; the client syncs
+                Err(e) => {
+                    tracing::warn!(error = %e, %conversation_id, after, before, "could not fill a gap from PostgreSQL; the client's sync will");
+                    return Ok(());
+                }
             };
             if page.is_empty() {
                 break;
@@ -215,7 +224,13 @@ impl Writer {
 
     /// After possible loss of live events: pushes whatever the client lacks, in every conversation.
     async fn resync(&mut self) -> Result<(), Stop> {
-        let Ok(positions) = store::positions(&self.db, self.session.user_id).await else { return Ok(()) };
+        let positions = match store::positions(&self.db, self.session.user_id).await {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read positions to resync; the client's sync will");
+                return Ok(());
+            }
+        };
         for (conversation_id, last_seq, marker) in positions {
             let holds = self.order.last(conversation_id).unwrap_or(marker);
             if last_seq > holds {

@@ -5,33 +5,26 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
+use duet_common::ids::ConversationId;
 
 use crate::helpers::TestApp;
 
 /// Moves message `seq` of `conversation` to `at`, as if it had been sent then.
-async fn sent_at(app: &TestApp, conversation: Uuid, seq: i64, at: DateTime<Utc>) {
-    let moved =
-        sqlx::query("update messages set created_at = $1 where conversation_id = $2 and seq = $3")
-            .bind(at)
-            .bind(conversation)
-            .bind(seq)
-            .execute(&app.db)
-            .await
-            .unwrap();
+async fn sent_at(app: &TestApp, conversation: ConversationId, seq: i64, at: DateTime<Utc>) {
+    let moved = sqlx::query("update messages set created_at = $1 where conversation_id = $2 and seq = $3")
+        .bind(at)
+        .bind(conversation)
+        .bind(seq)
+        .execute(&app.db)
+        .await
+        .unwrap();
     assert_eq!(moved.rows_affected(), 1);
 }
 
 /// A connection to the test's database whose session time zone is `zone`.
 async fn session_in(app: &TestApp, zone: &str) -> PgConnection {
-    let mut conn = PgConnection::connect(&app.settings.database_url)
-        .await
-        .unwrap();
-    sqlx::query("select set_config('TimeZone', $1, false)")
-        .bind(zone)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = PgConnection::connect(&app.settings.database_url).await.unwrap();
+    sqlx::query("select set_config('TimeZone', $1, false)").bind(zone).execute(&mut conn).await.unwrap();
     conn
 }
 
@@ -55,10 +48,7 @@ async fn a_message_just_after_utc_midnight_counts_on_that_utc_day_in_any_session
             "select day from analytics.receipt_latency_per_day",
             "select day from analytics.reply_time_per_day",
         ] {
-            let days: Vec<DateTime<Utc>> = sqlx::query_scalar(query)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+            let days: Vec<DateTime<Utc>> = sqlx::query_scalar(query).fetch_all(&mut conn).await.unwrap();
             assert_eq!(days, vec![midnight], "{query}, in a session in {zone}");
         }
     }
@@ -86,19 +76,11 @@ async fn reply_times_per_day_count_each_answer_to_the_other_member_from_the_mess
     ];
     for (conversation, sender, secs) in script {
         let sent = app.send_ok(sender, conversation, "text").await;
-        sent_at(
-            &app,
-            conversation,
-            sent["seq"].as_i64().unwrap(),
-            t0 + Duration::seconds(secs),
-        )
-        .await;
+        sent_at(&app, conversation, sent["seq"].as_i64().unwrap(), t0 + Duration::seconds(secs)).await;
     }
 
-    let mut replies: Vec<f64> = sqlx::query_scalar("select reply_s from analytics.replies")
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
+    let mut replies: Vec<f64> =
+        sqlx::query_scalar("select reply_s from analytics.replies").fetch_all(&app.db).await.unwrap();
     replies.sort_by(f64::total_cmp);
     assert_eq!(replies, vec![20.0, 45.0, 60.0, 300.0]);
     let answered: i64 = sqlx::query_scalar(
@@ -109,31 +91,18 @@ async fn reply_times_per_day_count_each_answer_to_the_other_member_from_the_mess
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(
-        answered, 4,
-        "each reply names the message just before it, from the other member"
-    );
+    assert_eq!(answered, 4, "each reply names the message just before it, from the other member");
 
     // The analyst role reads the per-day view: count, median, p90 (interpolated).
     let mut tx = app.db.begin().await.unwrap();
-    sqlx::query("set local role duet_analyst")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let day: (DateTime<Utc>, i64, f64, f64) = sqlx::query_as(
-        "select day, replies, reply_p50_s, reply_p90_s from analytics.reply_time_per_day",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    sqlx::query("set local role duet_analyst").execute(&mut *tx).await.unwrap();
+    let day: (DateTime<Utc>, i64, f64, f64) =
+        sqlx::query_as("select day, replies, reply_p50_s, reply_p90_s from analytics.reply_time_per_day")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
     let (day, replies, p50, p90) = day;
-    assert_eq!(
-        (day, replies),
-        (Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap(), 4)
-    );
+    assert_eq!((day, replies), (Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap(), 4));
     assert!((p50 - 52.5).abs() < 1e-9, "median {p50}");
-    assert!(
-        (p90 - 228.0).abs() < 1e-9,
-        "p90 {p90}: 60 + 0.7 × (300 − 60)"
-    );
+    assert!((p90 - 228.0).abs() < 1e-9, "p90 {p90}: 60 + 0.7 × (300 − 60)");
 }

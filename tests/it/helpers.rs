@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
+use duet_common::ids::{ConversationId, UserId};
 use uuid::Uuid;
 
 /// Any database on the test server; each test swaps in its own name.
@@ -34,7 +35,7 @@ pub struct TestApp {
 
 #[derive(Clone, Debug)]
 pub struct TestUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub token: String,
     pub email: String,
 }
@@ -223,13 +224,13 @@ impl TestApp {
     }
 
     /// Creates (or gets) the conversation between two users; returns its id.
-    pub async fn conversation(&self, a: &TestUser, b: &TestUser) -> Uuid {
+    pub async fn conversation(&self, a: &TestUser, b: &TestUser) -> ConversationId {
         let (status, body) = self.post("/conversations", Some(&a.token), json!({"peerId": b.id})).await;
         assert!(status == StatusCode::CREATED || status == StatusCode::OK, "conversation: {status} {body}");
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
-    pub async fn send(&self, from: &TestUser, conversation: Uuid, client_msg_id: &str, text: &str) -> (StatusCode, Value) {
+    pub async fn send(&self, from: &TestUser, conversation: ConversationId, client_msg_id: &str, text: &str) -> (StatusCode, Value) {
         self.post(
             &format!("/conversations/{conversation}/messages"),
             Some(&from.token),
@@ -239,7 +240,7 @@ impl TestApp {
     }
 
     /// `(last_delivered_seq, last_read_seq)` of `user` as stored.
-    pub async fn stored_markers(&self, conversation: Uuid, user: &TestUser) -> (i64, i64) {
+    pub async fn stored_markers(&self, conversation: ConversationId, user: &TestUser) -> (i64, i64) {
         sqlx::query_as("select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2")
             .bind(conversation)
             .bind(user.id)
@@ -249,7 +250,7 @@ impl TestApp {
     }
 
     /// Sends and expects 201; returns the stored message.
-    pub async fn send_ok(&self, from: &TestUser, conversation: Uuid, text: &str) -> Value {
+    pub async fn send_ok(&self, from: &TestUser, conversation: ConversationId, text: &str) -> Value {
         let (status, body) = self.send(from, conversation, &Uuid::new_v4().simple().to_string(), text).await;
         assert_eq!(status, StatusCode::CREATED, "send: {body}");
         body

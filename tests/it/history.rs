@@ -1,5 +1,6 @@
 //! History pagination and search (on the primary; see `replica.rs` for the replica).
 
+use duet_common::ids::ConversationId;
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
@@ -7,7 +8,7 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, TestUser, assert_error};
 
 /// A conversation with `n` messages, inserted in one statement.
-async fn long_conversation(app: &TestApp, a: &TestUser, b: &TestUser, n: i64) -> Uuid {
+async fn long_conversation(app: &TestApp, a: &TestUser, b: &TestUser, n: i64) -> ConversationId {
     let conversation = app.conversation(a, b).await;
     sqlx::query(
         "insert into messages (id, conversation_id, seq, sender_id, receiver_id, text, client_msg_id) \

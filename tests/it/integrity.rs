@@ -1,6 +1,7 @@
 //! A message's conversation must exist, checked per statement
 //! (migrations/0009) with everything the foreign key it replaced gave.
 
+use duet_common::ids::{ConversationId, UserId};
 use std::time::Duration;
 
 use duet::Service;
@@ -15,7 +16,7 @@ use crate::read_side_support::eventually;
 const FK: &str = "messages_conversation_id_fkey";
 
 /// Inserts messages numbered `seqs` into `conversation`, as one statement.
-fn insert(conversation: Uuid, sender: Uuid, receiver: Uuid, seqs: &[i64]) -> Query<'static, Postgres, PgArguments> {
+fn insert(conversation: ConversationId, sender: UserId, receiver: UserId, seqs: &[i64]) -> Query<'static, Postgres, PgArguments> {
     sqlx::query(
         "insert into messages (id, conversation_id, seq, sender_id, receiver_id, text, client_msg_id) \
          select gen_random_uuid(), $1, s, $2, $3, 'raw', 'raw-' || gen_random_uuid() from unnest($4::int8[]) s",
@@ -41,7 +42,7 @@ async fn a_message_for_a_missing_conversation_fails_its_whole_statement() {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = app.conversation(&ann, &bob).await;
 
-    let missing = Uuid::now_v7();
+    let missing = ConversationId::new();
     let err = insert(missing, ann.id, bob.id, &[1]).execute(&app.db).await.unwrap_err();
     assert_eq!(violated(err), ("23503".into(), FK.into()));
 

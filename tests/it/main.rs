@@ -14,6 +14,7 @@ mod conversations;
 mod history;
 mod integrity;
 mod jobs;
+mod migrations;
 mod messages;
 mod openapi;
 mod plans;

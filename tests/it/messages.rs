@@ -1,9 +1,9 @@
+use duet_common::ids::ConversationId;
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
-use uuid::Uuid;
 
 use duet_common::domain::Message;
 use duet_common::events::{DomainEvent, Envelope};
@@ -205,7 +205,7 @@ async fn outsiders_get_404_on_every_conversation_endpoint() {
     let eve = app.register("Eve").await;
     let conversation = app.conversation(&ann, &bob).await;
     app.send_ok(&ann, conversation, "private").await;
-    let unknown = Uuid::new_v4();
+    let unknown = ConversationId::new();
     for id in [conversation, unknown] {
         for (path, body) in [
             (format!("/conversations/{id}/messages"), json!({"clientMsgId": "e-1", "text": "hi"})),

@@ -64,6 +64,15 @@ async fn unsupported_and_oversized_bodies_are_refused_with_their_codes() {
     let big = http.post(app.url("/auth/login")).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(big.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(big.json::<serde_json::Value>().await.unwrap()["code"], "request_too_large");
+    let anonymous = http.get(app.url("/me")).send().await.unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let body = anonymous.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["message"].as_str().unwrap().contains("Authorization: Bearer"), "{body}");
+    let typed = http.post(app.url("/auth/login")).json(&serde_json::json!({"email": 5, "password": "x"})).send().await.unwrap();
+    let body = typed.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["code"], "bad_request");
+    assert!(!body["message"].as_str().unwrap().contains("LoginRequest"), "no Rust type in {body}");
 }
 
 /// Fields that can be absent are left out, never `null` (the document

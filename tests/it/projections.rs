@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use duet::Service;
 use duet_projector::apply::{Pairs, apply_event, apply_merges, merges};
-use duet_projector::{Projector, ProjectorConfig, read, rebuild};
+use duet_common::read_model::{self as read, is_ready};
+use duet_projector::{Projector, ProjectorConfig, rebuild};
 use fred::prelude::*;
 use futures_util::TryStreamExt;
 use reqwest::StatusCode;
@@ -50,7 +51,7 @@ async fn the_postgres_fallback_answers_the_same_lists_when_the_projection_is_col
     let s = run_script(&app).await;
     // No projector has ever run: the projections are cold.
     let ctx = context_of(&app.settings).await;
-    assert!(!rebuild::is_ready(&ctx).await.unwrap());
+    assert!(!is_ready(&ctx).await.unwrap());
     for (name, user) in [("ann", &s.ann), ("bob", &s.bob), ("cat", &s.cat)] {
         assert_eq!(lines(&list(&app, user).await), expected(name), "{name}'s list");
     }
@@ -108,7 +109,7 @@ async fn every_event_folded_into_one_apply_gives_the_same_projections() {
         all.extend(merges(&pairs, event).await.unwrap());
     }
     let doomed: Vec<Key> =
-        ctx.redis.next().scan_buffered(duet_projector::keys::all_projections(&ctx.keys), Some(1000), None).try_collect().await.unwrap();
+        ctx.redis.next().scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await.unwrap();
     let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
     assert!(read::dump(&ctx).await.unwrap().is_empty());
 
@@ -151,7 +152,7 @@ async fn rebuild_from_postgres_equals_the_live_projections() {
     let rebuilt = rebuild::rebuild(&ctx).await.unwrap().expect("no other rebuild runs");
     assert_eq!(rebuilt.entries, 6);
     assert_eq!(read::dump(&ctx).await.unwrap(), live);
-    assert!(rebuild::is_ready(&ctx).await.unwrap());
+    assert!(is_ready(&ctx).await.unwrap());
 }
 
 #[tokio::test]
@@ -173,9 +174,9 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     let metrics = a.metrics.clone();
     // (Killing it mid-rebuild would leave the rebuild lock to expire first.)
     eventually("the first projector to apply events", Duration::from_secs(20), || async {
-        let ready = rebuild::is_ready(&ctx_a).await.unwrap_or(false);
+        let ready = is_ready(&ctx_a).await.unwrap_or(false);
         // Ready is set just before the rebuild lock is released: wait for both.
-        let locked: i64 = ctx_a.redis.next().exists(duet_projector::keys::rebuild_lock(&ctx_a.keys)).await.unwrap_or(1);
+        let locked: i64 = ctx_a.redis.next().exists(ctx_a.keys.rebuild_lock()).await.unwrap_or(1);
         (ready && locked == 0 && metrics.applied.get() > 0).then_some(())
     })
     .await;
@@ -192,7 +193,7 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     while duet_projector::relay::unrelayed(&app.db).await.unwrap().0 > 0 {
         duet_projector::relay::relay_once(&ctx, 100).await.unwrap();
     }
-    let stream = duet_projector::keys::stream(&ctx.keys);
+    let stream = ctx.keys.events();
     let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
     // Pruning never forgets a consumer that still holds pending work.
     duet_common::stream::forget_idle_consumers(&ctx, duet_projector::consumer::GROUP, Duration::ZERO).await.unwrap();
@@ -289,7 +290,7 @@ async fn an_event_that_commits_late_below_the_position_is_still_relayed_once() {
     }
     assert_eq!(relay::backlog(&ctx).await.unwrap(), Backlog::Empty);
 
-    let stream = duet_projector::keys::stream(&ctx.keys);
+    let stream = ctx.keys.events();
     let entries: Vec<(String, std::collections::HashMap<String, String>)> =
         ctx.redis.next().xrange(stream.as_str(), "-", "+", None).await.unwrap();
     let ids: Vec<i64> = entries

@@ -5,13 +5,14 @@
 //! cargo nextest run --run-ignored only -E 'test(projector_throughput)' --no-capture
 //! ```
 
+use duet_common::ids::MessageId;
 use std::time::{Duration, Instant};
 
 use duet::Service;
 use duet_common::domain::{Message, MessageType};
 use duet_common::events::{DomainEvent, Envelope};
-use duet_projector::{Projector, ProjectorConfig, read, rebuild};
-use uuid::Uuid;
+use duet_common::read_model::{self as read};
+use duet_projector::{Projector, ProjectorConfig, rebuild};
 
 use crate::helpers::{TestApp, fresh_settings};
 use crate::read_side_support::{caught_up, context_of};
@@ -38,7 +39,7 @@ async fn projector_throughput() {
         let seq = (n / CONVERSATIONS) as i64 + 1;
         let (sender, receiver) = if seq % 2 == 0 { (a.id, b.id) } else { (b.id, a.id) };
         messages.push(Message {
-            id: Uuid::now_v7(),
+            id: MessageId::new(),
             conversation_id: *conversation,
             seq,
             sender_id: sender,

@@ -1,6 +1,7 @@
 //! Helpers for the read-side tests: a second context on a test's database
 //! and Redis prefix, waiting for the projector, and a scripted workload.
 
+use duet_common::ids::ConversationId;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -9,7 +10,6 @@ use duet_common::events::{DomainEvent, Envelope};
 use duet_common::{AppContext, Settings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::helpers::{TestApp, TestUser};
 
@@ -37,14 +37,14 @@ where
 /// Waits until every committed event has been applied to the projections.
 pub async fn caught_up(ctx: &AppContext) {
     eventually("the projector to catch up", Duration::from_secs(20), || async {
-        let ready = duet_projector::rebuild::is_ready(ctx).await.unwrap_or(false);
+        let ready = duet_common::read_model::is_ready(ctx).await.unwrap_or(false);
         let lag = duet_projector::metrics::measure(ctx).await.ok()?;
         (ready && lag.events_behind == 0).then_some(())
     })
     .await
 }
 
-pub async fn mark(app: &TestApp, user: &TestUser, conversation: Uuid, what: &str, seq: i64) {
+pub async fn mark(app: &TestApp, user: &TestUser, conversation: ConversationId, what: &str, seq: i64) {
     let (status, body) =
         app.post(&format!("/conversations/{conversation}/{what}"), Some(&user.token), json!({"seq": seq})).await;
     assert_eq!(status, StatusCode::OK, "{what}: {body}");
@@ -55,9 +55,9 @@ pub struct Script {
     pub ann: TestUser,
     pub bob: TestUser,
     pub cat: TestUser,
-    pub ab: Uuid,
-    pub ac: Uuid,
-    pub bc: Uuid,
+    pub ab: ConversationId,
+    pub ac: ConversationId,
+    pub bc: ConversationId,
 }
 
 pub async fn run_script(app: &TestApp) -> Script {
@@ -86,7 +86,7 @@ pub async fn projected_script(app: &TestApp) -> (Script, AppContext, BTreeMap<St
     let script = run_script(app).await;
     let ctx = context_of(&app.settings).await;
     caught_up(&ctx).await;
-    let live = duet_projector::read::dump(&ctx).await.unwrap();
+    let live = duet_common::read_model::dump(&ctx).await.unwrap();
     assert!(!live.is_empty());
     (script, ctx, live)
 }

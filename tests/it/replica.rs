@@ -4,13 +4,13 @@
 //! Replay pause is cluster-wide, so these tests take a PostgreSQL advisory
 //! lock on the primary and run one at a time, even across test processes.
 
+use duet_common::ids::ConversationId;
 use std::time::Duration;
 
 use duet_common::Settings;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 use crate::helpers::{TestApp, TestUser, fresh_settings, test_database_url, with_database};
 use crate::read_side_support::eventually;
@@ -58,7 +58,7 @@ fn replica_settings() -> Settings {
 }
 
 /// Waits until the replica has replayed the conversation up to `seq`.
-async fn replicated(app: &TestApp, conversation: Uuid, seq: i64) {
+async fn replicated(app: &TestApp, conversation: ConversationId, seq: i64) {
     let url = app.settings.database_replica_url.clone().unwrap();
     eventually("the replica to catch up", Duration::from_secs(20), || {
         let url = url.clone();
@@ -84,7 +84,7 @@ async fn page(app: &TestApp, token: &str, path: &str) -> (Vec<i64>, String) {
 }
 
 /// A node reading history from the replica, and Ann's three messages to Bob.
-async fn three_messages_on_a_replica_backed_node() -> (TestApp, TestUser, TestUser, Uuid) {
+async fn three_messages_on_a_replica_backed_node() -> (TestApp, TestUser, TestUser, ConversationId) {
     let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;

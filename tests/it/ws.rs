@@ -2,6 +2,7 @@
 //! protocol, with one method per frame so tests read as behaviour. Every
 //! wait has a timeout that fails the test.
 
+use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::time::Duration;
 
 use duet_common::protocol::{ClientKind, ServerKind};
@@ -22,8 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pub user_id: Uuid,
-    pub session_id: Uuid,
+    pub user_id: UserId,
+    pub session_id: SessionId,
     next_id: u64,
     /// When set, `recv` pings at this interval while it waits and hides the pongs.
     keepalive: Option<Duration>,
@@ -92,7 +93,7 @@ impl WsClient {
     }
 
     fn unauthenticated(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
-        WsClient { stream, user_id: Uuid::nil(), session_id: Uuid::nil(), next_id: 0, keepalive: None, last_ping: Instant::now() }
+        WsClient { stream, user_id: UserId::default(), session_id: SessionId::default(), next_id: 0, keepalive: None, last_ping: Instant::now() }
     }
 
     async fn await_auth_ok(&mut self, user: &TestUser) {
@@ -244,7 +245,7 @@ impl WsClient {
     }
 
     /// Sends a text message and returns the ack's data.
-    pub async fn send_message(&mut self, conversation: Uuid, text: &str) -> Value {
+    pub async fn send_message(&mut self, conversation: ConversationId, text: &str) -> Value {
         let client_msg_id = Uuid::new_v4().simple().to_string();
         self.send_message_with(json!({"conversationId": conversation, "clientMsgId": client_msg_id, "text": text})).await
     }
@@ -258,7 +259,7 @@ impl WsClient {
     }
 
     /// Sends without waiting for the ack; returns the frame id.
-    pub async fn send_message_nowait(&mut self, conversation: Uuid, client_msg_id: &str, text: &str) -> String {
+    pub async fn send_message_nowait(&mut self, conversation: ConversationId, client_msg_id: &str, text: &str) -> String {
         self.send(ClientKind::Send, json!({"conversationId": conversation, "clientMsgId": client_msg_id, "text": text})).await
     }
 
@@ -267,19 +268,19 @@ impl WsClient {
         self.next_matching(ServerKind::Message, |_| true).await["message"].clone()
     }
 
-    pub async fn delivered(&mut self, conversation: Uuid, seq: i64) -> String {
+    pub async fn delivered(&mut self, conversation: ConversationId, seq: i64) -> String {
         self.send(ClientKind::Delivered, json!({"conversationId": conversation, "seq": seq})).await
     }
 
-    pub async fn read(&mut self, conversation: Uuid, seq: i64) -> String {
+    pub async fn read(&mut self, conversation: ConversationId, seq: i64) -> String {
         self.send(ClientKind::Read, json!({"conversationId": conversation, "seq": seq})).await
     }
 
-    pub async fn typing(&mut self, conversation: Uuid, state: &str) -> String {
+    pub async fn typing(&mut self, conversation: ConversationId, state: &str) -> String {
         self.send(ClientKind::Typing, json!({"conversationId": conversation, "state": state})).await
     }
 
-    pub async fn presence_subscribe(&mut self, users: &[Uuid]) -> String {
+    pub async fn presence_subscribe(&mut self, users: &[UserId]) -> String {
         self.send(ClientKind::PresenceSubscribe, json!({"userIds": users})).await
     }
 
@@ -290,7 +291,7 @@ impl WsClient {
     }
 
     /// Every message of the conversation after `after_seq`, paging until `hasMore` is false.
-    pub async fn sync_conversation(&mut self, conversation: Uuid, after_seq: i64, limit: u32) -> Vec<Value> {
+    pub async fn sync_conversation(&mut self, conversation: ConversationId, after_seq: i64, limit: u32) -> Vec<Value> {
         let mut all = Vec::new();
         let mut after = after_seq;
         loop {
@@ -312,7 +313,7 @@ impl WsClient {
 pub struct Chat {
     pub ann: TestUser,
     pub bob: TestUser,
-    pub conversation: Uuid,
+    pub conversation: ConversationId,
     pub a: WsClient,
     pub b: WsClient,
 }

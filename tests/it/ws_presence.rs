@@ -1,5 +1,6 @@
 //! Gateway: presence (clean close, lapsed TTL, snapshot, Redis down) and typing.
 
+use duet_common::ids::UserId;
 use std::time::Duration;
 
 use duet_common::protocol::{ClientKind, ServerKind};
@@ -9,7 +10,7 @@ use crate::helpers::TestApp;
 use crate::ws::{Chat, WsClient, open};
 
 /// Waits until the jobs have written `user`'s last-seen time to PostgreSQL.
-async fn stored_last_seen(app: &TestApp, user: uuid::Uuid) -> chrono::DateTime<chrono::Utc> {
+async fn stored_last_seen(app: &TestApp, user: UserId) -> chrono::DateTime<chrono::Utc> {
     let deadline = tokio::time::Instant::now() + crate::ws::WAIT;
     loop {
         let stored: Option<chrono::DateTime<chrono::Utc>> =

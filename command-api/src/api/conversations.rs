@@ -1,9 +1,9 @@
+use duet_common::ids::UserId;
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use uuid::Uuid;
 
 use crate::{Commands, Conversation};
 
@@ -13,7 +13,7 @@ pub struct ConversationsApi(pub Commands);
 #[oai(rename_all = "camelCase")]
 struct CreateConversationRequest {
     /// The other user.
-    peer_id: Uuid,
+    peer_id: UserId,
 }
 
 #[derive(ApiResponse)]

@@ -1,3 +1,4 @@
+use duet_common::ids::ConversationId;
 use std::collections::BTreeMap;
 
 use duet_common::auth::BearerAuth;
@@ -8,7 +9,6 @@ use duet_common::http::ApiTags;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use uuid::Uuid;
 
 use crate::{Commands, Markers, Receipt, Target};
 
@@ -66,7 +66,7 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
 impl MessagesApi {
     /// Send a message. Answered only once it is durable.
     #[oai(path = "/conversations/:id/messages", method = "post", operation_id = "sendMessage")]
-    async fn send(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<SendMessageRequest>) -> ApiResult<SendMessageResponse> {
+    async fn send(&self, auth: BearerAuth, id: Path<ConversationId>, body: Json<SendMessageRequest>) -> ApiResult<SendMessageResponse> {
         let Json(body) = body;
         let message = NewMessage {
             client_msg_id: body.client_msg_id.into_inner(),
@@ -84,14 +84,14 @@ impl MessagesApi {
 
     /// Mark everything up to `seq` delivered to the caller.
     #[oai(path = "/conversations/:id/delivered", method = "post", operation_id = "markDelivered")]
-    async fn delivered(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
+    async fn delivered(&self, auth: BearerAuth, id: Path<ConversationId>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
         let markers = self.0.receipt(auth.user_id(), id.0, body.0.seq, Receipt::Delivered).await?;
         Ok(ReceiptResponse::Ok(Json(markers)))
     }
 
     /// Mark everything up to `seq` read by the caller (implies delivered).
     #[oai(path = "/conversations/:id/read", method = "post", operation_id = "markRead")]
-    async fn read(&self, auth: BearerAuth, id: Path<Uuid>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
+    async fn read(&self, auth: BearerAuth, id: Path<ConversationId>, body: Json<ReceiptRequest>) -> ApiResult<ReceiptResponse> {
         let markers = self.0.receipt(auth.user_id(), id.0, body.0.seq, Receipt::Read).await?;
         Ok(ReceiptResponse::Ok(Json(markers)))
     }

@@ -1,10 +1,10 @@
 //! The `data` of each frame a client sends, with the bounds the AsyncAPI
 //! document publishes (the gateway and the command path enforce them).
 
+use crate::ids::{ConversationId, UserId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::domain::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, MessageType};
 
@@ -37,7 +37,7 @@ pub struct PingData {}
 pub struct PresenceSubscribe {
     /// Users to report on (duplicates count once).
     #[schemars(length(min = 1, max = MAX_PRESENCE_USERS))]
-    pub user_ids: Vec<Uuid>,
+    pub user_ids: Vec<UserId>,
 }
 
 /// `chat.message.send`: exactly one of `conversationId` and `receiverId`
@@ -46,9 +46,9 @@ pub struct PresenceSubscribe {
 #[serde(rename_all = "camelCase")]
 pub struct SendData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<Uuid>,
+    pub conversation_id: Option<ConversationId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receiver_id: Option<Uuid>,
+    pub receiver_id: Option<UserId>,
     /// The idempotency key: a resend with the same key and content gets the same ack.
     #[schemars(length(min = 1, max = MAX_CLIENT_MSG_ID_CHARS), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub client_msg_id: String,
@@ -69,7 +69,7 @@ pub struct SendData {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptIn {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     #[schemars(range(min = 0))]
     pub seq: i64,
 }
@@ -86,7 +86,7 @@ pub enum TypingState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingIn {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     pub state: TypingState,
 }
 
@@ -109,7 +109,7 @@ pub struct SyncIn {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncCursor {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     #[schemars(range(min = 0))]
     pub after_seq: i64,
 }

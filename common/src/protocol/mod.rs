@@ -147,7 +147,7 @@ pub const MAX_FRAME_ID_CHARS: usize = 64;
 /// The envelope of a client frame as the gateway reads it, before `data`
 /// is interpreted by type (so each failure gets its own error code).
 #[derive(Debug, Deserialize)]
-pub struct Envelope {
+pub struct RawClientFrame {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]

@@ -1,10 +1,10 @@
 //! The `data` of each frame the server sends. Optional fields are omitted
 //! when absent, never `null`.
 
+use crate::ids::{ConversationId, MessageId, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::domain::Message;
 use crate::error::ErrorCode;
@@ -15,8 +15,8 @@ pub use super::client::TypingState;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthOk {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
+    pub user_id: UserId,
+    pub session_id: SessionId,
     /// Send `presence.ping` this often (with jitter).
     pub heartbeat_interval_ms: u64,
 }
@@ -38,8 +38,8 @@ pub struct Ack {
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     pub client_msg_id: String,
-    pub message_id: Uuid,
-    pub conversation_id: Uuid,
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
     #[schemars(range(min = 1))]
     pub seq: i64,
     #[serde(with = "crate::domain::rfc3339")]
@@ -60,12 +60,12 @@ pub struct NewMessageData<M = Message> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptOut {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// The user's marker: everything up to here.
     #[schemars(range(min = 0))]
     pub seq: i64,
     /// Whose marker moved.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     #[serde(with = "crate::domain::rfc3339")]
     #[schemars(with = "DateTime<Utc>")]
     pub at: DateTime<Utc>,
@@ -75,9 +75,9 @@ pub struct ReceiptOut {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingOut {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// Who is typing.
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub state: TypingState,
 }
 
@@ -97,7 +97,7 @@ pub struct PresenceUpdate {
     /// The id of the `presence.subscribe` this answers; absent on a push.
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub status: PresenceStatus,
     /// When the user was last online; only with `offline`, and only when known.
     #[serde(
@@ -113,7 +113,7 @@ pub struct PresenceUpdate {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncConversation {
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// In seq order.
     pub messages: Vec<Message>,
     /// More messages follow: sync this conversation again with `afterSeq` = the last seq returned.

@@ -1,9 +1,9 @@
 //! The protocol tables against themselves and against serde.
 
+use crate::ids::{ConversationId, MessageId, UserId};
 use super::*;
 use crate::domain::MessageType;
 use crate::error::ErrorCode;
-use uuid::Uuid;
 
 #[test]
 fn every_client_kind_parses_by_its_wire_name_and_others_do_not() {
@@ -73,11 +73,11 @@ fn a_server_frame_is_type_ts_data_and_decodes_back() {
 #[test]
 fn the_borrowed_message_frame_is_the_event_frame() {
     let message = Message {
-        id: Uuid::new_v4(),
-        conversation_id: Uuid::new_v4(),
+        id: MessageId::new(),
+        conversation_id: ConversationId::new(),
         seq: 3,
-        sender_id: Uuid::new_v4(),
-        receiver_id: Uuid::new_v4(),
+        sender_id: UserId::new(),
+        receiver_id: UserId::new(),
         kind: MessageType::Text,
         text: Some("hi".into()),
         payload: None,
@@ -105,12 +105,12 @@ fn a_client_frame_round_trips() {
         id: Some("f1".into()),
         ts: None,
         event: ClientEvent::Typing(TypingIn {
-            conversation_id: Uuid::nil(),
+            conversation_id: ConversationId::default(),
             state: TypingState::Stop,
         }),
     };
     let text = frame.encode();
-    let envelope: Envelope = serde_json::from_str(&text).unwrap();
+    let envelope: RawClientFrame = serde_json::from_str(&text).unwrap();
     assert_eq!(envelope.kind, ClientKind::Typing.as_str());
     assert_eq!(serde_json::from_str::<ClientFrame>(&text).unwrap(), frame);
 }

@@ -4,16 +4,16 @@
 //! `iat`). Apple refuses tokens older than an hour and throttles ones renewed
 //! more often than every 20 minutes, so one token is reused for 40 minutes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use duet_common::Settings;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use super::provider::{Notification, SendError, retry_after, unix_now};
+use super::token_cache::TokenCache;
 
 /// Inside Apple's window of 20 to 60 minutes.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(40 * 60);
@@ -36,8 +36,8 @@ pub struct Apns {
     team_id: String,
     topic: String,
     base: String,
-    /// The provider token and when it was made.
-    token: Mutex<Option<(String, Instant)>>,
+    /// The provider token, renewed every `TOKEN_LIFETIME`.
+    token: TokenCache,
 }
 
 impl Apns {
@@ -66,23 +66,20 @@ impl Apns {
             team_id: need(&settings.apns_team_id, "DUET_APNS_TEAM_ID")?,
             topic: need(&settings.apns_topic, "DUET_APNS_TOPIC")?,
             base: settings.apns_base_url.trim_end_matches('/').to_owned(),
-            token: Mutex::new(None),
+            token: TokenCache::default(),
         }))
     }
 
     async fn provider_token(&self) -> Result<String, SendError> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, made)) = cached.as_ref()
-            && made.elapsed() < TOKEN_LIFETIME
-        {
-            return Ok(token.clone());
-        }
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.key_id.clone());
-        let token = jsonwebtoken::encode(&header, &Claims { iss: &self.team_id, iat: unix_now() }, &self.key)
-            .map_err(|e| SendError::Permanent(format!("signing the provider token: {e}")))?;
-        *cached = Some((token.clone(), Instant::now()));
-        Ok(token)
+        self.token
+            .get(|| async {
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some(self.key_id.clone());
+                let token = jsonwebtoken::encode(&header, &Claims { iss: &self.team_id, iat: unix_now() }, &self.key)
+                    .map_err(|e| SendError::Permanent(format!("signing the provider token: {e}")))?;
+                Ok((token, TOKEN_LIFETIME))
+            })
+            .await
     }
 
     pub async fn send(&self, device_token: &str, n: &Notification) -> Result<(), SendError> {
@@ -108,7 +105,7 @@ impl Apns {
         let reason = response.json::<ErrorBody>().await.map(|b| b.reason).unwrap_or_default();
         let text = format!("APNs {status} {reason}");
         if matches!(reason.as_str(), "ExpiredProviderToken" | "InvalidProviderToken") {
-            *self.token.lock().await = None;
+            self.token.forget().await;
         }
         Err(match (status.as_u16(), reason.as_str()) {
             (410, _) | (_, "Unregistered" | "BadDeviceToken" | "DeviceTokenNotForTopic") => SendError::BadToken(text),

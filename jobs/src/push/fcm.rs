@@ -5,16 +5,16 @@
 //! Google's own libraries do, and the token is cached until shortly before
 //! it expires.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use duet_common::Settings;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use super::provider::{Notification, SendError, retry_after, unix_now};
+use super::token_cache::TokenCache;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// Refresh this long before the token expires.
@@ -51,8 +51,8 @@ pub struct Fcm {
     client_email: String,
     token_uri: String,
     send_url: String,
-    /// The access token and when to stop using it.
-    token: Mutex<Option<(String, Instant)>>,
+    /// The OAuth access token, renewed shortly before it expires.
+    token: TokenCache,
 }
 
 impl Fcm {
@@ -83,18 +83,17 @@ impl Fcm {
             client_email: account.client_email,
             token_uri: account.token_uri,
             send_url: format!("{base}/v1/projects/{project}/messages:send"),
-            token: Mutex::new(None),
+            token: TokenCache::default(),
         }))
     }
 
     /// A valid access token, fetched when the cached one is (nearly) expired.
     async fn access_token(&self) -> Result<String, SendError> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, until)) = cached.as_ref()
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
-        }
+        self.token.get(|| self.fetch_access_token()).await
+    }
+
+    /// A new access token from the token endpoint, and how long to use it.
+    async fn fetch_access_token(&self) -> Result<(String, Duration), SendError> {
         let iat = unix_now();
         let claims = GrantClaims { iss: &self.client_email, scope: SCOPE, aud: &self.token_uri, iat, exp: iat + 3600 };
         let mut header = Header::new(Algorithm::RS256);
@@ -124,8 +123,7 @@ impl Fcm {
         let token: TokenResponse =
             response.json().await.map_err(|e| SendError::Retry { retry_after: None, error: format!("token response: {e}") })?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(EXPIRY_MARGIN);
-        *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
-        Ok(token.access_token)
+        Ok((token.access_token, lifetime))
     }
 
     pub async fn send(&self, device_token: &str, n: &Notification) -> Result<(), SendError> {
@@ -154,7 +152,7 @@ impl Fcm {
         let text = format!("FCM {status} {code}: {}", error["message"].as_str().unwrap_or(""));
         if status.as_u16() == 401 {
             // The access token was refused: drop it so the retry fetches a new one.
-            *self.token.lock().await = None;
+            self.token.forget().await;
         }
         Err(match (status.as_u16(), code.as_str()) {
             (_, "UNREGISTERED") | (404, _) | (_, "SENDER_ID_MISMATCH") => SendError::BadToken(text),

@@ -14,7 +14,9 @@ pub mod fcm;
 pub mod provider;
 pub mod retry;
 pub mod store;
+mod token_cache;
 
+use duet_common::ids::{ConversationId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,9 +36,9 @@ use store::Device;
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum PushJob {
     /// Tell an offline user about new messages in a conversation.
-    Alert { user_id: Uuid, conversation_id: Uuid, episode: Uuid, attempt: u32 },
+    Alert { user_id: UserId, conversation_id: ConversationId, episode: Uuid, attempt: u32 },
     /// Bring the badge of the user's devices down after a read.
-    Badge { user_id: Uuid, conversation_id: Uuid, attempt: u32 },
+    Badge { user_id: UserId, conversation_id: ConversationId, attempt: u32 },
 }
 
 impl PushJob {
@@ -108,7 +110,7 @@ impl Pusher {
         }
     }
 
-    async fn alert(&self, user_id: Uuid, conversation_id: Uuid, episode: Uuid) -> Result<Outcome, Failure> {
+    async fn alert(&self, user_id: UserId, conversation_id: ConversationId, episode: Uuid) -> Result<Outcome, Failure> {
         let db = &self.ctx.db;
         // Redis unable to tell counts as offline: a push too many beats a missed one.
         let online = presence::online(&self.ctx.redis, &self.ctx.keys, &[user_id]).await.is_some_and(|o| o[0]);
@@ -150,7 +152,7 @@ impl Pusher {
         failures_to_result(failures)
     }
 
-    async fn badge(&self, user_id: Uuid, conversation_id: Uuid) -> Result<Outcome, Failure> {
+    async fn badge(&self, user_id: UserId, conversation_id: ConversationId) -> Result<Outcome, Failure> {
         let db = &self.ctx.db;
         let devices = store::devices(db, user_id).await?;
         let notification = Notification {

@@ -1,8 +1,8 @@
 //! What every push provider takes and how it can fail.
 
+use duet_common::ids::ConversationId;
 use std::time::Duration;
 
-use uuid::Uuid;
 
 /// One notification to one device.
 #[derive(Clone, Debug)]
@@ -11,7 +11,7 @@ pub struct Notification {
     pub silent: bool,
     pub title: String,
     pub body: String,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
     /// The newest unread message of the conversation (0 for a badge update).
     pub seq: i64,
     /// The user's total unread count.

@@ -4,27 +4,25 @@
 //! marker, served by `messages_receiver_idx`). The projector's Redis unread
 //! projection can replace `badge` once it exists.
 
+use duet_common::ids::{ConversationId, DeviceId, UserId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct Device {
-    pub id: Uuid,
+    pub id: DeviceId,
     pub platform: String,
     pub token: String,
 }
 
-pub async fn devices(db: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<Device>> {
+pub async fn devices(db: &PgPool, user_id: UserId) -> sqlx::Result<Vec<Device>> {
     sqlx::query_as("select id, platform, token from device_tokens where user_id = $1 order by id").bind(user_id).fetch_all(db).await
 }
 
 /// The user's total unread: over their conversations, the peer's messages after their read marker.
-pub async fn badge(db: &PgPool, user_id: Uuid) -> sqlx::Result<i64> {
+pub async fn badge(db: &PgPool, user_id: UserId) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "select coalesce(sum(u.n), 0)::int8 from conversation_members cm \
-         cross join lateral (select count(*) as n from messages m \
-           where m.receiver_id = cm.user_id and m.conversation_id = cm.conversation_id and m.seq > cm.last_read_seq) u \
-         where cm.user_id = $1",
+        "select count(*) from unread_messages where user_id = $1",
     )
     .bind(user_id)
     .fetch_one(db)
@@ -32,11 +30,9 @@ pub async fn badge(db: &PgPool, user_id: Uuid) -> sqlx::Result<i64> {
 }
 
 /// The newest unread message of the conversation for the user: its seq and text.
-pub async fn newest_unread(db: &PgPool, user_id: Uuid, conversation_id: Uuid) -> sqlx::Result<Option<(i64, Option<String>)>> {
+pub async fn newest_unread(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> sqlx::Result<Option<(i64, Option<String>)>> {
     sqlx::query_as(
-        "select m.seq, m.text from conversation_members cm \
-         join messages m on m.conversation_id = cm.conversation_id and m.receiver_id = cm.user_id and m.seq > cm.last_read_seq \
-         where cm.user_id = $1 and cm.conversation_id = $2 order by m.seq desc limit 1",
+        "select seq, text from unread_messages where user_id = $1 and conversation_id = $2 order by seq desc limit 1",
     )
     .bind(user_id)
     .bind(conversation_id)
@@ -45,7 +41,7 @@ pub async fn newest_unread(db: &PgPool, user_id: Uuid, conversation_id: Uuid) ->
 }
 
 /// Ends the notification `episode`, so the next message notifies again.
-pub async fn end_episode(db: &PgPool, user_id: Uuid, conversation_id: Uuid, episode: Uuid) -> sqlx::Result<()> {
+pub async fn end_episode(db: &PgPool, user_id: UserId, conversation_id: ConversationId, episode: Uuid) -> sqlx::Result<()> {
     sqlx::query("delete from push_collapse where user_id = $1 and conversation_id = $2 and episode = $3")
         .bind(user_id)
         .bind(conversation_id)
@@ -57,7 +53,7 @@ pub async fn end_episode(db: &PgPool, user_id: Uuid, conversation_id: Uuid, epis
 
 /// Claims the right to send `episode` to `device`; false if any attempt
 /// already claimed it (sent, or died while sending).
-pub async fn claim(db: &PgPool, episode: Uuid, device_id: Uuid) -> sqlx::Result<bool> {
+pub async fn claim(db: &PgPool, episode: Uuid, device_id: DeviceId) -> sqlx::Result<bool> {
     let done = sqlx::query("insert into push_deliveries (episode, device_id, state) values ($1, $2, 'sending') on conflict do nothing")
         .bind(episode)
         .bind(device_id)
@@ -66,7 +62,7 @@ pub async fn claim(db: &PgPool, episode: Uuid, device_id: Uuid) -> sqlx::Result<
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn mark_sent(db: &PgPool, episode: Uuid, device_id: Uuid) -> sqlx::Result<()> {
+pub async fn mark_sent(db: &PgPool, episode: Uuid, device_id: DeviceId) -> sqlx::Result<()> {
     sqlx::query("update push_deliveries set state = 'sent', updated_at = now() where episode = $1 and device_id = $2")
         .bind(episode)
         .bind(device_id)
@@ -76,7 +72,7 @@ pub async fn mark_sent(db: &PgPool, episode: Uuid, device_id: Uuid) -> sqlx::Res
 }
 
 /// Gives a claim back after the provider answered that it did not deliver.
-pub async fn release(db: &PgPool, episode: Uuid, device_id: Uuid) -> sqlx::Result<()> {
+pub async fn release(db: &PgPool, episode: Uuid, device_id: DeviceId) -> sqlx::Result<()> {
     sqlx::query("delete from push_deliveries where episode = $1 and device_id = $2 and state = 'sending'")
         .bind(episode)
         .bind(device_id)

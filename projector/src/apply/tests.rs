@@ -2,19 +2,21 @@
 
 use chrono::DateTime;
 use duet_common::domain::MessageType;
+use duet_common::ids::MessageId;
+use uuid::Uuid;
 
 use super::*;
 
 struct Entry {
-    user: Uuid,
-    peer: Uuid,
-    conversation: Uuid,
+    user: UserId,
+    peer: UserId,
+    conversation: ConversationId,
 }
 
 const ANN_BOB: Entry = Entry {
-    user: Uuid::from_u128(1),
-    peer: Uuid::from_u128(2),
-    conversation: Uuid::from_u128(10),
+    user: UserId(Uuid::from_u128(1)),
+    peer: UserId(Uuid::from_u128(2)),
+    conversation: ConversationId(Uuid::from_u128(10)),
 };
 
 fn message(seq: i64, to_user: bool) -> Op {
@@ -25,7 +27,7 @@ fn message(seq: i64, to_user: bool) -> Op {
     };
     Op::Message {
         message: Message {
-            id: Uuid::from_u128(1000 + seq as u128),
+            id: MessageId(Uuid::from_u128(1000 + seq as u128)),
             conversation_id: ANN_BOB.conversation,
             seq,
             sender_id,
@@ -121,8 +123,8 @@ fn merges_fold_per_user_and_conversation_in_order_of_first_appearance() {
     };
     let ann_cat = Entry {
         user: ANN_BOB.user,
-        peer: Uuid::from_u128(3),
-        conversation: Uuid::from_u128(11),
+        peer: UserId(Uuid::from_u128(3)),
+        conversation: ConversationId(Uuid::from_u128(11)),
     };
     let mut all = merges(&ANN_BOB, [marker(Marker::MyRead, 1)]);
     all.extend(merges(&bob_ann, [marker(Marker::PeerRead, 1)]));

@@ -1,10 +1,10 @@
+use duet_common::ids::ConversationId;
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-use uuid::Uuid;
 
 use crate::conversations::{self, ConversationPage, ConversationSummary};
 use crate::history::{self, MessagePage, PageRequest};
@@ -45,7 +45,8 @@ impl ConversationsQueryApi {
     ///
     /// Consistency: the list is a projection of the message log. Right after
     /// a send or a receipt (yours or the peer's) it can trail for a moment:
-    /// typically 10 to 20 ms on one node (see `docs/projector-benchmark.md`).
+    /// a median of 7 ms and a 99th percentile under 50 ms on one busy node
+    /// (`docs/projector-benchmark.md`, "live lag").
     /// For what was just sent, trust the send's answer, the WebSocket events,
     /// or the history, which is read-your-writes.
     #[oai(path = "/conversations", method = "get", operation_id = "listConversations")]
@@ -66,9 +67,9 @@ impl ConversationsQueryApi {
     /// One of the caller's conversations, with its unread count and markers.
     ///
     /// Consistency: like the list, a projection that can trail a send or a
-    /// receipt for a moment (typically 10 to 20 ms).
+    /// receipt for a moment (median 7 ms on one node).
     #[oai(path = "/conversations/:id", method = "get", operation_id = "getConversation")]
-    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> ApiResult<GetResponse> {
+    async fn get(&self, auth: BearerAuth, id: Path<ConversationId>) -> ApiResult<GetResponse> {
         Ok(GetResponse::Ok(Json(conversations::get(&self.0, auth.user_id(), id.0).await?)))
     }
 
@@ -83,7 +84,7 @@ impl ConversationsQueryApi {
     async fn messages(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
+        id: Path<ConversationId>,
         /// Only messages with a lower seq.
         #[oai(name = "beforeSeq", validator(minimum(value = "0")))]
         before_seq: Query<Option<i64>>,

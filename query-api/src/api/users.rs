@@ -1,3 +1,4 @@
+use duet_common::ids::UserId;
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{PublicUser, User};
 use duet_common::error::{ApiResult, ErrorCode};
@@ -5,7 +6,6 @@ use duet_common::http::ApiTags;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
-use uuid::Uuid;
 
 use crate::{Queries, users};
 
@@ -46,7 +46,7 @@ impl UsersApi {
 
     /// A user's public profile, with when they were last seen.
     #[oai(path = "/users/:id", method = "get", operation_id = "getUser")]
-    async fn get(&self, _auth: BearerAuth, id: Path<Uuid>) -> ApiResult<UserResponse> {
+    async fn get(&self, _auth: BearerAuth, id: Path<UserId>) -> ApiResult<UserResponse> {
         Ok(UserResponse::Ok(Json(users::by_id(&self.0.ctx.db, id.0).await?)))
     }
 }

@@ -3,8 +3,8 @@
 
 use super::*;
 
-const C: Uuid = Uuid::from_u128(1);
-const D: Uuid = Uuid::from_u128(2);
+const C: ConversationId = ConversationId(uuid::Uuid::from_u128(1));
+const D: ConversationId = ConversationId(uuid::Uuid::from_u128(2));
 const WINDOW: Duration = Duration::from_millis(50);
 
 /// A session's writer reduced to its order: live messages in, pushed seqs

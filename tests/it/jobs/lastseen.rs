@@ -1,6 +1,7 @@
 //! lastSeen: written after a clean close and after presence expiry, in
 //! batches, never backwards.
 
+use duet_common::ids::{SessionId, UserId};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,12 +9,11 @@ use duet::Service;
 use duet_common::{last_seen, presence};
 use duet_jobs::queue::LASTSEEN_QUEUE;
 use fred::prelude::*;
-use uuid::Uuid;
 
 use super::{PushTest, counter};
 
 /// Waits until the user's `last_seen_at` is `expected`; fails after 20 s.
-async fn wait_last_seen(t: &PushTest, user: Uuid, expected: DateTime<Utc>) {
+async fn wait_last_seen(t: &PushTest, user: UserId, expected: DateTime<Utc>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let seen: Option<DateTime<Utc>> =
@@ -33,7 +33,7 @@ async fn spawn_without_sweeper() -> PushTest {
 }
 
 /// Claims ended presences like the gateway's sweeper and records them.
-async fn sweep(t: &PushTest) -> Vec<(Uuid, DateTime<Utc>)> {
+async fn sweep(t: &PushTest) -> Vec<(UserId, DateTime<Utc>)> {
     let ended = presence::claim_expired(&t.redis, &t.keys, 100).await;
     for (user, at) in &ended {
         last_seen::record(&t.redis, &t.keys, *user, *at).await;
@@ -45,7 +45,7 @@ async fn sweep(t: &PushTest) -> Vec<(Uuid, DateTime<Utc>)> {
 async fn last_seen_is_written_after_the_last_session_closes() {
     let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
-    let session = Uuid::new_v4();
+    let session = SessionId::new();
     presence::touch(&t.redis, &t.keys, bob.id, session, "test", 60_000).await;
     assert_eq!(presence::leave(&t.redis, &t.keys, bob.id, session).await, Some(true));
     let ended = sweep(&t).await;
@@ -61,7 +61,7 @@ async fn last_seen_is_written_after_the_last_session_closes() {
 async fn last_seen_is_written_after_presence_expires_without_a_close() {
     let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
-    presence::touch(&t.redis, &t.keys, bob.id, Uuid::new_v4(), "test", 200).await;
+    presence::touch(&t.redis, &t.keys, bob.id, SessionId::new(), "test", 200).await;
     // The session never closes; its presence key expires on its own.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let ended = loop {
@@ -83,10 +83,10 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     settings.lastseen_batch = 100;
     let app = crate::helpers::TestApp::spawn_settings(settings, Service::ALL).await;
     let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
-    let keys = duet_common::redis::Keys::new(app.settings.redis_prefix.clone());
+    let keys = duet_common::keys::Keys::new(app.settings.redis_prefix.clone());
     let t = PushTest { app, fake: crate::fake_push::FakePush::start().await, redis, keys };
 
-    let ids: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<UserId> = (0..1000).map(|_| UserId::new()).collect();
     sqlx::query(
         "insert into users (id, email, name, password_hash) \
          select id, id::text || '@example.com', 'burst', 'x' from unnest($1::uuid[]) as id",
@@ -101,7 +101,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
 
     // A thousand users go offline at once (one command, as a burst lands).
     let members: Vec<(f64, String)> = ids.iter().enumerate().map(|(i, id)| ((base + i as i64) as f64, id.to_string())).collect();
-    let _: i64 = t.redis.zadd(last_seen::pending_key(&t.keys), None, None, false, false, members).await.unwrap();
+    let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, members).await.unwrap();
 
     let last = ids[999];
     wait_last_seen(&t, last, DateTime::from_timestamp_millis(base + 999).unwrap()).await;
@@ -116,7 +116,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     let kept: DateTime<Utc> = sqlx::query_scalar("select last_seen_at from users where id = $1").bind(ids[0]).fetch_one(&t.app.db).await.unwrap();
     assert_eq!(kept, future, "never moved backwards");
     assert_eq!(t.jobs(LASTSEEN_QUEUE).await.len(), 10, "1000 entries, batches of 100");
-    let pending: i64 = t.redis.zcard(last_seen::pending_key(&t.keys)).await.unwrap();
+    let pending: i64 = t.redis.zcard(t.keys.last_seen_pending()).await.unwrap();
     assert_eq!(pending, 0);
     assert_eq!(counter(&t.metrics().await, "jobs_succeeded", "lastseen"), 10);
 }

@@ -2,12 +2,11 @@
 //!
 //! `cargo nextest run -E 'test(/jobs::measure::/)' --run-ignored only --no-capture`
 
+use duet_common::ids::{UserId, ConversationId, SessionId};
 use std::time::{Duration, Instant};
 
 use duet::Service;
-use duet_common::last_seen;
 use fred::prelude::*;
-use uuid::Uuid;
 
 use super::{PushTest, apns_token};
 
@@ -16,9 +15,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Creates `n` users directly (no password hashing), each with an APNs device.
-async fn users_with_devices(t: &PushTest, n: usize) -> Vec<(Uuid, String)> {
-    let users: Vec<(Uuid, String)> = (0..n).map(|_| (Uuid::now_v7(), apns_token())).collect();
-    let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+async fn users_with_devices(t: &PushTest, n: usize) -> Vec<(UserId, String)> {
+    let users: Vec<(UserId, String)> = (0..n).map(|_| (UserId::new(), apns_token())).collect();
+    let ids: Vec<UserId> = users.iter().map(|u| u.0).collect();
     let tokens: Vec<String> = users.iter().map(|u| u.1.clone()).collect();
     sqlx::query("insert into users (id, email, name, password_hash) select id, id::text || '@example.com', 'm', 'x' from unnest($1::uuid[]) id")
         .bind(&ids)
@@ -44,7 +43,7 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
     let mut conversations = Vec::new();
     for (id, _) in &receivers {
         let (_, body) = t.app.post("/conversations", Some(&ann.token), serde_json::json!({"peerId": id})).await;
-        conversations.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+        conversations.push(body["id"].as_str().unwrap().parse::<ConversationId>().unwrap());
     }
     // Offline receivers: each send enqueues a push.
     let mut send_offline = Vec::new();
@@ -58,7 +57,7 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
     }
     // The same receivers online: each send only checks presence.
     for (id, _) in &receivers {
-        duet_common::presence::touch(&t.redis, &t.keys, *id, Uuid::new_v4(), "m", 60_000).await;
+        duet_common::presence::touch(&t.redis, &t.keys, *id, SessionId::new(), "m", 60_000).await;
     }
     let mut send_online = Vec::new();
     for conversation in &conversations {
@@ -77,11 +76,11 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
 async fn measure_last_seen_batch_writer_throughput() {
     let t = PushTest::spawn_services(&[Service::CommandApi, Service::QueryApi, Service::Projector]).await;
     let n = 20_000;
-    let ids: Vec<Uuid> = users_with_devices(&t, n).await.into_iter().map(|u| u.0).collect();
+    let ids: Vec<UserId> = users_with_devices(&t, n).await.into_iter().map(|u| u.0).collect();
     let now = chrono::Utc::now().timestamp_millis() as f64;
     let members: Vec<(f64, String)> = ids.iter().map(|id| (now, id.to_string())).collect();
     for chunk in members.chunks(5000) {
-        let _: i64 = t.redis.zadd(last_seen::pending_key(&t.keys), None, None, false, false, chunk.to_vec()).await.unwrap();
+        let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, chunk.to_vec()).await.unwrap();
     }
     let start = Instant::now();
     let _worker = t.spawn_worker().await;

@@ -7,11 +7,12 @@ mod push;
 mod push_failures;
 mod setup;
 
+use duet_common::ids::{ConversationId, SessionId};
 use std::time::Duration;
 
 use duet::{Application, Service};
 use duet_common::Settings;
-use duet_common::redis::Keys;
+use duet_common::keys::Keys;
 use fred::prelude::*;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -78,7 +79,7 @@ impl PushTest {
 
     /// Ann, and Bob with an iPhone, in a conversation; returns them with
     /// the iPhone's token and the conversation.
-    pub async fn ann_and_bob_with_an_iphone(&self) -> (TestUser, TestUser, String, Uuid) {
+    pub async fn ann_and_bob_with_an_iphone(&self) -> (TestUser, TestUser, String, ConversationId) {
         let ann = self.app.register("Ann").await;
         let bob = self.app.register("Bob").await;
         let iphone = apns_token();
@@ -95,7 +96,7 @@ impl PushTest {
 
     /// Marks the user online, as the gateway does on connect.
     pub async fn online(&self, user: &TestUser) {
-        let came = duet_common::presence::touch(&self.redis, &self.keys, user.id, Uuid::new_v4(), "test", 60_000).await;
+        let came = duet_common::presence::touch(&self.redis, &self.keys, user.id, SessionId::new(), "test", 60_000).await;
         assert_eq!(came, Some(true), "presence written");
     }
 
@@ -103,7 +104,7 @@ impl PushTest {
     /// far: the outbox is all on the stream, and the `push` group has read
     /// and acknowledged all of it. Fails the test after 20 s.
     pub async fn triggers_caught_up(&self) {
-        let stream = duet_common::stream::events_key(&self.keys);
+        let stream = self.keys.events();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let (unpublished, _) = duet_projector::relay::unrelayed(&self.app.db).await.unwrap();

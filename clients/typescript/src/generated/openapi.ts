@@ -72,7 +72,8 @@ export interface paths {
          *     counts and both members' read/delivered markers.
          * @description Consistency: the list is a projection of the message log. Right after
          *     a send or a receipt (yours or the peer's) it can trail for a moment:
-         *     typically 10 to 20 ms on one node (see `docs/projector-benchmark.md`).
+         *     a median of 7 ms and a 99th percentile under 50 ms on one busy node
+         *     (`docs/projector-benchmark.md`, "live lag").
          *     For what was just sent, trust the send's answer, the WebSocket events,
          *     or the history, which is read-your-writes.
          *
@@ -115,7 +116,7 @@ export interface paths {
         /**
          * One of the caller's conversations, with its unread count and markers.
          * @description Consistency: like the list, a projection that can trail a send or a
-         *     receipt for a moment (typically 10 to 20 ms).
+         *     receipt for a moment (median 7 ms on one node).
          *
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.

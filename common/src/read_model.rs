@@ -1,23 +1,32 @@
-//! Reading the projections: one user's conversation list, one entry, and a
-//! raw dump of everything (to compare a live projector with a rebuild).
+//! The read model: the projections the projector writes to Redis, as the
+//! query side and the tests read them (one user's conversation list, one
+//! entry, a raw dump of everything to compare a live projector with a
+//! rebuild), and the one SQL definition of what they hold, for readers
+//! that fall back to PostgreSQL and for the rebuild. The keys are in
+//! [`crate::keys`].
 
+use crate::ids::{ConversationId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use duet_common::AppContext;
-use duet_common::domain::Message;
+use crate::AppContext;
+use crate::domain::Message;
 use fred::prelude::*;
 use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures_util::TryStreamExt;
-use uuid::Uuid;
 
-use crate::keys;
+/// Whether the projections are complete; when not (cold, or being
+/// rebuilt), readers answer from PostgreSQL.
+pub async fn is_ready(ctx: &AppContext) -> anyhow::Result<bool> {
+    let n: i64 = ctx.redis.next().exists(ctx.keys.projections_ready()).await?;
+    Ok(n == 1)
+}
 
 /// One user's view of one conversation, as the projection holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub conversation_id: Uuid,
-    pub peer_id: Uuid,
+    pub conversation_id: ConversationId,
+    pub peer_id: UserId,
     pub last_seq: i64,
     pub last_message: Option<Message>,
     pub unread: i64,
@@ -32,20 +41,20 @@ pub struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
     pub updated_micros: i64,
-    pub conversation_id: Uuid,
+    pub conversation_id: ConversationId,
 }
 
 /// Up to `limit` entries after `after`, newest activity first, and whether more follow.
-pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
+pub async fn list(ctx: &AppContext, user: UserId, after: Option<Position>, limit: usize) -> anyhow::Result<(Vec<Entry>, bool)> {
     let client = ctx.redis.next();
-    let key = keys::list(&ctx.keys, user);
+    let key = ctx.keys.conversation_list(user);
     // A score bound, inclusive: fred would send a string as a lexical bound
     // (`[…`), which ZREVRANGEBYSCORE refuses. Microseconds fit an f64 exactly.
     let max = ZRange {
         kind: ZRangeKind::Inclusive,
         range: after.map_or(ZRangeBound::InfiniteScore, |p| ZRangeBound::Score(p.updated_micros as f64)),
     };
-    let mut ids: Vec<Uuid> = Vec::with_capacity(limit + 1);
+    let mut ids: Vec<ConversationId> = Vec::with_capacity(limit + 1);
     let mut offset = 0i64;
     let chunk = limit as i64 + 16;
     // Members tied with the cursor's score may precede it; skip those.
@@ -54,7 +63,7 @@ pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: 
             client.zrevrangebyscore(&key, &max, "-inf", true, Some((offset, chunk))).await?;
         let got = page.len() as i64;
         for (member, score) in page {
-            let id: Uuid = member.parse()?;
+            let id: ConversationId = member.parse()?;
             let skip = after.is_some_and(|p| score as i64 == p.updated_micros && id >= p.conversation_id);
             if !skip {
                 ids.push(id);
@@ -77,23 +86,23 @@ pub async fn list(ctx: &AppContext, user: Uuid, after: Option<Position>, limit: 
 }
 
 /// The user's entry for one conversation, if projected.
-pub async fn entry(ctx: &AppContext, user: Uuid, conversation: Uuid) -> anyhow::Result<Option<Entry>> {
+pub async fn entry(ctx: &AppContext, user: UserId, conversation: ConversationId) -> anyhow::Result<Option<Entry>> {
     let hash = read_hashes(ctx, user, &[conversation]).await?.pop().unwrap_or_default();
     to_entry(conversation, hash)
 }
 
-async fn read_hashes(ctx: &AppContext, user: Uuid, ids: &[Uuid]) -> anyhow::Result<Vec<HashMap<String, String>>> {
+async fn read_hashes(ctx: &AppContext, user: UserId, ids: &[ConversationId]) -> anyhow::Result<Vec<HashMap<String, String>>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let pipeline = ctx.redis.next().pipeline();
     for id in ids {
-        let _: () = pipeline.hgetall(keys::entry(&ctx.keys, user, *id)).await?;
+        let _: () = pipeline.hgetall(ctx.keys.entry(user, *id)).await?;
     }
     Ok(pipeline.all().await?)
 }
 
-fn to_entry(conversation_id: Uuid, hash: HashMap<String, String>) -> anyhow::Result<Option<Entry>> {
+fn to_entry(conversation_id: ConversationId, hash: HashMap<String, String>) -> anyhow::Result<Option<Entry>> {
     // An entry is listed once its creation or a message is applied.
     let Some(updated) = hash.get("updated_at") else { return Ok(None) };
     let num = |f: &str| hash.get(f).map(|v| v.parse::<i64>()).transpose().map(Option::unwrap_or_default);
@@ -114,7 +123,7 @@ fn to_entry(conversation_id: Uuid, hash: HashMap<String, String>) -> anyhow::Res
 /// Every projection key with its content, in a canonical text form.
 pub async fn dump(ctx: &AppContext) -> anyhow::Result<BTreeMap<String, String>> {
     let client = ctx.redis.next();
-    let found: Vec<Key> = client.scan_buffered(keys::all_projections(&ctx.keys), Some(1000), None).try_collect().await?;
+    let found: Vec<Key> = client.scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await?;
     let prefix_len = ctx.keys.prefix().len();
     let mut out = BTreeMap::new();
     for key in found {

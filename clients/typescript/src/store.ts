@@ -1,0 +1,242 @@
+/**
+ * The client's view of the chat: per conversation its messages (each once,
+ * in seq order, with the outbox's pending and failed ones beside them), both
+ * members' receipt markers, the unread count, the peer's typing and presence;
+ * and the conversation list.
+ *
+ * The model is mutable inside the SDK; readers get immutable snapshots that
+ * only change identity when something in them changed, so React can bind with
+ * `useSyncExternalStore(store.subscribe, store.getSnapshot)`. Listeners are
+ * called once per burst of changes (a microtask later), not once per frame.
+ * @module
+ */
+import type { Message, PresenceStatus } from "./generated/protocol.js";
+import type { OutboxEntry } from "./outbox.js";
+
+/** A peer's presence as last reported. */
+export interface PresenceState {
+  readonly status: PresenceStatus;
+  readonly lastSeenAt?: string;
+}
+
+/** One conversation, as a snapshot. */
+export interface ConversationState {
+  readonly id: string;
+  /** The other member, once known (from a message, `trackConversation` or the REST list). */
+  readonly peerId?: string;
+  /** Every message from the start of the view, once each, in seq order. */
+  readonly messages: readonly Message[];
+  /** Outgoing messages not yet acknowledged (`pending`) or refused (`failed`), in compose order. */
+  readonly outbox: readonly OutboxEntry[];
+  /** The highest seq held with nothing missing below it. */
+  readonly lastSeq: number;
+  readonly myDeliveredSeq: number;
+  readonly myReadSeq: number;
+  readonly peerDeliveredSeq: number;
+  readonly peerReadSeq: number;
+  /** Messages from the peer past my read marker. */
+  readonly unreadCount: number;
+  readonly peerTyping: boolean;
+  readonly peerPresence?: PresenceState;
+}
+
+/** Connection states of the realtime client. */
+export type ConnectionStatus = "idle" | "connecting" | "connected" | "reconnecting" | "offline" | "unauthorized" | "closed";
+
+/** The whole view. */
+export interface ChatSnapshot {
+  readonly connection: ConnectionStatus;
+  readonly userId?: string;
+  /** Conversations by id. */
+  readonly conversations: Readonly<Record<string, ConversationState>>;
+  /** Conversation ids, most recent activity first. */
+  readonly conversationList: readonly string[];
+  /** Presence of every user reported so far. */
+  readonly presence: Readonly<Record<string, PresenceState>>;
+}
+
+/** @internal The mutable model of one conversation. */
+export class ConversationModel {
+  peerId: string | undefined;
+  /** Contiguous messages from the view's start. */
+  readonly messages: Message[] = [];
+  /** Messages received past a gap, by seq, until the gap is filled. */
+  readonly ahead = new Map<number, Message>();
+  readonly outbox = new Map<string, OutboxEntry>();
+  lastSeq: number;
+  myDeliveredSeq = 0;
+  myReadSeq = 0;
+  peerDeliveredSeq = 0;
+  peerReadSeq = 0;
+  peerTyping = false;
+  /** Local activity time (ms), for the list's order. */
+  activity = 0;
+  snapshot: ConversationState | undefined;
+
+  constructor(
+    readonly id: string,
+    baselineSeq = 0,
+  ) {
+    this.lastSeq = baselineSeq;
+  }
+}
+
+/** @internal What applying a message did. */
+export type ApplyResult = "appended" | "duplicate" | "gap";
+
+/** The observable store; the realtime client feeds it. */
+export class ChatStore {
+  private readonly models = new Map<string, ConversationModel>();
+  private readonly presenceById = new Map<string, PresenceState>();
+  private connection: ConnectionStatus = "idle";
+  private userId: string | undefined;
+  private snapshot: ChatSnapshot | undefined;
+  private readonly listeners = new Set<() => void>();
+  private notifyScheduled = false;
+  private activityClock = 0;
+
+  /** Subscribes to changes; returns the unsubscribe function (bound: pass it around freely). */
+  readonly subscribe = (listener: () => void): (() => void) => {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  };
+
+  /** The current snapshot; the same object until something changes (bound). */
+  readonly getSnapshot = (): ChatSnapshot => {
+    if (!this.snapshot) this.snapshot = this.build();
+    return this.snapshot;
+  };
+
+  /** One conversation's snapshot, or undefined when unknown. */
+  getConversation(id: string): ConversationState | undefined {
+    return this.getSnapshot().conversations[id];
+  }
+
+  // ---- internal mutation API (used by the realtime client) ----
+
+  /** @internal */
+  model(id: string): ConversationModel | undefined {
+    return this.models.get(id);
+  }
+
+  /** @internal */
+  ensure(id: string, baselineSeq = 0): ConversationModel {
+    let m = this.models.get(id);
+    if (!m) {
+      m = new ConversationModel(id, baselineSeq);
+      m.activity = ++this.activityClock;
+      this.models.set(id, m);
+      this.touch(m);
+    }
+    return m;
+  }
+
+  /** @internal */
+  conversationIds(): string[] {
+    return [...this.models.keys()];
+  }
+
+  /** @internal Marks a conversation changed. */
+  touch(m: ConversationModel, activity = false): void {
+    if (activity) m.activity = ++this.activityClock;
+    m.snapshot = undefined;
+    this.changed();
+  }
+
+  /** @internal */
+  setConnection(status: ConnectionStatus, userId?: string): void {
+    if (status === this.connection && (userId === undefined || userId === this.userId)) return;
+    this.connection = status;
+    if (userId !== undefined) this.userId = userId;
+    this.changed();
+  }
+
+  /** @internal */
+  setPresence(userId: string, state: PresenceState): void {
+    this.presenceById.set(userId, state);
+    for (const m of this.models.values()) if (m.peerId === userId) m.snapshot = undefined;
+    this.changed();
+  }
+
+  /**
+   * @internal Adds a message: appended when it is the next seq, dropped when
+   * already held, kept aside when a gap precedes it (the caller syncs).
+   */
+  applyMessage(msg: Message, me: string | undefined): ApplyResult {
+    const m = this.ensure(msg.conversationId);
+    if (me && !m.peerId) m.peerId = msg.senderId === me ? msg.receiverId : msg.senderId;
+    if (msg.seq <= m.lastSeq || m.ahead.has(msg.seq)) return "duplicate";
+    if (me && msg.senderId === me && m.outbox.delete(msg.clientMsgId)) this.touch(m);
+    if (msg.seq !== m.lastSeq + 1) {
+      m.ahead.set(msg.seq, msg);
+      return "gap";
+    }
+    this.append(m, msg, me);
+    for (let next = m.ahead.get(m.lastSeq + 1); next; next = m.ahead.get(m.lastSeq + 1)) {
+      m.ahead.delete(next.seq);
+      this.append(m, next, me);
+    }
+    this.touch(m, true);
+    return "appended";
+  }
+
+  private append(m: ConversationModel, msg: Message, me: string | undefined): void {
+    m.messages.push(msg);
+    m.lastSeq = msg.seq;
+    if (me && msg.senderId !== me) m.peerTyping = false;
+  }
+
+  private changed(): void {
+    this.snapshot = undefined;
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      for (const l of [...this.listeners]) l();
+    });
+  }
+
+  private build(): ChatSnapshot {
+    const conversations: Record<string, ConversationState> = {};
+    for (const m of this.models.values()) {
+      if (!m.snapshot) m.snapshot = this.buildConversation(m);
+      conversations[m.id] = m.snapshot;
+    }
+    const conversationList = [...this.models.values()].sort((a, b) => b.activity - a.activity).map((m) => m.id);
+    const presence: Record<string, PresenceState> = Object.fromEntries(this.presenceById);
+    return Object.freeze({
+      connection: this.connection,
+      ...(this.userId !== undefined ? { userId: this.userId } : {}),
+      conversations: Object.freeze(conversations),
+      conversationList: Object.freeze(conversationList),
+      presence: Object.freeze(presence),
+    });
+  }
+
+  private buildConversation(m: ConversationModel): ConversationState {
+    const me = this.userId;
+    let unread = 0;
+    for (let i = m.messages.length - 1; i >= 0; i--) {
+      const msg = m.messages[i];
+      if (!msg || msg.seq <= m.myReadSeq) break;
+      if (msg.senderId !== me) unread++;
+    }
+    const presence = m.peerId ? this.presenceById.get(m.peerId) : undefined;
+    return Object.freeze({
+      id: m.id,
+      ...(m.peerId ? { peerId: m.peerId } : {}),
+      messages: Object.freeze(m.messages.slice()),
+      outbox: Object.freeze([...m.outbox.values()]),
+      lastSeq: m.lastSeq,
+      myDeliveredSeq: m.myDeliveredSeq,
+      myReadSeq: m.myReadSeq,
+      peerDeliveredSeq: m.peerDeliveredSeq,
+      peerReadSeq: m.peerReadSeq,
+      unreadCount: unread,
+      peerTyping: m.peerTyping,
+      ...(presence ? { peerPresence: presence } : {}),
+    });
+  }
+}
