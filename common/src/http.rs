@@ -99,14 +99,21 @@ fn error_response(status: StatusCode, message: String) -> Response {
     Response::builder().status(status).content_type("application/json").body(body)
 }
 
-/// poem-openapi names the Rust type that failed to parse
-/// (`failed to parse "SendMessageRequest": field …`): clients need the field.
-fn without_type_names(message: String) -> String {
-    let Some(start) = message.find("failed to parse \"") else { return message };
-    match message[start..].find("\": ") {
-        Some(end) => format!("{}{}", &message[..start], &message[start + end + 3..]),
-        None => message,
+/// poem-openapi names the Rust type that failed to parse (`failed to parse
+/// "SendMessageRequest": field …`, `… (occurred while parsing
+/// "LoginRequest")`): that is ours, not the client's.
+fn without_type_names(mut message: String) -> String {
+    if let Some(start) = message.find("failed to parse \"")
+        && let Some(end) = message[start..].find("\": ")
+    {
+        message.replace_range(start..start + end + 3, "");
     }
+    if let Some(start) = message.find(" (occurred while parsing \"")
+        && let Some(end) = message[start..].find("\")")
+    {
+        message.replace_range(start..start + end + 2, "");
+    }
+    message
 }
 
 /// Adds `/healthz`, `/readyz` and `/metrics`.
@@ -187,5 +194,7 @@ mod tests {
         let poem = r#"parse request payload error: failed to parse "SendMessageRequest": field `text` verification failed. maxLength(4000)"#;
         assert_eq!(without_type_names(poem.into()), "parse request payload error: field `text` verification failed. maxLength(4000)");
         assert_eq!(without_type_names("other".into()), "other");
+        let nested = r#"parse request payload error: Expected input type "string", found 5. (occurred while parsing "LoginRequest")"#;
+        assert_eq!(without_type_names(nested.into()), r#"parse request payload error: Expected input type "string", found 5."#);
     }
 }

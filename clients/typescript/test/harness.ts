@@ -208,6 +208,15 @@ export class TestNode {
     } catch {
       // best effort
     }
+    try {
+      // Only this node's own prefix (random per TestNode).
+      execFileSync("bash", ["-c", `redis-cli --scan --pattern '${this.redisPrefix}*' | xargs -r -n 500 redis-cli del`], {
+        stdio: "ignore",
+        timeout: 30_000,
+      });
+    } catch {
+      // best effort
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 
