@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::FutureExt;
 use duet_command_api::Commands;
 use duet_common::http::{Served, ops_routes, wrap};
 use duet_common::metrics::Routes;
 use duet_common::{AppContext, Settings};
 use duet_query_api::Queries;
 use duet_realtime::Gateway;
+use futures_util::FutureExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, IntoResponse, Route, Server};
 use poem_openapi::OpenApiService;
@@ -39,8 +39,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: &'static [Service] =
-        &[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Jobs, Service::Realtime];
+    pub const ALL: &'static [Service] = &[Service::CommandApi, Service::QueryApi, Service::Projector, Service::Jobs, Service::Realtime];
 }
 
 type FullApi = (Served<duet_command_api::api::CommandApi>, Served<duet_query_api::api::QueryApi>);
@@ -123,11 +122,7 @@ impl Application {
             .into_acceptor()
             .await
             .with_context(|| format!("Failed to bind {}", ctx.settings.http_addr))?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .context("the listener has no address")?;
+        let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).context("the listener has no address")?;
         Ok(Application { ctx, acceptor: NoDelay(acceptor), addr, services: services.to_vec() })
     }
 

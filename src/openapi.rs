@@ -71,9 +71,11 @@ fn declare_errors(operation: &mut Value, own: &[ErrorCode]) {
     codes.extend(own);
     codes.extend(SERVER_ERRORS);
     let mut seen = Vec::new();
-    codes.retain(|c| !seen.contains(c) && {
-        seen.push(*c);
-        true
+    codes.retain(|c| {
+        !seen.contains(c) && {
+            seen.push(*c);
+            true
+        }
     });
 
     let responses = operation["responses"].as_object_mut().expect("every operation has responses");

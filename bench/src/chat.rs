@@ -88,11 +88,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
     let users_n = args.schedule.pairs * 2;
     eprintln!("setting up {} users in {} conversations…", users_n, args.schedule.pairs);
     let (users, conversations) = client::setup_pairs(&http, &args.http, args.schedule.pairs, "bench").await?;
-    let sessions: Vec<(WsTx, WsRx, u64)> = futures_util::stream::iter(users.iter())
-        .map(|u| client::connect(&args.url, &u.token, None))
-        .buffered(32)
-        .try_collect()
-        .await?;
+    let sessions: Vec<(WsTx, WsRx, u64)> =
+        futures_util::stream::iter(users.iter()).map(|u| client::connect(&args.url, &u.token, None)).buffered(32).try_collect().await?;
 
     let totals = Arc::new(Totals::default());
     let start = Instant::now() + Duration::from_millis(200);
@@ -219,4 +216,3 @@ async fn progress(totals: Arc<Totals>, start: Instant) {
         );
     }
 }
-

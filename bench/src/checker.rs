@@ -72,10 +72,7 @@ pub fn check(senders: &[&SenderLog], readers: &[&ReaderLog]) -> Verdict {
             id_at.insert(seq, id.to_owned());
         }
     };
-    let sent: HashMap<&str, &str> = senders
-        .iter()
-        .flat_map(|s| s.sent.iter().map(move |c| (c.as_str(), s.user_id.as_str())))
-        .collect();
+    let sent: HashMap<&str, &str> = senders.iter().flat_map(|s| s.sent.iter().map(move |c| (c.as_str(), s.user_id.as_str()))).collect();
     for sender in senders {
         for (seq, id, _) in sender.acked.values() {
             agree(*seq, id, &mut verdict);
@@ -158,7 +155,8 @@ mod tests {
     fn each_fault_is_counted() {
         let s = sender(&[("a", 1, "m1"), ("b", 2, "m2"), ("c", 3, "m3")]);
         // m3 lost, m2 delivered twice, an unknown message, and m1 arriving after m2.
-        let r = reader(&[(2, "m2", "b"), (1, "m1", "a"), (2, "m2", "b"), (4, "x", "zzz")], &[(1, "m1", "a"), (2, "m2", "b"), (4, "x", "zzz")]);
+        let r =
+            reader(&[(2, "m2", "b"), (1, "m1", "a"), (2, "m2", "b"), (4, "x", "zzz")], &[(1, "m1", "a"), (2, "m2", "b"), (4, "x", "zzz")]);
         let v = check(&[&s], &[&r]);
         assert_eq!(v.lost, 1);
         assert_eq!(v.duplicates, 1);

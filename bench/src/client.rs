@@ -39,10 +39,7 @@ pub async fn register(http: &reqwest::Client, base: &str, name: &str) -> anyhow:
     if !status.is_success() {
         bail!("register failed: {status} {body}");
     }
-    Ok(User {
-        id: body["user"]["id"].as_str().context("user id")?.to_owned(),
-        token: body["token"].as_str().context("token")?.to_owned(),
-    })
+    Ok(User { id: body["user"]["id"].as_str().context("user id")?.to_owned(), token: body["token"].as_str().context("token")?.to_owned() })
 }
 
 /// Registers `2 * pairs` users and one conversation per pair (users 2p and
@@ -64,12 +61,7 @@ pub async fn setup_pairs(http: &reqwest::Client, base: &str, pairs: usize, name:
 
 /// Gets or creates the conversation between `a` and `b`.
 pub async fn conversation(http: &reqwest::Client, base: &str, a: &User, b: &User) -> anyhow::Result<String> {
-    let resp = http
-        .post(format!("{base}/conversations"))
-        .bearer_auth(&a.token)
-        .json(&json!({"peerId": b.id}))
-        .send()
-        .await?;
+    let resp = http.post(format!("{base}/conversations")).bearer_auth(&a.token).json(&json!({"peerId": b.id})).send().await?;
     let status = resp.status();
     let body: Value = resp.json().await?;
     if !status.is_success() {

@@ -33,8 +33,5 @@ pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
 }
 
 pub fn row(name: &str, p: &Percentiles) -> String {
-    format!(
-        "{name:<14} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  p99.9 {:>8.3}  max {:>9.3}  (ms)",
-        p.p50, p.p90, p.p99, p.p999, p.max
-    )
+    format!("{name:<14} p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  p99.9 {:>8.3}  max {:>9.3}  (ms)", p.p50, p.p90, p.p99, p.p999, p.max)
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use duet_common::protocol::{ClientEvent, PingData, ReceiptIn, SendData, ServerKind, SyncCursor, SyncIn};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use duet_common::protocol::{ClientEvent, PingData, ReceiptIn, SendData, ServerKind, SyncCursor, SyncIn};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -125,7 +125,8 @@ impl Session {
         let seen = self.max_seen.load(Ordering::Relaxed);
         if seen > last {
             *frame_no += 1;
-            let frame = client::frame(&format!("d{frame_no}"), ClientEvent::Delivered(ReceiptIn { conversation_id: conversation, seq: seen }));
+            let frame =
+                client::frame(&format!("d{frame_no}"), ClientEvent::Delivered(ReceiptIn { conversation_id: conversation, seq: seen }));
             client::send(tx, frame).await?;
         }
         Ok(seen.max(last))

@@ -1,11 +1,11 @@
 //! Registration and login.
 
-use duet_common::ids::UserId;
-use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::auth::{hash_password, verify_password};
 use duet_common::db::is_constraint_violation;
 use duet_common::domain::User;
+use duet_common::error::ErrorCode;
+use duet_common::ids::UserId;
 use sqlx::PgPool;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -77,10 +77,8 @@ pub async fn login(db: &PgPool, email: &str, password: String) -> Result<User, A
     if email.contains('\0') {
         return Err(refused());
     }
-    let found: Option<(String, UserId)> = sqlx::query_as("select password_hash, id from users where email = $1")
-        .bind(&email)
-        .fetch_optional(db)
-        .await?;
+    let found: Option<(String, UserId)> =
+        sqlx::query_as("select password_hash, id from users where email = $1").bind(&email).fetch_optional(db).await?;
     let (hash, id) = match found {
         Some((hash, id)) => (Some(hash), Some(id)),
         None => (None, None),

@@ -20,8 +20,8 @@
 //! batches, and the callers are answered without waiting for it. Fan-out
 //! is batched like the commit, and Redis is off the commit's turn.
 
-use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::error::ErrorCode;
+use duet_common::ids::{ConversationId, MessageId, UserId};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,9 +29,9 @@ use chrono::{DateTime, Utc};
 use duet_common::db::{Batch, Lane, is_constraint_violation};
 use duet_common::domain::{Message, MessageType, ValidMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
-use duet_common::settings::{AppendMode, Settings};
 use duet_common::fanout::{Event, Publisher};
-use duet_common::{AppContext, ApiError};
+use duet_common::settings::{AppendMode, Settings};
+use duet_common::{ApiError, AppContext};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::batcher::{BatchFamilies, BatchHandler, Batcher};
@@ -78,7 +78,11 @@ impl Appender {
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, ApiError> {
         if self.mode == AppendMode::Single {
             // Each caller on its own, the publish too (so in no set order).
-            let outcome = Lane::new(self.ctx.db.clone()).run_or_split(&Appends, std::slice::from_ref(&request)).await.pop().expect("one outcome per request");
+            let outcome = Lane::new(self.ctx.db.clone())
+                .run_or_split(&Appends, std::slice::from_ref(&request))
+                .await
+                .pop()
+                .expect("one outcome per request");
             self.ctx.live.spawn_publish(announce(&self.ctx, std::slice::from_ref(&outcome)));
             return outcome;
         }
@@ -216,11 +220,7 @@ async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Re
             let Some(message) = row.message() else {
                 return Err(ApiError::Internal(anyhow::anyhow!("duet_append stored nothing for a member")));
             };
-            if message.id == id {
-                Ok(Appended { message, created: true })
-            } else {
-                replay(request, &message)
-            }
+            if message.id == id { Ok(Appended { message, created: true }) } else { replay(request, &message) }
         })
         .collect())
 }
@@ -231,20 +231,15 @@ fn replay(request: &AppendRequest, earlier: &Message) -> Result<Appended, ApiErr
     if earlier.conversation_id == request.conversation_id && request.message.same_content(earlier) {
         Ok(Appended { message: earlier.clone(), created: false })
     } else {
-        Err(ApiError::new(ErrorCode::IdempotencyConflict,
-            format!(
-                "clientMsgId `{}` was already used for message {} with other content",
-                request.message.client_msg_id, earlier.id
-            ),
+        Err(ApiError::new(
+            ErrorCode::IdempotencyConflict,
+            format!("clientMsgId `{}` was already used for message {} with other content", request.message.client_msg_id, earlier.id),
         ))
     }
 }
 
 /// Writes domain events to the outbox inside the caller's transaction.
-pub async fn write_outbox(
-    tx: &mut Transaction<'_, Postgres>,
-    events: impl IntoIterator<Item = DomainEvent>,
-) -> Result<(), sqlx::Error> {
+pub async fn write_outbox(tx: &mut Transaction<'_, Postgres>, events: impl IntoIterator<Item = DomainEvent>) -> Result<(), sqlx::Error> {
     let (types, conversations, payloads) = outbox_rows(events)?;
     sqlx::query(
         "insert into outbox (event_type, conversation_id, payload) \

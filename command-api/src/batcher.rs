@@ -109,10 +109,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         key.hash(&mut hasher);
         let writer = &self.writers[(hasher.finish() % self.writers.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        writer
-            .send((request, Instant::now(), reply))
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        writer.send((request, Instant::now(), reply)).await.map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
         Ok(Outcome(answer))
     }
 }

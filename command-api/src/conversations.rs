@@ -1,11 +1,11 @@
 //! Get-or-create of the one conversation between two users.
 
-use duet_common::ids::{ConversationId, UserId};
-use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::{Peer, ordered_pair};
+use duet_common::error::ErrorCode;
 use duet_common::events::DomainEvent;
+use duet_common::ids::{ConversationId, UserId};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -63,25 +63,20 @@ pub async fn get_or_create(db: &PgPool, user_id: UserId, peer_id: UserId) -> Res
     .await?;
     let Some(row) = inserted else {
         tx.rollback().await?;
-        let row: Row = sqlx::query_as(
-            "select id, last_seq, created_at, updated_at from conversations where user_lo = $1 and user_hi = $2",
-        )
-        .bind(lo)
-        .bind(hi)
-        .fetch_one(db)
-        .await?;
+        let row: Row = sqlx::query_as("select id, last_seq, created_at, updated_at from conversations where user_lo = $1 and user_hi = $2")
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(db)
+            .await?;
         return Ok((conversation(row, peer), false));
     };
-    sqlx::query(
-        "insert into conversation_members (conversation_id, user_id, peer_id) values ($1, $2, $3), ($1, $3, $2)",
-    )
-    .bind(row.id)
-    .bind(lo)
-    .bind(hi)
-    .execute(&mut *tx)
-    .await?;
-    write_outbox(&mut tx, [DomainEvent::ConversationCreated { conversation_id: row.id, user_lo: lo, user_hi: hi, at: now }])
+    sqlx::query("insert into conversation_members (conversation_id, user_id, peer_id) values ($1, $2, $3), ($1, $3, $2)")
+        .bind(row.id)
+        .bind(lo)
+        .bind(hi)
+        .execute(&mut *tx)
         .await?;
+    write_outbox(&mut tx, [DomainEvent::ConversationCreated { conversation_id: row.id, user_lo: lo, user_hi: hi, at: now }]).await?;
     tx.commit().await?;
     Ok((conversation(row, peer), true))
 }

@@ -1,9 +1,9 @@
 //! Push device tokens.
 
-use duet_common::ids::{DeviceId, UserId};
-use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
+use duet_common::error::ErrorCode;
+use duet_common::ids::{DeviceId, UserId};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -57,18 +57,12 @@ pub async fn register(db: &PgPool, user_id: UserId, platform: Platform, token: &
     .bind(token)
     .fetch_one(db)
     .await
-    .map(|(id, token, created_at, last_seen_at, inserted)| {
-        (Device { id, platform, token, created_at, last_seen_at }, inserted)
-    })?;
+    .map(|(id, token, created_at, last_seen_at, inserted)| (Device { id, platform, token, created_at, last_seen_at }, inserted))?;
     Ok((device, inserted))
 }
 
 /// Removes the caller's token (on logout). Unknown tokens are a no-op.
 pub async fn unregister(db: &PgPool, user_id: UserId, token: &str) -> Result<(), ApiError> {
-    sqlx::query("delete from device_tokens where user_id = $1 and token = $2")
-        .bind(user_id)
-        .bind(token.trim())
-        .execute(db)
-        .await?;
+    sqlx::query("delete from device_tokens where user_id = $1 and token = $2").bind(user_id).bind(token.trim()).execute(db).await?;
     Ok(())
 }

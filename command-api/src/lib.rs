@@ -13,10 +13,10 @@ pub mod conversations;
 pub mod devices;
 pub mod receipts;
 
-use duet_common::ids::{ConversationId, UserId};
 use duet_common::domain::NewMessage;
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::ratelimit::{Decision, RateLimiter};
-use duet_common::{AppContext, ApiError};
+use duet_common::{ApiError, AppContext};
 
 use crate::batcher::{BatchFamilies, Outcome};
 
@@ -76,7 +76,13 @@ impl Commands {
 
     /// Queues a receipt and returns its outcome to come, for callers that go
     /// on meanwhile (the WebSocket gateway: receipts have no answer but errors).
-    pub async fn queue_receipt(&self, user_id: UserId, conversation_id: ConversationId, seq: i64, receipt: Receipt) -> Result<Outcome<Markers>, ApiError> {
+    pub async fn queue_receipt(
+        &self,
+        user_id: UserId,
+        conversation_id: ConversationId,
+        seq: i64,
+        receipt: Receipt,
+    ) -> Result<Outcome<Markers>, ApiError> {
         self.receipts.queue(ReceiptRequest { user_id, conversation_id, seq, receipt }).await
     }
 

@@ -9,8 +9,8 @@
 //! in one event batch (`duet_common::fanout`: this node's sessions at once,
 //! the Redis publish queued), then answers the callers.
 
-use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
+use duet_common::ids::{ConversationId, UserId};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,7 +18,7 @@ use duet_common::db::{Batch, Lane};
 use duet_common::events::EVENT_VERSION;
 use duet_common::fanout::Publisher;
 use duet_common::protocol::{ReceiptOut, ServerEvent};
-use duet_common::{AppContext, ApiError};
+use duet_common::{ApiError, AppContext};
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -178,18 +178,17 @@ async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> R
     let now = now_micros();
     // As chrono's serde writes it, so the events equal the Rust encoding.
     let at_text = now.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let rows: Vec<ReceiptRow> = sqlx::query_as(
-        "select member, last_seq, delivered, read, peer_id, moved from duet_receipts($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(requests.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
-    .bind(requests.iter().map(|r| r.user_id).collect::<Vec<_>>())
-    .bind(requests.iter().map(|r| r.seq).collect::<Vec<_>>())
-    .bind(requests.iter().map(|r| r.receipt == Receipt::Read).collect::<Vec<_>>())
-    .bind(now)
-    .bind(at_text)
-    .bind(EVENT_VERSION as i32)
-    .fetch_all(conn)
-    .await?;
+    let rows: Vec<ReceiptRow> =
+        sqlx::query_as("select member, last_seq, delivered, read, peer_id, moved from duet_receipts($1, $2, $3, $4, $5, $6, $7)")
+            .bind(requests.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+            .bind(requests.iter().map(|r| r.user_id).collect::<Vec<_>>())
+            .bind(requests.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind(requests.iter().map(|r| r.receipt == Receipt::Read).collect::<Vec<_>>())
+            .bind(now)
+            .bind(at_text)
+            .bind(EVENT_VERSION as i32)
+            .fetch_all(conn)
+            .await?;
     if rows.len() != requests.len() {
         return Err(sqlx::Error::Protocol(format!("duet_receipts answered {} rows for {} requests", rows.len(), requests.len())));
     }
@@ -203,7 +202,8 @@ async fn record_batch(conn: &mut PgConnection, requests: &[ReceiptRequest]) -> R
                 return Err(ApiError::conversation_not_found());
             };
             if request.seq > last_seq {
-                return Err(ApiError::new(ErrorCode::SeqOutOfRange,
+                return Err(ApiError::new(
+                    ErrorCode::SeqOutOfRange,
                     format!("`seq` {} is beyond the conversation's last message ({last_seq})", request.seq),
                 ));
             }

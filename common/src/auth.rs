@@ -3,8 +3,8 @@
 use crate::ids::UserId;
 use std::sync::{Arc, LazyLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem::Request;
@@ -82,12 +82,10 @@ impl JwtKeys {
 
     /// The claims of a valid token; any other token is refused the same way.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "token refused");
-                ApiError::Unauthorized("invalid or expired token".into())
-            })
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|e| {
+            tracing::debug!(error = %e, "token refused");
+            ApiError::Unauthorized("invalid or expired token".into())
+        })
     }
 }
 

@@ -7,8 +7,8 @@ use sqlx::PgPool;
 
 use crate::auth::JwtKeys;
 use crate::fanout::Fanout;
-use crate::metrics::Metrics;
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::settings::{Environment, Settings};
 use crate::{db, redis};
 

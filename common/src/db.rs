@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::Context;
 use crate::error::ApiError;
+use anyhow::Context;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -87,9 +87,8 @@ pub fn connect_lazy(url: &str, size: u32) -> anyhow::Result<PgPool> {
 /// deadlock with its DDL.
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     let options: PgConnectOptions = url.parse().context("Failed to parse DATABASE_URL")?;
-    let mut conn = PgConnection::connect_with(&options.application_name("duet-migrate"))
-        .await
-        .context("Failed to connect to PostgreSQL")?;
+    let mut conn =
+        PgConnection::connect_with(&options.application_name("duet-migrate")).await.context("Failed to connect to PostgreSQL")?;
     MIGRATOR.run(&mut conn).await.context("Failed to apply migrations")?;
     let _ = conn.close().await;
     Ok(())
@@ -191,7 +190,12 @@ pub trait Batch: Sync {
     ) -> impl Future<Output = Result<Vec<Result<Self::Output, ApiError>>, sqlx::Error>> + Send;
 
     /// A lone request failed: try again, or give up (the default).
-    fn alone_failed(&self, _lane: &mut Lane, _request: &Self::Request, err: sqlx::Error) -> impl Future<Output = Result<Self::Output, ApiError>> + Send {
+    fn alone_failed(
+        &self,
+        _lane: &mut Lane,
+        _request: &Self::Request,
+        err: sqlx::Error,
+    ) -> impl Future<Output = Result<Self::Output, ApiError>> + Send {
         async move { Err(err.into()) }
     }
 }

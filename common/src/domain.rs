@@ -1,8 +1,8 @@
 //! Domain types shared by the command side, the query side and the gateway,
 //! and the input rules every entry point applies the same way.
 
-use crate::ids::{ConversationId, MessageId, UserId};
 use crate::error::ErrorCode;
+use crate::ids::{ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
@@ -149,16 +149,15 @@ impl NewMessage {
                     return Err(ApiError::new(ErrorCode::TextRequired, "a text message needs `text`"));
                 }
                 if self.payload.is_some() {
-                    return Err(ApiError::new(ErrorCode::InvalidPayload,
-                        "a text message carries no `payload`",
-                    ));
+                    return Err(ApiError::new(ErrorCode::InvalidPayload, "a text message carries no `payload`"));
                 }
             }
             _ => match &self.payload {
                 Some(serde_json::Value::Object(_)) => {
                     let size = serde_json::to_vec(&self.payload).map(|v| v.len()).unwrap_or(usize::MAX);
                     if size > MAX_PAYLOAD_BYTES {
-                        return Err(ApiError::new(ErrorCode::PayloadTooLarge,
+                        return Err(ApiError::new(
+                            ErrorCode::PayloadTooLarge,
                             format!("`payload` must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
                         ));
                     }
@@ -167,7 +166,8 @@ impl NewMessage {
                     }
                 }
                 _ => {
-                    return Err(ApiError::new(ErrorCode::InvalidPayload,
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidPayload,
                         format!("a `{}` message needs a JSON object `payload`", self.kind.as_str()),
                     ));
                 }
@@ -207,24 +207,19 @@ pub fn validate_text(text: &str) -> Result<String, ApiError> {
         return Err(ApiError::new(ErrorCode::TextEmpty, "`text` must not be empty"));
     }
     if trimmed.chars().count() > MAX_TEXT_CHARS {
-        return Err(ApiError::new(ErrorCode::TextTooLong,
-            format!("`text` must be at most {MAX_TEXT_CHARS} characters"),
-        ));
+        return Err(ApiError::new(ErrorCode::TextTooLong, format!("`text` must be at most {MAX_TEXT_CHARS} characters")));
     }
     Ok(trimmed.to_owned())
 }
 
 /// Client message ids: 1..=64 characters of `[A-Za-z0-9_-]`.
 pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
-    let valid = !id.is_empty()
-        && id.len() <= MAX_CLIENT_MSG_ID_CHARS
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let valid =
+        !id.is_empty() && id.len() <= MAX_CLIENT_MSG_ID_CHARS && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if valid {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::InvalidClientMsgId,
-            "`clientMsgId` must be 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
-        ))
+        Err(ApiError::new(ErrorCode::InvalidClientMsgId, "`clientMsgId` must be 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`"))
     }
 }
 
@@ -307,12 +302,7 @@ mod tests {
 
     #[test]
     fn non_text_messages_need_an_object_payload() {
-        let image = |payload| NewMessage {
-            client_msg_id: "c".into(),
-            kind: MessageType::Image,
-            text: None,
-            payload,
-        };
+        let image = |payload| NewMessage { client_msg_id: "c".into(), kind: MessageType::Image, text: None, payload };
         assert!(image(Some(serde_json::json!({"url": "https://x/y.png"}))).validate().is_ok());
         assert_eq!(code(image(None).validate().unwrap_err()), "invalid_payload");
         assert_eq!(code(image(Some(serde_json::json!("x"))).validate().unwrap_err()), "invalid_payload");

@@ -215,9 +215,7 @@ impl From<ApiError> for ErrorResponse {
                 _ => ErrorResponse::BadRequest(body),
             },
             ApiError::Unauthorized(_) => ErrorResponse::Unauthorized(body),
-            ApiError::RateLimited { retry_after_ms } => {
-                ErrorResponse::TooManyRequests(body, retry_after_ms.div_ceil(1000).max(1))
-            }
+            ApiError::RateLimited { retry_after_ms } => ErrorResponse::TooManyRequests(body, retry_after_ms.div_ceil(1000).max(1)),
             ApiError::Unavailable(_) => ErrorResponse::Unavailable(body),
             ApiError::Internal(_) => ErrorResponse::Internal(body),
         }

@@ -17,28 +17,13 @@ pub const EVENT_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DomainEvent {
     /// A 1:1 conversation was created between two users.
-    ConversationCreated {
-        conversation_id: ConversationId,
-        user_lo: UserId,
-        user_hi: UserId,
-        at: DateTime<Utc>,
-    },
+    ConversationCreated { conversation_id: ConversationId, user_lo: UserId, user_hi: UserId, at: DateTime<Utc> },
     /// A message was appended at `message.seq`.
     MessageAppended { message: Message },
     /// `user_id` has received everything up to `seq` in the conversation.
-    DeliveredUpTo {
-        conversation_id: ConversationId,
-        user_id: UserId,
-        seq: i64,
-        at: DateTime<Utc>,
-    },
+    DeliveredUpTo { conversation_id: ConversationId, user_id: UserId, seq: i64, at: DateTime<Utc> },
     /// `user_id` has read everything up to `seq` in the conversation.
-    ReadUpTo {
-        conversation_id: ConversationId,
-        user_id: UserId,
-        seq: i64,
-        at: DateTime<Utc>,
-    },
+    ReadUpTo { conversation_id: ConversationId, user_id: UserId, seq: i64, at: DateTime<Utc> },
 }
 
 impl DomainEvent {

@@ -20,9 +20,9 @@ use fred::types::scripts::Script;
 use tokio::sync::mpsc;
 
 use crate::domain::Message;
+use crate::keys::Keys;
 use crate::live::{Live, decode, encode_message, encode_other, encode_typing};
 use crate::protocol::TypingOut;
-use crate::keys::Keys;
 
 /// Batches a writer's publisher holds before the writer waits for Redis.
 const PUBLISHER_QUEUE: usize = 64;

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use fred::interfaces::ClientLike;
 use poem::http::{StatusCode, header};
-use tokio::io::AsyncReadExt;
 use poem::web::Data;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler};
+use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
 use crate::context::AppContext;
@@ -48,10 +48,9 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, ro
     let started = Instant::now();
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let answer = match declared {
-        Some(length) if length > MAX_BODY_BYTES => Ok(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        )),
+        Some(length) if length > MAX_BODY_BYTES => {
+            Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
+        }
         None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
             let body = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
             req.set_body(Body::from_async_read(body));
@@ -69,7 +68,10 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, ro
     if let Ok(value) = request_id.parse() {
         resp.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    metrics.http_duration.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .observe(started.elapsed().as_secs_f64());
     metrics.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
     Ok(resp)
 }
@@ -137,9 +139,7 @@ async fn readyz(ctx: Data<&AppContext>) -> Response {
 
 #[handler]
 fn metrics_text(ctx: Data<&AppContext>) -> Response {
-    Response::builder()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(ctx.metrics.encode())
+    Response::builder().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(ctx.metrics.encode())
 }
 
 /// An API that is part of the spec whether or not this process serves it.
@@ -191,7 +191,8 @@ mod tests {
 
     #[test]
     fn refusals_name_fields_not_types() {
-        let poem = r#"parse request payload error: failed to parse "SendMessageRequest": field `text` verification failed. maxLength(4000)"#;
+        let poem =
+            r#"parse request payload error: failed to parse "SendMessageRequest": field `text` verification failed. maxLength(4000)"#;
         assert_eq!(without_type_names(poem.into()), "parse request payload error: field `text` verification failed. maxLength(4000)");
         assert_eq!(without_type_names("other".into()), "other");
         let nested = r#"parse request payload error: Expected input type "string", found 5. (occurred while parsing "LoginRequest")"#;

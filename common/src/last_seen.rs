@@ -19,7 +19,14 @@ pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc
         return;
     };
     let result: Result<i64, Error> = client
-        .zadd(keys.last_seen_pending(), None, Some(Ordering::GreaterThan), false, false, (at.timestamp_millis() as f64, user_id.to_string()))
+        .zadd(
+            keys.last_seen_pending(),
+            None,
+            Some(Ordering::GreaterThan),
+            false,
+            false,
+            (at.timestamp_millis() as f64, user_id.to_string()),
+        )
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, %user_id, "could not record last seen");

@@ -94,7 +94,8 @@ mod tests {
     fn payloads_round_trip() {
         let (conversation, sender) = (ConversationId::new(), UserId::new());
         let raw = format!("m {conversation} 42 {sender} c-1_x n1\n{{\"type\":\"x\"}}");
-        let message = Live::Message { conversation_id: conversation, seq: 42, sender_id: sender, client_msg_id: "c-1_x", frame: "{\"type\":\"x\"}" };
+        let message =
+            Live::Message { conversation_id: conversation, seq: 42, sender_id: sender, client_msg_id: "c-1_x", frame: "{\"type\":\"x\"}" };
         assert_eq!(decode(&raw), Some((message, "n1")));
         let typing = encode_typing(conversation, sender, TypingState::Stop, "{}", "n3");
         let expected = Live::Typing { conversation_id: conversation, user_id: sender, state: TypingState::Stop, frame: "{}" };

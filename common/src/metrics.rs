@@ -42,8 +42,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("duet");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", http_requests.clone());
-        let http_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         registry.register("http_request_duration_seconds", "HTTP request latency", http_duration.clone());
         Metrics { registry: Mutex::new(registry), http_requests, http_duration }
     }

@@ -152,9 +152,8 @@ return out
 pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(UserId, chrono::DateTime<chrono::Utc>)> {
     let user_prefix = keys.presence_prefix();
     let Some(client) = crate::redis::connected(redis) else { return Vec::new() };
-    let result: Result<Vec<String>, Error> = CLAIM_EXPIRED
-        .evalsha_with_reload(client, vec![keys.presence_expiries()], vec![user_prefix, limit.to_string()])
-        .await;
+    let result: Result<Vec<String>, Error> =
+        CLAIM_EXPIRED.evalsha_with_reload(client, vec![keys.presence_expiries()], vec![user_prefix, limit.to_string()]).await;
     match result {
         Ok(flat) => flat
             .chunks_exact(2)

@@ -68,7 +68,9 @@ pub struct RateLimiter {
 pub enum Decision {
     Allowed,
     /// Refused; a token will be there after this many milliseconds.
-    Limited { retry_after_ms: u64 },
+    Limited {
+        retry_after_ms: u64,
+    },
     /// Redis did not answer; the request was let through.
     Unchecked,
 }

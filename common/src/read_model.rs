@@ -8,9 +8,9 @@
 use crate::ids::{ConversationId, UserId};
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
 use crate::AppContext;
 use crate::domain::Message;
+use chrono::{DateTime, Utc};
 use fred::prelude::*;
 use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
 use futures_util::TryStreamExt;
@@ -59,8 +59,7 @@ pub async fn list(ctx: &AppContext, user: UserId, after: Option<Position>, limit
     let chunk = limit as i64 + 16;
     // Members tied with the cursor's score may precede it; skip those.
     loop {
-        let page: Vec<(String, f64)> =
-            client.zrevrangebyscore(&key, &max, "-inf", true, Some((offset, chunk))).await?;
+        let page: Vec<(String, f64)> = client.zrevrangebyscore(&key, &max, "-inf", true, Some((offset, chunk))).await?;
         let got = page.len() as i64;
         for (member, score) in page {
             let id: ConversationId = member.parse()?;

@@ -146,7 +146,8 @@ async fn step(
         handle(ctx, group, stream, handler, claimed).await?;
     }
     let id = if state.from_pending { "0" } else { ">" };
-    let read = |block| reader.next().xreadgroup::<Value, _, _, _, _>(group, config.name.as_str(), Some(config.batch), block, false, stream, id);
+    let read =
+        |block| reader.next().xreadgroup::<Value, _, _, _, _>(group, config.name.as_str(), Some(config.batch), block, false, stream, id);
     // What is waiting first; only when nothing is, block for what comes next.
     let mut entries = parse_read(read(None).await?)?;
     let waited = entries.is_empty() && !state.from_pending;

@@ -52,9 +52,8 @@ return removed
 });
 
 /// KEYS = [pending]; ARGV = [count]: the oldest entries, flat `member, score, …`.
-static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua("return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')")
-});
+static TAKE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua("return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')"));
 
 /// Moves one batch from Redis into a job; returns how many entries it moved.
 pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) -> anyhow::Result<usize> {
@@ -63,10 +62,8 @@ pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) ->
         .evalsha_with_reload(ctx.redis.next(), vec![key.clone()], vec![limit.to_string()])
         .await
         .context("Failed to read pending lastSeen entries")?;
-    let entries: Vec<(UserId, i64)> = flat
-        .chunks_exact(2)
-        .filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].parse::<f64>().ok()? as i64)))
-        .collect();
+    let entries: Vec<(UserId, i64)> =
+        flat.chunks_exact(2).filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].parse::<f64>().ok()? as i64))).collect();
     if flat.is_empty() {
         return Ok(0);
     }
@@ -129,8 +126,7 @@ async fn housekeeping(db: &sqlx::PgPool) {
 /// Writes one batch; a time never moves backwards.
 pub async fn write(db: &sqlx::PgPool, batch: &LastSeenBatch) -> sqlx::Result<u64> {
     let ids: Vec<UserId> = batch.entries.iter().map(|(id, _)| *id).collect();
-    let times: Vec<DateTime<Utc>> =
-        batch.entries.iter().map(|(_, ms)| DateTime::from_timestamp_millis(*ms).unwrap_or_default()).collect();
+    let times: Vec<DateTime<Utc>> = batch.entries.iter().map(|(_, ms)| DateTime::from_timestamp_millis(*ms).unwrap_or_default()).collect();
     let done = sqlx::query(
         "update users u set last_seen_at = v.at \
          from unnest($1::uuid[], $2::timestamptz[]) as v(id, at) \

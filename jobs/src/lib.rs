@@ -24,9 +24,9 @@ use apalis::prelude::{WorkerBuilder, WorkerError};
 use duet_common::AppContext;
 use futures_util::FutureExt;
 
-pub use trigger::Triggers;
 pub use metrics::JobMetrics;
 pub use queue::setup;
+pub use trigger::Triggers;
 
 /// Runs the job workers of this process until `shutdown` resolves.
 ///

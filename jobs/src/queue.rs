@@ -52,9 +52,8 @@ pub fn storage<T>(db: &PgPool, settings: &Settings, queue: &str) -> PollWith<Pos
         .heartbeat_interval(Duration::from_secs(settings.jobs_heartbeat_secs.max(1)))
         .missed_heartbeats(3);
     let storage = PostgresStorage::<T>::new(db).with_config(config);
-    let strategy = Strategy::new()
-        .stream(Pubsub::new(db.clone(), queue.to_owned()))
-        .interval(Duration::from_millis(settings.jobs_poll_ms.max(10)));
+    let strategy =
+        Strategy::new().stream(Pubsub::new(db.clone(), queue.to_owned())).interval(Duration::from_millis(settings.jobs_poll_ms.max(10)));
     PollWith::new(storage, strategy)
 }
 

@@ -27,7 +27,6 @@ use duet_common::events::DomainEvent;
 use fred::types::scripts::Script;
 use sqlx::PgPool;
 
-
 /// Folded merges, one per entry. KEYS = [list, entry, unread] per entry; ARGV =
 /// per entry: conversation, peer, created at ('' if not in the batch), the four
 /// markers (0 if not in the batch), the newest message's seq (0 if none), its
@@ -128,11 +127,21 @@ const SEQS_PER_ENTRY: usize = 1000;
 /// One merge into one user's entry for one conversation.
 #[derive(Clone, Debug)]
 pub enum Op {
-    Created { at_micros: i64 },
-    Message { message: Message, to_user: bool },
-    Marker { field: Marker, seq: i64 },
+    Created {
+        at_micros: i64,
+    },
+    Message {
+        message: Message,
+        to_user: bool,
+    },
+    Marker {
+        field: Marker,
+        seq: i64,
+    },
     /// A rebuild relists the entry, with the seqs of its unread messages.
-    Rebuilt { unread: Vec<i64> },
+    Rebuilt {
+        unread: Vec<i64>,
+    },
 }
 
 /// Which marker a [`Op::Marker`] moves, from the entry owner's point of view.

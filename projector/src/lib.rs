@@ -82,7 +82,12 @@ impl Projector {
 
     /// Runs another consumer group on the stream this projector feeds (the
     /// push triggers), under the same consumer name; it stops with the rest.
-    pub async fn add_group(&mut self, ctx: &AppContext, group: &'static str, handler: impl stream::EventHandler + 'static) -> anyhow::Result<()> {
+    pub async fn add_group(
+        &mut self,
+        ctx: &AppContext,
+        group: &'static str,
+        handler: impl stream::EventHandler + 'static,
+    ) -> anyhow::Result<()> {
         let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
         let stopped = self.stop.subscribe();
         self.tasks.spawn(stream::run(ctx.clone(), reader, group, self.consumer.clone(), handler, stopped));

@@ -79,9 +79,7 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
     let mut group_found = false;
     for group in groups.into_array() {
         let fields = group.into_array();
-        let field = |name: &str| {
-            fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).and_then(|p| p.get(1).cloned())
-        };
+        let field = |name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).and_then(|p| p.get(1).cloned());
         if field("name").and_then(|v| v.as_string()).as_deref() != Some(GROUP) {
             continue;
         }
@@ -94,10 +92,8 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
             // stream that already had entries): count what lies past the
             // group's position instead of calling it zero.
             None => {
-                let after: Value = client
-                    .xrange(&stream, format!("({last_delivered}"), "+", Some(UNKNOWN_LAG_SCAN))
-                    .await
-                    .unwrap_or(Value::Null);
+                let after: Value =
+                    client.xrange(&stream, format!("({last_delivered}"), "+", Some(UNKNOWN_LAG_SCAN)).await.unwrap_or(Value::Null);
                 after.into_array().len() as u64
             }
         };
@@ -113,10 +109,7 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
         oldest_ms = min_ms(oldest_ms, &id);
     }
     if undelivered > 0 {
-        let next: Value = client
-            .xrange(&stream, format!("({last_delivered}"), "+", Some(1))
-            .await
-            .unwrap_or(Value::Null);
+        let next: Value = client.xrange(&stream, format!("({last_delivered}"), "+", Some(1)).await.unwrap_or(Value::Null);
         if let Some(id) = next.into_array().first().and_then(|e| e.clone().into_array().first().and_then(|v| v.as_string())) {
             oldest_ms = min_ms(oldest_ms, &id);
         }

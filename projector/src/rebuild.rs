@@ -170,4 +170,3 @@ fn entry_merges(row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> Vec
     let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);
     ops.into_iter().map(|op| Merge { user, peer, conversation, op }).collect()
 }
-

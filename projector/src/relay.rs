@@ -136,10 +136,8 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
         }
         // Published before the position commits: a failure in between
         // publishes them again rather than never.
-        let _: i64 = XADD_ALL
-            .evalsha_with_reload(ctx.redis.next(), vec![stream.clone()], args)
-            .await
-            .context("Failed to XADD outbox events")?;
+        let _: i64 =
+            XADD_ALL.evalsha_with_reload(ctx.redis.next(), vec![stream.clone()], args).await.context("Failed to XADD outbox events")?;
     }
     sqlx::query("update relay_position set txid = $1::xid8, outbox_id = $2")
         .bind(last_txid)
@@ -154,9 +152,9 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
 /// The rows past the position (relayable or held back) and when the oldest was written.
 pub async fn unrelayed(db: &sqlx::PgPool) -> anyhow::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
     let found = sqlx::query_as(concat!("select count(*), min(o.created_at) from outbox o where ", past_position!()))
-    .fetch_one(db)
-    .await
-    .context("Failed to count unrelayed outbox rows")?;
+        .fetch_one(db)
+        .await
+        .context("Failed to count unrelayed outbox rows")?;
     Ok(found)
 }
 

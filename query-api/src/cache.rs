@@ -38,13 +38,12 @@ impl Caches {
         if let Some(peer) = self.peers.get(&(conversation, user)).await {
             return Ok(peer);
         }
-        let peer: UserId =
-            sqlx::query_scalar("select peer_id from conversation_members where conversation_id = $1 and user_id = $2")
-                .bind(conversation)
-                .bind(user)
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or_else(ApiError::conversation_not_found)?;
+        let peer: UserId = sqlx::query_scalar("select peer_id from conversation_members where conversation_id = $1 and user_id = $2")
+            .bind(conversation)
+            .bind(user)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(ApiError::conversation_not_found)?;
         self.peers.insert((conversation, user), peer).await;
         Ok(peer)
     }
@@ -62,10 +61,8 @@ impl Caches {
             }
         }
         if !missing.is_empty() {
-            let rows: Vec<(UserId, String)> = sqlx::query_as("select id, name from users where id = any($1)")
-                .bind(&missing)
-                .fetch_all(&self.db)
-                .await?;
+            let rows: Vec<(UserId, String)> =
+                sqlx::query_as("select id, name from users where id = any($1)").bind(&missing).fetch_all(&self.db).await?;
             for (id, name) in rows {
                 self.names.insert(id, name.clone()).await;
                 found.insert(id, name);

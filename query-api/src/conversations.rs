@@ -6,11 +6,11 @@
 //! id, descending, and share one cursor format, so a client may page across
 //! a switch between them.
 
-use duet_common::ids::{ConversationId, UserId};
-use duet_common::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::domain::{Message, Peer};
+use duet_common::error::ErrorCode;
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::message_columns;
 use duet_common::read_model::{self as read, Entry, Position, is_ready};
 use poem_openapi::Object;
@@ -78,7 +78,11 @@ pub async fn list(q: &Queries, user: UserId, cursor: Option<&str>, limit: Option
         None => from_postgres(&q.ctx.db, user, None, after, limit as i64).await?,
     };
     let next_cursor = more
-        .then(|| entries.last().map(|e| encode_cursor(Position { updated_micros: e.updated_at.timestamp_micros(), conversation_id: e.conversation_id })))
+        .then(|| {
+            entries
+                .last()
+                .map(|e| encode_cursor(Position { updated_micros: e.updated_at.timestamp_micros(), conversation_id: e.conversation_id }))
+        })
         .flatten();
     Ok(ConversationPage { items: summaries(q, entries).await?, next_cursor })
 }
@@ -92,11 +96,7 @@ pub async fn get(q: &Queries, user: UserId, conversation: ConversationId) -> Res
     };
     let entry = match projected {
         Some(entry) => entry,
-        None => from_postgres(&q.ctx.db, user, Some(conversation), None, 1)
-            .await?
-            .0
-            .pop()
-            .ok_or_else(ApiError::conversation_not_found)?,
+        None => from_postgres(&q.ctx.db, user, Some(conversation), None, 1).await?.0.pop().ok_or_else(ApiError::conversation_not_found)?,
     };
     Ok(summaries(q, vec![entry]).await?.remove(0))
 }

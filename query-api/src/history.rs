@@ -9,12 +9,12 @@
 //! The check and the page run on one connection, which also reports
 //! `pg_is_in_recovery()`, so the response says truthfully who served it.
 
-use duet_common::ids::ConversationId;
 use duet_common::error::ErrorCode;
+use duet_common::ids::ConversationId;
 use std::time::{Duration, Instant};
 
 use duet_common::domain::Message;
-use duet_common::{AppContext, ApiError, message_columns};
+use duet_common::{ApiError, AppContext, message_columns};
 use poem_openapi::Object;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -120,7 +120,12 @@ fn validate(req: &PageRequest) -> Result<(i64, i64, i64), ApiError> {
 }
 
 /// A page of `conversation` (membership already checked), and who served it.
-pub async fn page(ctx: &AppContext, metrics: &ReadMetrics, conversation: ConversationId, req: PageRequest) -> Result<(MessagePage, Source), ApiError> {
+pub async fn page(
+    ctx: &AppContext,
+    metrics: &ReadMetrics,
+    conversation: ConversationId,
+    req: PageRequest,
+) -> Result<(MessagePage, Source), ApiError> {
     let (after, before, limit) = validate(&req)?;
     let need = req.after_seq.unwrap_or(0).max(req.min_seq.unwrap_or(0));
     if ctx.has_replica {
@@ -175,27 +180,34 @@ async fn from_replica(
 /// The conversation's newest seq on this server (-1 if it has not arrived
 /// yet), and whether this server is a replica.
 async fn replica_state(conn: &mut PgConnection, conversation: ConversationId) -> Result<(i64, bool), sqlx::Error> {
-    sqlx::query_as(
-        "select coalesce((select last_seq from conversations where id = $1), -1), pg_is_in_recovery()",
-    )
-    .bind(conversation)
-    .fetch_one(conn)
-    .await
+    sqlx::query_as("select coalesce((select last_seq from conversations where id = $1), -1), pg_is_in_recovery()")
+        .bind(conversation)
+        .fetch_one(conn)
+        .await
 }
 
 fn source_of(in_recovery: bool) -> Source {
     if in_recovery { Source::Replica } else { Source::Primary }
 }
 
-async fn fetch(conn: &mut PgConnection, conversation: ConversationId, after: i64, before: i64, limit: i64, forward: bool) -> Result<MessagePage, sqlx::Error> {
+async fn fetch(
+    conn: &mut PgConnection,
+    conversation: ConversationId,
+    after: i64,
+    before: i64,
+    limit: i64,
+    forward: bool,
+) -> Result<MessagePage, sqlx::Error> {
     let mut items: Vec<Message> = if forward {
         sqlx::query_as(concat!(
-            "select ", message_columns!(),
+            "select ",
+            message_columns!(),
             " from messages where conversation_id = $1 and seq > $2 and seq < $3 order by seq limit $4"
         ))
     } else {
         sqlx::query_as(concat!(
-            "select ", message_columns!(),
+            "select ",
+            message_columns!(),
             " from messages where conversation_id = $1 and seq > $2 and seq < $3 order by seq desc limit $4"
         ))
     }

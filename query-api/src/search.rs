@@ -6,9 +6,9 @@
 //! when there is one, so it may trail the newest writes by the replication
 //! lag; the primary answers if the replica is down.
 
-use duet_common::ids::UserId;
-use duet_common::error::ErrorCode;
 use duet_common::domain::Message;
+use duet_common::error::ErrorCode;
+use duet_common::ids::UserId;
 use duet_common::{ApiError, message_columns};
 use poem_openapi::Object;
 use serde::Serialize;
@@ -52,7 +52,8 @@ pub async fn search(q: &Queries, user: UserId, text: &str, limit: Option<i64>) -
 
 async fn run(db: &PgPool, user: UserId, text: &str, limit: i64) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(concat!(
-        "select ", message_columns!(),
+        "select ",
+        message_columns!(),
         " from messages where (sender_id = $1 or receiver_id = $1) \
            and to_tsvector('simple', coalesce(text, '')) @@ websearch_to_tsquery('simple', $2) \
          order by created_at desc, id desc limit $3"

@@ -1,9 +1,9 @@
 //! Account and user reads.
 
-use duet_common::ids::UserId;
-use duet_common::error::ErrorCode;
 use duet_common::ApiError;
 use duet_common::domain::{PublicUser, User};
+use duet_common::error::ErrorCode;
+use duet_common::ids::UserId;
 use sqlx::PgPool;
 
 pub async fn me(db: &PgPool, user_id: UserId) -> Result<User, ApiError> {

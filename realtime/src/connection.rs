@@ -18,8 +18,8 @@ use poem::http::header;
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocket, WebSocketConfig, WebSocketStream};
 use poem::{Endpoint, FromRequest, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::errors::{close, error_frame};
@@ -50,7 +50,9 @@ impl Endpoint for WsEndpoint {
             let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
             if !gw.ctx.settings.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
                 gw.metrics.refused.inc();
-                return Ok(ErrorResponse::from(ApiError::new(ErrorCode::OriginNotAllowed, "this Origin may not open WebSockets")).into_response());
+                return Ok(
+                    ErrorResponse::from(ApiError::new(ErrorCode::OriginNotAllowed, "this Origin may not open WebSockets")).into_response()
+                );
             }
         }
         if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
@@ -69,10 +71,13 @@ impl Endpoint for WsEndpoint {
         let ws = WebSocket::from_request_without_body(&req).await?;
         let gateway = self.0.clone();
         let config = socket_config(gw.ctx.settings.ws_max_frame_bytes);
-        Ok(ws.config(config).on_upgrade(move |socket| {
-            let connections = gateway.inner.connections.clone();
-            connections.track_future(serve(gateway, socket, bearer))
-        }).into_response())
+        Ok(ws
+            .config(config)
+            .on_upgrade(move |socket| {
+                let connections = gateway.inner.connections.clone();
+                connections.track_future(serve(gateway, socket, bearer))
+            })
+            .into_response())
     }
 }
 

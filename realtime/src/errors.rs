@@ -36,5 +36,6 @@ pub fn api_error_frame(reference: Option<&str>, err: &ApiError) -> String {
         ApiError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
         _ => None,
     };
-    ServerEvent::Error(ErrorData { reference: reference.map(str::to_owned), code: body.code, message: body.message, retry_after_ms }).encode()
+    ServerEvent::Error(ErrorData { reference: reference.map(str::to_owned), code: body.code, message: body.message, retry_after_ms })
+        .encode()
 }

@@ -6,19 +6,20 @@
 //! answer, are queued in order and not waited for: the next frame is read
 //! while they commit, and an error comes back when their batch is done.
 
-use duet_common::ids::ConversationId;
 use duet_common::error::ErrorCode;
+use duet_common::ids::ConversationId;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 
 use duet_command_api::{Receipt, Target};
+use duet_common::domain::{MessageType, NewMessage};
+use duet_common::protocol::{
+    Ack, ClientEvent, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, RawClientFrame, SendData, ServerEvent,
+    TypingIn, TypingOut,
+};
+use duet_common::{ApiError, presence};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use duet_common::domain::{MessageType, NewMessage};
-use duet_common::{ApiError, presence};
-use duet_common::protocol::{
-    Ack, ClientEvent, MAX_FRAME_ID_CHARS, MAX_PRESENCE_USERS, ParseError, Pong, PresenceStatus, RawClientFrame, SendData, ServerEvent, TypingIn, TypingOut,
-};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -52,14 +53,20 @@ pub fn parse(text: &str) -> Result<(Option<String>, ClientEvent), Refused> {
     // The id is read first, so every later refusal can name the frame.
     let reference = value.get("id").and_then(Value::as_str).map(str::to_owned);
     let envelope: RawClientFrame = serde_json::from_value(value).map_err(|e| {
-        refused(reference.clone(), ErrorCode::InvalidFrame, format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"))
+        refused(
+            reference.clone(),
+            ErrorCode::InvalidFrame,
+            format!("a frame is an object with a string `type`, optional string `id`, numeric `ts` and `data`: {e}"),
+        )
     })?;
     if envelope.id.as_ref().is_some_and(|id| id.is_empty() || id.chars().count() > MAX_FRAME_ID_CHARS) {
         return Err(refused(None, ErrorCode::InvalidFrame, format!("`id` must be 1 to {MAX_FRAME_ID_CHARS} characters")));
     }
     let event = ClientEvent::parse(&envelope.kind, envelope.data).map_err(|e| match e {
         ParseError::UnknownType(kind) => refused(reference.clone(), ErrorCode::UnknownType, format!("unknown frame type `{kind}`")),
-        ParseError::InvalidData { kind, cause } => refused(reference.clone(), ErrorCode::InvalidData, format!("invalid `data` for `{kind}`: {cause}")),
+        ParseError::InvalidData { kind, cause } => {
+            refused(reference.clone(), ErrorCode::InvalidData, format!("invalid `data` for `{kind}`: {cause}"))
+        }
     })?;
     Ok((envelope.id, event))
 }
@@ -192,8 +199,12 @@ impl FrameHandler {
             (None, Some(peer)) => Target::Peer(peer),
             _ => return Err(ApiError::new(ErrorCode::InvalidTarget, "give exactly one of `conversationId` and `receiverId`")),
         };
-        let message =
-            NewMessage { client_msg_id: data.client_msg_id, kind: data.kind.unwrap_or(MessageType::Text), text: data.text, payload: data.payload };
+        let message = NewMessage {
+            client_msg_id: data.client_msg_id,
+            kind: data.kind.unwrap_or(MessageType::Text),
+            text: data.text,
+            payload: data.payload,
+        };
         let client_msg_id = message.client_msg_id.clone();
         self.session.remember_send(&client_msg_id);
         let sent = self.gateway.inner.commands.send(self.session.user_id, target, message).await;
@@ -243,7 +254,8 @@ impl FrameHandler {
         let peer = match gw.peers.get(&key).await {
             Some(peer) => peer,
             None => {
-                let peer = store::peer_in(&gw.ctx.db, user_id, typing.conversation_id).await?.ok_or_else(ApiError::conversation_not_found)?;
+                let peer =
+                    store::peer_in(&gw.ctx.db, user_id, typing.conversation_id).await?.ok_or_else(ApiError::conversation_not_found)?;
                 gw.peers.insert(key, peer).await;
                 peer
             }

@@ -110,4 +110,3 @@ impl Gateway {
         let _ = inner.subscriber.quit().await;
     }
 }
-

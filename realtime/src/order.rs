@@ -35,10 +35,7 @@ pub enum Step<T> {
 
 impl<T> Default for Order<T> {
     fn default() -> Self {
-        Order {
-            last: HashMap::new(),
-            held: HashMap::new(),
-        }
+        Order { last: HashMap::new(), held: HashMap::new() }
     }
 }
 
@@ -63,23 +60,13 @@ impl<T> Order<T> {
     /// [`Order::advance`]), `None` when it is a duplicate (dropped) or after
     /// a gap (held until `now + window` at the latest, counted from the
     /// first message held in the conversation).
-    pub fn offer(
-        &mut self,
-        conversation_id: ConversationId,
-        seq: i64,
-        item: T,
-        now: Instant,
-        window: Duration,
-    ) -> Option<T> {
+    pub fn offer(&mut self, conversation_id: ConversationId, seq: i64, item: T, now: Instant, window: Duration) -> Option<T> {
         let last = self.last(conversation_id).unwrap_or(0);
         if seq <= last {
             return None;
         }
         if seq > last + 1 {
-            let (_, held) = self
-                .held
-                .entry(conversation_id)
-                .or_insert_with(|| (now + window, BTreeMap::new()));
+            let (_, held) = self.held.entry(conversation_id).or_insert_with(|| (now + window, BTreeMap::new()));
             held.insert(seq, item);
             return None;
         }
@@ -106,15 +93,8 @@ impl<T> Order<T> {
 
     /// The conversations whose gap window has passed, with their held messages (no longer held).
     pub fn due(&mut self, now: Instant) -> Vec<(ConversationId, Held<T>)> {
-        let due: Vec<ConversationId> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.0 <= now)
-            .map(|(c, _)| *c)
-            .collect();
-        due.into_iter()
-            .filter_map(|c| self.held.remove(&c).map(|(_, held)| (c, held)))
-            .collect()
+        let due: Vec<ConversationId> = self.held.iter().filter(|(_, h)| h.0 <= now).map(|(c, _)| *c).collect();
+        due.into_iter().filter_map(|c| self.held.remove(&c).map(|(_, held)| (c, held))).collect()
     }
 
     /// When the next gap window passes.
@@ -133,10 +113,7 @@ pub fn close_gaps<T>(mut last: i64, held: Held<T>) -> Vec<Step<T>> {
             continue;
         }
         if seq > last + 1 {
-            steps.push(Step::Fill {
-                after: last,
-                before: seq,
-            });
+            steps.push(Step::Fill { after: last, before: seq });
         }
         steps.push(Step::Push(item));
         last = seq;

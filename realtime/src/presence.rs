@@ -10,8 +10,8 @@ use duet_common::ids::UserId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use duet_common::{AppContext, last_seen, presence};
 use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
+use duet_common::{AppContext, last_seen, presence};
 
 use crate::store;
 
@@ -58,7 +58,12 @@ pub async fn sweep(ctx: AppContext, stop: tokio_util::sync::CancellationToken) {
 
 /// The current status of each of `users` that shares a conversation with `user_id`,
 /// as `presence.update` frames answering `reference`; and how many were refused.
-pub async fn snapshot(ctx: &AppContext, user_id: UserId, users: &[UserId], reference: Option<&str>) -> Result<(Vec<String>, usize), duet_common::ApiError> {
+pub async fn snapshot(
+    ctx: &AppContext,
+    user_id: UserId,
+    users: &[UserId],
+    reference: Option<&str>,
+) -> Result<(Vec<String>, usize), duet_common::ApiError> {
     let peers = store::peers_among(&ctx.db, user_id, users).await?;
     let online = presence::online(&ctx.redis, &ctx.keys, &peers.iter().map(|p| p.0).collect::<Vec<_>>()).await;
     let frames = peers
@@ -70,7 +75,8 @@ pub async fn snapshot(ctx: &AppContext, user_id: UserId, users: &[UserId], refer
                 Some(false) => (PresenceStatus::Offline, *last_seen_at),
                 None => (PresenceStatus::Unknown, None),
             };
-            ServerEvent::PresenceUpdate(PresenceUpdate { reference: reference.map(str::to_owned), user_id: *peer, status, last_seen_at }).encode()
+            ServerEvent::PresenceUpdate(PresenceUpdate { reference: reference.map(str::to_owned), user_id: *peer, status, last_seen_at })
+                .encode()
         })
         .collect();
     Ok((frames, users.len() - peers.len()))

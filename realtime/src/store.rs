@@ -1,14 +1,20 @@
 //! The gateway's reads from PostgreSQL. All on the primary (`ctx.db`):
 //! sync and gap repair must see every acknowledged message.
 
-use duet_common::ids::{ConversationId, UserId};
 use duet_common::ApiError;
 use duet_common::domain::Message;
+use duet_common::ids::{ConversationId, UserId};
 use duet_common::message_columns;
 use sqlx::PgPool;
 
 /// Messages of a conversation with `after < seq < before`, oldest first, at most `limit`.
-pub async fn messages_between(db: &PgPool, conversation_id: ConversationId, after: i64, before: i64, limit: i64) -> Result<Vec<Message>, ApiError> {
+pub async fn messages_between(
+    db: &PgPool,
+    conversation_id: ConversationId,
+    after: i64,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<Message>, ApiError> {
     Ok(sqlx::query_as(concat!(
         "select ",
         message_columns!(),
@@ -46,10 +52,7 @@ pub async fn positions(db: &PgPool, user_id: UserId) -> Result<Vec<(Conversation
 
 /// Everyone the user shares a conversation with.
 pub async fn peers(db: &PgPool, user_id: UserId) -> Result<Vec<UserId>, ApiError> {
-    Ok(sqlx::query_scalar("select peer_id from conversation_members where user_id = $1")
-        .bind(user_id)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_scalar("select peer_id from conversation_members where user_id = $1").bind(user_id).fetch_all(db).await?)
 }
 
 /// The other member of a conversation the user is in.

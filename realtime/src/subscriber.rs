@@ -107,13 +107,8 @@ impl LocalSessions for Hub {
 fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
     match *live {
         Live::Message { conversation_id, seq, sender_id, client_msg_id, frame } => {
-            let message = Arc::new(LiveMessage {
-                conversation_id,
-                seq,
-                sender_id,
-                client_msg_id: client_msg_id.to_owned(),
-                frame: Arc::from(frame),
-            });
+            let message =
+                Arc::new(LiveMessage { conversation_id, seq, sender_id, client_msg_id: client_msg_id.to_owned(), frame: Arc::from(frame) });
             hub.deliver(user, || Outbound::Message(message.clone()));
         }
         Live::Typing { conversation_id, user_id, state, frame } => {

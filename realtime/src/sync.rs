@@ -6,12 +6,12 @@
 //! most `limit` messages and says `hasMore`; the client pages with the list
 //! form until `hasMore` is false.
 
-use duet_common::ids::{ConversationId, UserId};
 use duet_common::error::ErrorCode;
+use duet_common::ids::{ConversationId, UserId};
 use std::collections::HashSet;
 
-use duet_common::{AppContext, ApiError};
 use duet_common::protocol::{DEFAULT_SYNC_LIMIT, MAX_SYNC_CONVERSATIONS, MAX_SYNC_LIMIT, SyncConversation, SyncIn, SyncResult};
+use duet_common::{ApiError, AppContext};
 
 use crate::store;
 
@@ -20,7 +20,12 @@ pub const RESULT_BYTES: usize = 1024 * 1024;
 
 /// The result, and per conversation the seq the client then holds everything up to
 /// (only for conversations fully caught up).
-pub async fn sync(ctx: &AppContext, user_id: UserId, request: SyncIn, reference: Option<String>) -> Result<(SyncResult, Vec<(ConversationId, i64)>), ApiError> {
+pub async fn sync(
+    ctx: &AppContext,
+    user_id: UserId,
+    request: SyncIn,
+    reference: Option<String>,
+) -> Result<(SyncResult, Vec<(ConversationId, i64)>), ApiError> {
     let limit = request.limit.unwrap_or(DEFAULT_SYNC_LIMIT);
     if limit == 0 || limit > MAX_SYNC_LIMIT {
         return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be 1 to {MAX_SYNC_LIMIT}")));
@@ -28,7 +33,8 @@ pub async fn sync(ctx: &AppContext, user_id: UserId, request: SyncIn, reference:
     let (rows, cursors, more_conversations) = match request.conversations {
         Some(list) => {
             if list.len() > MAX_SYNC_CONVERSATIONS {
-                return Err(ApiError::new(ErrorCode::TooManyConversations,
+                return Err(ApiError::new(
+                    ErrorCode::TooManyConversations,
                     format!("at most {MAX_SYNC_CONVERSATIONS} conversations per sync"),
                 ));
             }

@@ -65,7 +65,14 @@ enum Stop {
 }
 
 impl SessionWriter {
-    pub fn new(sink: Sink, queue: mpsc::Receiver<Outbound>, session: Arc<Session>, db: PgPool, typing_ttl: Duration, metrics: GatewayMetrics) -> Self {
+    pub fn new(
+        sink: Sink,
+        queue: mpsc::Receiver<Outbound>,
+        session: Arc<Session>,
+        db: PgPool,
+        typing_ttl: Duration,
+        metrics: GatewayMetrics,
+    ) -> Self {
         SessionWriter { sink, queue, session, db, typing_ttl, metrics, order: Order::default(), typing: Vec::new() }
     }
 

@@ -63,7 +63,11 @@ async fn tokens_are_refused_unless_signed_and_claimed_exactly_right() {
     let claims = |patch: serde_json::Value| {
         let mut c = json!({"sub": user.id, "iss": "duet", "aud": "duet-clients", "iat": now, "nbf": now, "exp": now + 600, "jti": uuid::Uuid::new_v4()});
         for (k, v) in patch.as_object().unwrap() {
-            if v.is_null() { c.as_object_mut().unwrap().remove(k); } else { c[k] = v.clone(); }
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
         }
         c
     };

@@ -4,8 +4,8 @@
 //! analyst's login are tested in `replica.rs`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sqlx::{Connection, PgConnection};
 use duet_common::ids::ConversationId;
+use sqlx::{Connection, PgConnection};
 
 use crate::helpers::TestApp;
 
@@ -79,8 +79,7 @@ async fn reply_times_per_day_count_each_answer_to_the_other_member_from_the_mess
         sent_at(&app, conversation, sent["seq"].as_i64().unwrap(), t0 + Duration::seconds(secs)).await;
     }
 
-    let mut replies: Vec<f64> =
-        sqlx::query_scalar("select reply_s from analytics.replies").fetch_all(&app.db).await.unwrap();
+    let mut replies: Vec<f64> = sqlx::query_scalar("select reply_s from analytics.replies").fetch_all(&app.db).await.unwrap();
     replies.sort_by(f64::total_cmp);
     assert_eq!(replies, vec![20.0, 45.0, 60.0, 300.0]);
     let answered: i64 = sqlx::query_scalar(

@@ -9,11 +9,7 @@ use duet_common::protocol::{ClientEvent, ClientKind, ServerKind, asyncapi};
 use serde_json::Value;
 
 fn committed() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/openapi/asyncapi.yaml"
-    ))
-    .expect("asyncapi.yaml is readable")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/asyncapi.yaml")).expect("asyncapi.yaml is readable")
 }
 
 fn document() -> Value {
@@ -34,19 +30,11 @@ fn committed_asyncapi_matches_the_code() {
 async fn the_server_serves_the_document_as_yaml_and_json() {
     let app = crate::helpers::TestApp::spawn().await;
     let http = reqwest::Client::new();
-    let yaml = http
-        .get(format!("http://{}/asyncapi.yaml", app.addr))
-        .send()
-        .await
-        .unwrap();
+    let yaml = http.get(format!("http://{}/asyncapi.yaml", app.addr)).send().await.unwrap();
     assert_eq!(yaml.status(), reqwest::StatusCode::OK);
     assert_eq!(yaml.headers()["content-type"], "application/yaml");
     assert_eq!(yaml.text().await.unwrap(), asyncapi::document());
-    let json = http
-        .get(format!("http://{}/asyncapi.json", app.addr))
-        .send()
-        .await
-        .unwrap();
+    let json = http.get(format!("http://{}/asyncapi.json", app.addr)).send().await.unwrap();
     assert_eq!(json.status(), reqwest::StatusCode::OK);
     assert_eq!(json.headers()["content-type"], "application/json");
     let served: Value = json.json().await.unwrap();
@@ -56,9 +44,7 @@ async fn the_server_serves_the_document_as_yaml_and_json() {
 /// Follows a local `$ref` like `#/channels/ws/messages/ClientAuth`.
 fn resolve<'a>(doc: &'a Value, reference: &str) -> &'a Value {
     let pointer = reference.strip_prefix('#').expect("local reference");
-    let target = doc
-        .pointer(pointer)
-        .unwrap_or_else(|| panic!("dangling reference {reference}"));
+    let target = doc.pointer(pointer).unwrap_or_else(|| panic!("dangling reference {reference}"));
     match target.get("$ref").and_then(Value::as_str) {
         Some(next) => resolve(doc, next),
         None => target,
@@ -93,28 +79,12 @@ fn every_reference_resolves_inside_the_document() {
 /// The messages of the operation with `action`.
 fn messages<'a>(doc: &'a Value, action: &str) -> Vec<&'a Value> {
     let operations = doc["operations"].as_object().expect("operations");
-    let operation = operations
-        .values()
-        .find(|op| op["action"] == action)
-        .unwrap_or_else(|| panic!("no `{action}` operation"));
-    operation["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| resolve(doc, m["$ref"].as_str().unwrap()))
-        .collect()
+    let operation = operations.values().find(|op| op["action"] == action).unwrap_or_else(|| panic!("no `{action}` operation"));
+    operation["messages"].as_array().unwrap().iter().map(|m| resolve(doc, m["$ref"].as_str().unwrap())).collect()
 }
 
 fn names(messages: &[&Value]) -> BTreeSet<String> {
-    messages
-        .iter()
-        .map(|m| {
-            m["name"]
-                .as_str()
-                .expect("every message has a name")
-                .to_owned()
-        })
-        .collect()
+    messages.iter().map(|m| m["name"].as_str().expect("every message has a name").to_owned()).collect()
 }
 
 #[test]
@@ -129,30 +99,14 @@ fn every_frame_type_is_documented_in_its_direction_with_a_typed_payload() {
     let doc = document();
     let received = messages(&doc, "receive");
     let sent = messages(&doc, "send");
-    let handled: BTreeSet<String> = ClientKind::ALL
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
-    let emitted: BTreeSet<String> = ServerKind::ALL
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
+    let handled: BTreeSet<String> = ClientKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+    let emitted: BTreeSet<String> = ServerKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
     assert_eq!(names(&received), handled, "client → server frames");
     assert_eq!(names(&sent), emitted, "server → client frames");
     for message in received.iter().chain(&sent) {
-        let payload = resolve(
-            &doc,
-            message["payload"]["$ref"]
-                .as_str()
-                .expect("a named payload schema"),
-        );
+        let payload = resolve(&doc, message["payload"]["$ref"].as_str().expect("a named payload schema"));
         assert_eq!(payload["properties"]["type"]["const"], message["name"]);
-        let data = resolve(
-            &doc,
-            payload["properties"]["data"]["$ref"]
-                .as_str()
-                .expect("typed data"),
-        );
+        let data = resolve(&doc, payload["properties"]["data"]["$ref"].as_str().expect("typed data"));
         assert_eq!(data["type"], "object", "{}", message["name"]);
     }
 }
@@ -164,28 +118,18 @@ fn every_example_parses_into_the_protocols_types() {
     for (action, client) in [("receive", true), ("send", false)] {
         for message in messages(&doc, action) {
             let name = message["name"].as_str().unwrap();
-            let examples = message["examples"]
-                .as_array()
-                .unwrap_or_else(|| panic!("`{name}` has no examples"));
+            let examples = message["examples"].as_array().unwrap_or_else(|| panic!("`{name}` has no examples"));
             assert!(!examples.is_empty(), "`{name}` has no examples");
             for example in examples {
                 let frame = &example["payload"];
                 assert_eq!(frame["type"], name, "example of `{name}` has another type");
                 if client {
-                    assert!(
-                        frame["id"].as_str().is_some(),
-                        "client examples carry a frame id: {frame}"
-                    );
-                    ClientEvent::parse(name, frame.get("data").cloned())
-                        .unwrap_or_else(|e| panic!("`{name}` example: {e}"));
+                    assert!(frame["id"].as_str().is_some(), "client examples carry a frame id: {frame}");
+                    ClientEvent::parse(name, frame.get("data").cloned()).unwrap_or_else(|e| panic!("`{name}` example: {e}"));
                 } else {
-                    assert!(
-                        frame.get("id").is_none(),
-                        "server frames carry no id: {frame}"
-                    );
+                    assert!(frame.get("id").is_none(), "server frames carry no id: {frame}");
                     let parsed: duet_common::protocol::ServerFrame =
-                        serde_json::from_value(frame.clone())
-                            .unwrap_or_else(|e| panic!("`{name}` example: {e}"));
+                        serde_json::from_value(frame.clone()).unwrap_or_else(|e| panic!("`{name}` example: {e}"));
                     assert_eq!(parsed.event.kind().as_str(), name);
                 }
                 checked += 1;
@@ -197,9 +141,7 @@ fn every_example_parses_into_the_protocols_types() {
 
 /// The part of `docs/protocol.md` under the heading `title`.
 fn section<'a>(guide: &'a str, title: &str) -> &'a str {
-    let start = guide
-        .find(&format!("\n## {title}\n"))
-        .unwrap_or_else(|| panic!("docs/protocol.md has no `## {title}`"));
+    let start = guide.find(&format!("\n## {title}\n")).unwrap_or_else(|| panic!("docs/protocol.md has no `## {title}`"));
     let rest = &guide[start + title.len() + 4..];
     &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
@@ -210,21 +152,9 @@ fn the_protocol_guide_lists_every_frame_type_in_its_direction() {
     let guide = include_str!("../../docs/protocol.md");
     let listed = |title: &str, kinds: Vec<&'static str>| -> Vec<&'static str> {
         let table = section(guide, title);
-        kinds
-            .into_iter()
-            .filter(|kind| !table.contains(&format!("| `{kind}` |")))
-            .collect()
+        kinds.into_iter().filter(|kind| !table.contains(&format!("| `{kind}` |"))).collect()
     };
-    let client = listed(
-        "Client → server events",
-        ClientKind::ALL.iter().map(|k| k.as_str()).collect(),
-    );
-    let server = listed(
-        "Server → client events",
-        ServerKind::ALL.iter().map(|k| k.as_str()).collect(),
-    );
-    assert!(
-        client.is_empty() && server.is_empty(),
-        "missing from docs/protocol.md: client {client:?}, server {server:?}"
-    );
+    let client = listed("Client → server events", ClientKind::ALL.iter().map(|k| k.as_str()).collect());
+    let server = listed("Server → client events", ServerKind::ALL.iter().map(|k| k.as_str()).collect());
+    assert!(client.is_empty() && server.is_empty(), "missing from docs/protocol.md: client {client:?}, server {server:?}");
 }

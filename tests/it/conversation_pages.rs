@@ -2,9 +2,9 @@
 //! the Redis projection, and the pages together hold each conversation once,
 //! newest activity first.
 
+use duet_common::ids::ConversationId;
 use duet_common::read_model::{self as read, Position};
 use reqwest::StatusCode;
-use duet_common::ids::ConversationId;
 
 use crate::helpers::{TestApp, TestUser};
 use crate::read_side_support::{caught_up, context_of};

@@ -22,10 +22,8 @@ async fn twenty_concurrent_creates_make_one_conversation() {
     assert_eq!(rows, 1);
     let members: i64 = sqlx::query_scalar("select count(*) from conversation_members").fetch_one(&app.db).await.unwrap();
     assert_eq!(members, 2);
-    let events: i64 = sqlx::query_scalar("select count(*) from outbox where event_type = 'conversation_created'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from outbox where event_type = 'conversation_created'").fetch_one(&app.db).await.unwrap();
     assert_eq!(events, 1);
 }
 
@@ -48,7 +46,11 @@ async fn the_conversation_shows_the_peer_from_either_side() {
 async fn conversation_input_errors_have_codes() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
-    assert_error(&app.post("/conversations", Some(&ann.token), json!({"peerId": ann.id})).await, StatusCode::BAD_REQUEST, "cannot_message_self");
+    assert_error(
+        &app.post("/conversations", Some(&ann.token), json!({"peerId": ann.id})).await,
+        StatusCode::BAD_REQUEST,
+        "cannot_message_self",
+    );
     assert_error(
         &app.post("/conversations", Some(&ann.token), json!({"peerId": uuid::Uuid::new_v4()})).await,
         StatusCode::NOT_FOUND,

@@ -12,11 +12,11 @@ use std::sync::{Mutex, PoisonError};
 
 use duet::{Application, Service};
 use duet_common::Settings;
+use duet_common::ids::{ConversationId, UserId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
-use duet_common::ids::{ConversationId, UserId};
 use uuid::Uuid;
 
 /// Any database on the test server; each test swaps in its own name.
@@ -101,12 +101,16 @@ pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
     anyhow::ensure!(name.starts_with("duet_test_"), "not a test database: {name}");
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     let mut admin = sqlx::PgConnection::connect(&test_database_url()).await.context("Failed to connect to PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)").bind(&name).fetch_one(&mut admin).await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select from pg_database where datname = $1)").bind(&name).fetch_one(&mut admin).await?;
     if exists {
         // Nodes of the test may still run (a read side on threads of its
         // own) and reconnect at once: no new connections, then drop.
         admin.execute(AssertSqlSafe(format!("alter database {quoted} with allow_connections false"))).await?;
-        admin.execute(AssertSqlSafe(format!("drop database if exists {quoted} with (force)"))).await.context("Failed to drop the test database")?;
+        admin
+            .execute(AssertSqlSafe(format!("drop database if exists {quoted} with (force)")))
+            .await
+            .context("Failed to drop the test database")?;
     }
     admin.close().await?;
     let redis = Builder::from_config(Config::from_url(&settings.redis_url)?).build()?;
@@ -122,10 +126,9 @@ pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
 /// `drop_test_data` from a synchronous `Drop`: on a thread and runtime of its own.
 fn drop_test_data_now(settings: &Settings) {
     let settings = settings.clone();
-    let dropped = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(drop_test_data(&settings))
-    })
-    .join();
+    let dropped =
+        std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(drop_test_data(&settings)))
+            .join();
     match dropped {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("warning: the test's database and Redis keys were not dropped: {e:#}"),
@@ -217,8 +220,7 @@ impl TestApp {
 
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{}-{}@example.com", name.to_lowercase(), Uuid::new_v4().simple());
-        let (status, body) =
-            self.post("/auth/register", None, json!({"email": email, "password": "correct horse", "name": name})).await;
+        let (status, body) = self.post("/auth/register", None, json!({"email": email, "password": "correct horse", "name": name})).await;
         assert_eq!(status, StatusCode::CREATED, "register: {body}");
         TestUser { id: body["user"]["id"].as_str().unwrap().parse().unwrap(), token: body["token"].as_str().unwrap().into(), email }
     }

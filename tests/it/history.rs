@@ -110,7 +110,11 @@ async fn history_refuses_bad_paging_and_outsiders() {
     let (status, _) = get("?limit=abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&app.get(&path, Some(&eve.token)).await, StatusCode::NOT_FOUND, "conversation_not_found");
-    assert_error(&app.get(&format!("/conversations/{}/messages", Uuid::new_v4()), Some(&ann.token)).await, StatusCode::NOT_FOUND, "conversation_not_found");
+    assert_error(
+        &app.get(&format!("/conversations/{}/messages", Uuid::new_v4()), Some(&ann.token)).await,
+        StatusCode::NOT_FOUND,
+        "conversation_not_found",
+    );
     assert_error(&app.get(&path, None).await, StatusCode::UNAUTHORIZED, "unauthorized");
     let (status, page) = app.get(&path, Some(&bob.token)).await;
     assert_eq!((status, seqs(&page)), (StatusCode::OK, vec![1]));

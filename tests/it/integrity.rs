@@ -104,8 +104,7 @@ async fn a_delete_waits_for_an_insert_in_flight_and_then_sees_its_messages() {
     insert(conversation, ann.id, bob.id, &[1]).execute(&mut *inserting).await.unwrap();
 
     let db = app.db.clone();
-    let delete =
-        tokio::spawn(async move { sqlx::query("delete from conversations where id = $1").bind(conversation).execute(&db).await });
+    let delete = tokio::spawn(async move { sqlx::query("delete from conversations where id = $1").bind(conversation).execute(&db).await });
     eventually("the delete waiting on the insert's lock", Duration::from_secs(20), || async {
         let waiting: bool = sqlx::query_scalar(
             "select exists (select 1 from pg_stat_activity where datname = current_database() \

@@ -38,8 +38,10 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
 
     // PostgreSQL's `duet_append` writes the event; it must read as the
     // Rust `Envelope` (which omits an absent `text` or `payload` that SQL writes as null).
-    let events: Vec<serde_json::Value> =
-        sqlx::query_scalar("select payload from outbox where event_type = 'message_appended' order by id").fetch_all(&app.db).await.unwrap();
+    let events: Vec<serde_json::Value> = sqlx::query_scalar("select payload from outbox where event_type = 'message_appended' order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 2);
     for (event, sent) in events.iter().zip([&message, &image]) {
         let stored: Message = serde_json::from_value(sent.clone()).unwrap();
@@ -48,7 +50,8 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
         assert_eq!(event["version"], 1);
         assert_eq!(&without_nulls(event["message"].clone()), sent);
     }
-    let last_seq: i64 = sqlx::query_scalar("select last_seq from conversations where id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
+    let last_seq: i64 =
+        sqlx::query_scalar("select last_seq from conversations where id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
     assert_eq!(last_seq, 2);
 }
 
@@ -67,7 +70,8 @@ async fn fifty_concurrent_sends_of_one_client_msg_id_store_one_message() {
     assert_eq!(answers.len(), 1, "every caller gets the same message: {answers:?}");
     let stored: i64 = sqlx::query_scalar("select count(*) from messages").fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, 1);
-    let events: i64 = sqlx::query_scalar("select count(*) from outbox where event_type = 'message_appended'").fetch_one(&app.db).await.unwrap();
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from outbox where event_type = 'message_appended'").fetch_one(&app.db).await.unwrap();
     assert_eq!(events, 1);
 }
 
@@ -153,7 +157,8 @@ async fn a_failing_append_stores_nothing_and_fails_alone() {
     assert!(!texts.contains(&"poison".to_owned()));
     let seqs: Vec<i64> = sqlx::query_scalar("select seq from messages order by seq").fetch_all(&app.db).await.unwrap();
     assert_eq!(seqs, (1..=19).collect::<Vec<_>>(), "no gap left by the failed append");
-    let events: i64 = sqlx::query_scalar("select count(*) from outbox where event_type = 'message_appended'").fetch_one(&app.db).await.unwrap();
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from outbox where event_type = 'message_appended'").fetch_one(&app.db).await.unwrap();
     assert_eq!(events, 19);
 }
 
@@ -189,7 +194,11 @@ async fn message_input_errors_have_codes_and_store_nothing() {
     assert_eq!(status, StatusCode::CREATED);
     // A non-text message with a payload.
     let (status, image) = app
-        .post(&path, Some(&ann.token), json!({"clientMsgId": "img", "type": "image", "payload": {"url": "https://cdn.example/1.png"}, "text": "look"}))
+        .post(
+            &path,
+            Some(&ann.token),
+            json!({"clientMsgId": "img", "type": "image", "payload": {"url": "https://cdn.example/1.png"}, "text": "look"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{image}");
     assert_eq!(image["payload"]["url"], "https://cdn.example/1.png");
@@ -266,19 +275,17 @@ async fn writers_carry_on_without_an_error_after_postgres_drops_their_connection
     // PostgreSQL ends every other session of the node's database, as on a
     // failover or a restart; wait until they are gone.
     let mut session = app.db.acquire().await.unwrap();
-    let killed: Vec<i32> = sqlx::query_scalar("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
-        .fetch_all(&mut *session)
-        .await
-        .unwrap();
+    let killed: Vec<i32> =
+        sqlx::query_scalar("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
+            .fetch_all(&mut *session)
+            .await
+            .unwrap();
     sqlx::query("select pg_terminate_backend(pid) from unnest($1::int4[]) pid").bind(&killed).execute(&mut *session).await.unwrap();
     drop(session);
     assert!(killed.len() >= 2, "the writers' connections were among them: {killed:?}");
     crate::read_side_support::eventually("the sessions to end", std::time::Duration::from_secs(10), || async {
-        let alive: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1)")
-            .bind(&killed)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+        let alive: i64 =
+            sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1)").bind(&killed).fetch_one(&app.db).await.unwrap();
         (alive == 0).then_some(())
     })
     .await;
@@ -290,7 +297,8 @@ async fn writers_carry_on_without_an_error_after_postgres_drops_their_connection
     let (status, body) = app.post(&format!("/conversations/{conversation}/delivered"), Some(&bob.token), json!({"seq": 2})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.stored_markers(conversation, &bob).await, (2, 0));
-    let stored: i64 = sqlx::query_scalar("select count(*) from messages where conversation_id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from messages where conversation_id = $1").bind(conversation).fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, 2);
 }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 /// What the migrations leave: each object and the last file that created it.
 fn current_definitions() -> BTreeMap<String, String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
     files.sort();
     let mut objects = BTreeMap::new();
     for path in files {

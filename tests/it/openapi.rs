@@ -10,10 +10,7 @@ const COMMITTED: &str = include_str!("../../openapi/openapi.json");
 #[test]
 fn committed_openapi_is_the_generated_text() {
     let generated = format!("{}\n", duet::openapi_spec());
-    assert!(
-        COMMITTED == generated,
-        "openapi/openapi.json is stale: run `cargo run --bin duet -- openapi > openapi/openapi.json`"
-    );
+    assert!(COMMITTED == generated, "openapi/openapi.json is stale: run `cargo run --bin duet -- openapi > openapi/openapi.json`");
 }
 
 /// A repeated key (poem writes a path shared by two APIs twice) is lost by

@@ -10,12 +10,10 @@ use crate::read_side_support::eventually;
 
 /// (scans, tuples read) of the `(sender_id, client_msg_id)` index, as flushed so far.
 async fn key_index_reads(app: &TestApp) -> (i64, i64) {
-    sqlx::query_as(
-        "select idx_scan, idx_tup_read from pg_stat_user_indexes where indexrelname = 'messages_sender_client_msg_id_key'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
+    sqlx::query_as("select idx_scan, idx_tup_read from pg_stat_user_indexes where indexrelname = 'messages_sender_client_msg_id_key'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -46,7 +44,12 @@ async fn an_append_planned_while_messages_was_empty_still_probes_the_idempotency
     .execute(&app.db)
     .await
     .unwrap();
-    sqlx::query("update conversations set last_seq = $2::int8 + 1 where id = $1").bind(conversation).bind(GROWN).execute(&app.db).await.unwrap();
+    sqlx::query("update conversations set last_seq = $2::int8 + 1 where id = $1")
+        .bind(conversation)
+        .bind(GROWN)
+        .execute(&app.db)
+        .await
+        .unwrap();
 
     const SENDS: i64 = 5;
     for i in 0..SENDS {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use duet::Service;
-use duet_projector::apply::{Pairs, apply_event, apply_merges, merges};
 use duet_common::read_model::{self as read, is_ready};
+use duet_projector::apply::{Pairs, apply_event, apply_merges, merges};
 use duet_projector::{Projector, ProjectorConfig, rebuild};
 use fred::prelude::*;
 use futures_util::TryStreamExt;
@@ -108,8 +108,7 @@ async fn every_event_folded_into_one_apply_gives_the_same_projections() {
     for event in outbox_events(&app).await {
         all.extend(merges(&pairs, event).await.unwrap());
     }
-    let doomed: Vec<Key> =
-        ctx.redis.next().scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await.unwrap();
+    let doomed: Vec<Key> = ctx.redis.next().scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await.unwrap();
     let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
     assert!(read::dump(&ctx).await.unwrap().is_empty());
 
@@ -227,8 +226,7 @@ async fn projector_lag_is_exposed_in_metrics() {
     caught_up(&ctx).await;
     let metrics = eventually("lag gauges at zero", Duration::from_secs(10), || async {
         let text = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
-        (text.contains("duet_projector_events_behind 0") && text.contains("duet_projector_oldest_pending_age_seconds 0.0"))
-            .then_some(text)
+        (text.contains("duet_projector_events_behind 0") && text.contains("duet_projector_oldest_pending_age_seconds 0.0")).then_some(text)
     })
     .await;
     assert!(metrics.contains("duet_projector_events_applied_total"), "{metrics}");
@@ -242,13 +240,7 @@ async fn projections_heal_by_themselves_after_redis_loses_them() {
     caught_up(&ctx).await;
     let before = read::dump(&ctx).await.unwrap();
     // Everything of this deployment vanishes from Redis: stream, group, projections, marker.
-    let doomed: Vec<Key> = ctx
-        .redis
-        .next()
-        .scan_buffered(format!("{}*", ctx.keys.prefix()), Some(1000), None)
-        .try_collect()
-        .await
-        .unwrap();
+    let doomed: Vec<Key> = ctx.redis.next().scan_buffered(format!("{}*", ctx.keys.prefix()), Some(1000), None).try_collect().await.unwrap();
     assert!(doomed.len() > 5, "{doomed:?}");
     let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
     assert!(read::dump(&ctx).await.unwrap().is_empty());

@@ -45,8 +45,7 @@ pub async fn caught_up(ctx: &AppContext) {
 }
 
 pub async fn mark(app: &TestApp, user: &TestUser, conversation: ConversationId, what: &str, seq: i64) {
-    let (status, body) =
-        app.post(&format!("/conversations/{conversation}/{what}"), Some(&user.token), json!({"seq": seq})).await;
+    let (status, body) = app.post(&format!("/conversations/{conversation}/{what}"), Some(&user.token), json!({"seq": seq})).await;
     assert_eq!(status, StatusCode::OK, "{what}: {body}");
 }
 

@@ -48,16 +48,15 @@ async fn markers_move_forward_only_and_read_implies_delivered() {
 
     // PostgreSQL's `duet_receipts` writes the events; they must be exactly
     // what the Rust `Envelope` encodes.
-    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-        "select payload from outbox where event_type in ('delivered_up_to', 'read_up_to') order by id",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let payloads: Vec<serde_json::Value> =
+        sqlx::query_scalar("select payload from outbox where event_type in ('delivered_up_to', 'read_up_to') order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
     for payload in payloads {
         let envelope: Envelope = serde_json::from_value(payload.clone()).unwrap();
-        let (DomainEvent::DeliveredUpTo { conversation_id: c, user_id: u, .. } | DomainEvent::ReadUpTo { conversation_id: c, user_id: u, .. }) =
-            &envelope.event
+        let (DomainEvent::DeliveredUpTo { conversation_id: c, user_id: u, .. }
+        | DomainEvent::ReadUpTo { conversation_id: c, user_id: u, .. }) = &envelope.event
         else {
             panic!("a marker event: {payload}");
         };
@@ -97,14 +96,15 @@ async fn a_refused_receipt_in_a_busy_moment_fails_alone() {
     for i in 0..10 {
         app.send_ok(&ann, conversation, &format!("m{i}")).await;
     }
-    let calls = (1..=10).flat_map(|seq| {
-        [(bob.clone(), seq), (eve.clone(), seq), (bob.clone(), seq + 100)]
-    });
-    let results = futures_util::future::join_all(calls.map(|(who, seq)| {
-        let app = &app;
-        async move { (who.id, seq, app.post(&format!("/conversations/{conversation}/delivered"), Some(&who.token), json!({"seq": seq})).await) }
-    }))
-    .await;
+    let calls = (1..=10).flat_map(|seq| [(bob.clone(), seq), (eve.clone(), seq), (bob.clone(), seq + 100)]);
+    let results =
+        futures_util::future::join_all(calls.map(|(who, seq)| {
+            let app = &app;
+            async move {
+                (who.id, seq, app.post(&format!("/conversations/{conversation}/delivered"), Some(&who.token), json!({"seq": seq})).await)
+            }
+        }))
+        .await;
     for (who, seq, response) in results {
         if who == eve.id {
             assert_error(&response, StatusCode::NOT_FOUND, "conversation_not_found");

@@ -43,10 +43,7 @@ async fn take_replica() -> ReplicaGuard {
 }
 
 async fn resume(admin: &mut PgConnection) {
-    sqlx::query("select pg_wal_replay_resume() where pg_get_wal_replay_pause_state() <> 'not paused'")
-        .execute(admin)
-        .await
-        .unwrap();
+    sqlx::query("select pg_wal_replay_resume() where pg_get_wal_replay_pause_state() <> 'not paused'").execute(admin).await.unwrap();
 }
 
 /// Settings for a fresh database whose replica URL points at the same database on the replica.
@@ -169,11 +166,12 @@ async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
         let url = url.clone();
         async move {
             let mut conn = PgConnection::connect(&url).await.ok()?;
-            let row: (i64, i64, i64) =
-                sqlx::query_as("select messages, delivered, read from analytics.messages_per_day join analytics.receipt_latency_per_day using (day)")
-                    .fetch_one(&mut conn)
-                    .await
-                    .ok()?;
+            let row: (i64, i64, i64) = sqlx::query_as(
+                "select messages, delivered, read from analytics.messages_per_day join analytics.receipt_latency_per_day using (day)",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .ok()?;
             (row.2 == 2).then_some(row)
         }
     })

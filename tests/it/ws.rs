@@ -37,13 +37,13 @@ pub fn ws_url(addr: std::net::SocketAddr) -> String {
 }
 
 /// Opens a WebSocket with extra request headers; the HTTP error if refused.
-pub async fn open(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, tungstenite::Error> {
+pub async fn open(
+    addr: std::net::SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, tungstenite::Error> {
     let mut request = ws_url(addr).into_client_request().unwrap();
     for (name, value) in headers {
-        request.headers_mut().insert(
-            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
+        request.headers_mut().insert(tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
     // No Nagle: a test that sends and then waits must not wait for delayed ACKs.
     tokio_tungstenite::connect_async_with_config(request, None, true).await.map(|(stream, _)| stream)
@@ -93,7 +93,14 @@ impl WsClient {
     }
 
     fn unauthenticated(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
-        WsClient { stream, user_id: UserId::default(), session_id: SessionId::default(), next_id: 0, keepalive: None, last_ping: Instant::now() }
+        WsClient {
+            stream,
+            user_id: UserId::default(),
+            session_id: SessionId::default(),
+            next_id: 0,
+            keepalive: None,
+            last_ping: Instant::now(),
+        }
     }
 
     async fn await_auth_ok(&mut self, user: &TestUser) {

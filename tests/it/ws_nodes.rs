@@ -37,7 +37,10 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
         }
         for _ in 0..10 {
             let ack = a.next_matching(ServerKind::Ack, |_| true).await;
-            acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
+            acked.insert(
+                ack["clientMsgId"].as_str().unwrap().into(),
+                (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()),
+            );
         }
     }
     doomed.start_kill().expect("SIGKILL sent");
@@ -45,7 +48,8 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
     assert_eq!(close, None, "a killed node sends no close");
     for (kind, ack) in frames.iter().filter(|(kind, _)| kind == ServerKind::Ack.as_str()) {
         assert_eq!(kind, ServerKind::Ack.as_str());
-        acked.insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
+        acked
+            .insert(ack["clientMsgId"].as_str().unwrap().into(), (ack["messageId"].as_str().unwrap().into(), ack["seq"].as_i64().unwrap()));
     }
     doomed.wait().await.unwrap();
     assert!(acked.len() >= 50, "at least the first 50 were acked");

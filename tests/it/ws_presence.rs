@@ -130,7 +130,10 @@ async fn typing_is_forwarded_stopped_and_expires_without_refresh() {
 
     a.typing(conversation, "start").await;
     let start = b.next_matching(ServerKind::Typing, is_typing("start")).await;
-    assert_eq!((start["userId"].as_str(), start["conversationId"].as_str()), (Some(ann.id.to_string().as_str()), Some(conversation.to_string().as_str())));
+    assert_eq!(
+        (start["userId"].as_str(), start["conversationId"].as_str()),
+        (Some(ann.id.to_string().as_str()), Some(conversation.to_string().as_str()))
+    );
     a.typing(conversation, "stop").await;
     b.next_matching(ServerKind::Typing, is_typing("stop")).await;
 

@@ -93,14 +93,13 @@ async fn send_ack_new_delivered_read_round_trip() {
     let read = a.next_matching(ServerKind::Read, |_| true).await;
     assert_eq!((read["seq"].as_i64(), read["userId"].as_str()), (Some(1), Some(bob.id.to_string().as_str())));
 
-    let stored: (i64, i64) = sqlx::query_as(
-        "select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2",
-    )
-    .bind(conversation)
-    .bind(bob.id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let stored: (i64, i64) =
+        sqlx::query_as("select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2")
+            .bind(conversation)
+            .bind(bob.id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert_eq!(stored, (1, 1));
 }
 

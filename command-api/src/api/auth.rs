@@ -1,7 +1,7 @@
 use duet_common::domain::User;
 use duet_common::error::{ApiResult, ErrorCode};
-use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
+use duet_common::json_string::JsonString;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -56,7 +56,18 @@ enum LoginResponse {
 
 /// The refusals each operation here can answer, by operation id (for the API document).
 pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("register", &[ErrorCode::InvalidEmail, ErrorCode::PasswordTooShort, ErrorCode::PasswordTooLong, ErrorCode::InvalidName, ErrorCode::InvalidPhone, ErrorCode::EmailTaken, ErrorCode::PhoneTaken]),
+    (
+        "register",
+        &[
+            ErrorCode::InvalidEmail,
+            ErrorCode::PasswordTooShort,
+            ErrorCode::PasswordTooLong,
+            ErrorCode::InvalidName,
+            ErrorCode::InvalidPhone,
+            ErrorCode::EmailTaken,
+            ErrorCode::PhoneTaken,
+        ],
+    ),
     ("login", &[ErrorCode::Unauthorized]),
 ];
 

@@ -1,7 +1,7 @@
-use duet_common::ids::UserId;
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
+use duet_common::ids::UserId;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -27,9 +27,7 @@ enum CreateConversationResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("createConversation", &[ErrorCode::CannotMessageSelf, ErrorCode::UserNotFound]),
-];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[("createConversation", &[ErrorCode::CannotMessageSelf, ErrorCode::UserNotFound])];
 
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsApi {

@@ -1,7 +1,7 @@
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
-use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
+use duet_common::json_string::JsonString;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -41,10 +41,7 @@ enum UnregisterDeviceResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("registerDevice", &[ErrorCode::InvalidToken]),
-    ("unregisterDevice", &[]),
-];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[("registerDevice", &[ErrorCode::InvalidToken]), ("unregisterDevice", &[])];
 
 #[OpenApi(tag = "ApiTags::Devices")]
 impl DevicesApi {

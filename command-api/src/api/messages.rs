@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{Message, MessageType, NewMessage};
 use duet_common::error::{ApiResult, ErrorCode};
-use duet_common::json_string::JsonString;
 use duet_common::http::ApiTags;
+use duet_common::json_string::JsonString;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -57,7 +57,21 @@ enum ReceiptResponse {
 
 /// The refusals each operation here can answer, by operation id (for the API document).
 pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("sendMessage", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidClientMsgId, ErrorCode::TextRequired, ErrorCode::TextEmpty, ErrorCode::TextTooLong, ErrorCode::InvalidText, ErrorCode::InvalidPayload, ErrorCode::PayloadTooLarge, ErrorCode::IdempotencyConflict, ErrorCode::RateLimited]),
+    (
+        "sendMessage",
+        &[
+            ErrorCode::ConversationNotFound,
+            ErrorCode::InvalidClientMsgId,
+            ErrorCode::TextRequired,
+            ErrorCode::TextEmpty,
+            ErrorCode::TextTooLong,
+            ErrorCode::InvalidText,
+            ErrorCode::InvalidPayload,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::IdempotencyConflict,
+            ErrorCode::RateLimited,
+        ],
+    ),
     ("markDelivered", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::SeqOutOfRange]),
     ("markRead", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::SeqOutOfRange]),
 ];

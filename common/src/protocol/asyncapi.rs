@@ -37,15 +37,8 @@ fn quote_timestamp(line: &str) -> std::borrow::Cow<'_, str> {
         None => return line.into(),
     };
     let value = &line.as_bytes()[at..];
-    let date_like = value.len() >= 10
-        && value[..4].iter().all(u8::is_ascii_digit)
-        && value[4] == b'-'
-        && value[7] == b'-';
-    if date_like && !value.contains(&b'\'') {
-        format!("{}'{}'", &line[..at], &line[at..]).into()
-    } else {
-        line.into()
-    }
+    let date_like = value.len() >= 10 && value[..4].iter().all(u8::is_ascii_digit) && value[4] == b'-' && value[7] == b'-';
+    if date_like && !value.contains(&b'\'') { format!("{}'{}'", &line[..at], &line[at..]).into() } else { line.into() }
 }
 
 /// The document as JSON.
@@ -82,9 +75,7 @@ impl Frame {
 
 /// The document as a JSON value.
 pub fn document_value() -> Value {
-    let mut generator = SchemaSettings::draft07()
-        .with(|s| s.definitions_path = "/components/schemas".into())
-        .into_generator();
+    let mut generator = SchemaSettings::draft07().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
     let mut frames = Vec::new();
     for kind in ClientKind::ALL {
         let data = kind.data_schema(&mut generator).to_value();
@@ -152,10 +143,7 @@ pub fn document_value() -> Value {
             }),
         );
         schemas.insert(format!("{key}Frame"), frame_schema);
-        channel_messages.insert(
-            key.clone(),
-            json!({"$ref": format!("#/components/messages/{key}")}),
-        );
+        channel_messages.insert(key.clone(), json!({"$ref": format!("#/components/messages/{key}")}));
         let reference = json!({"$ref": format!("#/channels/ws/messages/{key}")});
         match frame.direction {
             Direction::Client => received.push(reference),
@@ -218,10 +206,7 @@ pub fn document_value() -> Value {
 /// A frame's payload schema: the envelope, `type` fixed, `data` typed.
 fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
     let mut properties = Map::new();
-    properties.insert(
-        "type".into(),
-        json!({"type": "string", "const": frame.wire}),
-    );
+    properties.insert("type".into(), json!({"type": "string", "const": frame.wire}));
     let required = match frame.direction {
         Direction::Client => {
             properties.insert(
@@ -231,23 +216,13 @@ fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
                     "description": "The client's frame id; replies carry it as `data.ref`, errors name it. Optional, but without it errors cannot name the frame.",
                 }),
             );
-            properties.insert(
-                "ts".into(),
-                json!({"type": "integer", "description": "Client time, unix ms (informational)."}),
-            );
+            properties.insert("ts".into(), json!({"type": "integer", "description": "Client time, unix ms (informational)."}));
             // Absent `data` reads as `{}`: it may be left out when nothing in it is required.
             let needs_data = data_required(&frame.data, schemas);
-            if needs_data {
-                json!(["type", "data"])
-            } else {
-                json!(["type"])
-            }
+            if needs_data { json!(["type", "data"]) } else { json!(["type"]) }
         }
         Direction::Server => {
-            properties.insert(
-                "ts".into(),
-                json!({"type": "integer", "description": "Server time, unix ms."}),
-            );
+            properties.insert("ts".into(), json!({"type": "integer", "description": "Server time, unix ms."}));
             json!(["type", "ts", "data"])
         }
     };
@@ -257,18 +232,11 @@ fn frame_schema(frame: &Frame, schemas: &Map<String, Value>) -> Value {
 
 /// Whether the data schema (a reference into `schemas`) requires any field.
 fn data_required(data: &Value, schemas: &Map<String, Value>) -> bool {
-    let schema = match data
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix(SCHEMAS))
-    {
+    let schema = match data.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(SCHEMAS)) {
         Some(name) => &schemas[name],
         None => data,
     };
-    schema
-        .get("required")
-        .and_then(Value::as_array)
-        .is_some_and(|r| !r.is_empty())
+    schema.get("required").and_then(Value::as_array).is_some_and(|r| !r.is_empty())
 }
 
 /// Absent fields are omitted on the wire, never `null`: drops the `null`
@@ -312,11 +280,7 @@ fn omit_nulls(schema: &mut Value) {
 fn drop_unsigned_formats(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
-            if map
-                .get("format")
-                .and_then(Value::as_str)
-                .is_some_and(|f| f.starts_with("uint"))
-            {
+            if map.get("format").and_then(Value::as_str).is_some_and(|f| f.starts_with("uint")) {
                 map.remove("format");
             }
             map.values_mut().for_each(drop_unsigned_formats);

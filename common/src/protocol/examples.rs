@@ -25,19 +25,16 @@ pub fn client(kind: ClientKind) -> Vec<Value> {
             vec![json!({"conversationId": CONVERSATION, "seq": 17})]
         }
         ClientKind::Typing => vec![json!({"conversationId": CONVERSATION, "state": "start"})],
-        ClientKind::Sync => vec![
-            json!({}),
-            json!({"conversations": [{"conversationId": CONVERSATION, "afterSeq": 100}], "limit": 100}),
-        ],
+        ClientKind::Sync => vec![json!({}), json!({"conversations": [{"conversationId": CONVERSATION, "afterSeq": 100}], "limit": 100})],
     }
 }
 
 /// Example `data` of a server frame.
 pub fn server(kind: ServerKind) -> Vec<Value> {
     match kind {
-        ServerKind::AuthOk => vec![
-            json!({"userId": ANN, "sessionId": "5b0c8f3e-2a4d-4c1e-9f3a-7d6e5c4b3a21", "heartbeatIntervalMs": 20000}),
-        ],
+        ServerKind::AuthOk => {
+            vec![json!({"userId": ANN, "sessionId": "5b0c8f3e-2a4d-4c1e-9f3a-7d6e5c4b3a21", "heartbeatIntervalMs": 20000})]
+        }
         ServerKind::Pong => vec![json!({"ref": "f2"})],
         ServerKind::PresenceUpdate => vec![
             json!({"userId": BOB, "status": "offline", "lastSeenAt": "2026-11-28T17:00:00.123+00:00"}),
@@ -48,12 +45,8 @@ pub fn server(kind: ServerKind) -> Vec<Value> {
             "seq": 18, "createdAt": "2026-11-28T17:00:00.456+00:00",
         })],
         ServerKind::Message => vec![json!({"message": message(ANN, BOB, "Hello!", "c-42")})],
-        ServerKind::Delivered => vec![
-            json!({"conversationId": CONVERSATION, "seq": 18, "userId": BOB, "at": "2026-11-28T17:00:01+00:00"}),
-        ],
-        ServerKind::Read => vec![
-            json!({"conversationId": CONVERSATION, "seq": 18, "userId": BOB, "at": "2026-11-28T17:00:02+00:00"}),
-        ],
+        ServerKind::Delivered => vec![json!({"conversationId": CONVERSATION, "seq": 18, "userId": BOB, "at": "2026-11-28T17:00:01+00:00"})],
+        ServerKind::Read => vec![json!({"conversationId": CONVERSATION, "seq": 18, "userId": BOB, "at": "2026-11-28T17:00:02+00:00"})],
         ServerKind::Typing => {
             vec![json!({"conversationId": CONVERSATION, "userId": BOB, "state": "start"})]
         }

@@ -164,24 +164,15 @@ pub enum ParseError {
     #[error("unknown frame type `{0}`")]
     UnknownType(String),
     #[error("invalid `data` for `{kind}`: {cause}")]
-    InvalidData {
-        kind: &'static str,
-        cause: serde_json::Error,
-    },
+    InvalidData { kind: &'static str, cause: serde_json::Error },
 }
 
 impl ClientEvent {
     /// Interprets a client frame of type `kind`. Absent or `null` data reads as `{}`.
     pub fn parse(kind: &str, data: Option<Value>) -> Result<Self, ParseError> {
-        let kind =
-            ClientKind::from_wire(kind).ok_or_else(|| ParseError::UnknownType(kind.to_owned()))?;
-        let data = data
-            .filter(|d| !d.is_null())
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        ClientEvent::from_data(kind, data).map_err(|cause| ParseError::InvalidData {
-            kind: kind.as_str(),
-            cause,
-        })
+        let kind = ClientKind::from_wire(kind).ok_or_else(|| ParseError::UnknownType(kind.to_owned()))?;
+        let data = data.filter(|d| !d.is_null()).unwrap_or_else(|| Value::Object(Default::default()));
+        ClientEvent::from_data(kind, data).map_err(|cause| ParseError::InvalidData { kind: kind.as_str(), cause })
     }
 }
 
@@ -246,12 +237,7 @@ fn wire<T: Serialize>(kind: ServerKind, data: &T) -> String {
         ts: i64,
         data: &'a T,
     }
-    serde_json::to_string(&Wire {
-        kind,
-        ts: Utc::now().timestamp_millis(),
-        data,
-    })
-    .expect("frames always serialize")
+    serde_json::to_string(&Wire { kind, ts: Utc::now().timestamp_millis(), data }).expect("frames always serialize")
 }
 
 #[cfg(test)]

@@ -100,11 +100,7 @@ pub struct PresenceUpdate {
     pub user_id: UserId,
     pub status: PresenceStatus,
     /// When the user was last online; only with `offline`, and only when known.
-    #[serde(
-        with = "crate::domain::rfc3339::option",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "crate::domain::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DateTime<Utc>>")]
     pub last_seen_at: Option<DateTime<Utc>>,
 }

@@ -50,7 +50,8 @@ impl Apns {
         };
         let pem = std::fs::read(path).with_context(|| format!("Failed to read DUET_APNS_KEY ({})", path.display()))?;
         let key = EncodingKey::from_ec_pem(&pem).context("DUET_APNS_KEY is not a PKCS#8 P-256 (.p8) key")?;
-        let need = |value: &Option<String>, name: &str| value.clone().with_context(|| format!("DUET_APNS_KEY is set, so {name} must be too"));
+        let need =
+            |value: &Option<String>, name: &str| value.clone().with_context(|| format!("DUET_APNS_KEY is set, so {name} must be too"));
         let http = reqwest::Client::builder()
             // APNs speaks only HTTP/2; over TLS ALPN would agree on it anyway,
             // and a plain-http base (tests) needs prior knowledge.

@@ -64,7 +64,8 @@ impl Fcm {
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read DUET_FCM_CREDENTIALS ({})", path.display()))?;
         let account: ServiceAccount = serde_json::from_str(&text).context("DUET_FCM_CREDENTIALS is not a service-account JSON key")?;
-        let key = EncodingKey::from_rsa_pem(account.private_key.as_bytes()).context("The service-account private key is not an RSA PEM key")?;
+        let key =
+            EncodingKey::from_rsa_pem(account.private_key.as_bytes()).context("The service-account private key is not an RSA PEM key")?;
         let project = settings
             .fcm_project_id
             .clone()
@@ -98,7 +99,8 @@ impl Fcm {
         let claims = GrantClaims { iss: &self.client_email, scope: SCOPE, aud: &self.token_uri, iat, exp: iat + 3600 };
         let mut header = Header::new(Algorithm::RS256);
         header.kid = self.key_id.clone();
-        let assertion = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| SendError::Permanent(format!("signing the grant: {e}")))?;
+        let assertion =
+            jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| SendError::Permanent(format!("signing the grant: {e}")))?;
         // A JWT is base64url and dots: nothing to percent-encode.
         let body = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let response = self

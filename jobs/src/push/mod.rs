@@ -96,7 +96,12 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(ctx: &AppContext, metrics: JobMetrics) -> anyhow::Result<Self> {
-        Ok(Pusher { fcm: fcm::Fcm::from_settings(&ctx.settings)?, apns: apns::Apns::from_settings(&ctx.settings)?, ctx: ctx.clone(), metrics })
+        Ok(Pusher {
+            fcm: fcm::Fcm::from_settings(&ctx.settings)?,
+            apns: apns::Apns::from_settings(&ctx.settings)?,
+            ctx: ctx.clone(),
+            metrics,
+        })
     }
 
     fn settings(&self) -> &Settings {

@@ -3,7 +3,6 @@
 use duet_common::ids::ConversationId;
 use std::time::Duration;
 
-
 /// One notification to one device.
 #[derive(Clone, Debug)]
 pub struct Notification {

@@ -21,23 +21,16 @@ pub async fn devices(db: &PgPool, user_id: UserId) -> sqlx::Result<Vec<Device>> 
 
 /// The user's total unread: over their conversations, the peer's messages after their read marker.
 pub async fn badge(db: &PgPool, user_id: UserId) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "select count(*) from unread_messages where user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar("select count(*) from unread_messages where user_id = $1").bind(user_id).fetch_one(db).await
 }
 
 /// The newest unread message of the conversation for the user: its seq and text.
 pub async fn newest_unread(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> sqlx::Result<Option<(i64, Option<String>)>> {
-    sqlx::query_as(
-        "select seq, text from unread_messages where user_id = $1 and conversation_id = $2 order by seq desc limit 1",
-    )
-    .bind(user_id)
-    .bind(conversation_id)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as("select seq, text from unread_messages where user_id = $1 and conversation_id = $2 order by seq desc limit 1")
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_optional(db)
+        .await
 }
 
 /// Ends the notification `episode`, so the next message notifies again.
@@ -83,12 +76,7 @@ pub async fn release(db: &PgPool, episode: Uuid, device_id: DeviceId) -> sqlx::R
 
 /// Deletes a token the provider rejected (unless it was re-registered meanwhile).
 pub async fn delete_device(db: &PgPool, device: &Device) -> sqlx::Result<()> {
-    sqlx::query("delete from device_tokens where id = $1 and token = $2")
-        .bind(device.id)
-        .bind(&device.token)
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query("delete from device_tokens where id = $1 and token = $2").bind(device.id).bind(&device.token).execute(db).await.map(|_| ())
 }
 
 /// Forgets delivery claims older than a week: a job is never retried that late.

@@ -1,14 +1,14 @@
-use duet_common::ids::ConversationId;
 use duet_common::auth::BearerAuth;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
+use duet_common::ids::ConversationId;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
+use crate::Queries;
 use crate::conversations::{self, ConversationPage, ConversationSummary};
 use crate::history::{self, MessagePage, PageRequest};
-use crate::Queries;
 
 pub struct ConversationsQueryApi(pub Queries);
 

@@ -17,9 +17,7 @@ enum SearchResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("searchMessages", &[ErrorCode::InvalidQuery, ErrorCode::InvalidLimit]),
-];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[("searchMessages", &[ErrorCode::InvalidQuery, ErrorCode::InvalidLimit])];
 
 #[OpenApi(tag = "ApiTags::Search")]
 impl SearchApi {

@@ -1,8 +1,8 @@
-use duet_common::ids::UserId;
 use duet_common::auth::BearerAuth;
 use duet_common::domain::{PublicUser, User};
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
+use duet_common::ids::UserId;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -24,11 +24,8 @@ enum UserResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[
-    ("me", &[]),
-    ("lookupUser", &[ErrorCode::UserNotFound]),
-    ("getUser", &[ErrorCode::UserNotFound]),
-];
+pub const ERRORS: &[(&str, &[ErrorCode])] =
+    &[("me", &[]), ("lookupUser", &[ErrorCode::UserNotFound]), ("getUser", &[ErrorCode::UserNotFound])];
 
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
@@ -40,7 +37,11 @@ impl UsersApi {
 
     /// Find a user by exact email, to start a conversation with them.
     #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
-    async fn lookup(&self, _auth: BearerAuth, #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>) -> ApiResult<UserResponse> {
+    async fn lookup(
+        &self,
+        _auth: BearerAuth,
+        #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>,
+    ) -> ApiResult<UserResponse> {
         Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, &email.0).await?)))
     }
 

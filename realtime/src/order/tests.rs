@@ -22,12 +22,7 @@ impl Session {
     fn new(last: i64, stored: i64) -> Self {
         let mut order = Order::default();
         order.set_last(C, last);
-        Session {
-            order,
-            stored: (1..=stored).collect(),
-            pushed: Vec::new(),
-            now: Instant::now(),
-        }
+        Session { order, stored: (1..=stored).collect(), pushed: Vec::new(), now: Instant::now() }
     }
 
     fn push(&mut self, seq: i64) {
@@ -50,12 +45,7 @@ impl Session {
             for step in close_gaps(self.order.last(conversation_id).unwrap(), held) {
                 match step {
                     Step::Fill { after, before } => {
-                        let missing: Vec<i64> = self
-                            .stored
-                            .iter()
-                            .copied()
-                            .filter(|s| *s > after && *s < before)
-                            .collect();
+                        let missing: Vec<i64> = self.stored.iter().copied().filter(|s| *s > after && *s < before).collect();
                         missing.into_iter().for_each(|seq| self.push(seq));
                     }
                     Step::Push(seq) => self.push(seq),
@@ -81,11 +71,7 @@ fn a_message_after_a_gap_waits_for_the_gap_to_close_live() {
     s.live(4);
     s.live(3);
     assert_eq!(s.pushed, Vec::<i64>::new(), "3 and 4 wait for 2");
-    assert_eq!(
-        s.order.next_deadline(),
-        Some(s.now + WINDOW),
-        "the window runs from the first held message"
-    );
+    assert_eq!(s.order.next_deadline(), Some(s.now + WINDOW), "the window runs from the first held message");
     s.live(2);
     assert_eq!(s.pushed, vec![2, 3, 4]);
     assert_eq!(s.order.next_deadline(), None);
@@ -99,11 +85,7 @@ fn gaps_still_open_when_the_window_passes_are_filled_from_the_store_in_seq_order
     }
     assert!(s.pushed.is_empty());
     s.window_passes();
-    assert_eq!(
-        s.pushed,
-        (2..=9).collect::<Vec<_>>(),
-        "each seq once, in order"
-    );
+    assert_eq!(s.pushed, (2..=9).collect::<Vec<_>>(), "each seq once, in order");
     // Late live copies of what was filled are duplicates.
     for seq in [2, 4, 8] {
         s.live(seq);
@@ -113,22 +95,14 @@ fn gaps_still_open_when_the_window_passes_are_filled_from_the_store_in_seq_order
 
 #[test]
 fn the_plan_reads_only_what_is_missing_before_each_held_message() {
-    let held: Held<&str> = [(3, "three"), (4, "four"), (7, "seven")]
-        .into_iter()
-        .collect();
+    let held: Held<&str> = [(3, "three"), (4, "four"), (7, "seven")].into_iter().collect();
     assert_eq!(
         close_gaps(1, held),
         vec![
-            Step::Fill {
-                after: 1,
-                before: 3
-            },
+            Step::Fill { after: 1, before: 3 },
             Step::Push("three"),
             Step::Push("four"),
-            Step::Fill {
-                after: 4,
-                before: 7
-            },
+            Step::Fill { after: 4, before: 7 },
             Step::Push("seven")
         ]
     );

@@ -29,11 +29,8 @@ fn json_response(status: u16, body: Value) -> Response {
 /// Google's token endpoint: checks the JWT-bearer grant like the real one.
 #[handler]
 async fn token(req: &HttpRequest, body: String, Data(shared): Data<&Shared>) -> Response {
-    let form: HashMap<String, String> = body
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":")))
-        .collect();
+    let form: HashMap<String, String> =
+        body.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), v.replace("%3A", ":"))).collect();
     let refuse = |why: String| {
         shared.reject(format!("token: {why}"));
         json_response(400, json!({"error": "invalid_grant", "error_description": why}))

@@ -208,8 +208,7 @@ impl FakePush {
 
     /// Waits until the device has received `n` requests.
     pub async fn wait_requests(&self, device: &str, n: usize) {
-        self.wait_for(&format!("{n} request(s) for {device}"), |s| s.requests.iter().filter(|r| r.device == device).count() >= n)
-            .await;
+        self.wait_for(&format!("{n} request(s) for {device}"), |s| s.requests.iter().filter(|r| r.device == device).count() >= n).await;
     }
 }
 

@@ -106,14 +106,17 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     let last = ids[999];
     wait_last_seen(&t, last, DateTime::from_timestamp_millis(base + 999).unwrap()).await;
     t.settled(LASTSEEN_QUEUE, 10).await;
-    let written: i64 = sqlx::query_scalar("select count(*) from users where id = any($1) and last_seen_at = to_timestamp(($2::int8 + array_position($1, id) - 1) / 1000.0)")
-        .bind(&ids)
-        .bind(base)
-        .fetch_one(&t.app.db)
-        .await
-        .unwrap();
+    let written: i64 = sqlx::query_scalar(
+        "select count(*) from users where id = any($1) and last_seen_at = to_timestamp(($2::int8 + array_position($1, id) - 1) / 1000.0)",
+    )
+    .bind(&ids)
+    .bind(base)
+    .fetch_one(&t.app.db)
+    .await
+    .unwrap();
     assert_eq!(written, 999, "all but the user already seen later");
-    let kept: DateTime<Utc> = sqlx::query_scalar("select last_seen_at from users where id = $1").bind(ids[0]).fetch_one(&t.app.db).await.unwrap();
+    let kept: DateTime<Utc> =
+        sqlx::query_scalar("select last_seen_at from users where id = $1").bind(ids[0]).fetch_one(&t.app.db).await.unwrap();
     assert_eq!(kept, future, "never moved backwards");
     assert_eq!(t.jobs(LASTSEEN_QUEUE).await.len(), 10, "1000 entries, batches of 100");
     let pending: i64 = t.redis.zcard(t.keys.last_seen_pending()).await.unwrap();

@@ -2,7 +2,7 @@
 //!
 //! `cargo nextest run -E 'test(/jobs::measure::/)' --run-ignored only --no-capture`
 
-use duet_common::ids::{UserId, ConversationId, SessionId};
+use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::time::{Duration, Instant};
 
 use duet::Service;
@@ -19,11 +19,13 @@ async fn users_with_devices(t: &PushTest, n: usize) -> Vec<(UserId, String)> {
     let users: Vec<(UserId, String)> = (0..n).map(|_| (UserId::new(), apns_token())).collect();
     let ids: Vec<UserId> = users.iter().map(|u| u.0).collect();
     let tokens: Vec<String> = users.iter().map(|u| u.1.clone()).collect();
-    sqlx::query("insert into users (id, email, name, password_hash) select id, id::text || '@example.com', 'm', 'x' from unnest($1::uuid[]) id")
-        .bind(&ids)
-        .execute(&t.app.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "insert into users (id, email, name, password_hash) select id, id::text || '@example.com', 'm', 'x' from unnest($1::uuid[]) id",
+    )
+    .bind(&ids)
+    .execute(&t.app.db)
+    .await
+    .unwrap();
     sqlx::query("insert into device_tokens (id, user_id, platform, token) select gen_random_uuid(), u, 'ios', tk from unnest($1::uuid[], $2::text[]) as x(u, tk)")
         .bind(&ids)
         .bind(&tokens)
@@ -65,7 +67,11 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
         t.app.send_ok(&ann, *conversation, "hi").await;
         send_online.push(start.elapsed());
     }
-    for (name, mut v) in [("send, receiver offline (enqueues)", send_offline), ("send, receiver online", send_online), ("send start -> push at APNs", latency)] {
+    for (name, mut v) in [
+        ("send, receiver offline (enqueues)", send_offline),
+        ("send, receiver online", send_online),
+        ("send start -> push at APNs", latency),
+    ] {
         v.sort();
         println!("{name}: n={} p50={:?} p95={:?} max={:?}", v.len(), percentile(&v, 0.5), percentile(&v, 0.95), v[v.len() - 1]);
     }
@@ -86,7 +92,8 @@ async fn measure_last_seen_batch_writer_throughput() {
     let _worker = t.spawn_worker().await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let written: i64 = sqlx::query_scalar("select count(*) from users where last_seen_at is not null").fetch_one(&t.app.db).await.unwrap();
+        let written: i64 =
+            sqlx::query_scalar("select count(*) from users where last_seen_at is not null").fetch_one(&t.app.db).await.unwrap();
         if written as usize == n {
             break;
         }

@@ -89,8 +89,7 @@ impl PushTest {
     }
 
     pub async fn device(&self, user: &TestUser, platform: &str, token: &str) {
-        let (status, body) =
-            self.app.post("/devices/register", Some(&user.token), json!({"platform": platform, "token": token})).await;
+        let (status, body) = self.app.post("/devices/register", Some(&user.token), json!({"platform": platform, "token": token})).await;
         assert!(status == StatusCode::CREATED || status == StatusCode::OK, "register device: {status} {body}");
     }
 
@@ -110,7 +109,8 @@ impl PushTest {
             let (unpublished, _) = duet_projector::relay::unrelayed(&self.app.db).await.unwrap();
             let groups: Value = self.redis.xinfo_groups(&stream).await.unwrap_or(Value::Null);
             // XINFO GROUPS: one [field, value, ...] list per group.
-            let field = |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
+            let field =
+                |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
             let push: Option<Vec<Value>> = groups
                 .into_array()
                 .into_iter()

@@ -144,7 +144,8 @@ async fn a_worker_killed_mid_send_is_retried_elsewhere_without_a_duplicate() {
     assert_eq!(jobs[0].0, "Done");
     assert_eq!(t.fake.requests(&android).len(), 1);
     assert_eq!(t.fake.held_requests(&iphone), 1, "the iPhone is not sent to again: its send was in doubt");
-    let runs: i32 = sqlx::query_scalar("select attempts from apalis.jobs where job_type = $1").bind(PUSH_QUEUE).fetch_one(&t.app.db).await.unwrap();
+    let runs: i32 =
+        sqlx::query_scalar("select attempts from apalis.jobs where job_type = $1").bind(PUSH_QUEUE).fetch_one(&t.app.db).await.unwrap();
     assert!(runs >= 2, "the job ran twice ({runs})");
 }
 
@@ -162,10 +163,11 @@ async fn a_push_whose_outcome_is_unknown_is_not_sent_again() {
     t.fake.wait_requests(&android, 2).await;
     t.settled(PUSH_QUEUE, 2).await;
     assert_eq!(t.fake.held_requests(&iphone), 1);
-    let claim: String = sqlx::query_scalar("select state from push_deliveries d join device_tokens t on t.id = d.device_id where t.token = $1")
-        .bind(&iphone)
-        .fetch_one(&t.app.db)
-        .await
-        .unwrap();
+    let claim: String =
+        sqlx::query_scalar("select state from push_deliveries d join device_tokens t on t.id = d.device_id where t.token = $1")
+            .bind(&iphone)
+            .fetch_one(&t.app.db)
+            .await
+            .unwrap();
     assert_eq!(claim, "sending", "the in-doubt claim is kept");
 }
