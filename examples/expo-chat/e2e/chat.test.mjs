@@ -1,0 +1,198 @@
+// End-to-end: the web build of the app in Debian's Chromium, two browser
+// contexts (Alice and Bob) against a real Duet node behind e2e/serve.mjs.
+// Every wait is on what the page shows, with a bounded timeout.
+//
+//   APP_URL=http://127.0.0.1:PORT SHOTS_DIR=... node e2e/chat.test.mjs
+// Ends with "e2e: N passed, M failed"; exits 1 on any failure.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const APP_URL = process.env.APP_URL ?? "http://127.0.0.1:8081";
+const SHOTS = process.env.SHOTS_DIR ?? path.resolve("e2e/screenshots");
+const T = 20_000;
+const run = randomBytes(3).toString("hex");
+const alice = { name: "Alice", email: `alice-${run}@example.com`, password: "correct horse battery" };
+const bob = { name: "Bob", email: `bob-${run}@example.com`, password: "correct horse battery" };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const viewport = { width: 420, height: 760 };
+const ctxA = await browser.newContext({ viewport });
+const ctxB = await browser.newContext({ viewport });
+const a = await ctxA.newPage();
+const b = await ctxB.newPage();
+for (const [who, page] of [["A", a], ["B", b]]) {
+  page.on("pageerror", (err) => console.log(`[${who} pageerror] ${err.message}`));
+  page.on("console", (m) => m.type() === "error" && console.log(`[${who} console] ${m.text()}`));
+}
+
+let passed = 0;
+let failed = 0;
+let broken = false;
+async function step(name, fn) {
+  if (broken) {
+    failed++;
+    console.log(`SKIP ${name} (an earlier step failed)`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (err) {
+    failed++;
+    broken = true;
+    console.log(`FAIL ${name}: ${err instanceof Error ? err.message : err}`);
+    await shoot(true).catch(() => undefined);
+  }
+}
+
+/** Screenshots of both screens: into SHOTS_DIR, or e2e/failures/ after a failure. */
+async function shoot(failure = false) {
+  const dir = failure ? path.resolve(path.dirname(new URL(import.meta.url).pathname), "failures") : SHOTS;
+  mkdirSync(dir, { recursive: true });
+  for (const [who, page] of [["a", a], ["b", b]]) {
+    if (!page.isClosed()) await page.screenshot({ path: path.join(dir, `expo-chat-${who}.png`) });
+  }
+}
+
+/** Waits until the text of `locator` is exactly `text`. */
+async function waitText(locator, text, timeout = T) {
+  await locator.filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`) }).first().waitFor({ timeout });
+}
+
+/** Waits until the page's message texts end with `tail`, each of them once in the whole list. */
+async function waitMessages(page, tail, timeout = T) {
+  try {
+    await page.waitForFunction(
+      (want) => {
+        const got = [...document.querySelectorAll('[data-testid="msg-text"]')].map((e) => e.textContent);
+        const end = got.slice(-want.length);
+        return end.length === want.length && end.every((t, i) => t === want[i]) && want.every((w) => got.filter((g) => g === w).length === 1);
+      },
+      tail,
+      { timeout, polling: "raf" },
+    );
+  } catch (err) {
+    const got = await page.locator('[data-testid="msg-text"]').allTextContents();
+    throw new Error(`messages should end with ${JSON.stringify(tail)} once each; page shows ${JSON.stringify(got)} (${err.message.split("\n")[0]})`);
+  }
+}
+
+const mine = (page, text) => page.getByTestId("msg-mine").filter({ hasText: text });
+
+async function signUp(page, user) {
+  await page.goto(APP_URL);
+  await page.getByTestId("name").fill(user.name);
+  await page.getByTestId("email").fill(user.email);
+  await page.getByTestId("password").fill(user.password);
+  await page.getByTestId("auth-submit").click();
+  await waitText(page.getByTestId("me"), user.name);
+}
+
+try {
+  await step("Alice and Bob sign up", async () => {
+    await Promise.all([signUp(a, alice), signUp(b, bob)]);
+  });
+
+  await step("Alice finds Bob by email and opens a conversation", async () => {
+    await a.getByTestId("peer-email").fill(bob.email);
+    await a.getByTestId("start-chat").click();
+    await waitText(a.getByTestId("peer-name"), "Bob");
+  });
+
+  await step("Bob sees Alice typing, then her message live with an unread badge", async () => {
+    await a.getByTestId("composer").pressSequentially("Hi Bob!", { delay: 30 });
+    await waitText(b.getByTestId("preview-Alice"), "typing…");
+    await a.getByTestId("send").click();
+    await waitText(b.getByTestId("preview-Alice"), "Hi Bob!");
+    await waitText(b.getByTestId("unread-Alice"), "1");
+    mkdirSync(SHOTS, { recursive: true });
+    await b.screenshot({ path: path.join(SHOTS, "expo-chat-list.png") });
+    await mine(a, "Hi Bob!").getByTestId("tick-delivered").waitFor({ timeout: T });
+  });
+
+  await step("Bob opens the conversation; Alice sees the read tick and Bob sees her online", async () => {
+    await b.getByTestId("conv-Alice").click();
+    await waitMessages(b, ["Hi Bob!"]);
+    await waitText(b.getByTestId("peer-status"), "online");
+    await mine(a, "Hi Bob!").getByTestId("tick-read").waitFor({ timeout: T });
+    await b.getByTestId("composer").fill("Hello Alice, good to see you here.");
+    await b.getByTestId("send").click();
+    await waitMessages(a, ["Hi Bob!", "Hello Alice, good to see you here."]);
+  });
+
+  await step("Bob goes offline; Alice's three messages arrive once each, in order, when he is back", async () => {
+    await ctxB.setOffline(true);
+    await b.getByTestId("offline-banner").waitFor({ timeout: T });
+    for (const text of ["one", "two", "three"]) {
+      await a.getByTestId("composer").fill(text);
+      await a.getByTestId("send").click();
+      await mine(a, text).getByTestId("tick-sent").waitFor({ timeout: T });
+    }
+    await ctxB.setOffline(false);
+    await b.getByTestId("offline-banner").waitFor({ state: "detached", timeout: T });
+    await waitMessages(b, ["Hi Bob!", "Hello Alice, good to see you here.", "one", "two", "three"]);
+    await mine(a, "three").getByTestId("tick-read").waitFor({ timeout: T });
+  });
+
+  await step("Alice composes while offline; it goes out on reconnect and Bob gets it once", async () => {
+    await ctxA.setOffline(true);
+    await a.getByTestId("offline-banner").waitFor({ timeout: T });
+    await a.getByTestId("composer").fill("written on the train");
+    await a.getByTestId("send").click();
+    await mine(a, "written on the train").getByTestId("tick-pending").waitFor({ timeout: T });
+    await waitText(a.getByTestId("offline-banner"), "Offline · 1 waiting to send");
+    await ctxA.setOffline(false);
+    await a.getByTestId("offline-banner").waitFor({ state: "detached", timeout: T });
+    await waitMessages(b, ["one", "two", "three", "written on the train"]);
+    await mine(a, "written on the train").getByTestId("tick-read").waitFor({ timeout: T });
+    await waitMessages(a, ["Hello Alice, good to see you here.", "one", "two", "three", "written on the train"]);
+  });
+
+  await step("screenshots of both screens", async () => {
+    await b.getByTestId("composer").pressSequentially("See you", { delay: 30 });
+    await waitText(a.getByTestId("peer-status"), "typing…");
+    await shoot();
+  });
+
+  await step("Bob leaves; Alice sees when he was last seen", async () => {
+    await ctxB.close();
+    await a.getByTestId("peer-status").filter({ hasText: /^last seen / }).waitFor({ timeout: T });
+  });
+
+  await step("Bob signs in on a fresh page: the newest history page, earlier ones on demand", async () => {
+    const ctx = await browser.newContext({ viewport });
+    const page = await ctx.newPage();
+    await page.goto(APP_URL);
+    await page.getByTestId("auth-toggle").click();
+    await page.getByTestId("email").fill(bob.email);
+    await page.getByTestId("password").fill(bob.password);
+    await page.getByTestId("auth-submit").click();
+    await waitText(page.getByTestId("me"), "Bob");
+    await page.getByTestId("conv-Alice").click();
+    // The e2e build pages history by 5 (EXPO_PUBLIC_HISTORY_PAGE): six messages, the first one not yet loaded.
+    const all = ["Hi Bob!", "Hello Alice, good to see you here.", "one", "two", "three", "written on the train"];
+    await waitMessages(page, all.slice(1));
+    const shown = await page.getByTestId("msg-text").allTextContents();
+    if (shown.length !== 5) throw new Error(`expected the newest page of 5, page shows ${JSON.stringify(shown)}`);
+    await page.getByTestId("load-earlier").click();
+    await waitMessages(page, all);
+    await page.getByTestId("load-earlier").waitFor({ state: "detached", timeout: T });
+    await waitText(a.getByTestId("peer-status"), "online");
+  });
+} finally {
+  await browser.close();
+}
+
+// The runner (e2e/run) prints the closing line itself, after its own timing.
+const summary = `e2e: ${passed} passed, ${failed} failed`;
+if (process.env.SUMMARY_FILE) writeFileSync(process.env.SUMMARY_FILE, summary + "\n");
+else console.log(summary);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,66 @@
+// A tiny static server for the web export that also proxies Duet's API and
+// its /ws upgrade, so the browser sees one origin. Duet does not answer CORS
+// preflights, so an app served from another port could not call its REST API.
+//
+//   node e2e/serve.mjs DIST_DIR PORT DUET_URL
+// Prints "listening on http://127.0.0.1:PORT" once ready.
+import { createReadStream, existsSync, statSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import path from "node:path";
+
+const [dir = "dist", portArg = "0", duetUrl = "http://127.0.0.1:8080"] = process.argv.slice(2);
+const root = path.resolve(dir);
+const duet = new URL(duetUrl);
+const API = /^\/(auth|me|users|conversations|search|devices|ws)(\/|\?|$)/;
+const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".json": "application/json", ".css": "text/css", ".png": "image/png", ".ico": "image/x-icon", ".svg": "image/svg+xml", ".ttf": "font/ttf" };
+
+function proxy(req, res) {
+  const upstream = http.request(
+    { host: duet.hostname, port: duet.port, method: req.method, path: req.url, headers: req.headers },
+    (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    },
+  );
+  upstream.on("error", () => {
+    if (!res.headersSent) res.writeHead(502, { "content-type": "application/json" });
+    res.end(JSON.stringify({ code: "unavailable", message: "Duet is unreachable" }));
+  });
+  req.pipe(upstream);
+}
+
+function serveFile(req, res) {
+  const urlPath = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+  let file = path.join(root, urlPath);
+  if (!file.startsWith(root) || !existsSync(file) || statSync(file).isDirectory()) file = path.join(root, "index.html");
+  res.writeHead(200, { "content-type": TYPES[path.extname(file)] ?? "application/octet-stream", "cache-control": "no-cache" });
+  createReadStream(file).pipe(res);
+}
+
+const server = http.createServer((req, res) => (API.test(req.url ?? "") ? proxy(req, res) : serveFile(req, res)));
+
+// WebSocket: replay the upgrade request to Duet and splice the two sockets.
+server.on("upgrade", (req, socket, head) => {
+  const up = net.connect(Number(duet.port), duet.hostname, () => {
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    up.write(lines.join("\r\n") + "\r\n\r\n");
+    if (head.length) up.write(head);
+    up.pipe(socket);
+    socket.pipe(up);
+  });
+  const close = () => {
+    up.destroy();
+    socket.destroy();
+  };
+  up.on("error", close);
+  socket.on("error", close);
+  up.on("close", close);
+  socket.on("close", close);
+});
+
+server.listen(Number(portArg), "127.0.0.1", () => {
+  const addr = server.address();
+  console.log(`listening on http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : portArg}`);
+});
