@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use duet_command_api::Commands;
+use duet_common::body_schemas::BodySchemas;
 use duet_common::http::{Served, ops_routes, wrap};
 use duet_common::metrics::Routes;
 use duet_common::{AppContext, Settings};
@@ -159,6 +160,7 @@ impl Application {
             Served(queries.map(duet_query_api::api::api)),
         ));
         let routes = served_routes(&api, gateway.is_some());
+        let bodies = BodySchemas::from_openapi(&serde_json::from_str(&published_spec(&api)).expect("the published spec is JSON"));
         let mut route = spec_routes(ops_routes(Route::new()), &api);
         if let Some(gateway) = &gateway {
             route = route.at("/ws", gateway.endpoint());
@@ -187,7 +189,7 @@ impl Application {
             }
         };
         let http = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-            wrap(app, ctx.metrics.clone(), routes),
+            wrap(app, ctx.metrics.clone(), routes, bodies),
             http_shutdown,
             Some(Duration::from_secs(30)),
         );

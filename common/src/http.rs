@@ -12,6 +12,7 @@ use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, 
 use tokio::io::AsyncReadExt;
 use tracing::Instrument;
 
+use crate::body_schemas::BodySchemas;
 use crate::context::AppContext;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels, Routes};
@@ -26,15 +27,21 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Wraps the whole app: a request id and span per request, metrics, and
 /// `{code, message}` bodies for errors raised by the framework itself
 /// (unknown route, bad JSON, missing token).
-pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>, routes: Routes) -> impl Endpoint {
+pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>, routes: Routes, bodies: BodySchemas) -> impl Endpoint {
     let routes = Arc::new(routes);
     app.around(move |ep, req| {
-        let (metrics, routes) = (metrics.clone(), routes.clone());
-        async move { handle(ep, req, &metrics, &routes).await }
+        let (metrics, routes, bodies) = (metrics.clone(), routes.clone(), bodies.clone());
+        async move { handle(ep, req, &metrics, &routes, &bodies).await }
     })
 }
 
-async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, routes: &Routes) -> poem::Result<Response> {
+async fn handle<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    metrics: &Metrics,
+    routes: &Routes,
+    bodies: &BodySchemas,
+) -> poem::Result<Response> {
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -47,10 +54,20 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, ro
     let span = tracing::info_span!("http", %request_id, %method, %route);
     let started = Instant::now();
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    // A body within bounds is kept, to name the field if it is refused.
+    let mut body = None;
     let answer = match declared {
         Some(length) if length > MAX_BODY_BYTES => {
             Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
         }
+        Some(length) if length > 0 => match req.take_body().into_bytes().await {
+            Ok(bytes) => {
+                req.set_body(Body::from(bytes.clone()));
+                body = Some(bytes);
+                ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+            }
+            Err(e) => Ok(error_response(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))),
+        },
         None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
             let body = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
             req.set_body(Body::from_async_read(body));
@@ -61,7 +78,13 @@ async fn handle<E: Endpoint>(ep: Arc<E>, mut req: Request, metrics: &Metrics, ro
     let mut resp = match answer {
         Ok(resp) => resp.into_response(),
         Err(err) if err.is_from_response() => err.into_response(),
-        Err(err) => error_response(err.status(), err.to_string()),
+        Err(err) => {
+            let named = match (&body, err.status()) {
+                (Some(body), StatusCode::BAD_REQUEST) => bodies.explain(&method, &route, body),
+                _ => None,
+            };
+            error_response(err.status(), named.unwrap_or_else(|| err.to_string()))
+        }
     };
     let status = resp.status().as_u16();
     span.in_scope(|| tracing::debug!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "answered"));

@@ -5,6 +5,7 @@
 //! that service's crate.
 
 pub mod auth;
+pub mod body_schemas;
 pub mod context;
 pub mod db;
 pub mod domain;
