@@ -1,20 +1,12 @@
 // Tokens: an expired or invalid token closes with 4401; the client asks the
 // app's refreshToken hook and the session resumes.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { TestNode, conversationOf, texts, waitFor, nextEvent } from "./harness.js";
+import { Suite, conversationOf, texts, waitFor, nextEvent } from "./harness.js";
 import type { DuetClient } from "../src/index.js";
 
-let node: TestNode;
-const clients: DuetClient[] = [];
-before(async () => {
-  node = await TestNode.start();
-});
-after(async () => {
-  for (const c of clients) c.stop();
-  await node.stop();
-});
+const suite = new Suite();
 
 /** The same claims as a real token, re-signed with `exp` in the past. */
 function expired(token: string, secret: string): string {
@@ -28,20 +20,20 @@ function expired(token: string, secret: string): string {
 
 for (const authTransport of ["header", "frame"] as const) {
   test(`an expired token (${authTransport}) closes with 4401, refreshToken is called, the session resumes`, async () => {
-    const ann = await node.register("Ann");
-    const bob = await node.register("Bob");
-    const conv = await conversationOf(node, ann, bob);
+    const ann = await suite.node.register("Ann");
+    const bob = await suite.node.register("Bob");
+    const conv = await conversationOf(suite.node, ann, bob);
     let refreshes = 0;
-    const a = node.client(ann, {
-      token: expired(ann.token, node.secret),
+    const a = suite.node.client(ann, {
+      token: expired(ann.token, suite.node.secret),
       authTransport,
       refreshToken: async () => {
         refreshes++;
-        return await node.login(ann);
+        return await suite.node.login(ann);
       },
     });
-    const b = node.client(bob);
-    clients.push(a, b);
+    const b = suite.node.client(bob);
+    suite.clients.push(a, b);
     const closed = nextEvent(a, "disconnected");
     a.trackConversation(conv, { peerId: bob.id });
     b.trackConversation(conv, { peerId: ann.id });
@@ -57,9 +49,9 @@ for (const authTransport of ["header", "frame"] as const) {
 }
 
 test("an invalid token without a refresh hook stops as unauthorized", async () => {
-  const ann = await node.register("Ann");
-  const a = node.client(ann, { token: "not-a-jwt" });
-  clients.push(a);
+  const ann = await suite.node.register("Ann");
+  const a = suite.node.client(ann, { token: "not-a-jwt" });
+  suite.clients.push(a);
   await a.start();
   await waitFor([a], () => a.store.getSnapshot().connection === "unauthorized", "unauthorized status");
 });

@@ -1,28 +1,19 @@
 // The whole flow against a real node: two users, a conversation, live
 // messages, receipts, typing, presence, a permanently refused send.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TestNode, conversationOf, texts, waitFor, assertContiguous } from "./harness.js";
+import { Suite, conversationOf, texts, waitFor, assertContiguous } from "./harness.js";
 import type { DuetClient } from "../src/index.js";
 
-let node: TestNode;
-const clients: DuetClient[] = [];
-
-before(async () => {
-  node = await TestNode.start();
-});
-after(async () => {
-  for (const c of clients) c.stop();
-  await node.stop();
-});
+const suite = new Suite();
 
 test("two users chat: live messages, receipts, typing, presence, failures", async () => {
-  const ann = await node.register("Ann");
-  const bob = await node.register("Bob");
-  const conv = await conversationOf(node, ann, bob);
-  const a = node.client(ann);
-  const b = node.client(bob);
-  clients.push(a, b);
+  const ann = await suite.node.register("Ann");
+  const bob = await suite.node.register("Bob");
+  const conv = await conversationOf(suite.node, ann, bob);
+  const a = suite.node.client(ann);
+  const b = suite.node.client(bob);
+  suite.clients.push(a, b);
   await a.start();
   await b.start();
   a.trackConversation(conv, { peerId: bob.id });
@@ -103,11 +94,11 @@ test("two users chat: live messages, receipts, typing, presence, failures", asyn
 });
 
 test("the REST client is typed and authenticated", async () => {
-  const ann = await node.register("Rita");
-  const bob = await node.register("Sam");
-  const conv = await conversationOf(node, ann, bob);
-  const a = node.client(ann);
-  clients.push(a);
+  const ann = await suite.node.register("Rita");
+  const bob = await suite.node.register("Sam");
+  const conv = await conversationOf(suite.node, ann, bob);
+  const a = suite.node.client(ann);
+  suite.clients.push(a);
   const { data, error } = await a.rest.POST("/conversations/{id}/messages", {
     params: { path: { id: conv } },
     body: { clientMsgId: "rest-1", text: "over rest" },

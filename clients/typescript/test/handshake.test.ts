@@ -1,26 +1,18 @@
 // A refused upgrade: over the handshake limit the server answers HTTP 429
 // with Retry-After; the client waits that long and then connects.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { TestNode, waitFor } from "./harness.js";
+import { Suite, waitFor } from "./harness.js";
 import type { DuetClient } from "../src/index.js";
 
-let node: TestNode;
-const clients: DuetClient[] = [];
-before(async () => {
-  node = await TestNode.start({ DUET_HANDSHAKE_PER_MIN: "60" });
-});
-after(async () => {
-  for (const c of clients) c.stop();
-  await node.stop();
-});
+const suite = new Suite({ DUET_HANDSHAKE_PER_MIN: "60" });
 
 /** Opens raw handshakes until one is refused with 429. */
 async function exhaustHandshakes(): Promise<void> {
   for (let i = 0; i < 200; i++) {
     const status = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${node.port}/ws`);
+      const ws = new WebSocket(`ws://127.0.0.1:${suite.node.port}/ws`);
       ws.once("unexpected-response", (_req, res) => {
         resolve(res.statusCode ?? 0);
         ws.terminate();
@@ -37,9 +29,9 @@ async function exhaustHandshakes(): Promise<void> {
 }
 
 test("HTTP 429 on the upgrade: the client waits Retry-After, then connects", async () => {
-  const ann = await node.register("Ann");
-  const a = node.client(ann);
-  clients.push(a);
+  const ann = await suite.node.register("Ann");
+  const a = suite.node.client(ann);
+  suite.clients.push(a);
   const refusals: Array<{ httpStatus?: number; retryAfterMs?: number; at: number }> = [];
   a.on("disconnected", (d) => refusals.push({ ...d, at: Date.now() }));
   await exhaustHandshakes();

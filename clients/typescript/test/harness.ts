@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
+import { before, after } from "node:test";
 import WebSocket from "ws";
 import {
   DuetClient,
@@ -274,4 +275,23 @@ export function assertContiguous(snapshot: ChatSnapshot, conversationId: string)
   });
   const ids = new Set(msgs.map((m) => m.id));
   if (ids.size !== msgs.length) throw new Error("duplicate message ids");
+}
+
+/**
+ * One node for a test file: started before its tests, stopped after them
+ * together with every client they opened. `node` is set once `before` ran.
+ */
+export class Suite {
+  node!: TestNode;
+  readonly clients: DuetClient[] = [];
+
+  constructor(env: Record<string, string> = {}) {
+    before(async () => {
+      this.node = await TestNode.start(env);
+    });
+    after(async () => {
+      for (const c of this.clients) c.stop();
+      await this.node.stop();
+    });
+  }
 }

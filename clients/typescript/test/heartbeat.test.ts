@@ -1,25 +1,17 @@
 // Heartbeats: with a short presence TTL the server closes silent sockets
 // with 4408; the client's pings (every heartbeatIntervalMs from auth.ok,
 // with jitter) keep its session open well past that TTL.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TestNode, waitFor } from "./harness.js";
+import { Suite, waitFor } from "./harness.js";
 import type { DuetClient, ServerFrame } from "../src/index.js";
 
-let node: TestNode;
-const clients: DuetClient[] = [];
-before(async () => {
-  node = await TestNode.start({ DUET_PRESENCE_TTL_SECS: "2" });
-});
-after(async () => {
-  for (const c of clients) c.stop();
-  await node.stop();
-});
+const suite = new Suite({ DUET_PRESENCE_TTL_SECS: "2" });
 
 test("heartbeats keep the session open past the presence TTL", async () => {
-  const ann = await node.register("Ann");
-  const a = node.client(ann);
-  clients.push(a);
+  const ann = await suite.node.register("Ann");
+  const a = suite.node.client(ann);
+  suite.clients.push(a);
   const closes: number[] = [];
   let pongs = 0;
   let interval = 0;

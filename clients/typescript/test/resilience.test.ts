@@ -1,28 +1,20 @@
-// Losing the connection: a node killed with SIGKILL and restarted, a 1012
+// Losing the connection: a suite.node killed with SIGKILL and restarted, a 1012
 // drain (SIGTERM), and messages composed while offline. Each ends with both
 // users' views holding every message once, in seq order.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TestNode, conversationOf, texts, waitFor, nextEvent, assertContiguous } from "./harness.js";
+import { Suite, TestNode, conversationOf, texts, waitFor, nextEvent, assertContiguous } from "./harness.js";
 import { KeyValueOutboxStorage, ManualOnlineSource, type DuetClient } from "../src/index.js";
 
-let node: TestNode;
-const clients: DuetClient[] = [];
-before(async () => {
-  node = await TestNode.start();
-});
-after(async () => {
-  for (const c of clients) c.stop();
-  await node.stop();
-});
+const suite = new Suite();
 
 async function pair(options: Parameters<TestNode["client"]>[1] = {}, annOnline = true) {
-  const ann = await node.register("Ann");
-  const bob = await node.register("Bob");
-  const conv = await conversationOf(node, ann, bob);
-  const a = node.client(ann, options);
-  const b = node.client(bob);
-  clients.push(a, b);
+  const ann = await suite.node.register("Ann");
+  const bob = await suite.node.register("Bob");
+  const conv = await conversationOf(suite.node, ann, bob);
+  const a = suite.node.client(ann, options);
+  const b = suite.node.client(bob);
+  suite.clients.push(a, b);
   a.trackConversation(conv, { peerId: bob.id });
   b.trackConversation(conv, { peerId: ann.id });
   await a.start();
@@ -47,7 +39,7 @@ function assertViews(a: DuetClient, b: DuetClient, conv: string, expected: reado
   assert.deepEqual([...ta].sort(), [...expected].sort(), "every message exactly once");
 }
 
-test("a node killed with SIGKILL mid-stream and restarted: every message in both views once, in order", async () => {
+test("a suite.node killed with SIGKILL mid-stream and restarted: every message in both views once, in order", async () => {
   const { ann, bob, conv, a, b } = await pair();
   const expected: string[] = [];
   const senders: DuetClient[] = [];
@@ -57,19 +49,19 @@ test("a node killed with SIGKILL mid-stream and restarted: every message in both
     senders.push(from);
     results.push(from.send(conv, text).result);
   };
-  // Mid-stream: 10 acknowledged, then 10 more in flight when the node dies.
+  // Mid-stream: 10 acknowledged, then 10 more in flight when the suite.node dies.
   for (let i = 0; i < 10; i++) send(i % 2 ? b : a, `pre${i}`);
   await Promise.all(results);
   for (let i = 0; i < 10; i++) send(i % 2 ? b : a, `mid${i}`);
   const killedAt = Date.now();
-  await node.kill("SIGKILL");
+  await suite.node.kill("SIGKILL");
   const downA = a.isConnected ? nextEvent(a, "disconnected") : Promise.resolve();
   await downA;
-  // Composed while the node is down.
+  // Composed while the suite.node is down.
   for (let i = 0; i < 5; i++) send(i % 2 ? b : a, `down${i}`);
   const syncedA = nextEvent(a, "synced", 60_000);
   const syncedB = nextEvent(b, "synced", 60_000);
-  await node.restart();
+  await suite.node.restart();
   const readyAt = Date.now();
   await Promise.all([syncedA, syncedB]);
   await waitFor([a, b], bothHold(a, b, conv, expected), "every message on both sides", 60_000);
@@ -85,8 +77,8 @@ test("a node killed with SIGKILL mid-stream and restarted: every message in both
   assert.deepEqual(bySender(bob.id), expected.filter((_, i) => senders[i] === b));
   const order = texts(a.store.getSnapshot(), conv).join(",") === expected.join(",");
   console.log(
-    `# resync after SIGKILL: kill→complete ${doneAt - killedAt} ms; node ready→complete ${doneAt - readyAt} ms ` +
-      `(node restart took ${readyAt - killedAt} ms); global compose order kept: ${order} (two senders on two sockets: not guaranteed)`,
+    `# resync after SIGKILL: kill→complete ${doneAt - killedAt} ms; suite.node ready→complete ${doneAt - readyAt} ms ` +
+      `(suite.node restart took ${readyAt - killedAt} ms); global compose order kept: ${order} (two senders on two sockets: not guaranteed)`,
   );
 });
 
@@ -119,13 +111,13 @@ test("a 1012 drain (SIGTERM) then a restart: the client reconnects without loss"
   assert.equal((await a.send(conv, "before drain").result).status, "sent");
   const closeA = nextEvent(a, "disconnected");
   const closeB = nextEvent(b, "disconnected");
-  await node.kill("SIGTERM");
+  await suite.node.kill("SIGTERM");
   const [ca, cb] = (await Promise.all([closeA, closeB])) as Array<{ code: number }>;
   assert.equal(ca?.code, 1012);
   assert.equal(cb?.code, 1012);
   const during = [b.send(conv, "during drain b"), a.send(conv, "during drain a")];
   expected.push("during drain b", "during drain a");
-  await node.restart();
+  await suite.node.restart();
   const results = await Promise.all(during.map((h) => h.result));
   assert.ok(results.every((r) => r.status === "sent"));
   await waitFor([a, b], bothHold(a, b, conv, expected), "both views complete after drain");
@@ -174,16 +166,16 @@ test("a persistent outbox survives an app restart: the new client sends what the
       check();
     });
   a.stop();
-  const offline = node.client(ann, { online: new ManualOnlineSource(false), outboxStorage: new KeyValueOutboxStorage(kv) });
-  clients.push(offline);
+  const offline = suite.node.client(ann, { online: new ManualOnlineSource(false), outboxStorage: new KeyValueOutboxStorage(kv) });
+  suite.clients.push(offline);
   offline.trackConversation(conv);
   await offline.start();
   offline.send(conv, "kept 1");
   offline.send(conv, "kept 2");
   await storedCount(2);
   offline.stop(); // the app is killed before it was ever online
-  const revived = node.client(ann, { outboxStorage: new KeyValueOutboxStorage(kv) });
-  clients.push(revived);
+  const revived = suite.node.client(ann, { outboxStorage: new KeyValueOutboxStorage(kv) });
+  suite.clients.push(revived);
   revived.trackConversation(conv);
   await revived.start();
   const expected = ["kept 1", "kept 2"];
