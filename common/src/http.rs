@@ -91,12 +91,33 @@ async fn handle<E: Endpoint>(
     if let Ok(value) = request_id.parse() {
         resp.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    secure_headers(&route, resp.headers_mut());
     metrics
         .http_duration
         .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
         .observe(started.elapsed().as_secs_f64());
     metrics.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
     Ok(resp)
+}
+
+/// Headers every answer carries: no content-type sniffing, no referrer;
+/// token answers (`/auth/…`) are never cached; the API page may run only
+/// its own inline script and style (it loads nothing from elsewhere).
+fn secure_headers(route: &str, headers: &mut poem::http::HeaderMap) {
+    use poem::http::HeaderValue;
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if route.starts_with("/auth/") {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if route == "/docs" {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'",
+            ),
+        );
+    }
 }
 
 /// A `{code, message}` response for a framework error.

@@ -44,7 +44,9 @@ async fn the_served_spec_is_the_committed_one() {
     let response = reqwest::get(app.url("/openapi.json")).await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     assert_eq!(format!("{}\n", response.text().await.unwrap()), COMMITTED);
-    let page = reqwest::get(app.url("/docs")).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(app.url("/docs")).await.unwrap();
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    let page = page.text().await.unwrap();
     assert!(page.contains("\"createConversation\"") && page.contains("\"sendMessage\""), "the API page lacks operations");
 }
 
@@ -61,6 +63,9 @@ async fn unsupported_and_oversized_bodies_are_refused_with_their_codes() {
     let big = http.post(app.url("/auth/login")).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(big.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(big.json::<serde_json::Value>().await.unwrap()["code"], "request_too_large");
+    let login = http.post(app.url("/auth/login")).json(&serde_json::json!({"email": "a@b.co", "password": "x"})).send().await.unwrap();
+    assert_eq!(login.headers()["cache-control"], "no-store", "token answers are never cached");
+    assert_eq!(login.headers()["x-content-type-options"], "nosniff");
     let anonymous = http.get(app.url("/me")).send().await.unwrap();
     assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
     let body = anonymous.json::<serde_json::Value>().await.unwrap();
