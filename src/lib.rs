@@ -17,7 +17,8 @@ use duet_query_api::Queries;
 use duet_realtime::Gateway;
 use futures_util::FutureExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{EndpointExt, IntoResponse, Route, Server};
+use poem::middleware::Cors;
+use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route, Server};
 use poem_openapi::OpenApiService;
 use read_side::ReadSide;
 
@@ -59,6 +60,24 @@ pub fn openapi_spec() -> String {
 fn published_spec(api: &OpenApiService<FullApi, ()>) -> String {
     let errors: Vec<_> = duet_command_api::api::errors().chain(duet_query_api::api::errors()).collect();
     openapi::publish(&api.spec(), &errors)
+}
+
+/// CORS for browser apps on `DUET_ALLOWED_ORIGINS` (only when some are set:
+/// poem's `Cors` with none allows every origin). A request from another
+/// origin is refused with 403 `origin_not_allowed`; clients that send no
+/// `Origin` (mobile apps) are not concerned.
+fn cors(origins: &[String]) -> Cors {
+    use poem::http::{Method, header};
+    Cors::new()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("x-request-id")])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-duet-read-source"),
+        ])
+        .max_age(600)
 }
 
 /// Every route template of the process, for the metrics' `route` label.
@@ -168,7 +187,7 @@ impl Application {
         let app = route
             .at("/asyncapi.yaml", asyncapi_endpoint("application/yaml", duet_common::protocol::asyncapi::document()))
             .at("/asyncapi.json", asyncapi_endpoint("application/json", duet_common::protocol::asyncapi::document_json()))
-            .nest("/", api)
+            .nest("/", api.into_endpoint().with_if(!ctx.settings.allowed_origins.is_empty(), cors(&ctx.settings.allowed_origins)))
             .data(ctx.jwt.clone())
             .data(ctx.clone());
         tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");

@@ -30,8 +30,9 @@ const BODY_ERRORS: &[ErrorCode] = &[ErrorCode::BadRequest, ErrorCode::RequestToo
 const PARAMETER_ERRORS: &[ErrorCode] = &[ErrorCode::BadRequest];
 /// Operations behind `Authorization: Bearer`.
 const AUTH_ERRORS: &[ErrorCode] = &[ErrorCode::Unauthorized];
-/// Any operation: a server fault, or PostgreSQL unreachable.
-const SERVER_ERRORS: &[ErrorCode] = &[ErrorCode::Internal, ErrorCode::Unavailable];
+/// Any operation: a browser origin not allowed (CORS), a server fault, or
+/// PostgreSQL unreachable.
+const SERVER_ERRORS: &[ErrorCode] = &[ErrorCode::OriginNotAllowed, ErrorCode::Internal, ErrorCode::Unavailable];
 
 /// Turns poem-openapi's document into the published one. `errors` lists,
 /// by operation id, the refusals each handler can answer.

@@ -105,7 +105,7 @@ error_codes! {
     NotAPeer = "not_a_peer", 404, "WebSocket: presence of a user who shares no conversation with the caller.";
     DuplicateConversation = "duplicate_conversation", 400, "WebSocket: a conversation is listed twice in one `chat.sync`.";
     TooManyConversations = "too_many_conversations", 400, "WebSocket: too many conversations in one `chat.sync`.";
-    OriginNotAllowed = "origin_not_allowed", 403, "WebSocket: the browser `Origin` may not open WebSockets.";
+    OriginNotAllowed = "origin_not_allowed", 403, "The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).";
 }
 
 #[derive(Debug, thiserror::Error)]

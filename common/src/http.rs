@@ -124,6 +124,7 @@ fn secure_headers(route: &str, headers: &mut poem::http::HeaderMap) {
 fn error_response(status: StatusCode, message: String) -> Response {
     let code = match status {
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::OriginNotAllowed,
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,

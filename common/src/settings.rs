@@ -142,7 +142,7 @@ pub struct Settings {
     #[arg(long, env = "DUET_TYPING_TTL_SECS", default_value_t = 6)]
     pub typing_ttl_secs: u64,
 
-    /// Comma-separated browser origins allowed to open WebSockets; clients without `Origin` are always allowed.
+    /// Comma-separated browser origins allowed to open WebSockets and to call the REST API (CORS); clients without `Origin` are always allowed.
     #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

@@ -138,3 +138,29 @@ async fn the_last_node_of_a_passing_test_drops_its_database_and_redis_keys() {
     assert!(!sqlx::Postgres::database_exists(&settings.database_url).await.unwrap());
     assert_eq!(keys().await, Vec::<String>::new());
 }
+
+/// Browser apps on an allowed origin may call the REST API (CORS); other
+/// origins are refused; clients without `Origin` are not concerned.
+#[tokio::test]
+async fn allowed_browser_origins_may_call_the_api_and_others_may_not() {
+    let app = TestApp::spawn_with(|s| s.allowed_origins = vec!["https://app.duet.example".into()]).await;
+    let http = app.http_raw();
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, app.url("/auth/login"))
+        .header("origin", "https://app.duet.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.duet.example");
+    let allowed = http.get(app.url("/me")).header("origin", "https://app.duet.example").send().await.unwrap();
+    assert_eq!(allowed.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.duet.example");
+    let other = http.get(app.url("/me")).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(other.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(other.json::<serde_json::Value>().await.unwrap()["code"], "origin_not_allowed");
+    let native = http.get(app.url("/healthz")).send().await.unwrap();
+    assert!(native.status().is_success() && native.headers().get("access-control-allow-origin").is_none());
+}
