@@ -25,6 +25,7 @@ use crate::Gateway;
 use crate::errors::{close, error_frame};
 use crate::handlers::{self, FrameHandler};
 use crate::session::{Outbound, Session};
+use crate::store;
 use crate::writer::{SessionWriter, Sink};
 
 type Stream = SplitStream<WebSocketStream>;
@@ -114,17 +115,39 @@ async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>
     gateway.inner.metrics.connections.inc();
     let _open = OpenGuard(gateway.clone());
     let (mut sink, mut stream) = socket.split();
-    let Some(user_id) = authenticate(&gateway, &mut sink, &mut stream, bearer).await else {
+    let Some(credentials) = authenticate(&gateway, &mut sink, &mut stream, bearer).await else {
         return;
     };
-    let span = tracing::info_span!("ws", user = %user_id, session = tracing::field::Empty);
-    run_session(gateway, sink, stream, user_id).instrument(span).await;
+    let span = tracing::info_span!("ws", user = %credentials.user_id, session = tracing::field::Empty);
+    run_session(gateway, sink, stream, credentials).instrument(span).await;
 }
 
-/// Waits for valid credentials; on failure the connection is closed here.
-async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<UserId> {
+/// Whom a connection serves, and until when.
+struct Credentials {
+    user_id: UserId,
+    /// The token's `exp` (unix seconds): the session closes with 4401 then.
+    expires: i64,
+}
+
+/// Waits for valid credentials of an account that exists (the checks REST
+/// applies); on failure the connection is closed here.
+async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Credentials> {
+    let credentials = credentials(gateway, sink, stream, bearer).await?;
+    match store::account_exists(&gateway.inner.ctx.db, credentials.user_id).await {
+        Ok(true) => Some(credentials),
+        Ok(false) => refuse(gateway, sink, None).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the account; closing");
+            let _ = sink.send(WsMessage::close_with(CloseCode::Again, "try again")).await;
+            None
+        }
+    }
+}
+
+/// Waits for a valid token, from the upgrade's header or a first `auth` frame.
+async fn credentials(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Credentials> {
     let gw = &gateway.inner;
-    let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| claims.sub);
+    let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| Credentials { user_id: claims.sub, expires: claims.exp });
     if let Some(token) = bearer {
         return match verify(&token) {
             Ok(user) => Some(user),
@@ -183,14 +206,15 @@ async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, b
 }
 
 /// Answers a bad token: an `error` frame, then close 4401.
-async fn refuse(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<UserId> {
+async fn refuse<T>(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<T> {
     let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), ErrorCode::Unauthorized, "invalid or expired token"))).await;
     let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
     gateway.inner.metrics.closed(close::UNAUTHORIZED);
     None
 }
 
-async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: UserId) {
+async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentials: Credentials) {
+    let user_id = credentials.user_id;
     let gw = &gateway.inner;
     let settings = &gw.ctx.settings;
     let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));
@@ -210,6 +234,8 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
     let mut handler = FrameHandler::new(gateway.clone(), session.clone());
     let idle = Duration::from_millis(ttl_ms);
     let mut idle_deadline = Instant::now() + idle;
+    let left = credentials.expires.saturating_sub(chrono::Utc::now().timestamp()).max(0) as u64;
+    let expiry = Instant::now() + Duration::from_secs(left);
     let mut closing = false;
     let writer_done = loop {
         let next = tokio::select! {
@@ -224,6 +250,13 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, user_id: 
                 closing = true;
                 if !session.push(Outbound::Close(close::RESTART, "server restarting; reconnect and sync")) {
                     session.kick(close::RESTART);
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(expiry), if !closing => {
+                closing = true;
+                if !session.push(Outbound::Close(close::UNAUTHORIZED, "token expired; reconnect with a new one")) {
+                    session.kick(close::UNAUTHORIZED);
                 }
                 continue;
             }

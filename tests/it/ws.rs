@@ -92,7 +92,7 @@ impl WsClient {
         WsClient::unauthenticated(stream)
     }
 
-    fn unauthenticated(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+    pub fn unauthenticated(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
         WsClient {
             stream,
             user_id: UserId::default(),

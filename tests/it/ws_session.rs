@@ -164,3 +164,26 @@ async fn every_receiver_session_and_the_senders_other_sessions_get_the_message()
     let second: Value = bob_laptop.next_message().await;
     assert_eq!(second["seq"], 2);
 }
+
+/// A session ends with 4401 when its token expires: the client reconnects
+/// with a new one (REST refuses the old token from then on too).
+#[tokio::test]
+async fn a_session_is_closed_4401_when_its_token_expires() {
+    let app = TestApp::spawn_with(|s| s.jwt_ttl_secs = 2).await;
+    let ann = app.register("Ann").await;
+    let mut a = WsClient::connect(&app, &ann).await;
+    let (_, close) = a.drain_until_gone().await;
+    assert_eq!(close, Some(4401));
+}
+
+/// A valid token for an account that no longer exists opens nothing, as on REST.
+#[tokio::test]
+async fn a_token_of_a_deleted_account_is_refused_4401() {
+    let app = TestApp::spawn().await;
+    let ann = app.register("Ann").await;
+    sqlx::query("delete from users where id = $1").bind(ann.id).execute(&app.db).await.unwrap();
+    let stream = open(app.addr, &[("authorization", &format!("Bearer {}", ann.token))]).await.expect("the upgrade succeeds");
+    let (frames, close) = WsClient::unauthenticated(stream).drain_until_gone().await;
+    assert_eq!(close, Some(4401));
+    assert!(frames.iter().any(|(kind, data)| kind == "error" && data["code"] == "unauthorized"), "{frames:?}");
+}
