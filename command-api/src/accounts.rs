@@ -3,7 +3,7 @@
 use duet_common::ApiError;
 use duet_common::auth::{hash_password, verify_password};
 use duet_common::db::is_constraint_violation;
-use duet_common::domain::User;
+use duet_common::domain::{User, canonical_email};
 use duet_common::error::ErrorCode;
 use duet_common::ids::UserId;
 use sqlx::PgPool;
@@ -72,7 +72,7 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
 /// refused identically, in about the same time.
 pub async fn login(db: &PgPool, email: &str, password: String) -> Result<User, ApiError> {
     let refused = || ApiError::Unauthorized("email or password is incorrect".into());
-    let email = email.trim().to_lowercase();
+    let email = canonical_email(email);
     // PostgreSQL text cannot hold NUL: no account has such an email.
     if email.contains('\0') {
         return Err(refused());
@@ -91,7 +91,7 @@ pub async fn login(db: &PgPool, email: &str, password: String) -> Result<User, A
 }
 
 fn normalize_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim().to_lowercase();
+    let email = canonical_email(email);
     if email.len() <= 254 && email_address::EmailAddress::is_valid(&email) && email.contains('.') {
         Ok(email)
     } else {

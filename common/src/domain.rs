@@ -264,6 +264,14 @@ pub mod rfc3339 {
     }
 }
 
+/// The form of an email address that is stored and compared: trimmed,
+/// NFKC-normalized, lowercased. Lookalikes that normalize alike (fullwidth
+/// letters, the Kelvin sign) are one address; validation sees this form.
+pub fn canonical_email(email: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    email.trim().nfkc().collect::<String>().to_lowercase()
+}
+
 /// The two members of a 1:1 conversation in stored order (`lo < hi`).
 pub fn ordered_pair(a: UserId, b: UserId) -> (UserId, UserId) {
     if a < b { (a, b) } else { (b, a) }
@@ -308,6 +316,13 @@ mod tests {
         assert_eq!(code(image(Some(serde_json::json!("x"))).validate().unwrap_err()), "invalid_payload");
         let big = serde_json::json!({"a": "x".repeat(MAX_PAYLOAD_BYTES)});
         assert_eq!(code(image(Some(big)).validate().unwrap_err()), "payload_too_large");
+    }
+
+    #[test]
+    fn lookalike_emails_are_one_address() {
+        assert_eq!(canonical_email(" Kate@Example.com "), "kate@example.com");
+        assert_eq!(canonical_email("\u{212A}ate@example.com"), "kate@example.com", "the Kelvin sign");
+        assert_eq!(canonical_email("\u{FF4B}\u{FF41}\u{FF54}\u{FF45}@example.com"), "kate@example.com", "fullwidth letters");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Account and user reads.
 
 use duet_common::ApiError;
-use duet_common::domain::{PublicUser, User};
+use duet_common::domain::{PublicUser, User, canonical_email};
 use duet_common::error::ErrorCode;
 use duet_common::ids::UserId;
 use sqlx::PgPool;
@@ -23,7 +23,7 @@ pub async fn lookup_by_email(db: &PgPool, email: &str) -> Result<PublicUser, Api
         return Err(not_found());
     }
     sqlx::query_as("select id, name, last_seen_at from users where email = $1")
-        .bind(email.trim().to_lowercase())
+        .bind(canonical_email(email))
         .fetch_optional(db)
         .await?
         .ok_or_else(not_found)

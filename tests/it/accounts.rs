@@ -126,3 +126,19 @@ mod base64_like {
         out
     }
 }
+
+/// Lookalike addresses that normalize alike (NFKC, lowercase) are one
+/// account: registering one taken that way is a conflict, and either signs in.
+#[tokio::test]
+async fn lookalike_emails_are_one_account() {
+    let app = TestApp::spawn().await;
+    let email = format!("kate-{}@example.com", uuid::Uuid::new_v4().simple());
+    let (status, body) = app.post("/auth/register", None, json!({"email": email, "password": "long enough", "name": "Kate"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let fullwidth_k = email.replacen('k', "\u{FF4B}", 1);
+    let again = app.post("/auth/register", None, json!({"email": fullwidth_k, "password": "long enough", "name": "Kat"})).await;
+    assert_error(&again, StatusCode::CONFLICT, "email_taken");
+    let kelvin = email.replacen('k', "\u{212A}", 1);
+    let (status, body) = app.post("/auth/login", None, json!({"email": kelvin, "password": "long enough"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
