@@ -1,6 +1,6 @@
 // A tiny static server for the web export that also proxies Duet's API and
-// its /ws upgrade, so the browser sees one origin. Duet does not answer CORS
-// preflights, so an app served from another port could not call its REST API.
+// its /ws upgrade, so the browser sees one origin (an app served from another
+// origin needs that origin in Duet's DUET_ALLOWED_ORIGINS instead).
 //
 //   node e2e/serve.mjs DIST_DIR PORT DUET_URL
 // Prints "listening on http://127.0.0.1:PORT" once ready.
