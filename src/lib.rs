@@ -81,8 +81,7 @@ fn cors(origins: &[String]) -> Cors {
 }
 
 /// Every route template of the process, for the metrics' `route` label.
-fn served_routes(api: &OpenApiService<FullApi, ()>, gateway: bool) -> Routes {
-    let spec: serde_json::Value = serde_json::from_str(&published_spec(api)).expect("the published spec is JSON");
+fn served_routes(spec: &serde_json::Value, gateway: bool) -> Routes {
     let operations = spec["paths"].as_object().map(|paths| paths.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
     let fixed = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.yaml", "/asyncapi.json"];
     let ws = gateway.then(|| "/ws".to_owned());
@@ -90,8 +89,7 @@ fn served_routes(api: &OpenApiService<FullApi, ()>, gateway: bool) -> Routes {
 }
 
 /// The published document at `/openapi.json` and in the API page at `/docs`.
-fn spec_routes(route: Route, api: &OpenApiService<FullApi, ()>) -> Route {
-    let spec = published_spec(api);
+fn spec_routes(route: Route, api: &OpenApiService<FullApi, ()>, spec: String) -> Route {
     // poem's page embeds its own document; it gets the published one.
     let page = api.swagger_ui_html().replace(&api.spec(), &spec);
     route
@@ -178,9 +176,12 @@ impl Application {
             Served(commands.filter(|_| serves(Service::CommandApi)).map(duet_command_api::api::api)),
             Served(queries.map(duet_query_api::api::api)),
         ));
-        let routes = served_routes(&api, gateway.is_some());
-        let bodies = BodySchemas::from_openapi(&serde_json::from_str(&published_spec(&api)).expect("the published spec is JSON"));
-        let mut route = spec_routes(ops_routes(Route::new()), &api);
+        // The published document, made once: served, and read for metrics labels and error messages.
+        let spec = published_spec(&api);
+        let document: serde_json::Value = serde_json::from_str(&spec).expect("the published spec is JSON");
+        let routes = served_routes(&document, gateway.is_some());
+        let bodies = BodySchemas::from_openapi(&document);
+        let mut route = spec_routes(ops_routes(Route::new()), &api, spec);
         if let Some(gateway) = &gateway {
             route = route.at("/ws", gateway.endpoint());
         }
