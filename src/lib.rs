@@ -80,12 +80,20 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(600)
 }
 
-/// Every route template of the process, for the metrics' `route` label.
+/// Every route template of the process with its methods, for the metrics'
+/// `route` label and the `Allow` header of a 405.
 fn served_routes(spec: &serde_json::Value, gateway: bool) -> Routes {
-    let operations = spec["paths"].as_object().map(|paths| paths.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    let fixed = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.yaml", "/asyncapi.json"];
-    let ws = gateway.then(|| "/ws".to_owned());
-    Routes::new(operations.into_iter().chain(fixed.map(str::to_owned)).chain(ws))
+    let operations = spec["paths"]
+        .as_object()
+        .map(|paths| {
+            paths.iter().map(|(path, item)| (path.clone(), item.as_object().map(|ops| ops.keys().cloned().collect()).unwrap_or_default()))
+        })
+        .into_iter()
+        .flatten();
+    let fixed = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.yaml", "/asyncapi.json"]
+        .map(|path| (path.to_owned(), vec!["GET".to_owned(), "HEAD".to_owned()]));
+    let ws = gateway.then(|| ("/ws".to_owned(), vec!["GET".to_owned()]));
+    Routes::new(operations.chain(fixed).chain(ws))
 }
 
 /// The published document at `/openapi.json` and in the API page at `/docs`.

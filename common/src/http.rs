@@ -92,6 +92,12 @@ async fn handle<E: Endpoint>(
         resp.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     secure_headers(&route, resp.headers_mut());
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = routes.allow(&route).and_then(|allow| allow.parse().ok())
+    {
+        // RFC 9110 §15.5.6: a 405 names the methods the resource answers.
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
     metrics
         .http_duration
         .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })

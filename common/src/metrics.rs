@@ -69,18 +69,31 @@ pub fn latency_buckets() -> impl Iterator<Item = f64> {
 /// The routes a process serves, as the `route` label names them
 /// (`/conversations/{id}/messages`). Any other path is labelled
 /// `unmatched`, so requests to made-up paths cannot grow the metrics.
+/// Each route keeps the methods it answers, for the `Allow` header of a 405.
 #[derive(Clone, Debug, Default)]
-pub struct Routes(std::collections::HashSet<String>);
+pub struct Routes(std::collections::HashMap<String, String>);
 
 impl Routes {
-    pub fn new(templates: impl IntoIterator<Item = String>) -> Self {
-        Routes(templates.into_iter().collect())
+    /// `templates`: each route template with the methods it answers (`GET`, `POST`, …).
+    pub fn new<M: AsRef<str>>(templates: impl IntoIterator<Item = (String, Vec<M>)>) -> Self {
+        let allow = |methods: Vec<M>| {
+            let mut methods: Vec<String> = methods.iter().map(|m| m.as_ref().to_ascii_uppercase()).collect();
+            methods.sort();
+            methods.dedup();
+            methods.join(", ")
+        };
+        Routes(templates.into_iter().map(|(route, methods)| (route, allow(methods))).collect())
+    }
+
+    /// The methods `route` (a label) answers, as an `Allow` header value.
+    pub fn allow(&self, route: &str) -> Option<&str> {
+        self.0.get(route).map(String::as_str)
     }
 
     /// The label of a request to `path`.
     pub fn label(&self, path: &str) -> String {
         let route = route_of(path);
-        if self.0.contains(&route) { route } else { "unmatched".to_owned() }
+        if self.0.contains_key(&route) { route } else { "unmatched".to_owned() }
     }
 }
 
@@ -109,7 +122,8 @@ mod tests {
 
     #[test]
     fn unknown_paths_share_one_label() {
-        let routes = super::Routes::new(["/conversations/{id}".to_owned()]);
+        let routes = super::Routes::new([("/conversations/{id}".to_owned(), vec!["get", "post"])]);
+        assert_eq!(routes.allow("/conversations/{id}"), Some("GET, POST"));
         assert_eq!(routes.label(&format!("/conversations/{}", uuid::Uuid::new_v4())), "/conversations/{id}");
         assert_eq!(routes.label("/conversations/not-an-id"), "unmatched");
         assert_eq!(routes.label("/random/404"), "unmatched");

@@ -108,6 +108,21 @@ async fn requests_to_unknown_paths_do_not_grow_the_metrics() {
     assert_eq!(series(&after), series(&before), "no new series");
 }
 
+#[tokio::test]
+async fn a_method_the_route_does_not_answer_gets_405_naming_the_ones_it_does() {
+    let app = TestApp::spawn().await;
+    let http = app.http_raw();
+    let trace = http.request(reqwest::Method::from_bytes(b"TRACE").unwrap(), app.url("/auth/login")).send().await.unwrap();
+    assert_eq!(trace.status(), 405);
+    assert_eq!(trace.headers()["allow"], "POST");
+    let id = uuid::Uuid::new_v4();
+    let delete = http.delete(app.url(&format!("/conversations/{id}/messages"))).send().await.unwrap();
+    assert_eq!(delete.status(), 405);
+    assert_eq!(delete.headers()["allow"], "GET, POST", "both methods of a path shared by the command and query APIs");
+    let body: serde_json::Value = delete.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
 /// Each test cleans up after itself (tests/it/helpers.rs), so concurrent
 /// runs never need a global sweep that would drop each other's databases.
 #[tokio::test]
