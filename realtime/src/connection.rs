@@ -230,8 +230,10 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
     let left = claims.exp.saturating_sub(chrono::Utc::now().timestamp()).max(0) as u64;
     let expiry = Instant::now() + Duration::from_secs(left);
     // Revocations arrive on the user's live channel; this catches one whose publish was lost.
+    // The first check at a random point of the interval: connections opened together
+    // (a node's clients coming back after a restart) do not all query at once.
     let recheck_every = Duration::from_secs(settings.session_recheck_secs.max(1));
-    let mut recheck = Instant::now() + recheck_every;
+    let mut recheck = Instant::now() + recheck_every.mul_f64(rand::random_range(0.5..1.0));
     let mut closing = false;
     let writer_done = loop {
         let next = tokio::select! {
