@@ -83,18 +83,18 @@ export class DuetSession {
     });
   }
 
-  /** Signs in (`POST /auth/login`). */
+  /** Signs in (`POST /auth/login`); a refusal throws an `Error` with the server's `code`. */
   static async login(
     options: DuetSessionOptions,
     credentials: { email: string; password: string },
   ): Promise<{ session: DuetSession; user: User }> {
     const rest = createRestClient({ baseUrl: options.baseUrl, ...(options.fetch ? { fetch: options.fetch } : {}) });
     const { data, error } = await rest.POST("/auth/login", { body: credentials });
-    if (!data) throw new SessionEndedError(error?.code ?? "unauthorized", error?.message ?? "login failed");
+    if (!data) throw Object.assign(new Error(error?.message ?? "login failed"), { code: error?.code });
     return DuetSession.fromResponse(options, data);
   }
 
-  /** Creates an account and signs in (`POST /auth/register`). */
+  /** Creates an account and signs in (`POST /auth/register`); a refusal throws an `Error` with the server's `code`. */
   static async register(
     options: DuetSessionOptions,
     account: { email: string; password: string; name: string; phone?: string },
