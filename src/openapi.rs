@@ -29,7 +29,7 @@ const BODY_ERRORS: &[ErrorCode] = &[ErrorCode::BadRequest, ErrorCode::RequestToo
 /// Operations with parameters refuse unparsable ones.
 const PARAMETER_ERRORS: &[ErrorCode] = &[ErrorCode::BadRequest];
 /// Operations behind `Authorization: Bearer`.
-const AUTH_ERRORS: &[ErrorCode] = &[ErrorCode::Unauthorized];
+const AUTH_ERRORS: &[ErrorCode] = &[ErrorCode::Unauthorized, ErrorCode::TokenExpired, ErrorCode::SessionRevoked];
 /// Any operation: a browser origin not allowed (CORS), a server fault, or
 /// PostgreSQL unreachable.
 const SERVER_ERRORS: &[ErrorCode] = &[ErrorCode::OriginNotAllowed, ErrorCode::Internal, ErrorCode::Unavailable];

@@ -29,12 +29,7 @@ pub struct Registration {
 /// Creates an account. Emails are compared case-insensitively.
 pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError> {
     let email = normalize_email(&input.email)?;
-    if input.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::new(ErrorCode::PasswordTooShort, format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
-    }
-    if input.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::new(ErrorCode::PasswordTooLong, format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
-    }
+    validate_password(&input.password)?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
         return Err(ApiError::new(ErrorCode::InvalidName, format!("`name` needs 1 to {MAX_NAME_CHARS} characters")));
@@ -66,6 +61,17 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The rules a new password must meet: at registration and at a password change.
+pub fn validate_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::new(ErrorCode::PasswordTooShort, format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::new(ErrorCode::PasswordTooLong, format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 /// The account for these credentials. Wrong email and wrong password are

@@ -12,6 +12,7 @@ pub mod batcher;
 pub mod conversations;
 pub mod devices;
 pub mod receipts;
+pub mod sessions;
 
 use duet_common::domain::NewMessage;
 use duet_common::ids::{ConversationId, UserId};

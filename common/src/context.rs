@@ -1,6 +1,7 @@
 //! What every service of one process shares: pools, keys and metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
@@ -9,6 +10,7 @@ use crate::auth::JwtKeys;
 use crate::fanout::Fanout;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::sessions::SessionCheck;
 use crate::settings::{Environment, Settings};
 use crate::{db, redis};
 
@@ -26,6 +28,8 @@ pub struct AppContext {
     /// Live events: to this node's sessions, and through Redis to the others'.
     pub live: Fanout,
     pub jwt: Arc<JwtKeys>,
+    /// Whether a token's sign-in still stands (shared by REST and the WebSocket).
+    pub session_check: Arc<SessionCheck>,
     pub metrics: Arc<Metrics>,
     /// This process, in presence values and logs.
     pub node_id: String,
@@ -38,13 +42,13 @@ impl AppContext {
     /// Connects to PostgreSQL (creating the database and applying migrations) and Redis.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        if settings.jwt_secret.is_none() {
+        if settings.jwt_secret.is_none() && settings.jwt_keys.is_none() {
             tracing::warn!(
                 "DUET_JWT_SECRET is not set: using the built-in development secret. \
                  Anyone can forge tokens. Never run like this outside development."
             );
         }
-        debug_assert!(settings.env == Environment::Development || settings.jwt_secret.is_some());
+        debug_assert!(settings.env == Environment::Development || settings.jwt_secret.is_some() || settings.jwt_keys.is_some());
         db::ensure_database(&settings.database_url).await?;
         db::migrate(&settings.database_url).await?;
         let db = db::connect(&settings.database_url, settings.db_pool_size).await?;
@@ -58,6 +62,7 @@ impl AppContext {
         let keys = Keys::new(settings.redis_prefix.clone());
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let live = Fanout::new(redis.clone(), keys.clone(), &node_id);
+        let session_check = Arc::new(SessionCheck::new(db.clone(), Duration::from_millis(settings.session_cache_ms)));
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -67,6 +72,7 @@ impl AppContext {
             keys,
             live,
             jwt,
+            session_check,
             metrics: Arc::new(Metrics::new()),
             node_id,
             outbox_written: Arc::new(tokio::sync::Notify::new()),

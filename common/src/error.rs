@@ -75,6 +75,12 @@ error_codes! {
     EmailTaken = "email_taken", 409, "An account with this email exists.";
     PhoneTaken = "phone_taken", 409, "An account with this phone number exists.";
     UserNotFound = "user_not_found", 404, "No such user.";
+    // Sessions and tokens.
+    TokenExpired = "token_expired", 401, "The access token has expired: refresh it (`POST /auth/refresh`) and retry.";
+    SessionRevoked = "session_revoked", 401, "The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.";
+    InvalidRefreshToken = "invalid_refresh_token", 401, "The refresh token is unknown or expired: sign in again.";
+    RefreshTokenReused = "refresh_token_reused", 401, "The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again.";
+    WrongPassword = "wrong_password", 403, "`currentPassword` is not the account's password.";
     // Conversations and messages.
     CannotMessageSelf = "cannot_message_self", 400, "A conversation needs another user.";
     ConversationNotFound = "conversation_not_found", 404, "No such conversation, or the caller is not a member.";

@@ -12,7 +12,7 @@
 //! writer's earlier ones, so the writer answers its callers and starts its
 //! next batch without waiting for Redis.
 
-use crate::ids::UserId;
+use crate::ids::{AuthSessionId, UserId};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use fred::prelude::*;
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::domain::Message;
 use crate::keys::Keys;
-use crate::live::{Live, decode, encode_message, encode_other, encode_typing};
+use crate::live::{Live, decode, encode_message, encode_other, encode_revoked, encode_typing};
 use crate::protocol::TypingOut;
 
 /// Batches a writer's publisher holds before the writer waits for Redis.
@@ -82,6 +82,11 @@ impl Fanout {
     /// A ready frame for `users`.
     pub fn frame(&self, users: Vec<UserId>, frame: &str) -> Event {
         Event { users, payload: encode_other(frame, &self.origin) }
+    }
+
+    /// The revocation of `user`'s sign-in `session` (`None`: all of them), for their WebSockets.
+    pub fn revoked(&self, user: UserId, session: Option<AuthSessionId>) -> Event {
+        Event { users: vec![user], payload: encode_revoked(session, &self.origin) }
     }
 
     /// Delivers the events to this node's sessions, then publishes them.

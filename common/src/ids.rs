@@ -121,6 +121,8 @@ ids! {
     DeviceId;
     /// One WebSocket session of a user.
     SessionId;
+    /// One sign-in of a user (a family of rotating refresh tokens): the `sid` of its access tokens.
+    AuthSessionId;
 }
 
 #[cfg(test)]

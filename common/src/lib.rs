@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod read_model;
 pub mod redis;
+pub mod sessions;
 pub mod settings;
 pub mod stream;
 pub mod telemetry;

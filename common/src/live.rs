@@ -14,20 +14,39 @@
 //! - `m <conversation> <seq> <sender> <clientMsgId> <origin>\n<frame>`: a message;
 //! - `t <conversation> <user> <start|stop> <origin>\n<frame>`: typing;
 //! - `e <origin>\n<frame>`: anything else;
+//! - `r <sid|*> <origin>\n`: the user's sign-in `sid` (or every one, `*`)
+//!   was revoked: gateways close its WebSockets with 4401;
 //!
 //! where `origin` is the publishing node (whose own sessions already have
 //! the event). Client message ids are `[A-Za-z0-9_-]`, so a space ends them.
 
 use crate::domain::Message;
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{AuthSessionId, ConversationId, UserId};
 use crate::protocol::{TypingState, message_frame};
 
 /// A live event decoded from a channel payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Live<'a> {
-    Message { conversation_id: ConversationId, seq: i64, sender_id: UserId, client_msg_id: &'a str, frame: &'a str },
-    Typing { conversation_id: ConversationId, user_id: UserId, state: TypingState, frame: &'a str },
-    Other { frame: &'a str },
+    Message {
+        conversation_id: ConversationId,
+        seq: i64,
+        sender_id: UserId,
+        client_msg_id: &'a str,
+        frame: &'a str,
+    },
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        state: TypingState,
+        frame: &'a str,
+    },
+    Other {
+        frame: &'a str,
+    },
+    /// A sign-in of the user was revoked; `None`: every one.
+    Revoked {
+        session: Option<AuthSessionId>,
+    },
 }
 
 /// Encodes a message event published by node `origin`.
@@ -56,6 +75,14 @@ pub fn encode_other(frame: &str, origin: &str) -> String {
     format!("e {origin}\n{frame}")
 }
 
+/// Encodes the revocation of a sign-in (`None`: every sign-in of the user) published by node `origin`.
+pub fn encode_revoked(session: Option<AuthSessionId>, origin: &str) -> String {
+    match session {
+        Some(session) => format!("r {session} {origin}\n"),
+        None => format!("r * {origin}\n"),
+    }
+}
+
 /// Decodes a channel payload into the event and the node that published
 /// it; `None` for anything malformed.
 pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
@@ -64,6 +91,8 @@ pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
     let fields: [Option<&str>; 7] = std::array::from_fn(|_| parts.next());
     match fields {
         [Some("e"), Some(origin), None, ..] => Some((Live::Other { frame }, origin)),
+        [Some("r"), Some("*"), Some(origin), None, ..] => Some((Live::Revoked { session: None }, origin)),
+        [Some("r"), Some(session), Some(origin), None, ..] => Some((Live::Revoked { session: Some(session.parse().ok()?) }, origin)),
         [Some("m"), Some(conversation), Some(seq), Some(sender), Some(client_msg_id), Some(origin), None] => Some((
             Live::Message {
                 conversation_id: conversation.parse().ok()?,
@@ -104,6 +133,10 @@ mod tests {
         assert_eq!(decode("m nope 1 x c n1\n{}"), None);
         assert_eq!(decode("t a b maybe n1\n{}"), None);
         assert_eq!(decode("e\n{}"), None);
+        let session = AuthSessionId::new();
+        assert_eq!(decode(&encode_revoked(Some(session), "n4")), Some((Live::Revoked { session: Some(session) }, "n4")));
+        assert_eq!(decode(&encode_revoked(None, "n4")), Some((Live::Revoked { session: None }, "n4")));
+        assert_eq!(decode("r nope n4\n"), None);
         assert_eq!(decode("garbage"), None);
     }
 }

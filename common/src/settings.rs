@@ -61,9 +61,14 @@ pub struct Settings {
     #[arg(long, env = "DUET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
-    /// HS256 secret for access tokens. Required in production.
+    /// HS256 secret for access tokens, the key `default`. Required in production unless `DUET_JWT_KEYS` is set.
     #[arg(long, env = "DUET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// Several HS256 keys, `kid:secret,kid:secret`: tokens are signed with the last and
+    /// verified with any (rotation without downtime). Replaces `DUET_JWT_SECRET`.
+    #[arg(long, env = "DUET_JWT_KEYS", hide_env_values = true)]
+    pub jwt_keys: Option<String>,
 
     /// `iss` claim set on and required of every token.
     #[arg(long, env = "DUET_JWT_ISSUER", default_value = "duet")]
@@ -74,8 +79,22 @@ pub struct Settings {
     pub jwt_audience: String,
 
     /// Lifetime of an access token, in seconds.
-    #[arg(long, env = "DUET_JWT_TTL_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "DUET_JWT_TTL_SECS", default_value_t = 900)]
     pub jwt_ttl_secs: u64,
+
+    /// Lifetime of a refresh token, in seconds; each refresh starts a new one.
+    #[arg(long, env = "DUET_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 86_400)]
+    pub refresh_token_ttl_secs: u64,
+
+    /// How long a node trusts what it learned of a session (active or revoked), in ms:
+    /// the longest a revoked access token still works on REST.
+    #[arg(long, env = "DUET_SESSION_CACHE_MS", default_value_t = 5_000)]
+    pub session_cache_ms: u64,
+
+    /// How often an open WebSocket re-reads its session from PostgreSQL, in seconds,
+    /// in case a revocation published on Redis was lost.
+    #[arg(long, env = "DUET_SESSION_RECHECK_SECS", default_value_t = 60)]
+    pub session_recheck_secs: u64,
 
     /// `pretty` for people, `json` for log pipelines.
     #[arg(long, env = "DUET_LOG_FORMAT", value_enum, default_value = "pretty")]
@@ -238,14 +257,10 @@ impl Settings {
 
     /// Checks settings that cannot be expressed as defaults.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.env == Environment::Production && self.jwt_secret.is_none() {
-            anyhow::bail!("DUET_JWT_SECRET must be set when DUET_ENV=production");
+        if self.env == Environment::Production && self.jwt_secret.is_none() && self.jwt_keys.is_none() {
+            anyhow::bail!("DUET_JWT_SECRET or DUET_JWT_KEYS must be set when DUET_ENV=production");
         }
-        if let Some(secret) = &self.jwt_secret
-            && secret.len() < 32
-        {
-            anyhow::bail!("DUET_JWT_SECRET must be at least 32 bytes");
-        }
+        self.signing_keys()?;
         if self.append_max_batch == 0 || self.append_writers == 0 {
             anyhow::bail!("DUET_APPEND_MAX_BATCH and DUET_APPEND_WRITERS must be at least 1");
         }
@@ -266,7 +281,45 @@ impl Settings {
             None => DEV_JWT_SECRET,
         }
     }
+
+    /// The token keys as `(kid, secret)`, the signing key last: `DUET_JWT_KEYS`,
+    /// or else `DUET_JWT_SECRET` (or the development secret) as the key `default`.
+    pub fn signing_keys(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let Some(list) = &self.jwt_keys else {
+            if self.jwt_secret().len() < 32 {
+                anyhow::bail!("DUET_JWT_SECRET must be at least 32 bytes");
+            }
+            return Ok(vec![(DEFAULT_KID.to_owned(), self.jwt_secret().to_owned())]);
+        };
+        if self.jwt_secret.is_some() {
+            anyhow::bail!("set DUET_JWT_KEYS or DUET_JWT_SECRET, not both (the secret can be one of the keys, as `default:<secret>`)");
+        }
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((kid, secret)) = entry.split_once(':') else {
+                anyhow::bail!("DUET_JWT_KEYS entries are `kid:secret`");
+            };
+            let kid = kid.trim();
+            if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                anyhow::bail!("DUET_JWT_KEYS: a kid is 1 or more of `A-Za-z0-9._-`");
+            }
+            if secret.len() < 32 {
+                anyhow::bail!("DUET_JWT_KEYS: the secret of `{kid}` must be at least 32 bytes");
+            }
+            if keys.iter().any(|(k, _)| k == kid) {
+                anyhow::bail!("DUET_JWT_KEYS: `{kid}` is listed twice");
+            }
+            keys.push((kid.to_owned(), secret.to_owned()));
+        }
+        if keys.is_empty() {
+            anyhow::bail!("DUET_JWT_KEYS lists no key");
+        }
+        Ok(keys)
+    }
 }
+
+/// The key id of `DUET_JWT_SECRET` (and of the development secret).
+pub const DEFAULT_KID: &str = "default";
 
 #[cfg(test)]
 mod tests {
@@ -281,7 +334,7 @@ mod tests {
         let mut s = settings();
         s.jwt_secret = None;
         s.env = Environment::Production;
-        assert!(s.validate().unwrap_err().to_string().contains("DUET_JWT_SECRET"));
+        assert!(s.validate().unwrap_err().to_string().contains("DUET_JWT_SECRET or DUET_JWT_KEYS"));
         s.jwt_secret = Some("x".repeat(32));
         assert!(s.validate().is_ok());
     }
@@ -295,6 +348,23 @@ mod tests {
         assert_eq!(s.jwt_secret(), DEV_JWT_SECRET);
         s.jwt_secret = Some("short".into());
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn jwt_keys_are_kid_secret_pairs_signed_with_the_last() {
+        let mut s = settings();
+        let (a, b) = ("a".repeat(32), "b".repeat(32));
+        s.jwt_keys = Some(format!("old:{a}, new:{b}"));
+        assert_eq!(s.signing_keys().unwrap(), vec![("old".into(), a.clone()), ("new".into(), b.clone())]);
+        s.env = Environment::Production;
+        assert!(s.validate().is_ok());
+        for bad in [format!("old:{a},old:{b}"), "k:short".into(), format!(":{a}"), a.clone(), format!("k y:{a}"), ",".into()] {
+            s.jwt_keys = Some(bad.clone());
+            assert!(s.signing_keys().is_err(), "{bad:?} accepted");
+        }
+        s.jwt_keys = Some(format!("k:{a}"));
+        s.jwt_secret = Some(b);
+        assert!(s.validate().is_err(), "both set is ambiguous");
     }
 
     #[test]

@@ -20,11 +20,11 @@ export default function App() {
   return (
     <SafeAreaView style={styles.root}>
       {!session ? (
-        <SignIn onSignedIn={(baseUrl, token, user) => setSession(new Session(baseUrl, user, token))} />
+        <SignIn onSignedIn={(baseUrl, auth, user) => setSession(new Session(baseUrl, user, auth))} />
       ) : open ? (
         <Chat session={session} conversationId={open} onBack={() => setOpen(undefined)} />
       ) : (
-        <Conversations session={session} onOpen={setOpen} onSignOut={() => { setOpen(undefined); setSession(undefined); }} />
+        <Conversations session={session} onOpen={setOpen} onSignOut={() => { void session.signOut(); setOpen(undefined); setSession(undefined); }} />
       )}
     </SafeAreaView>
   );

@@ -6,9 +6,9 @@
 //! `DUET_AUTH_TIMEOUT_SECS`; then the session's reader runs here while its
 //! writer runs in a task of its own.
 
-use duet_common::ids::UserId;
 use std::time::Duration;
 
+use duet_common::auth::Claims;
 use duet_common::error::{ApiError, ErrorCode, ErrorResponse};
 use duet_common::presence;
 use duet_common::protocol::{AuthOk, ClientEvent, PresenceStatus, ServerEvent};
@@ -25,7 +25,6 @@ use crate::Gateway;
 use crate::errors::{close, error_frame};
 use crate::handlers::{self, FrameHandler};
 use crate::session::{Outbound, Session};
-use crate::store;
 use crate::writer::{SessionWriter, Sink};
 
 type Stream = SplitStream<WebSocketStream>;
@@ -118,41 +117,38 @@ async fn serve(gateway: Gateway, socket: WebSocketStream, bearer: Option<String>
     let Some(credentials) = authenticate(&gateway, &mut sink, &mut stream, bearer).await else {
         return;
     };
-    let span = tracing::info_span!("ws", user = %credentials.user_id, session = tracing::field::Empty);
+    let span = tracing::info_span!("ws", user = %credentials.claims.sub, session = tracing::field::Empty);
     run_session(gateway, sink, stream, credentials).instrument(span).await;
 }
 
 /// Whom a connection serves, and until when.
 struct Credentials {
-    user_id: UserId,
-    /// The token's `exp` (unix seconds): the session closes with 4401 then.
-    expires: i64,
+    /// The token's claims: its user, its sign-in (`sid`, re-checked while
+    /// the session lasts) and its `exp` (the session closes with 4401 then).
+    claims: Claims,
 }
 
-/// Waits for valid credentials of an account that exists (the checks REST
-/// applies); on failure the connection is closed here.
+/// Waits for a token that passes the checks REST applies
+/// (`duet_common::auth::authenticate`); on failure the connection is closed here.
 async fn authenticate(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Credentials> {
-    let credentials = credentials(gateway, sink, stream, bearer).await?;
-    match store::account_exists(&gateway.inner.ctx.db, credentials.user_id).await {
-        Ok(true) => Some(credentials),
-        Ok(false) => refuse(gateway, sink, None).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not check the account; closing");
+    let (token, reference) = token(gateway, sink, stream, bearer).await?;
+    match duet_common::auth::authenticate(&gateway.inner.ctx, &token).await {
+        Ok(claims) => Some(Credentials { claims }),
+        Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => {
+            tracing::warn!("could not check the session; closing");
             let _ = sink.send(WsMessage::close_with(CloseCode::Again, "try again")).await;
             None
         }
+        Err(refused) => refuse(gateway, sink, reference, &refused).await,
     }
 }
 
-/// Waits for a valid token, from the upgrade's header or a first `auth` frame.
-async fn credentials(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<Credentials> {
+/// Waits for a token, from the upgrade's header or a first `auth` frame
+/// (with that frame's id, to answer it).
+async fn token(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: Option<String>) -> Option<(String, Option<String>)> {
     let gw = &gateway.inner;
-    let verify = |token: &str| gw.ctx.jwt.verify(token).map(|claims| Credentials { user_id: claims.sub, expires: claims.exp });
     if let Some(token) = bearer {
-        return match verify(&token) {
-            Ok(user) => Some(user),
-            Err(_) => refuse(gateway, sink, None).await,
-        };
+        return Some((token, None));
     }
     let deadline = Instant::now() + Duration::from_secs(gw.ctx.settings.auth_timeout_secs);
     let bad = handlers::Bucket::bad_frames();
@@ -179,12 +175,7 @@ async fn credentials(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, be
                 return None;
             }
             Ok(Some(Ok(WsMessage::Text(text)))) => match handlers::parse(&text) {
-                Ok((reference, ClientEvent::Auth(auth))) => {
-                    return match verify(&auth.token) {
-                        Ok(user) => Some(user),
-                        Err(_) => refuse(gateway, sink, reference).await,
-                    };
-                }
+                Ok((reference, ClientEvent::Auth(auth))) => return Some((auth.token, reference)),
                 Ok((reference, _)) => error_frame(reference.as_deref(), ErrorCode::Unauthorized, "authenticate first with an `auth` frame"),
                 Err(refused) => {
                     if bad.take().is_err() {
@@ -205,20 +196,22 @@ async fn credentials(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, be
     }
 }
 
-/// Answers a bad token: an `error` frame, then close 4401.
-async fn refuse<T>(gateway: &Gateway, sink: &mut Sink, reference: Option<String>) -> Option<T> {
-    let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), ErrorCode::Unauthorized, "invalid or expired token"))).await;
+/// Answers a refused token: an `error` frame with the refusal's code
+/// (`unauthorized`, `token_expired`, `session_revoked`), then close 4401.
+async fn refuse<T>(gateway: &Gateway, sink: &mut Sink, reference: Option<String>, refused: &ApiError) -> Option<T> {
+    let _ = sink.send(WsMessage::Text(error_frame(reference.as_deref(), refused.code(), refused.to_string()))).await;
     let _ = sink.send(WsMessage::close_with(CloseCode::from(close::UNAUTHORIZED), "unauthorized")).await;
     gateway.inner.metrics.closed(close::UNAUTHORIZED);
     None
 }
 
 async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentials: Credentials) {
-    let user_id = credentials.user_id;
+    let Credentials { claims } = credentials;
+    let user_id = claims.sub;
     let gw = &gateway.inner;
     let settings = &gw.ctx.settings;
     let (queue, queued) = mpsc::channel(settings.ws_outbound_queue.max(1));
-    let session = Session::new(user_id, queue);
+    let session = Session::new(user_id, claims.sid, queue);
     tracing::Span::current().record("session", tracing::field::display(session.id));
     let ttl_ms = settings.presence_ttl_secs.max(1) * 1000;
     let auth_ok = AuthOk { user_id, session_id: session.id, heartbeat_interval_ms: (ttl_ms / 3).min(20_000) };
@@ -234,8 +227,13 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
     let mut handler = FrameHandler::new(gateway.clone(), session.clone());
     let idle = Duration::from_millis(ttl_ms);
     let mut idle_deadline = Instant::now() + idle;
-    let left = credentials.expires.saturating_sub(chrono::Utc::now().timestamp()).max(0) as u64;
+    let left = claims.exp.saturating_sub(chrono::Utc::now().timestamp()).max(0) as u64;
     let expiry = Instant::now() + Duration::from_secs(left);
+    // Revocations arrive on the user's live channel; this catches one whose publish was lost.
+    // The first check at a random point of the interval: connections opened together
+    // (a node's clients coming back after a restart) do not all query at once.
+    let recheck_every = Duration::from_secs(settings.session_recheck_secs.max(1));
+    let mut recheck = Instant::now() + recheck_every.mul_f64(rand::random_range(0.5..1.0));
     let mut closing = false;
     let writer_done = loop {
         let next = tokio::select! {
@@ -255,8 +253,20 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
             }
             _ = tokio::time::sleep_until(expiry), if !closing => {
                 closing = true;
-                if !session.push(Outbound::Close(close::UNAUTHORIZED, "token expired; reconnect with a new one")) {
-                    session.kick(close::UNAUTHORIZED);
+                session.end("token expired; reconnect with a new one");
+                continue;
+            }
+            _ = tokio::time::sleep_until(recheck), if !closing => {
+                recheck = Instant::now() + recheck_every;
+                match gw.ctx.session_check.check_now(&claims).await {
+                    Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => {
+                        tracing::debug!("could not re-check the session; trying again later");
+                    }
+                    Err(_) => {
+                        closing = true;
+                        session.end(crate::subscriber::REVOKED);
+                    }
+                    Ok(()) => {}
                 }
                 continue;
             }

@@ -5,7 +5,7 @@
 //! `try_send`: a full queue means the client stopped reading, and the
 //! session is closed with 1013 instead of buffering without bound.
 
-use duet_common::ids::{ConversationId, SessionId, UserId};
+use duet_common::ids::{AuthSessionId, ConversationId, SessionId, UserId};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -55,6 +55,8 @@ const OWN_SENDS: usize = 32;
 pub struct Session {
     pub id: SessionId,
     pub user_id: UserId,
+    /// The sign-in whose token opened the session: revoking it closes the session.
+    pub auth: AuthSessionId,
     queue: mpsc::Sender<Outbound>,
     /// A close code that jumps the queue (slow reader, flood, oversized frame), 0 when none.
     kicked: AtomicU16,
@@ -71,10 +73,11 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(user_id: UserId, queue: mpsc::Sender<Outbound>) -> Arc<Self> {
+    pub fn new(user_id: UserId, auth: AuthSessionId, queue: mpsc::Sender<Outbound>) -> Arc<Self> {
         Arc::new(Session {
             id: SessionId::new(),
             user_id,
+            auth,
             queue,
             kicked: AtomicU16::new(0),
             kick: Notify::new(),
@@ -91,6 +94,14 @@ impl Session {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the session with 4401 after what is queued (or at once if the
+    /// queue is full): its token's sign-in ended or the token expired.
+    pub fn end(&self, reason: &'static str) {
+        if !self.push(Outbound::Close(close::UNAUTHORIZED, reason)) {
+            self.kick(close::UNAUTHORIZED);
         }
     }
 

@@ -129,8 +129,3 @@ pub async fn unread_count(db: &PgPool, user_id: UserId, conversation_id: Convers
         .fetch_one(db)
         .await?)
 }
-
-/// Whether the account exists (a valid token may outlive it).
-pub async fn account_exists(db: &PgPool, user_id: UserId) -> Result<bool, ApiError> {
-    Ok(sqlx::query_scalar("select exists (select 1 from users where id = $1)").bind(user_id).fetch_one(db).await?)
-}

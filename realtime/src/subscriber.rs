@@ -102,6 +102,9 @@ impl LocalSessions for Hub {
     }
 }
 
+/// The close reason of a WebSocket whose sign-in was revoked.
+pub const REVOKED: &str = "session revoked; sign in again";
+
 /// Hands an event to the user's sessions here, typed from the payload's
 /// header; the frame itself goes to the sockets as it is.
 fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
@@ -118,6 +121,13 @@ fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
         Live::Other { frame } => {
             let shared: Arc<str> = Arc::from(frame);
             hub.deliver(user, || Outbound::Shared(shared.clone()));
+        }
+        Live::Revoked { session } => {
+            for local in hub.sessions_of(user) {
+                if session.is_none_or(|revoked| revoked == local.auth) {
+                    local.end(REVOKED);
+                }
+            }
         }
     }
 }

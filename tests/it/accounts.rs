@@ -51,7 +51,19 @@ async fn login_failures_look_the_same_for_unknown_email_and_wrong_password() {
 }
 
 fn sign(claims: serde_json::Value, alg: Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+    sign_with_kid(claims, alg, secret, Some("default"))
+}
+
+pub fn sign_with_kid(claims: serde_json::Value, alg: Algorithm, secret: &[u8], kid: Option<&str>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+}
+
+/// The claims of a token Duet issued (read without checking them).
+pub fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64_like::decode(payload)).unwrap()
 }
 
 #[tokio::test]
@@ -61,7 +73,8 @@ async fn tokens_are_refused_unless_signed_and_claimed_exactly_right() {
     let secret = app.settings.jwt_secret().as_bytes().to_vec();
     let now = Utc::now().timestamp();
     let claims = |patch: serde_json::Value| {
-        let mut c = json!({"sub": user.id, "iss": "duet", "aud": "duet-clients", "iat": now, "nbf": now, "exp": now + 600, "jti": uuid::Uuid::new_v4()});
+        let sid = claims_of(&user.token)["sid"].clone();
+        let mut c = json!({"sub": user.id, "sid": sid, "iss": "duet", "aud": "duet-clients", "iat": now, "nbf": now, "exp": now + 600, "jti": uuid::Uuid::new_v4()});
         for (k, v) in patch.as_object().unwrap() {
             if v.is_null() {
                 c.as_object_mut().unwrap().remove(k);
@@ -79,8 +92,14 @@ async fn tokens_are_refused_unless_signed_and_claimed_exactly_right() {
         use base64_like::encode;
         format!("{}.{}.", encode(br#"{"alg":"none","typ":"JWT"}"#), encode(claims(json!({})).to_string().as_bytes()))
     };
+    // Signed right but expired: a code of its own, so the client refreshes.
+    let expired = app.get("/me", Some(&sign(claims(json!({"exp": now - 120})), Algorithm::HS256, &secret))).await;
+    assert_error(&expired, StatusCode::UNAUTHORIZED, "token_expired");
     let refused = [
-        ("expired", sign(claims(json!({"exp": now - 120})), Algorithm::HS256, &secret)),
+        ("expired with a wrong secret", sign(claims(json!({"exp": now - 120})), Algorithm::HS256, b"another-secret-another-secret-xx")),
+        ("no kid", sign_with_kid(claims(json!({})), Algorithm::HS256, &secret, None)),
+        ("unknown kid", sign_with_kid(claims(json!({})), Algorithm::HS256, &secret, Some("retired"))),
+        ("no sid", sign(claims(json!({"sid": null})), Algorithm::HS256, &secret)),
         ("not yet valid", sign(claims(json!({"nbf": now + 600})), Algorithm::HS256, &secret)),
         ("no exp", sign(claims(json!({"exp": null})), Algorithm::HS256, &secret)),
         ("wrong audience", sign(claims(json!({"aud": "someone-else"})), Algorithm::HS256, &secret)),
@@ -112,8 +131,21 @@ async fn lookup_finds_users_by_email_only_for_signed_in_callers() {
     assert_error(&app.get(&format!("/users/lookup?email={}", bob.email), None).await, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-/// Base64url without padding, enough to forge an unsigned token.
+/// Base64url without padding, enough to forge an unsigned token and read a payload.
 mod base64_like {
+    pub fn decode(text: &str) -> Vec<u8> {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let sextets: Vec<u32> = text.bytes().map(|c| ALPHABET.iter().position(|a| *a == c).unwrap() as u32).collect();
+        let mut out = Vec::new();
+        for chunk in sextets.chunks(4) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, s)| acc | (s << (18 - 6 * i)));
+            for i in 0..chunk.len().saturating_sub(1) {
+                out.push((n >> (16 - 8 * i)) as u8);
+            }
+        }
+        out
+    }
+
     pub fn encode(bytes: &[u8]) -> String {
         const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();

@@ -38,6 +38,8 @@ pub struct TestUser {
     pub id: UserId,
     pub token: String,
     pub email: String,
+    /// The refresh token of the sign-in made by registering.
+    pub refresh_token: String,
 }
 
 /// Settings for a fresh database and Redis prefix.
@@ -222,7 +224,12 @@ impl TestApp {
         let email = format!("{}-{}@example.com", name.to_lowercase(), Uuid::new_v4().simple());
         let (status, body) = self.post("/auth/register", None, json!({"email": email, "password": "correct horse", "name": name})).await;
         assert_eq!(status, StatusCode::CREATED, "register: {body}");
-        TestUser { id: body["user"]["id"].as_str().unwrap().parse().unwrap(), token: body["token"].as_str().unwrap().into(), email }
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            token: body["token"].as_str().unwrap().into(),
+            email,
+            refresh_token: body["refreshToken"].as_str().unwrap().into(),
+        }
     }
 
     /// Creates (or gets) the conversation between two users; returns its id.

@@ -25,6 +25,7 @@ mod projector_bench;
 mod read_side_support;
 mod receipts;
 mod replica;
+mod sessions;
 mod ws_delivery;
 mod ws_limits;
 mod ws_nodes;

@@ -6,6 +6,7 @@ use duet_common::settings::DEV_JWT_SECRET;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::accounts::{claims_of, sign_with_kid};
 use crate::helpers::TestApp;
 use crate::ws::{Chat, WsClient, open};
 
@@ -28,23 +29,18 @@ async fn a_bad_bearer_header_gets_unauthorized_then_close_4401() {
 }
 
 #[tokio::test]
-async fn an_expired_token_in_the_auth_frame_gets_unauthorized_then_close_4401() {
+async fn an_expired_token_in_the_auth_frame_gets_token_expired_then_close_4401() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
-        "sub": ann.id, "iss": app.settings.jwt_issuer, "aud": app.settings.jwt_audience,
+        "sub": ann.id, "sid": claims_of(&ann.token)["sid"], "iss": app.settings.jwt_issuer, "aud": app.settings.jwt_audience,
         "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600, "jti": uuid::Uuid::new_v4(),
     });
-    let expired = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let expired = sign_with_kid(claims, jsonwebtoken::Algorithm::HS256, DEV_JWT_SECRET.as_bytes(), Some("default"));
     let mut client = WsClient::raw(&app).await;
     let id = client.send(ClientKind::Auth, json!({"token": expired})).await;
-    client.expect_error(Some(&id), "unauthorized").await;
+    client.expect_error(Some(&id), "token_expired").await;
     assert_eq!(client.expect_close().await, 4401);
 }
 
@@ -185,5 +181,6 @@ async fn a_token_of_a_deleted_account_is_refused_4401() {
     let stream = open(app.addr, &[("authorization", &format!("Bearer {}", ann.token))]).await.expect("the upgrade succeeds");
     let (frames, close) = WsClient::unauthenticated(stream).drain_until_gone().await;
     assert_eq!(close, Some(4401));
-    assert!(frames.iter().any(|(kind, data)| kind == "error" && data["code"] == "unauthorized"), "{frames:?}");
+    // Deleting an account deletes its sign-ins: the token's session is gone.
+    assert!(frames.iter().any(|(kind, data)| kind == "error" && data["code"] == "session_revoked"), "{frames:?}");
 }

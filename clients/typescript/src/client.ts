@@ -47,9 +47,14 @@ import {
 export interface DuetClientOptions {
   /** The server, `https://chat.example.com`; the socket goes to `<baseUrl>/ws`. */
   baseUrl: string;
-  /** An access token, or a function returning the current one. */
+  /** An access token, or a function returning the current one (asked before each connect and request). */
   token: string | (() => string | Promise<string>);
-  /** Called after a close 4401 (expired or invalid token): return a new token. Without it the client stops as `unauthorized`. */
+  /**
+   * Called after a close 4401 (expired or invalid token) or a REST 401 `token_expired`: return a new
+   * token (the request is retried once). Without it the client stops as `unauthorized`; so it does
+   * when the hook throws an error with `sessionEnded` (a {@link SessionEndedError}). A
+   * {@link DuetSession}'s `clientOptions()` provides both `token` and `refreshToken`.
+   */
   refreshToken?: () => Promise<string>;
   /** The WebSocket constructor; default: the global one. Node 20 has none: pass `ws`. */
   WebSocket?: WebSocketConstructor;
@@ -205,9 +210,11 @@ export class DuetClient extends Emitter<DuetClientEvents> {
     this.WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     const reactNative = (globalThis as { navigator?: { product?: string } }).navigator?.product === "ReactNative";
     this.authTransport = options.authTransport ?? (options.WebSocket || reactNative ? "header" : "frame");
+    const refresh = options.refreshToken;
     this.rest = createRestClient({
       baseUrl: options.baseUrl,
       getToken: () => this.currentToken(),
+      ...(refresh ? { refreshToken: async () => (this.tokenValue = await refresh()) } : {}),
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
   }
@@ -396,9 +403,10 @@ export class DuetClient extends Emitter<DuetClientEvents> {
   // ---------------------------------------------------------------- connection
 
   private async currentToken(): Promise<string | undefined> {
-    if (this.tokenValue !== undefined) return this.tokenValue;
     const t = this.opts.token;
-    return typeof t === "function" ? await t() : t;
+    // A function is the source of truth (it knows of refreshes); a fixed token is replaced by refreshes.
+    if (typeof t === "function") return await t();
+    return this.tokenValue ?? t;
   }
 
   private setStatus(status: ConnectionStatus): void {
@@ -439,8 +447,11 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       (token) => {
         if (generation === this.generation && !this.stopped) this.openSocket(generation, token ?? "");
       },
-      () => {
-        if (generation === this.generation) this.scheduleReconnect();
+      (error: unknown) => {
+        if (generation !== this.generation) return;
+        // The session ended (a DuetSession refused to refresh): nothing to retry.
+        if ((error as { sessionEnded?: boolean } | undefined)?.sessionEnded) this.setStatus("unauthorized");
+        else this.scheduleReconnect();
       },
     );
   }
@@ -548,7 +559,11 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       this.setStatus("reconnecting");
       try {
         this.tokenValue = await this.opts.refreshToken();
-      } catch {
+      } catch (error) {
+        if ((error as { sessionEnded?: boolean } | undefined)?.sessionEnded) {
+          this.setStatus("unauthorized");
+          return;
+        }
         this.scheduleReconnect(backoff());
         return;
       }

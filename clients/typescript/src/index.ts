@@ -4,6 +4,8 @@
  * - {@link DuetClient}: the realtime client (reconnect, exactly-once sync,
  *   outbox, receipts, typing, presence) feeding a {@link ChatStore}.
  * - {@link createRestClient}: the typed REST client (openapi-fetch).
+ * - {@link DuetSession}: a signed-in session whose short-lived access token
+ *   is renewed with a rotating refresh token; logout, log out everywhere.
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -21,6 +23,8 @@ export type { OnlineSource } from "./online.js";
 export { backoffDelay } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { createRestClient } from "./rest.js";
+export { DuetSession, SessionEndedError } from "./session.js";
+export type { DuetSessionOptions, SessionTokens } from "./session.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
 export type { WebSocketConstructor, WebSocketLike, SocketCloseEvent, SocketMessageEvent } from "./transport.js";

@@ -17,13 +17,20 @@ export interface RestClientOptions {
   getToken?: () => string | undefined | Promise<string | undefined>;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Called when a request is answered 401 `token_expired`: return a new
+   * access token; the request is retried once with it.
+   */
+  refreshToken?: () => Promise<string>;
 }
 
 /** Creates the typed REST client. */
 export function createRestClient(options: RestClientOptions): DuetRestClient {
+  const refresh = options.refreshToken;
+  const fetcher = options.fetch;
   const client = createClient<paths>({
     baseUrl: options.baseUrl.replace(/\/+$/, ""),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(refresh ? { fetch: retryingOnExpiry(fetcher ?? ((r) => globalThis.fetch(r)), refresh) } : fetcher ? { fetch: fetcher } : {}),
   });
   const getToken = options.getToken;
   if (getToken) {
@@ -36,4 +43,23 @@ export function createRestClient(options: RestClientOptions): DuetRestClient {
     });
   }
   return client;
+}
+
+/** A fetch that, on 401 `token_expired`, refreshes the token and retries the request once. */
+function retryingOnExpiry(
+  fetcher: (request: Request) => Promise<Response>,
+  refresh: () => Promise<string>,
+): (request: Request) => Promise<Response> {
+  return async (request) => {
+    const retry = request.clone();
+    const response = await fetcher(request);
+    if (response.status !== 401 || !retry.headers.has("Authorization")) return response;
+    const body = (await response
+      .clone()
+      .json()
+      .catch(() => undefined)) as { code?: string } | undefined;
+    if (body?.code !== "token_expired") return response;
+    retry.headers.set("Authorization", `Bearer ${await refresh()}`);
+    return fetcher(retry);
+  };
 }

@@ -2,11 +2,14 @@ use duet_common::domain::User;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
 use duet_common::json_string::JsonString;
+use poem::Request;
+use poem::http::header;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::Commands;
 use crate::accounts::{self, Registration};
+use crate::sessions::{self, Issued};
 
 pub struct AuthApi(pub Commands);
 
@@ -34,11 +37,36 @@ struct LoginRequest {
     password: JsonString,
 }
 
+/// A signed-in caller's tokens (register, login, refresh, password change).
 #[derive(Object)]
-struct AuthResponse {
-    /// Bearer access token (JWT).
-    token: String,
-    user: User,
+#[oai(rename_all = "camelCase")]
+pub(super) struct AuthResponse {
+    /// Bearer access token (JWT), short-lived: refresh it before `expiresIn` runs out.
+    pub token: String,
+    /// Seconds until `token` expires.
+    pub expires_in: i64,
+    /// Opaque refresh token for `POST /auth/refresh`; each refresh spends it and returns a new one.
+    pub refresh_token: String,
+    /// Seconds until `refreshToken` expires if unused.
+    pub refresh_expires_in: i64,
+    pub user: User,
+}
+
+impl AuthResponse {
+    pub(super) fn new(issued: Issued, user: User) -> Self {
+        AuthResponse {
+            token: issued.access.token,
+            expires_in: issued.access.expires_in,
+            refresh_token: issued.refresh_token,
+            refresh_expires_in: issued.refresh_expires_in,
+            user,
+        }
+    }
+}
+
+/// The client's User-Agent, kept as the sign-in's device label.
+pub(super) fn user_agent(req: &Request) -> Option<&str> {
+    req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 #[derive(ApiResponse)]
@@ -73,9 +101,9 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Create an account and sign in.
+    /// Create an account and sign in: an access token and a refresh token.
     #[oai(path = "/auth/register", method = "post", operation_id = "register")]
-    async fn register(&self, body: Json<RegisterRequest>) -> ApiResult<RegisterResponse> {
+    async fn register(&self, req: &Request, body: Json<RegisterRequest>) -> ApiResult<RegisterResponse> {
         let Json(body) = body;
         let user = accounts::register(
             &self.0.ctx.db,
@@ -87,16 +115,16 @@ impl AuthApi {
             },
         )
         .await?;
-        let token = self.0.ctx.jwt.issue(user.id)?;
-        Ok(RegisterResponse::Created(Json(AuthResponse { token, user })))
+        let issued = sessions::start(&self.0.ctx, user.id, user_agent(req)).await?;
+        Ok(RegisterResponse::Created(Json(AuthResponse::new(issued, user))))
     }
 
-    /// Sign in. Wrong email and wrong password get the same 401.
+    /// Sign in: an access token and a refresh token. Wrong email and wrong password get the same 401.
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
-    async fn login(&self, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
+    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
         let Json(body) = body;
         let user = accounts::login(&self.0.ctx.db, &body.email, body.password.into_inner()).await?;
-        let token = self.0.ctx.jwt.issue(user.id)?;
-        Ok(LoginResponse::Ok(Json(AuthResponse { token, user })))
+        let issued = sessions::start(&self.0.ctx, user.id, user_agent(req)).await?;
+        Ok(LoginResponse::Ok(Json(AuthResponse::new(issued, user))))
     }
 }

@@ -301,8 +301,9 @@ Generated from `duet_common::protocol` (`duet asyncapi`).
 Close codes: 1000 normal, 1003 unsupported data, 1008 too many invalid
 frames, 1009 frame too large, 1012 server restarting (reconnect and
 sync), 1013 client too slow (reconnect and sync), 4401 invalid or expired
-token (at connect, or when the session's token expires: reconnect with a new
-one), 4408 no authentication in time or no frame within the presence TTL.
+token (at connect, or when the session's token expires: refresh and reconnect
+with the new one) or revoked session (logout, password change: sign in
+again), 4408 no authentication in time or no frame within the presence TTL.
 ";
 
 const CHANNEL: &str = "\

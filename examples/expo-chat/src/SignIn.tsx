@@ -1,10 +1,11 @@
 // Sign up or sign in; the server's address is editable (defaults to EXPO_PUBLIC_DUET_URL or this page's origin).
 import { useState } from "react";
 import { Pressable, Text, TextInput, View } from "react-native";
+import type { DuetSession } from "@duet/client";
 import { authenticate, defaultBaseUrl, errorText, type User } from "./session";
 import { ui } from "./ui";
 
-export function SignIn({ onSignedIn }: { onSignedIn: (baseUrl: string, token: string, user: User) => void }) {
+export function SignIn({ onSignedIn }: { onSignedIn: (baseUrl: string, auth: DuetSession, user: User) => void }) {
   const [mode, setMode] = useState<"signin" | "signup">("signup");
   const [baseUrl, setBaseUrl] = useState(defaultBaseUrl());
   const [name, setName] = useState("");
@@ -17,8 +18,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: (baseUrl: string, token: st
     setBusy(true);
     setError(undefined);
     try {
-      const { token, user } = await authenticate(baseUrl, mode, { email: email.trim(), password, name: name.trim() });
-      onSignedIn(baseUrl, token, user);
+      const { auth, user } = await authenticate(baseUrl, mode, { email: email.trim(), password, name: name.trim() });
+      onSignedIn(baseUrl, auth, user);
     } catch (err) {
       setError(errorText(err));
       setBusy(false);

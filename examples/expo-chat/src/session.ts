@@ -1,7 +1,7 @@
 // One signed-in session: the SDK's realtime client plus what the screens need
 // beside its store (peer names and last-seen times, from REST). Everything
 // that talks to Duet goes through @duet/client.
-import { DuetClient, createRestClient, type components } from "@duet/client";
+import { DuetClient, DuetSession, type components } from "@duet/client";
 import { useSyncExternalStore } from "react";
 
 export type User = components["schemas"]["User"];
@@ -29,19 +29,25 @@ export function errorText(error: unknown): string {
   return String(error);
 }
 
-/** Signs up (with `name`) or in; returns the token and the account. */
+/**
+ * Signs up (with `name`) or in; returns the SDK session (the short-lived
+ * access token and the refresh token that renews it) and the account. A real
+ * app would persist `auth.current` in secure storage through `onTokens`.
+ */
 export async function authenticate(
   baseUrl: string,
   mode: "signup" | "signin",
   form: { email: string; password: string; name: string },
-): Promise<{ token: string; user: User }> {
-  const rest = createRestClient({ baseUrl });
-  const { data, error } =
-    mode === "signup"
-      ? await rest.POST("/auth/register", { body: { email: form.email, password: form.password, name: form.name } })
-      : await rest.POST("/auth/login", { body: { email: form.email, password: form.password } });
-  if (!data) throw new Error(errorText(error));
-  return data;
+): Promise<{ auth: DuetSession; user: User }> {
+  try {
+    const { session, user } =
+      mode === "signup"
+        ? await DuetSession.register({ baseUrl }, { email: form.email, password: form.password, name: form.name })
+        : await DuetSession.login({ baseUrl }, { email: form.email, password: form.password });
+    return { auth: session, user };
+  } catch (err) {
+    throw new Error(errorText(err));
+  }
 }
 
 export class Session {
@@ -53,9 +59,10 @@ export class Session {
   constructor(
     readonly baseUrl: string,
     readonly user: User,
-    token: string,
+    private readonly auth: DuetSession,
   ) {
-    this.duet = new DuetClient({ baseUrl, token });
+    // The socket and REST use the session's token and refresh it when it expires.
+    this.duet = new DuetClient({ baseUrl, ...auth.clientOptions() });
   }
 
   async start(): Promise<void> {
@@ -72,6 +79,12 @@ export class Session {
 
   stop(): void {
     this.duet.stop();
+  }
+
+  /** Ends the session on the server too (its refresh token stops working). */
+  async signOut(): Promise<void> {
+    this.duet.stop();
+    await this.auth.logout().catch(() => undefined);
   }
 
   /** Finds a user by exact email and opens (or creates) the conversation; returns its id. */

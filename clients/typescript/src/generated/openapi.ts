@@ -12,7 +12,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Sign in. Wrong email and wrong password get the same 401.
+         * Sign in: an access token and a refresh token. Wrong email and wrong password get the same 401.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -29,6 +29,121 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End the caller's session (the one its token belongs to).
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End every session of the caller, on every device.
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["logoutAll"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the password: ends every session, and returns a new one for the caller.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `password_too_short` (400): `password` is too short.
+         *     - `password_too_long` (400): `password` is too long.
+         *     - `wrong_password` (403): `currentPassword` is not the account's password.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["changePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Exchange a refresh token for a new access token and refresh token.
+         *     A refresh token works once: presenting a spent one again revokes its
+         *     whole session (`refresh_token_reused`), as only a copy can explain it.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `invalid_refresh_token` (401): The refresh token is unknown or expired: sign in again.
+         *     - `refresh_token_reused` (401): The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["refresh"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/register": {
         parameters: {
             query?: never;
@@ -39,7 +154,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Create an account and sign in.
+         * Create an account and sign in: an access token and a refresh token.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -82,6 +197,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_limit` (400): `limit` is out of range.
          *     - `invalid_cursor` (400): `cursor` is not a cursor this API returned.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -97,6 +214,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `cannot_message_self` (400): A conversation needs another user.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -125,6 +244,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -155,6 +276,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -187,6 +310,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `invalid_range` (400): `afterSeq` is not below `beforeSeq`.
@@ -204,6 +329,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_client_msg_id` (400): `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`.
          *     - `text_required` (400): A `text` message needs `text`.
@@ -241,6 +368,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -271,6 +400,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_token` (400): A device `token` is empty, too long or not printable ASCII.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -299,6 +430,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -321,6 +454,8 @@ export interface paths {
          * The caller's own account.
          * @description Errors:
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -346,6 +481,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_query` (400): `q` is empty or too long.
          *     - `invalid_limit` (400): `limit` is out of range.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -373,6 +510,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -399,6 +538,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -417,11 +558,32 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** AuthResponse */
+        /**
+         * AuthResponse
+         * @description A signed-in caller's tokens (register, login, refresh, password change).
+         */
         AuthResponse: {
-            /** @description Bearer access token (JWT). */
+            /**
+             * Format: int64
+             * @description Seconds until `token` expires.
+             */
+            expiresIn: number;
+            /**
+             * Format: int64
+             * @description Seconds until `refreshToken` expires if unused.
+             */
+            refreshExpiresIn: number;
+            /** @description Opaque refresh token for `POST /auth/refresh`; each refresh spends it and returns a new one. */
+            refreshToken: string;
+            /** @description Bearer access token (JWT), short-lived: refresh it before `expiresIn` runs out. */
             token: string;
             user: components["schemas"]["User"];
+        };
+        /** ChangePasswordRequest */
+        ChangePasswordRequest: {
+            currentPassword: string;
+            /** @description 8 to 256 characters, under the rules of registration. */
+            newPassword: string;
         };
         /**
          * Conversation
@@ -536,6 +698,11 @@ export interface components {
          *     | `email_taken` | 409 | An account with this email exists. |
          *     | `phone_taken` | 409 | An account with this phone number exists. |
          *     | `user_not_found` | 404 | No such user. |
+         *     | `token_expired` | 401 | The access token has expired: refresh it (`POST /auth/refresh`) and retry. |
+         *     | `session_revoked` | 401 | The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again. |
+         *     | `invalid_refresh_token` | 401 | The refresh token is unknown or expired: sign in again. |
+         *     | `refresh_token_reused` | 401 | The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again. |
+         *     | `wrong_password` | 403 | `currentPassword` is not the account's password. |
          *     | `cannot_message_self` | 400 | A conversation needs another user. |
          *     | `conversation_not_found` | 404 | No such conversation, or the caller is not a member. |
          *     | `invalid_client_msg_id` | 400 | `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`. |
@@ -567,7 +734,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -670,6 +837,11 @@ export interface components {
              */
             seq: number;
         };
+        /** RefreshRequest */
+        RefreshRequest: {
+            /** @description The latest refresh token of the session (each one works once). */
+            refreshToken: string;
+        };
         /** RegisterDeviceRequest */
         RegisterDeviceRequest: {
             platform: components["schemas"]["Platform"];
@@ -770,6 +942,288 @@ export interface operations {
                 };
             };
             /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logoutAll: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description The password is changed, every session ended, and a new one started for the caller. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthResponse"];
+                };
+            };
+            /** @description `bad_request`, `password_too_short`, `password_too_long` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `wrong_password`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description A new access token and a new refresh token; the one sent is spent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthResponse"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_refresh_token`, `refresh_token_reused`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -943,7 +1397,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1021,7 +1475,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1114,7 +1568,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1194,7 +1648,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1301,7 +1755,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1390,7 +1844,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1507,7 +1961,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1611,7 +2065,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1696,7 +2150,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1769,7 +2223,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1838,7 +2292,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1904,7 +2358,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1979,7 +2433,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
