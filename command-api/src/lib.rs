@@ -11,7 +11,9 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
+pub mod privacy;
 pub mod receipts;
+pub mod reports;
 
 use duet_common::domain::NewMessage;
 use duet_common::ids::{ConversationId, UserId};
@@ -38,6 +40,8 @@ pub struct Commands {
     appender: Appender,
     receipts: ReceiptWriter,
     send_limiter: RateLimiter,
+    /// Reports per user, across nodes.
+    report_limiter: RateLimiter,
 }
 
 impl Commands {
@@ -49,6 +53,7 @@ impl Commands {
             appender: Appender::start(ctx, &batches),
             receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
+            report_limiter: RateLimiter::new(settings.report_rate_per_sec, settings.report_burst),
             ctx: ctx.clone(),
         }
     }

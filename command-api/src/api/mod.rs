@@ -4,24 +4,38 @@ mod auth;
 mod conversations;
 mod devices;
 mod messages;
+mod privacy;
+mod reports;
 
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
 pub use messages::MessagesApi;
+pub use privacy::PrivacyApi;
+pub use reports::ReportsApi;
 
 use duet_common::ErrorCode;
 
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, ConversationsApi, MessagesApi, DevicesApi);
+pub type CommandApi = (AuthApi, ConversationsApi, MessagesApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
-    [auth::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS].into_iter().flatten().copied()
+    [auth::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS, privacy::ERRORS, reports::ERRORS]
+        .into_iter()
+        .flatten()
+        .copied()
 }
 
 pub fn api(commands: Commands) -> CommandApi {
-    (AuthApi(commands.clone()), ConversationsApi(commands.clone()), MessagesApi(commands.clone()), DevicesApi(commands))
+    (
+        AuthApi(commands.clone()),
+        ConversationsApi(commands.clone()),
+        MessagesApi(commands.clone()),
+        DevicesApi(commands.clone()),
+        PrivacyApi(commands.clone()),
+        ReportsApi(commands),
+    )
 }
