@@ -3,7 +3,8 @@
  *
  * - {@link DuetClient}: the realtime client (reconnect, exactly-once sync,
  *   outbox, receipts, typing, presence) feeding a {@link ChatStore}.
- * - {@link createRestClient}: the typed REST client (openapi-fetch).
+ * - {@link createRestClient}: the typed REST client (openapi-fetch), and
+ *   {@link DuetPrivacy} (presence privacy, blocks, reports) over it.
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -21,6 +22,8 @@ export type { OnlineSource } from "./online.js";
 export { backoffDelay } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { createRestClient } from "./rest.js";
+export { DuetPrivacy } from "./privacy.js";
+export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
 export type { WebSocketConstructor, WebSocketLike, SocketCloseEvent, SocketMessageEvent } from "./transport.js";

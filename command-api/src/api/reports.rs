@@ -11,6 +11,7 @@ use crate::reports::{Report, ReportReason, ReportTarget};
 
 pub struct ReportsApi(pub Commands);
 
+/// A report of a user, or of a message and so its sender.
 #[derive(Object)]
 #[oai(rename_all = "camelCase")]
 struct ReportRequest {
