@@ -14,6 +14,10 @@
 //! fails as a whole, each request is retried in a transaction of its own, so
 //! one bad row fails alone.
 //!
+//! A block between the pair (either way) refuses a new message inside the
+//! same call, two primary-key probes per request; a sender's first message
+//! to a receiver records them as a contact (presence visibility).
+//!
 //! After the commit the writer hands the whole batch to live fan-out
 //! (`duet_common::fanout`): this node's sessions get it at once, the Redis
 //! publish for other nodes is queued in order behind the writer's earlier
@@ -30,6 +34,7 @@ use duet_common::db::{Batch, Lane, is_constraint_violation};
 use duet_common::domain::{Message, MessageType, ValidMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::fanout::{Event, Publisher};
+use duet_common::privacy::block_refusal;
 use duet_common::settings::{AppendMode, Settings};
 use duet_common::{ApiError, AppContext};
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -153,6 +158,8 @@ impl Batch for Appends {
 #[derive(sqlx::FromRow)]
 struct AppendRow {
     member: bool,
+    /// A block between sender and receiver stopped a new message (`duet_common::privacy::block_refusal`).
+    refusal: Option<String>,
     id: Option<MessageId>,
     conversation_id: Option<ConversationId>,
     seq: Option<i64>,
@@ -191,7 +198,7 @@ async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Re
     let now = now_micros();
     let ids: Vec<MessageId> = requests.iter().map(|_| MessageId::new()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(
-        "select member, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
+        "select member, refusal, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
          from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&ids)
@@ -217,8 +224,13 @@ async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Re
             if !row.member {
                 return Err(ApiError::conversation_not_found());
             }
+            let refusal = row.refusal.clone();
+            // A retry of a message stored before a block still gets its answer.
             let Some(message) = row.message() else {
-                return Err(ApiError::Internal(anyhow::anyhow!("duet_append stored nothing for a member")));
+                return Err(match refusal {
+                    Some(refusal) => block_refusal(&refusal),
+                    None => ApiError::Internal(anyhow::anyhow!("duet_append stored nothing for a member")),
+                });
             };
             if message.id == id { Ok(Appended { message, created: true }) } else { replay(request, &message) }
         })

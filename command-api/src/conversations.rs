@@ -1,11 +1,14 @@
-//! Get-or-create of the one conversation between two users.
+//! Get-or-create of the one conversation between two users (refused when
+//! either has blocked the other).
 
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
+use duet_common::block_refusal_sql;
 use duet_common::domain::{Peer, ordered_pair};
 use duet_common::error::ErrorCode;
 use duet_common::events::DomainEvent;
 use duet_common::ids::{ConversationId, UserId};
+use duet_common::privacy::block_refusal;
 use poem_openapi::Object;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -41,11 +44,18 @@ pub async fn get_or_create(db: &PgPool, user_id: UserId, peer_id: UserId) -> Res
     if user_id == peer_id {
         return Err(ApiError::new(ErrorCode::CannotMessageSelf, "a conversation needs another user"));
     }
-    let peer: (UserId, String) = sqlx::query_as("select id, name from users where id = $1")
-        .bind(peer_id)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such user"))?;
+    // A block either way refuses the conversation, existing or not.
+    let (id, name, refusal): (UserId, String, Option<String>) =
+        sqlx::query_as(concat!("select id, name, ", block_refusal_sql!(), " from users where id = $2"))
+            .bind(user_id)
+            .bind(peer_id)
+            .fetch_optional(db)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such user"))?;
+    if let Some(refusal) = refusal {
+        return Err(block_refusal(&refusal));
+    }
+    let peer = (id, name);
     let (lo, hi) = ordered_pair(user_id, peer_id);
     let now = now_micros();
 

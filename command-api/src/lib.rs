@@ -11,8 +11,10 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
+pub mod privacy;
 pub mod receipts;
 pub mod sessions;
+pub mod reports;
 
 use duet_common::domain::NewMessage;
 use duet_common::ids::{ConversationId, UserId};
@@ -39,6 +41,8 @@ pub struct Commands {
     appender: Appender,
     receipts: ReceiptWriter,
     send_limiter: RateLimiter,
+    /// Reports per user, across nodes.
+    report_limiter: RateLimiter,
 }
 
 impl Commands {
@@ -50,6 +54,7 @@ impl Commands {
             appender: Appender::start(ctx, &batches),
             receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
+            report_limiter: RateLimiter::new(settings.report_rate_per_sec, settings.report_burst),
             ctx: ctx.clone(),
         }
     }

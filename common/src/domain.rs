@@ -90,7 +90,9 @@ macro_rules! message_columns {
 pub struct PublicUser {
     pub id: UserId,
     pub name: String,
-    /// When the user was last online; absent if never, or while unknown.
+    /// When the user was last online; absent if never, while unknown, or
+    /// when the user's presence is not visible to the caller (their
+    /// privacy setting, the caller's own, or a block: see `GET /me/privacy`).
     #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<DateTime<Utc>>,
 }

@@ -99,6 +99,13 @@ error_codes! {
     InvalidCursor = "invalid_cursor", 400, "`cursor` is not a cursor this API returned.";
     InvalidQuery = "invalid_query", 400, "`q` is empty or too long.";
     InvalidToken = "invalid_token", 400, "A device `token` is empty, too long or not printable ASCII.";
+    // Privacy, blocking and reports.
+    RecipientUnavailable = "recipient_unavailable", 403, "This user cannot receive messages from the caller or be messaged by them; the reason is not told.";
+    UserBlocked = "user_blocked", 403, "The caller has blocked this user: unblock them first.";
+    CannotBlockSelf = "cannot_block_self", 400, "A user cannot block themselves.";
+    InvalidReportTarget = "invalid_report_target", 400, "A report names exactly one of `userId` and `messageId`.";
+    MessageNotFound = "message_not_found", 404, "No such message in a conversation of the caller's.";
+    InvalidDetails = "invalid_details", 400, "`details` is longer than 1000 characters or contains a control character other than a line break or tab.";
     // WebSocket frames.
     InvalidJson = "invalid_json", 400, "WebSocket: the frame is not JSON.";
     InvalidFrame = "invalid_frame", 400, "WebSocket: the frame is not an object with a string `type`, an optional 1 to 64 character `id`, a numeric `ts` and `data`.";

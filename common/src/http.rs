@@ -234,6 +234,8 @@ pub enum ApiTags {
     Devices,
     /// Full-text search over the caller's messages.
     Search,
+    /// Presence privacy, blocks and reports.
+    Privacy,
 }
 
 #[cfg(test)]

@@ -82,6 +82,11 @@ impl Keys {
         self.key(format_args!("rl:send:{user}"))
     }
 
+    /// The bucket of a user's reports.
+    pub fn report_rate(&self, user: UserId) -> String {
+        self.key(format_args!("rl:report:{user}"))
+    }
+
     /// The bucket of WebSocket handshakes from one client address.
     pub fn handshake_rate(&self, ip: IpAddr) -> String {
         self.key(format_args!("rl:handshake:{ip}"))

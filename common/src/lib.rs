@@ -20,6 +20,7 @@ pub mod last_seen;
 pub mod live;
 pub mod metrics;
 pub mod presence;
+pub mod privacy;
 pub mod protocol;
 pub mod ratelimit;
 pub mod read_model;

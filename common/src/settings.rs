@@ -137,6 +137,14 @@ pub struct Settings {
     #[arg(long, env = "DUET_RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
 
+    /// Reports (`POST /reports`) a user may file per second, across all nodes.
+    #[arg(long, env = "DUET_REPORT_RATE_PER_SEC", default_value_t = 1)]
+    pub report_rate_per_sec: u32,
+
+    /// Burst allowance of the per-user report limit.
+    #[arg(long, env = "DUET_REPORT_BURST", default_value_t = 5)]
+    pub report_burst: u32,
+
     /// Seconds a presence key lives without a ping.
     #[arg(long, env = "DUET_PRESENCE_TTL_SECS", default_value_t = 60)]
     pub presence_ttl_secs: u64,

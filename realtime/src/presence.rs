@@ -20,9 +20,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Users claimed per sweep step.
 const SWEEP_BATCH: usize = 256;
 
-/// Tells the user's peers (on whatever node they are) that the user's status changed.
+/// Tells the user's peers (on whatever node they are) that the user's
+/// status changed: those who may see it (`duet_common::privacy`).
 pub async fn announce(ctx: &AppContext, user_id: UserId, status: PresenceStatus, last_seen_at: Option<DateTime<Utc>>) {
-    let peers = match store::peers(&ctx.db, user_id).await {
+    let peers = match store::presence_viewers(&ctx.db, user_id).await {
         Ok(peers) => peers,
         Err(_) => return,
     };
@@ -58,6 +59,8 @@ pub async fn sweep(ctx: AppContext, stop: tokio_util::sync::CancellationToken) {
 
 /// The current status of each of `users` that shares a conversation with `user_id`,
 /// as `presence.update` frames answering `reference`; and how many were refused.
+/// A peer whose presence the user may not see reads `unknown`, as when
+/// Redis cannot tell, so the answer does not reveal their setting.
 pub async fn snapshot(
     ctx: &AppContext,
     user_id: UserId,
@@ -69,8 +72,8 @@ pub async fn snapshot(
     let frames = peers
         .iter()
         .enumerate()
-        .map(|(i, (peer, last_seen_at))| {
-            let (status, last_seen_at) = match online.as_ref().map(|o| o[i]) {
+        .map(|(i, (peer, last_seen_at, visible))| {
+            let (status, last_seen_at) = match online.as_ref().map(|o| o[i]).filter(|_| *visible) {
                 Some(true) => (PresenceStatus::Online, None),
                 Some(false) => (PresenceStatus::Offline, *last_seen_at),
                 None => (PresenceStatus::Unknown, None),

@@ -50,9 +50,13 @@ pub async fn positions(db: &PgPool, user_id: UserId) -> Result<Vec<(Conversation
     .await?)
 }
 
-/// Everyone the user shares a conversation with.
-pub async fn peers(db: &PgPool, user_id: UserId) -> Result<Vec<UserId>, ApiError> {
-    Ok(sqlx::query_scalar("select peer_id from conversation_members where user_id = $1").bind(user_id).fetch_all(db).await?)
+/// Everyone the user shares a conversation with who may see the user's
+/// presence (`presence_visible`, migration 0013).
+pub async fn presence_viewers(db: &PgPool, user_id: UserId) -> Result<Vec<UserId>, ApiError> {
+    Ok(sqlx::query_scalar("select peer_id from conversation_members where user_id = $1 and presence_visible(peer_id, $1)")
+        .bind(user_id)
+        .fetch_all(db)
+        .await?)
 }
 
 /// The other member of a conversation the user is in.
@@ -64,14 +68,15 @@ pub async fn peer_in(db: &PgPool, user_id: UserId, conversation_id: Conversation
         .await?)
 }
 
-/// Of `candidates`, those the user shares a conversation with, with their stored last-seen time.
+/// Of `candidates`, those the user shares a conversation with, with their
+/// stored last-seen time, and whether the user may see their presence.
 pub async fn peers_among(
     db: &PgPool,
     user_id: UserId,
     candidates: &[UserId],
-) -> Result<Vec<(UserId, Option<chrono::DateTime<chrono::Utc>>)>, ApiError> {
+) -> Result<Vec<(UserId, Option<chrono::DateTime<chrono::Utc>>, bool)>, ApiError> {
     Ok(sqlx::query_as(
-        "select u.id, u.last_seen_at from conversation_members m join users u on u.id = m.peer_id \
+        "select u.id, u.last_seen_at, presence_visible($1, u.id) from conversation_members m join users u on u.id = m.peer_id \
          where m.user_id = $1 and m.peer_id = any($2)",
     )
     .bind(user_id)

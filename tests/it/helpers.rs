@@ -248,6 +248,25 @@ impl TestApp {
         .await
     }
 
+    /// Sets who sees `user`'s presence: `everyone`, `contacts` or `nobody`.
+    pub async fn set_presence_visibility(&self, user: &TestUser, presence: &str) {
+        let (status, body) = self.post("/me/privacy", Some(&user.token), json!({"presence": presence})).await;
+        assert_eq!(status, StatusCode::OK, "set privacy: {body}");
+        assert_eq!(body["presence"], presence);
+    }
+
+    /// `blocker` blocks `blocked`.
+    pub async fn block(&self, blocker: &TestUser, blocked: &TestUser) {
+        let (status, body) = self.post(&format!("/users/{}/block", blocked.id), Some(&blocker.token), json!({})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "block: {body}");
+    }
+
+    /// `blocker` lifts their block of `blocked`.
+    pub async fn unblock(&self, blocker: &TestUser, blocked: &TestUser) {
+        let (status, body) = self.post(&format!("/users/{}/unblock", blocked.id), Some(&blocker.token), json!({})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "unblock: {body}");
+    }
+
     /// `(last_delivered_seq, last_read_seq)` of `user` as stored.
     pub async fn stored_markers(&self, conversation: ConversationId, user: &TestUser) -> (i64, i64) {
         sqlx::query_as("select last_delivered_seq, last_read_seq from conversation_members where conversation_id = $1 and user_id = $2")

@@ -17,6 +17,8 @@ async fn a_node_killed_while_messages_flow_loses_nothing_acked_and_its_users_go_
     let survivor = TestApp::spawn_with(|s| s.presence_ttl_secs = 2).await;
     let ann = survivor.register("Ann").await;
     let bob = survivor.register("Bob").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    survivor.set_presence_visibility(&ann, "everyone").await;
     let conversation = survivor.conversation(&ann, &bob).await;
     let DuetProcess { child: mut doomed, addr: doomed_addr } = DuetProcess::start(&DuetProcess::env_of(&survivor.settings)).await;
 

@@ -29,6 +29,8 @@ async fn peers_see_a_user_come_online_and_go_offline_on_clean_close() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    app.set_presence_visibility(&ann, "everyone").await;
     app.conversation(&ann, &bob).await;
     let mut b = WsClient::connect(&app, &bob).await;
 
@@ -56,6 +58,8 @@ async fn a_crashed_connection_goes_offline_after_the_presence_ttl() {
     let app = TestApp::spawn_with(|s| s.presence_ttl_secs = 2).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    app.set_presence_visibility(&ann, "everyone").await;
     app.conversation(&ann, &bob).await;
     let mut b = WsClient::connect(&app, &bob).await;
     b.keep_alive(Duration::from_millis(500));
@@ -77,6 +81,9 @@ async fn presence_subscribe_answers_for_peers_only() {
     let bob = app.register("Bob").await;
     let cat = app.register("Cat").await;
     let stranger = app.register("Stranger").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    app.set_presence_visibility(&bob, "everyone").await;
+    app.set_presence_visibility(&cat, "everyone").await;
     app.conversation(&ann, &bob).await;
     app.conversation(&ann, &cat).await;
     let _b = WsClient::connect(&app, &bob).await;
@@ -157,6 +164,8 @@ async fn a_connection_dropped_without_a_close_frame_goes_offline_without_waiting
     let app = TestApp::spawn().await; // presence TTL 60 s: only the dropped socket can explain offline
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    app.set_presence_visibility(&ann, "everyone").await;
     app.conversation(&ann, &bob).await;
     let mut b = WsClient::connect(&app, &bob).await;
     let a = WsClient::connect(&app, &ann).await;

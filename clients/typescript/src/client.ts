@@ -32,6 +32,7 @@ import { randomId } from "./ids.js";
 import { alwaysOnline, browserOnlineSource, type OnlineSource } from "./online.js";
 import { MemoryOutboxStorage, PERMANENT_SEND_ERRORS, type OutboxEntry, type OutboxStorage } from "./outbox.js";
 import { createRestClient, type DuetRestClient } from "./rest.js";
+import { DuetPrivacy } from "./privacy.js";
 import { ChatStore, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
   onUpgradeRefused,
@@ -156,6 +157,8 @@ export class DuetClient extends Emitter<DuetClientEvents> {
   readonly store = new ChatStore();
   /** The typed REST client, authenticated with the same token. */
   readonly rest: DuetRestClient;
+  /** Presence privacy, blocks and reports (REST). */
+  readonly privacy: DuetPrivacy;
 
   private readonly opts: DuetClientOptions;
   private readonly online: OnlineSource;
@@ -217,6 +220,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       ...(refresh ? { refreshToken: async () => (this.tokenValue = await refresh()) } : {}),
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
+    this.privacy = new DuetPrivacy(this.rest);
   }
 
   // ------------------------------------------------------------------ lifecycle

@@ -6,6 +6,8 @@
  * - {@link createRestClient}: the typed REST client (openapi-fetch).
  * - {@link DuetSession}: a signed-in session whose short-lived access token
  *   is renewed with a rotating refresh token; logout, log out everywhere.
+ * - {@link createRestClient}: the typed REST client (openapi-fetch), and
+ *   {@link DuetPrivacy} (presence privacy, blocks, reports) over it.
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -25,6 +27,8 @@ export type { BackoffOptions } from "./backoff.js";
 export { createRestClient } from "./rest.js";
 export { DuetSession, SessionEndedError } from "./session.js";
 export type { DuetSessionOptions, SessionTokens } from "./session.js";
+export { DuetPrivacy } from "./privacy.js";
+export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
 export type { WebSocketConstructor, WebSocketLike, SocketCloseEvent, SocketMessageEvent } from "./transport.js";

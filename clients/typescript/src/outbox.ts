@@ -93,6 +93,9 @@ export const PERMANENT_SEND_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(
   "cannot_message_self",
   "user_not_found",
   "conversation_not_found",
+  // A block: the user may retry by hand (`retry`) once it is lifted.
+  "recipient_unavailable",
+  "user_blocked",
   "invalid_data",
   "invalid_frame",
   "bad_request",

@@ -20,7 +20,8 @@ test("two users chat: live messages, receipts, typing, presence, failures", asyn
   b.trackConversation(conv, { peerId: ann.id });
   await waitFor([a, b], () => a.isConnected && b.isConnected, "both connected");
 
-  // Presence: Bob is online for Ann.
+  // Presence: Bob is online for Ann (he shows it to everyone; by default only to users he has messaged).
+  await b.privacy.setPresenceVisibility("everyone");
   a.subscribePresence([bob.id]);
   await waitFor([a], () => a.store.getSnapshot().presence[bob.id]?.status === "online", "bob online for ann");
   assert.equal(a.store.getConversation(conv)?.peerPresence?.status, "online");

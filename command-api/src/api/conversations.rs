@@ -27,7 +27,10 @@ enum CreateConversationResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[("createConversation", &[ErrorCode::CannotMessageSelf, ErrorCode::UserNotFound])];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[(
+    "createConversation",
+    &[ErrorCode::CannotMessageSelf, ErrorCode::UserNotFound, ErrorCode::RecipientUnavailable, ErrorCode::UserBlocked],
+)];
 
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsApi {

@@ -70,6 +70,8 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::PayloadTooLarge,
             ErrorCode::IdempotencyConflict,
             ErrorCode::RateLimited,
+            ErrorCode::RecipientUnavailable,
+            ErrorCode::UserBlocked,
         ],
     ),
     ("markDelivered", &[ErrorCode::ConversationNotFound, ErrorCode::InvalidSeq, ErrorCode::SeqOutOfRange]),

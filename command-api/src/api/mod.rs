@@ -5,23 +5,30 @@ mod conversations;
 mod devices;
 mod messages;
 mod sessions;
+mod privacy;
+mod reports;
 
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
 pub use messages::MessagesApi;
 pub use sessions::SessionsApi;
+pub use privacy::PrivacyApi;
+pub use reports::ReportsApi;
 
 use duet_common::ErrorCode;
 
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, DevicesApi);
+pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
-    [auth::ERRORS, sessions::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS].into_iter().flatten().copied()
+    [auth::ERRORS, sessions::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS, privacy::ERRORS, reports::ERRORS]
+        .into_iter()
+        .flatten()
+        .copied()
 }
 
 pub fn api(commands: Commands) -> CommandApi {
@@ -30,6 +37,8 @@ pub fn api(commands: Commands) -> CommandApi {
         SessionsApi(commands.clone()),
         ConversationsApi(commands.clone()),
         MessagesApi(commands.clone()),
-        DevicesApi(commands),
+        DevicesApi(commands.clone()),
+        PrivacyApi(commands.clone()),
+        ReportsApi(commands),
     )
 }

@@ -101,7 +101,7 @@ events! {
         Ping(PingData) = "presence.ping",
             "Heartbeat every `heartbeatIntervalMs` (with jitter); refreshes presence. Answered by `presence.pong`.";
         PresenceSubscribe(PresenceSubscribe) = "presence.subscribe",
-            "The current status of users one shares a conversation with; answered by one `presence.update` per user (with `ref`), and `error not_a_peer` if some are not peers.";
+            "The current status of users one shares a conversation with; answered by one `presence.update` per user (with `ref`; `unknown` for a user whose presence you may not see), and `error not_a_peer` if some are not peers.";
         Send(SendData) = "chat.message.send",
             "Send a message. Answered by `chat.message.ack` once durable; a resend with the same `clientMsgId` gets the same ack.";
         Delivered(ReceiptIn) = "chat.message.delivered",
@@ -123,7 +123,7 @@ events! {
         Pong(Pong) = "presence.pong",
             "Answers `presence.ping`.";
         PresenceUpdate(PresenceUpdate) = "presence.update",
-            "A peer came online or went offline (pushed to the user's conversation peers who are online), or the answer to `presence.subscribe` (with `ref`). `unknown` when Redis cannot tell.";
+            "A peer came online or went offline (pushed to the user's conversation peers who are online and may see it), or the answer to `presence.subscribe` (with `ref`). `unknown` when Redis cannot tell or the peer's presence is not visible to you (their privacy setting, yours, or a block); pushed again when that changes.";
         Ack(Ack) = "chat.message.ack",
             "The message of frame `ref` is durable (committed to PostgreSQL).";
         Message(NewMessageData) = "chat.message.new",

@@ -81,7 +81,8 @@ pub struct TypingOut {
     pub state: TypingState,
 }
 
-/// A user's presence; `unknown` when Redis cannot tell.
+/// A user's presence; `unknown` when Redis cannot tell or it is not
+/// visible to the receiver (`duet_common::privacy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PresenceStatus {

@@ -35,19 +35,21 @@ impl UsersApi {
         Ok(MeResponse::Ok(Json(users::me(&self.0.ctx.db, auth.user_id()).await?)))
     }
 
-    /// Find a user by exact email, to start a conversation with them.
+    /// Find a user by exact email, to start a conversation with them
+    /// (`lastSeenAt` as for `getUser`).
     #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
     async fn lookup(
         &self,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>,
     ) -> ApiResult<UserResponse> {
-        Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, &email.0).await?)))
+        Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, auth.user_id(), &email.0).await?)))
     }
 
-    /// A user's public profile, with when they were last seen.
+    /// A user's public profile, with when they were last seen if their
+    /// presence privacy lets the caller see it.
     #[oai(path = "/users/:id", method = "get", operation_id = "getUser")]
-    async fn get(&self, _auth: BearerAuth, id: Path<UserId>) -> ApiResult<UserResponse> {
-        Ok(UserResponse::Ok(Json(users::by_id(&self.0.ctx.db, id.0).await?)))
+    async fn get(&self, auth: BearerAuth, id: Path<UserId>) -> ApiResult<UserResponse> {
+        Ok(UserResponse::Ok(Json(users::by_id(&self.0.ctx.db, auth.user_id(), id.0).await?)))
     }
 }

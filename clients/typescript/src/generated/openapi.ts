@@ -12,7 +12,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Sign in: an access token and a refresh token. Wrong email and wrong password get the same 401.
+         * Sign in. Wrong email and wrong password get the same 401.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -29,121 +29,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/auth/logout": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * End the caller's session (the one its token belongs to).
-         * @description Errors:
-         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
-         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
-         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
-         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
-         */
-        post: operations["logout"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/logout-all": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * End every session of the caller, on every device.
-         * @description Errors:
-         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
-         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
-         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
-         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
-         */
-        post: operations["logoutAll"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/password": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Change the password: ends every session, and returns a new one for the caller.
-         * @description Errors:
-         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
-         *     - `request_too_large` (413): The request body is larger than the server accepts.
-         *     - `unsupported_media_type` (415): The body is not `application/json`.
-         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
-         *     - `password_too_short` (400): `password` is too short.
-         *     - `password_too_long` (400): `password` is too long.
-         *     - `wrong_password` (403): `currentPassword` is not the account's password.
-         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
-         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
-         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
-         */
-        post: operations["changePassword"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/auth/refresh": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Exchange a refresh token for a new access token and refresh token.
-         *     A refresh token works once: presenting a spent one again revokes its
-         *     whole session (`refresh_token_reused`), as only a copy can explain it.
-         * @description Errors:
-         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
-         *     - `request_too_large` (413): The request body is larger than the server accepts.
-         *     - `unsupported_media_type` (415): The body is not `application/json`.
-         *     - `invalid_refresh_token` (401): The refresh token is unknown or expired: sign in again.
-         *     - `refresh_token_reused` (401): The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
-         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
-         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
-         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
-         */
-        post: operations["refresh"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/auth/register": {
         parameters: {
             query?: never;
@@ -154,7 +39,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Create an account and sign in: an access token and a refresh token.
+         * Create an account and sign in.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -171,6 +56,30 @@ export interface paths {
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
          */
         post: operations["register"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/blocks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The users you have blocked, most recently blocked first.
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        get: operations["listBlocks"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -197,8 +106,6 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_limit` (400): `limit` is out of range.
          *     - `invalid_cursor` (400): `cursor` is not a cursor this API returned.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -214,10 +121,10 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `cannot_message_self` (400): A conversation needs another user.
          *     - `user_not_found` (404): No such user.
+         *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
+         *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -244,8 +151,6 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -276,8 +181,6 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -310,8 +213,6 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `invalid_range` (400): `afterSeq` is not below `beforeSeq`.
@@ -329,8 +230,6 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_client_msg_id` (400): `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`.
          *     - `text_required` (400): A `text` message needs `text`.
@@ -341,6 +240,8 @@ export interface paths {
          *     - `payload_too_large` (400): `payload` is larger than 16 KiB of JSON.
          *     - `idempotency_conflict` (409): `clientMsgId` was used before for a message with other content.
          *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
+         *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -368,8 +269,6 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -400,8 +299,6 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_token` (400): A device `token` is empty, too long or not printable ASCII.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -430,8 +327,6 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -454,8 +349,6 @@ export interface paths {
          * The caller's own account.
          * @description Errors:
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -463,6 +356,76 @@ export interface paths {
         get: operations["me"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/me/privacy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your privacy settings.
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        get: operations["getPrivacy"];
+        put?: never;
+        /**
+         * Set who sees your presence and last seen: `everyone`, `contacts`
+         *     (users you have sent a message to) or `nobody`. Reciprocal: with
+         *     `nobody` you see no one's. Peers with a live session are told at once.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["setPrivacy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/reports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report a user, or a message in one of your conversations, to the
+         *     moderators. Limited per user (`DUET_REPORT_RATE_PER_SEC`, `DUET_REPORT_BURST`).
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `invalid_report_target` (400): A report names exactly one of `userId` and `messageId`.
+         *     - `user_not_found` (404): No such user.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `invalid_details` (400): `details` is longer than 1000 characters or contains a control character other than a line break or tab.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["report"];
         delete?: never;
         options?: never;
         head?: never;
@@ -481,8 +444,6 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_query` (400): `q` is empty or too long.
          *     - `invalid_limit` (400): `limit` is out of range.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -506,12 +467,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A user's public profile, with when they were last seen.
+         * A user's public profile, with when they were last seen if their
+         *     presence privacy lets the caller see it.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -526,6 +486,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/users/{id}/block": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Block a user. Neither of you can then message the other or open a
+         *     conversation, and neither sees the other's presence. The blocked user
+         *     is not told: their sends are refused with `recipient_unavailable`,
+         *     which names no reason.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `cannot_block_self` (400): A user cannot block themselves.
+         *     - `user_not_found` (404): No such user.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["blockUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users/{id}/unblock": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lift a block.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `user_not_found` (404): No such user.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["unblockUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/users/lookup": {
         parameters: {
             query?: never;
@@ -534,12 +550,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Find a user by exact email, to start a conversation with them.
+         * Find a user by exact email, to start a conversation with them
+         *     (`lastSeenAt` as for `getUser`).
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
-         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
-         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -558,32 +573,29 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /**
-         * AuthResponse
-         * @description A signed-in caller's tokens (register, login, refresh, password change).
-         */
+        /** AuthResponse */
         AuthResponse: {
-            /**
-             * Format: int64
-             * @description Seconds until `token` expires.
-             */
-            expiresIn: number;
-            /**
-             * Format: int64
-             * @description Seconds until `refreshToken` expires if unused.
-             */
-            refreshExpiresIn: number;
-            /** @description Opaque refresh token for `POST /auth/refresh`; each refresh spends it and returns a new one. */
-            refreshToken: string;
-            /** @description Bearer access token (JWT), short-lived: refresh it before `expiresIn` runs out. */
+            /** @description Bearer access token (JWT). */
             token: string;
             user: components["schemas"]["User"];
         };
-        /** ChangePasswordRequest */
-        ChangePasswordRequest: {
-            currentPassword: string;
-            /** @description 8 to 256 characters, under the rules of registration. */
-            newPassword: string;
+        /**
+         * BlockedUser
+         * @description A user the caller has blocked.
+         */
+        BlockedUser: {
+            /** Format: date-time */
+            blockedAt: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+        };
+        /**
+         * BlockList
+         * @description The users the caller has blocked, most recent first.
+         */
+        BlockList: {
+            users: components["schemas"]["BlockedUser"][];
         };
         /**
          * Conversation
@@ -698,11 +710,6 @@ export interface components {
          *     | `email_taken` | 409 | An account with this email exists. |
          *     | `phone_taken` | 409 | An account with this phone number exists. |
          *     | `user_not_found` | 404 | No such user. |
-         *     | `token_expired` | 401 | The access token has expired: refresh it (`POST /auth/refresh`) and retry. |
-         *     | `session_revoked` | 401 | The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again. |
-         *     | `invalid_refresh_token` | 401 | The refresh token is unknown or expired: sign in again. |
-         *     | `refresh_token_reused` | 401 | The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again. |
-         *     | `wrong_password` | 403 | `currentPassword` is not the account's password. |
          *     | `cannot_message_self` | 400 | A conversation needs another user. |
          *     | `conversation_not_found` | 404 | No such conversation, or the caller is not a member. |
          *     | `invalid_client_msg_id` | 400 | `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`. |
@@ -720,6 +727,12 @@ export interface components {
          *     | `invalid_cursor` | 400 | `cursor` is not a cursor this API returned. |
          *     | `invalid_query` | 400 | `q` is empty or too long. |
          *     | `invalid_token` | 400 | A device `token` is empty, too long or not printable ASCII. |
+         *     | `recipient_unavailable` | 403 | This user cannot receive messages from the caller or be messaged by them; the reason is not told. |
+         *     | `user_blocked` | 403 | The caller has blocked this user: unblock them first. |
+         *     | `cannot_block_self` | 400 | A user cannot block themselves. |
+         *     | `invalid_report_target` | 400 | A report names exactly one of `userId` and `messageId`. |
+         *     | `message_not_found` | 404 | No such message in a conversation of the caller's. |
+         *     | `invalid_details` | 400 | `details` is longer than 1000 characters or contains a control character other than a line break or tab. |
          *     | `invalid_json` | 400 | WebSocket: the frame is not JSON. |
          *     | `invalid_frame` | 400 | WebSocket: the frame is not an object with a string `type`, an optional 1 to 64 character `id`, a numeric `ts` and `data`. |
          *     | `unknown_type` | 400 | WebSocket: no such frame type. |
@@ -734,7 +747,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -816,6 +829,18 @@ export interface components {
          */
         Platform: "ios" | "android";
         /**
+         * @description Who sees a user's presence and last seen.
+         * @enum {string}
+         */
+        PresenceVisibility: "everyone" | "contacts" | "nobody";
+        /**
+         * PrivacySettings
+         * @description The caller's privacy settings.
+         */
+        PrivacySettings: {
+            presence: components["schemas"]["PresenceVisibility"];
+        };
+        /**
          * PublicUser
          * @description A user as other users see them.
          */
@@ -824,7 +849,9 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the user was last online; absent if never, or while unknown.
+             * @description When the user was last online; absent if never, while unknown, or
+             *     when the user's presence is not visible to the caller (their
+             *     privacy setting, the caller's own, or a block: see `GET /me/privacy`).
              */
             lastSeenAt?: string;
             name: string;
@@ -836,11 +863,6 @@ export interface components {
              * @description Cumulative: everything up to and including this seq.
              */
             seq: number;
-        };
-        /** RefreshRequest */
-        RefreshRequest: {
-            /** @description The latest refresh token of the session (each one works once). */
-            refreshToken: string;
         };
         /** RegisterDeviceRequest */
         RegisterDeviceRequest: {
@@ -858,6 +880,48 @@ export interface components {
             password: string;
             /** @description Phone number in E.164 form, e.g. `+14155550123`. */
             phone?: string;
+        };
+        /**
+         * Report
+         * @description A stored report.
+         */
+        Report: {
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The reported user (the sender, when a message is reported).
+             */
+            reportedUserId: string;
+        };
+        /**
+         * @description Why a user or message is reported.
+         * @enum {string}
+         */
+        ReportReason: "spam" | "harassment" | "hate" | "sexual_content" | "violence" | "impersonation" | "scam" | "other";
+        /**
+         * ReportRequest
+         * @description A report of a user, or of a message and so its sender.
+         */
+        ReportRequest: {
+            /**
+             * @description Up to 1000 characters; line breaks and tabs are the only control
+             *     characters allowed.
+             */
+            details?: string;
+            /**
+             * Format: uuid
+             * @description A message in one of your conversations; its sender is reported.
+             */
+            messageId?: string;
+            reason: components["schemas"]["ReportReason"];
+            /**
+             * Format: uuid
+             * @description The user reported. Give exactly one of `userId` and `messageId`.
+             */
+            userId?: string;
         };
         /** SearchResults */
         SearchResults: {
@@ -942,288 +1006,6 @@ export interface operations {
                 };
             };
             /** @description `unauthorized` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `origin_not_allowed` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `request_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unsupported_media_type` */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `internal` */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unavailable` */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    logout: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `origin_not_allowed` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `internal` */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unavailable` */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    logoutAll: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `origin_not_allowed` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `internal` */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unavailable` */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    changePassword: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChangePasswordRequest"];
-            };
-        };
-        responses: {
-            /** @description The password is changed, every session ended, and a new one started for the caller. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuthResponse"];
-                };
-            };
-            /** @description `bad_request`, `password_too_short`, `password_too_long` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `wrong_password`, `origin_not_allowed` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `request_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unsupported_media_type` */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `internal` */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `unavailable` */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    refresh: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RefreshRequest"];
-            };
-        };
-        responses: {
-            /** @description A new access token and a new refresh token; the one sent is spent. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuthResponse"];
-                };
-            };
-            /** @description `bad_request` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `invalid_refresh_token`, `refresh_token_reused`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1366,6 +1148,61 @@ export interface operations {
             };
         };
     };
+    listBlocks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockList"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     listConversations: {
         parameters: {
             query?: {
@@ -1397,7 +1234,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1475,7 +1312,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1484,7 +1321,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `origin_not_allowed` */
+            /** @description `recipient_unavailable`, `user_blocked`, `origin_not_allowed` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1568,7 +1405,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1648,7 +1485,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1755,7 +1592,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1844,7 +1681,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1853,7 +1690,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `origin_not_allowed` */
+            /** @description `recipient_unavailable`, `user_blocked`, `origin_not_allowed` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1961,7 +1798,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2065,7 +1902,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2150,7 +1987,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2223,7 +2060,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2235,6 +2072,254 @@ export interface operations {
             /** @description `origin_not_allowed` */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getPrivacy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PrivacySettings"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    setPrivacy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PrivacySettings"];
+            };
+        };
+        responses: {
+            /** @description The settings now in force. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PrivacySettings"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportRequest"];
+            };
+        };
+        responses: {
+            /** @description The report is stored for moderation. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            /** @description `bad_request`, `invalid_report_target`, `invalid_details` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `user_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2292,7 +2377,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2358,7 +2443,155 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `user_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    blockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (also when it already was). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`, `cannot_block_self` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `user_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unblockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (also when it already was). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2433,7 +2666,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            /** @description `unauthorized` */
             401: {
                 headers: {
                     [name: string]: unknown;

@@ -63,6 +63,12 @@ export type ErrorCode =
   | "invalid_cursor"
   | "invalid_query"
   | "invalid_token"
+  | "recipient_unavailable"
+  | "user_blocked"
+  | "cannot_block_self"
+  | "invalid_report_target"
+  | "message_not_found"
+  | "invalid_details"
   | "invalid_json"
   | "invalid_frame"
   | "unknown_type"
@@ -76,7 +82,8 @@ export type ErrorCode =
   | "too_many_conversations"
   | "origin_not_allowed";
 /**
- * A user's presence; `unknown` when Redis cannot tell.
+ * A user's presence; `unknown` when Redis cannot tell or it is not
+ * visible to the receiver (`duet_common::privacy`).
  *
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
  * via the `definition` "PresenceStatus".
