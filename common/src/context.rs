@@ -10,6 +10,7 @@ use crate::fanout::Fanout;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::settings::{Environment, Settings};
+use crate::supervise::Components;
 use crate::{db, redis};
 
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct AppContext {
     /// Signalled when this process has committed outbox events, so its
     /// relay publishes them at once (the relay polls for other processes').
     pub outbox_written: Arc<tokio::sync::Notify>,
+    /// The health of the supervised background components, for `/readyz`.
+    pub components: Arc<Components>,
 }
 
 impl AppContext {
@@ -58,6 +61,8 @@ impl AppContext {
         let keys = Keys::new(settings.redis_prefix.clone());
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let live = Fanout::new(redis.clone(), keys.clone(), &node_id);
+        let metrics = Arc::new(Metrics::new());
+        let components = Components::new(&metrics);
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -67,9 +72,10 @@ impl AppContext {
             keys,
             live,
             jwt,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             node_id,
             outbox_written: Arc::new(tokio::sync::Notify::new()),
+            components,
         })
     }
 }

@@ -23,9 +23,11 @@ pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
 pub mod read_model;
+pub mod readiness;
 pub mod redis;
 pub mod settings;
 pub mod stream;
+pub mod supervise;
 pub mod telemetry;
 
 pub use context::AppContext;
