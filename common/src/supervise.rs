@@ -29,8 +29,9 @@ use crate::metrics::Metrics;
 
 /// First pause after a failure; it doubles up to [`BACKOFF_MAX`].
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-/// Longest pause between two restarts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest pause between two restarts: short enough that a component is back
+/// within a few seconds of its dependency.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ComponentLabels {

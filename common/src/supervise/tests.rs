@@ -67,7 +67,7 @@ async fn a_component_failing_without_progress_stays_unhealthy_and_backs_off() {
     let worker = components.report()["push-worker"].clone();
     assert!(!worker.healthy);
     assert!(worker.down_for >= Duration::from_secs(9), "{:?}", worker.down_for);
-    // 100 ms doubling to 5 s (each pause at least half its step): a handful
+    // 100 ms doubling to 3 s (each pause at least half its step): a handful
     // of restarts in 10 s, not a busy loop.
     let restarts = runs.load(Ordering::SeqCst);
     assert!((4..=12).contains(&restarts), "{restarts} runs");
