@@ -239,6 +239,6 @@ async fn start_projector(ctx: AppContext, job_metrics: duet_jobs::JobMetrics) ->
     let mut projector = duet_projector::Projector::start(&ctx, config).await?;
     // Pushes are decided from the same stream: events become jobs.
     let triggers = duet_jobs::Triggers::new(&ctx, job_metrics);
-    projector.add_group(&ctx, duet_jobs::trigger::GROUP, triggers).await?;
+    projector.add_group(&ctx, duet_jobs::trigger::GROUP, "push-triggers", triggers).await?;
     Ok(projector)
 }

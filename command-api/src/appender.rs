@@ -10,7 +10,8 @@
 //! that commit.
 //!
 //! A retry with the same `(sender, clientMsgId)` gets the stored message back,
-//! with `created = false`, even inside one batch. If the batch transaction
+//! with `created = false`, even inside one batch (where it settles to the
+//! first send of its key without a round trip of its own). If the batch transaction
 //! fails as a whole, each request is retried in a transaction of its own, so
 //! one bad row fails alone.
 //!
@@ -71,7 +72,7 @@ impl Appender {
         let settings: &Settings = &ctx.settings;
         let writers = (0..settings.append_writers).map(|_| AppendWriter {
             ctx: ctx.clone(),
-            lane: Lane::new(ctx.db.clone()),
+            lane: Lane::new(ctx.db.clone()).counting_splits(metrics.splits("append")),
             publisher: ctx.live.publisher(),
         });
         let batcher = Batcher::start("append", metrics, writers, settings.append_max_batch, Duration::ZERO);
@@ -190,11 +191,60 @@ impl AppendRow {
     }
 }
 
-/// One transaction for the whole batch, in one round trip: `duet_append`
-/// (its definition: `migrations/README.md`) locks the conversations, settles idempotency, assigns
-/// seqs and writes the messages, `last_seq` and the outbox events. `Err`
-/// means nothing was stored; `Ok` holds each request's own outcome.
+/// One transaction for the whole batch: `duet_append` (see [`append_unique`]).
+///
+/// Requests repeating an earlier request's `(sender, clientMsgId)` in the
+/// same batch (a client retrying before its first try was answered) are
+/// not sent to PostgreSQL: each settles to the first one's outcome, as if
+/// it came after it (the same message, `created = false`; or a conflict for
+/// other content). Only when the first was refused and the repeat names
+/// another conversation does the repeat get a call of its own, still in the
+/// same transaction. `Err` means nothing was stored.
 async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
+    let mut outcomes: Vec<Option<Result<Appended, ApiError>>> = requests.iter().map(|_| None).collect();
+    while outcomes.iter().any(Option::is_none) {
+        let open: Vec<usize> = (0..requests.len()).filter(|&i| outcomes[i].is_none()).collect();
+        let firsts = firsts_of_keys(requests, &open);
+        let unique: Vec<&AppendRequest> = firsts.iter().map(|&i| &requests[i]).collect();
+        let answers = append_unique(conn, &unique).await?;
+        for (&first, answer) in firsts.iter().zip(answers) {
+            outcomes[first] = Some(answer);
+        }
+        for &i in &open {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let request = &requests[i];
+            let first = firsts.iter().copied().find(|&f| same_key(&requests[f], request)).expect("every key has a first");
+            outcomes[i] = match outcomes[first].as_ref().expect("settled above") {
+                Ok(earlier) => Some(replay(request, &earlier.message)),
+                Err(_) if requests[first].conversation_id == request.conversation_id => Some(Err(ApiError::conversation_not_found())),
+                // Refused in its conversation; this one may be accepted in its own: the next round.
+                Err(_) => None,
+            };
+        }
+    }
+    Ok(outcomes.into_iter().map(|o| o.expect("every request settled")).collect())
+}
+
+/// Two sends share an idempotency key.
+fn same_key(a: &AppendRequest, b: &AppendRequest) -> bool {
+    a.sender_id == b.sender_id && a.message.client_msg_id == b.message.client_msg_id
+}
+
+/// Of `open` (indexes into `requests`), the first request of each
+/// idempotency key, in order.
+fn firsts_of_keys(requests: &[AppendRequest], open: &[usize]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    open.iter().copied().filter(|&i| seen.insert((requests[i].sender_id, requests[i].message.client_msg_id.as_str()))).collect()
+}
+
+/// One round trip: `duet_append` (its definition: `migrations/README.md`)
+/// locks the conversations, settles idempotency, assigns seqs and writes the
+/// messages, `last_seq` and the outbox events. Each request's key must be
+/// its own in `requests`. `Err` means nothing was stored; `Ok` holds each
+/// request's own outcome.
+async fn append_unique(conn: &mut PgConnection, requests: &[&AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
     let now = now_micros();
     let ids: Vec<MessageId> = requests.iter().map(|_| MessageId::new()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use duet_common::ApiError;
 use duet_common::metrics::{Metrics, latency_buckets};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{mpsc, oneshot};
@@ -138,6 +139,7 @@ pub struct BatchFamilies {
     wait: Family<BatcherLabel, Histogram>,
     size: Family<BatcherLabel, Histogram>,
     handle: Family<BatcherLabel, Histogram>,
+    splits: Family<BatcherLabel, Counter>,
 }
 
 impl BatchFamilies {
@@ -146,11 +148,22 @@ impl BatchFamilies {
             wait: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             size: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 10))),
             handle: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            splits: Family::default(),
         };
         metrics.register("batch_wait_seconds", "Time a request waits for its group-commit batch to start", families.wait.clone());
         metrics.register("batch_size", "Requests per group-commit batch", families.size.clone());
         metrics.register("batch_seconds", "Time a group-commit writer takes for one batch", families.handle.clone());
+        metrics.register(
+            "batch_splits",
+            "Group-commit batches that failed whole and were run one request at a time",
+            families.splits.clone(),
+        );
         families
+    }
+
+    /// The counter of `name`'s batches that were split into single requests.
+    pub fn splits(&self, name: &'static str) -> Counter {
+        self.splits.get_or_create(&BatcherLabel { batcher: name }).clone()
     }
 }
 

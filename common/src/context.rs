@@ -12,6 +12,7 @@ use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::sessions::SessionCheck;
 use crate::settings::{Environment, Settings};
+use crate::supervise::Components;
 use crate::{db, redis};
 
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppContext {
     /// Signalled when this process has committed outbox events, so its
     /// relay publishes them at once (the relay polls for other processes').
     pub outbox_written: Arc<tokio::sync::Notify>,
+    /// The health of the supervised background components, for `/readyz`.
+    pub components: Arc<Components>,
 }
 
 impl AppContext {
@@ -63,6 +66,8 @@ impl AppContext {
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let live = Fanout::new(redis.clone(), keys.clone(), &node_id);
         let session_check = Arc::new(SessionCheck::new(db.clone(), Duration::from_millis(settings.session_cache_ms)));
+        let metrics = Arc::new(Metrics::new());
+        let components = Components::new(&metrics);
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
@@ -73,9 +78,10 @@ impl AppContext {
             live,
             jwt,
             session_check,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             node_id,
             outbox_written: Arc::new(tokio::sync::Notify::new()),
+            components,
         })
     }
 }

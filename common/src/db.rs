@@ -107,11 +107,20 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
 pub struct Lane {
     pool: PgPool,
     conn: Option<PoolConnection<Postgres>>,
+    /// Counts batches that failed whole and were split into single requests
+    /// (the slow path), when the owner wants them counted.
+    splits: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Lane {
     pub fn new(pool: PgPool) -> Self {
-        Lane { pool, conn: None }
+        Lane { pool, conn: None, splits: None }
+    }
+
+    /// Counts each batch split into single requests on `splits`.
+    pub fn counting_splits(mut self, splits: prometheus_client::metrics::counter::Counter) -> Self {
+        self.splits = Some(splits);
+        self
     }
 
     /// The lane's connection, taken from the pool if it has none.
@@ -161,6 +170,9 @@ impl Lane {
             Ok(outcomes) => return outcomes,
             Err(e) if requests.len() == 1 => return vec![batch.alone_failed(self, &requests[0], e).await],
             Err(e) => tracing::warn!(error = %e, size = requests.len(), "a {} batch failed; running its requests one by one", B::NAME),
+        }
+        if let Some(splits) = &self.splits {
+            splits.inc();
         }
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use fred::interfaces::ClientLike;
 use poem::http::{StatusCode, header};
 use poem::web::Data;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler};
@@ -181,10 +180,8 @@ fn healthz() -> &'static str {
 
 #[handler]
 async fn readyz(ctx: Data<&AppContext>) -> Response {
-    let db = sqlx::query("select 1").execute(&ctx.db).await.is_ok();
-    let redis = ctx.redis.next().ping::<String>(None).await.is_ok();
-    let body = serde_json::json!({ "postgres": db, "redis": redis });
-    let status = if db && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let (ready, body) = crate::readiness::check(&ctx).await;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Response::builder().status(status).content_type("application/json").body(body.to_string())
 }
 

@@ -24,10 +24,12 @@ pub mod privacy;
 pub mod protocol;
 pub mod ratelimit;
 pub mod read_model;
+pub mod readiness;
 pub mod redis;
 pub mod sessions;
 pub mod settings;
 pub mod stream;
+pub mod supervise;
 pub mod telemetry;
 
 pub use context::AppContext;

@@ -234,6 +234,10 @@ pub struct Settings {
     #[arg(long, env = "DUET_JOBS_HEARTBEAT_SECS", default_value_t = 10)]
     pub jobs_heartbeat_secs: u64,
 
+    /// How long a supervised background component (relay, consumers, job workers, ...) may stay unhealthy before `/readyz` answers 503, in ms.
+    #[arg(long, env = "DUET_COMPONENT_DOWN_READY_MS", default_value_t = 30_000)]
+    pub component_down_ready_ms: u64,
+
     /// How often the projector's relay looks for outbox events written by other processes (its own process wakes it at once), in ms.
     #[arg(long, env = "DUET_RELAY_POLL_MS", default_value_t = 100)]
     pub relay_poll_ms: u64,

@@ -9,16 +9,19 @@
 //! crashed consumer left pending are taken over with XAUTOCLAIM once idle
 //! for `claim_idle`, and a consumer restarted under the same name first
 //! re-reads its own pending entries. Handlers must therefore be idempotent:
-//! every failure mode re-delivers rather than drops.
+//! every failure mode re-delivers rather than drops. A failed read or batch
+//! ends the consumer's run, and its supervisor restarts it with backoff.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fred::prelude::*;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::AppContext;
+use crate::supervise::{Health, supervise};
 
 /// One stream entry: its id and the outbox event it carries (None if the
 /// entry was trimmed away while pending).
@@ -69,25 +72,44 @@ struct State {
     last_claim: Instant,
 }
 
-/// Reads `group` and hands each batch to `handler` until `stop` turns true.
-/// `reader` is a connection of its own: a blocking XREADGROUP would stall
-/// every command queued behind it.
+/// Runs one consumer of `group` under supervision (see [`crate::supervise`]),
+/// reported as `component`, until `stop` is cancelled.
+pub async fn supervised<H: EventHandler>(
+    ctx: AppContext,
+    reader: Pool,
+    group: &'static str,
+    component: &'static str,
+    config: ConsumerConfig,
+    handler: H,
+    stop: CancellationToken,
+) {
+    let handler = Arc::new(handler);
+    let health = ctx.components.register(component, true);
+    supervise(health, stop.clone(), |health| run(ctx.clone(), reader.clone(), group, config.clone(), handler.clone(), health, stop.clone()))
+        .await
+}
+
+/// Reads `group` and hands each batch to `handler` until `stop` is
+/// cancelled; returns the first error (the supervisor restarts it, and a
+/// restarted consumer first re-reads its own pending entries). `reader` is
+/// a connection of its own: a blocking XREADGROUP would stall every command
+/// queued behind it.
 pub async fn run(
     ctx: AppContext,
     reader: Pool,
     group: &'static str,
     config: ConsumerConfig,
-    handler: impl EventHandler,
-    mut stop: watch::Receiver<bool>,
-) {
-    if let Err(e) = ensure_group(&ctx, group).await {
-        // Redis may be down; the loop retries.
-        tracing::warn!(group, error = format!("{e:#}"), "could not create the consumer group yet");
-    }
+    handler: Arc<impl EventHandler>,
+    health: Health,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    // Also after Redis lost the stream or its group: recreated from the
+    // stream's start (handling twice is harmless).
+    ensure_group(&ctx, group).await?;
     let stream = ctx.keys.events();
     let mut state = State { from_pending: true, last_claim: Instant::now() };
     let mut last_prune = Instant::now();
-    while !*stop.borrow() {
+    while !stop.is_cancelled() {
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
             if let Err(e) = forget_idle_consumers(&ctx, group, FORGET_IDLE).await {
@@ -97,31 +119,18 @@ pub async fn run(
         // Never interrupted mid-step: a graceful stop acknowledges what it
         // read (a read blocks for at most a second).
         let started = Instant::now();
-        let read = step(&ctx, &reader, group, &stream, &config, &handler, &mut state).await;
-        if let Ok(Read { count, waited: false }) = read
-            && count > 0
-            && (count as u64) < config.batch
-        {
+        let Read { count, waited } = step(&ctx, &reader, group, &stream, &config, handler.as_ref(), &mut state)
+            .await
+            .with_context(|| format!("The {group} consumer failed"))?;
+        health.ok();
+        if !waited && count > 0 && (count as u64) < config.batch {
             tokio::select! {
-                _ = stop.changed() => {}
+                _ = stop.cancelled() => {}
                 _ = tokio::time::sleep_until((started + config.spacing).into()) => {}
             }
         }
-        if let Err(e) = read {
-            tracing::warn!(group, error = format!("{e:#}"), "stream consumer failed; retrying");
-            state.from_pending = true;
-            let message = format!("{e:#}");
-            // The stream or its group is gone (Redis lost its data): recreate
-            // the group from the stream's start; handling twice is harmless.
-            if message.contains("NOGROUP") || message.contains("no longer exists") {
-                let _ = ensure_group(&ctx, group).await;
-            }
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
     }
+    Ok(())
 }
 
 /// What one step read.

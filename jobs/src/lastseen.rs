@@ -16,8 +16,10 @@ use anyhow::Context;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use duet_common::AppContext;
+use duet_common::supervise::Health;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::JobMetrics;
 use crate::queue;
@@ -81,29 +83,21 @@ pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) ->
 }
 
 /// Moves pending entries every `DUET_LASTSEEN_INTERVAL_MS`, back to back
-/// while batches come out full, until `shutdown`. Also does the jobs'
-/// hourly housekeeping, since it is the one loop every jobs process runs.
-pub async fn run_mover(ctx: AppContext, metrics: JobMetrics, shutdown: impl std::future::Future<Output = ()>) {
+/// while batches come out full, until `stop`; returns the first error (its
+/// supervisor restarts it). Also does the jobs' hourly housekeeping, since
+/// it is the one loop every jobs process runs.
+pub async fn run_mover(ctx: AppContext, metrics: JobMetrics, health: Health, stop: CancellationToken) -> anyhow::Result<()> {
     let limit = ctx.settings.lastseen_batch.max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.settings.lastseen_interval_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut housekept = tokio::time::Instant::now();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return,
+            _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        loop {
-            match move_batch(&ctx, &metrics, limit).await {
-                Ok(n) if n == limit => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "lastSeen mover failed; trying again next tick");
-                    break;
-                }
-            }
-        }
+        while move_batch(&ctx, &metrics, limit).await.context("The lastSeen mover failed")? == limit {}
+        health.ok();
         if housekept.elapsed() >= HOUSEKEEPING_EVERY {
             housekept = tokio::time::Instant::now();
             housekeeping(&ctx.db).await;

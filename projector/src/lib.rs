@@ -20,9 +20,10 @@ pub mod relay;
 
 use std::time::Duration;
 
+use duet_common::supervise::supervise;
 use duet_common::{AppContext, stream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 pub use duet_common::stream::ConsumerConfig;
 pub use metrics::{Lag, ProjectorMetrics};
@@ -59,44 +60,62 @@ impl ProjectorConfig {
 
 /// The running projector's tasks.
 pub struct Projector {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     tasks: JoinSet<()>,
     consumer: ConsumerConfig,
     pub metrics: ProjectorMetrics,
 }
 
 impl Projector {
-    /// Starts the relay, the consumer and the lag/health task.
+    /// Starts the relay, the consumer and the lag/health task; the relay
+    /// and the consumer run supervised (components "relay" and "projector").
     pub async fn start(ctx: &AppContext, config: ProjectorConfig) -> anyhow::Result<Self> {
         let metrics = ProjectorMetrics::register(ctx);
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         // Blocking reads get a connection of their own.
         let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
-        tasks.spawn(relay::run(ctx.clone(), metrics.clone(), config.relay_batch, config.relay_poll, stopped.clone()));
+        let relay = {
+            let (ctx, metrics, stop) = (ctx.clone(), metrics.clone(), stop.clone());
+            let (batch, poll) = (config.relay_batch, config.relay_poll);
+            let health = ctx.components.register("relay", true);
+            async move {
+                supervise(health, stop.clone(), |health| relay::run(ctx.clone(), metrics.clone(), batch, poll, health, stop.clone())).await
+            }
+        };
+        tasks.spawn(relay);
         let projections = consumer::Projections { ctx: ctx.clone(), pairs: apply::Pairs::new(ctx.db.clone()), metrics: metrics.clone() };
-        tasks.spawn(stream::run(ctx.clone(), reader, consumer::GROUP, config.consumer.clone(), projections, stopped.clone()));
-        tasks.spawn(watch_health(ctx.clone(), metrics.clone(), config.check_every, stopped));
+        tasks.spawn(stream::supervised(
+            ctx.clone(),
+            reader,
+            consumer::GROUP,
+            "projector",
+            config.consumer.clone(),
+            projections,
+            stop.clone(),
+        ));
+        tasks.spawn(watch_health(ctx.clone(), metrics.clone(), config.check_every, stop.clone()));
         Ok(Projector { stop, tasks, consumer: config.consumer, metrics })
     }
 
     /// Runs another consumer group on the stream this projector feeds (the
-    /// push triggers), under the same consumer name; it stops with the rest.
+    /// push triggers), under the same consumer name, supervised as
+    /// `component`; it stops with the rest.
     pub async fn add_group(
         &mut self,
         ctx: &AppContext,
         group: &'static str,
+        component: &'static str,
         handler: impl stream::EventHandler + 'static,
     ) -> anyhow::Result<()> {
         let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
-        let stopped = self.stop.subscribe();
-        self.tasks.spawn(stream::run(ctx.clone(), reader, group, self.consumer.clone(), handler, stopped));
+        self.tasks.spawn(stream::supervised(ctx.clone(), reader, group, component, self.consumer.clone(), handler, self.stop.clone()));
         Ok(())
     }
 
     /// Stops gracefully: in-flight batches finish (or stay pending for later).
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -108,8 +127,8 @@ impl Projector {
 }
 
 /// Rebuilds cold projections and refreshes the lag gauges.
-async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
+async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duration, stop: CancellationToken) {
+    while !stop.is_cancelled() {
         match duet_common::read_model::is_ready(&ctx).await {
             Ok(false) => match rebuild::rebuild(&ctx).await {
                 Ok(Some(_)) => {
@@ -125,7 +144,7 @@ async fn watch_health(ctx: AppContext, metrics: ProjectorMetrics, every: Duratio
             tracing::debug!(error = format!("{e:#}"), "could not measure projector lag");
         }
         tokio::select! {
-            _ = stop.changed() => {}
+            _ = stop.cancelled() => {}
             _ = tokio::time::sleep(every) => {}
         }
     }

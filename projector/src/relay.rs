@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use duet_common::AppContext;
+use duet_common::supervise::Health;
 use fred::types::scripts::Script;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ProjectorMetrics;
 
@@ -179,13 +180,21 @@ pub async fn rewind(db: &sqlx::PgPool) -> anyhow::Result<u64> {
 /// push decisions wait for the relay; live delivery does not.
 const DRAIN_SPACING: Duration = Duration::from_millis(10);
 
-/// Runs until `stop` turns true.
-pub async fn run(ctx: AppContext, metrics: ProjectorMetrics, batch: i64, poll: Duration, mut stop: watch::Receiver<bool>) {
+/// Runs until `stop` is cancelled; returns the first error (its supervisor
+/// restarts it).
+pub async fn run(
+    ctx: AppContext,
+    metrics: ProjectorMetrics,
+    batch: i64,
+    poll: Duration,
+    health: Health,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let mut retry = DRAIN_SPACING;
     let mut next_drain = tokio::time::Instant::now();
-    while !*stop.borrow() {
+    while !stop.is_cancelled() {
         tokio::select! {
-            _ = stop.changed() => continue,
+            _ = stop.cancelled() => continue,
             _ = tokio::time::sleep_until(next_drain) => {}
         }
         next_drain = tokio::time::Instant::now() + DRAIN_SPACING;
@@ -193,27 +202,25 @@ pub async fn run(ctx: AppContext, metrics: ProjectorMetrics, batch: i64, poll: D
         // (a stored permit if one wrote meanwhile) or the next poll. Rows held
         // back by a running transaction are retried sooner, backing off up to
         // the poll while it runs on.
-        let pause = match drain(&ctx, &metrics, batch).await {
-            Ok(Backlog::HeldBack) => {
+        let pause = match drain(&ctx, &metrics, batch).await? {
+            Backlog::HeldBack => {
                 let pause = retry;
                 retry = (retry * 2).min(poll);
                 pause
             }
-            Ok(Backlog::Empty | Backlog::Ready) => {
+            Backlog::Empty | Backlog::Ready => {
                 retry = DRAIN_SPACING;
                 poll
             }
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "outbox relay failed; retrying");
-                poll
-            }
         };
+        health.ok();
         tokio::select! {
-            _ = stop.changed() => {}
+            _ = stop.cancelled() => {}
             _ = tokio::time::sleep(pause) => {}
             _ = ctx.outbox_written.notified() => {}
         }
     }
+    Ok(())
 }
 
 /// Publishes until nothing is ready; returns what is left.

@@ -87,7 +87,7 @@ impl Gateway {
             let mut tasks = inner.tasks.lock().expect("tasks poisoned");
             tasks.spawn(subscriptions);
             tasks.spawn(subscriber::run(subscriber, hub, ctx.live.origin().to_owned()));
-            tasks.spawn(presence::sweep(ctx.clone(), stopping));
+            tasks.spawn(presence::supervised_sweep(ctx.clone(), stopping));
         }
         Ok(Gateway { inner })
     }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duet_common::protocol::{PresenceStatus, PresenceUpdate, ServerEvent};
+use duet_common::supervise::{Health, supervise};
 use duet_common::{AppContext, last_seen, presence};
+use tokio_util::sync::CancellationToken;
 
 use crate::store;
 
@@ -34,15 +36,23 @@ pub async fn announce(ctx: &AppContext, user_id: UserId, status: PresenceStatus,
     ctx.live.publish(vec![ctx.live.frame(peers, &update)]).await;
 }
 
-/// Announces offline users and hands their last-seen time to the jobs, until `stop` is set.
-pub async fn sweep(ctx: AppContext, stop: tokio_util::sync::CancellationToken) {
+/// Runs [`sweep`] supervised (component "presence-sweeper") until `stop` is set.
+pub async fn supervised_sweep(ctx: AppContext, stop: CancellationToken) {
+    let health = ctx.components.register("presence-sweeper", true);
+    supervise(health, stop.clone(), |health| sweep(ctx.clone(), health, stop.clone())).await
+}
+
+/// Announces offline users and hands their last-seen time to the jobs, until
+/// `stop` is set. (Redis being out is not its failure: it sweeps nothing then.)
+pub async fn sweep(ctx: AppContext, health: Health, stop: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
         }
+        health.ok();
         loop {
             let ended = presence::claim_expired(&ctx.redis, &ctx.keys, SWEEP_BATCH).await;
             let full = ended.len() == SWEEP_BATCH;

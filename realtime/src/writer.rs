@@ -50,8 +50,8 @@ pub struct SessionWriter {
     typing_ttl: Duration,
     metrics: GatewayMetrics,
     /// Last seq the client holds per conversation, and live messages held
-    /// behind a gap, each with whether it is this session's own (not pushed back).
-    order: Order<(Arc<LiveMessage>, bool)>,
+    /// behind a gap.
+    order: Order<Arc<LiveMessage>>,
     /// A peer's `start` per (conversation, user), and when it lapses.
     typing: Vec<(ConversationId, UserId, Instant)>,
 }
@@ -133,21 +133,27 @@ impl SessionWriter {
 
     /// Pushes a live message in order: duplicates skipped, a message after a gap held.
     async fn message(&mut self, message: &Arc<LiveMessage>) -> Result<(), Stop> {
-        // The device that sent it has its ack; it gets no copy.
-        let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
         let conversation_id = message.conversation_id;
         self.baseline(conversation_id, message.seq).await;
-        let offered = (message.clone(), own);
-        let Some((message, own)) = self.order.offer(conversation_id, message.seq, offered, Instant::now(), REORDER_WINDOW) else {
+        let Some(message) = self.order.offer(conversation_id, message.seq, message.clone(), Instant::now(), REORDER_WINDOW) else {
             return Ok(());
         };
-        self.push_live(&message, own).await?;
+        self.push_live(&message).await?;
         self.release(conversation_id).await
     }
 
-    async fn push_live(&mut self, message: &LiveMessage, own: bool) -> Result<(), Stop> {
+    /// Whether the message is this session's own send, still unanswered by
+    /// its live copy: the device that sent it has its ack and gets no copy.
+    /// Asked only when the message goes out (live, held or read from the
+    /// store), never when it is held: a held message's stored copy may go
+    /// out first (a resync's fill), and must find the mark unspent.
+    fn own(&self, sender_id: UserId, client_msg_id: &str) -> bool {
+        sender_id == self.session.user_id && self.session.forget_send(client_msg_id)
+    }
+
+    async fn push_live(&mut self, message: &LiveMessage) -> Result<(), Stop> {
         self.typing.retain(|t| !(t.0 == message.conversation_id && t.1 == message.sender_id));
-        if !own {
+        if !self.own(message.sender_id, &message.client_msg_id) {
             self.write(message.frame.to_string()).await?;
             self.metrics.pushed.inc();
         }
@@ -157,8 +163,8 @@ impl SessionWriter {
 
     /// Pushes held messages of the conversation that are next in line; drops those already pushed.
     async fn release(&mut self, conversation_id: ConversationId) -> Result<(), Stop> {
-        while let Some((message, own)) = self.order.next_held(conversation_id) {
-            self.push_live(&message, own).await?;
+        while let Some(message) = self.order.next_held(conversation_id) {
+            self.push_live(&message).await?;
         }
         Ok(())
     }
@@ -171,7 +177,7 @@ impl SessionWriter {
             for step in close_gaps(last, held) {
                 match step {
                     Step::Fill { after, before } => self.fill(conversation_id, after, before).await?,
-                    Step::Push((message, own)) => self.push_live(&message, own).await?,
+                    Step::Push(message) => self.push_live(&message).await?,
                 }
             }
         }
@@ -220,8 +226,7 @@ impl SessionWriter {
 
     async fn push_stored(&mut self, message: &Message) -> Result<(), Stop> {
         // This session's own send, still in flight: its ack is on the way.
-        let own = message.sender_id == self.session.user_id && self.session.forget_send(&message.client_msg_id);
-        if !own {
+        if !self.own(message.sender_id, &message.client_msg_id) {
             self.write(message_frame(message)).await?;
             self.metrics.filled.inc();
         }

@@ -75,6 +75,51 @@ async fn fifty_concurrent_sends_of_one_client_msg_id_store_one_message() {
     assert_eq!(events, 1);
 }
 
+/// A metric's value in the Prometheus text of `app`.
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(series)).map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn repeated_client_msg_ids_in_one_batch_settle_to_the_first_without_a_split() {
+    // One writer: concurrent sends queue behind its batch and share the next.
+    let app = TestApp::spawn_with(|s| s.append_writers = 1).await;
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&ann, &bob).await;
+    let mut round = 0;
+    // Until some batch held more than one send (then they were repeats of one id).
+    while metric(&app, r#"duet_batch_size_sum{batcher="append"} "#).await
+        <= metric(&app, r#"duet_batch_size_count{batcher="append"} "#).await
+    {
+        round += 1;
+        assert!(round <= 20, "no batch ever held two sends");
+        let id = format!("retry-{round}");
+        let sends = (0..12).map(|i| app.send(&ann, conversation, &id, if i == 11 { "other content" } else { "stored once" }));
+        let results = futures_util::future::join_all(sends).await;
+        let (same, other) = results.split_at(11);
+        let answers: HashSet<(String, i64, String)> = same
+            .iter()
+            .filter(|(s, _)| s.is_success())
+            .map(|(_, m)| (m["id"].as_str().unwrap().to_owned(), m["seq"].as_i64().unwrap(), m["text"].as_str().unwrap().to_owned()))
+            .collect();
+        // The send with other content may have come first; then the others conflict with it.
+        if other[0].0 == StatusCode::CONFLICT {
+            assert_eq!(same.iter().filter(|(s, _)| *s == StatusCode::CREATED).count(), 1, "{results:?}");
+            assert!(same.iter().all(|(s, _)| s.is_success()), "{results:?}");
+            assert_eq!(answers.len(), 1, "every retry gets the first one's message: {answers:?}");
+            assert_eq!(answers.iter().next().unwrap().1, round, "one message per round, in order");
+        } else {
+            assert_eq!(other[0].0, StatusCode::CREATED, "{results:?}");
+            assert!(same.iter().all(|(s, _)| *s == StatusCode::CONFLICT), "{results:?}");
+        }
+    }
+    assert_eq!(metric(&app, r#"duet_batch_splits_total{batcher="append"} "#).await, 0.0, "no batch fell back to one transaction per send");
+    let stored: i64 = sqlx::query_scalar("select count(*) from messages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(stored, round);
+}
+
 #[tokio::test]
 async fn a_retry_returns_the_original_and_a_reuse_with_other_content_is_a_conflict() {
     let app = TestApp::spawn().await;

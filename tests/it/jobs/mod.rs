@@ -6,6 +6,7 @@ mod measure;
 mod push;
 mod push_failures;
 mod setup;
+mod supervision;
 
 use duet_common::ids::{ConversationId, SessionId};
 use std::time::Duration;
