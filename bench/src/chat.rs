@@ -55,8 +55,8 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = 20)]
     pub drain_timeout: u64,
     /// Receivers send delivered receipts (every 100 ms) and read receipts (a
-    /// second behind, while sending), as an app does.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// second behind, while sending), as an app does: `--receipts false` for none.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub receipts: bool,
     /// At this second of the run a tenth of the sessions drop their TCP
     /// connection without a close frame, and reconnect 2 s later. Repeatable.

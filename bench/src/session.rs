@@ -352,22 +352,31 @@ impl Run {
         true
     }
 
-    fn outcome(self) -> ReaderOutcome {
-        let mut errors = self.errors;
+    fn outcome(&mut self) -> ReaderOutcome {
+        let mut errors = std::mem::take(&mut self.errors);
         let unanswered = self.outbox.len() as u64;
         if unanswered > 0 {
             *errors.entry("no_answer".into()).or_default() += unanswered;
         }
         ReaderOutcome {
-            sender: self.sender,
-            reader: self.reader,
-            ack: self.ack,
-            delivery: self.delivery,
+            sender: std::mem::take(&mut self.sender),
+            reader: std::mem::take(&mut self.reader),
+            ack: std::mem::replace(&mut self.ack, report::histogram()),
+            delivery: std::mem::replace(&mut self.delivery, report::histogram()),
             errors,
-            timeline: self.timeline,
+            timeline: std::mem::take(&mut self.timeline),
             resent: self.resent,
             retried: self.retried,
             reconnects: self.reconnects,
+        }
+    }
+}
+
+impl Drop for Run {
+    /// A session that ends early (a panic) still counts itself out, so the others never wait for it.
+    fn drop(&mut self) {
+        if !self.counted_out {
+            self.s.gate.send_modify(|left| *left -= 1);
         }
     }
 }
