@@ -53,13 +53,14 @@ pub(crate) async fn run(
         let rows: Vec<(String, String, i64, i64, i64)> =
             sqlx::query_as(TRUTH).bind(&ids).fetch_all(&db).await.context("Failed to read the markers")?;
         let truth: HashMap<(String, String), Marks> = rows.into_iter().map(|(c, u, n, r, d)| ((c, u), (n, r, d))).collect();
-        let served: Vec<Option<Marks>> = futures_util::stream::iter(&members).map(|m| served(http, bases, m)).buffered(16).collect().await;
-        let mismatched: Vec<(&Member, Option<Marks>, Option<&Marks>)> = members
+        let served: Vec<Result<Marks, String>> =
+            futures_util::stream::iter(&members).map(|m| served(http, bases, m)).buffered(16).collect().await;
+        let mismatched: Vec<(&Member, Result<Marks, String>, Option<&Marks>)> = members
             .iter()
             .zip(served)
             .filter_map(|(m, api)| {
                 let db = truth.get(&(m.conversation.clone(), m.user_id.clone()));
-                (api.is_none() || api.as_ref() != db).then_some((m, api, db))
+                (api.as_ref().ok() != db || db.is_none()).then_some((m, api, db))
             })
             .collect();
         let elapsed = began.elapsed();
@@ -95,14 +96,34 @@ struct Summary {
     last_delivered_seq: i64,
 }
 
-/// The member's marks as the query API serves them: its home node first, then the others.
-async fn served(http: &reqwest::Client, bases: &[String], m: &Member) -> Option<Marks> {
+/// The member's marks as the query API serves them: its home node first,
+/// then the others; or why they could not be read.
+async fn served(http: &reqwest::Client, bases: &[String], m: &Member) -> Result<Marks, String> {
+    let mut why = String::new();
     for i in 0..bases.len() {
         let base = &bases[(m.home + i) % bases.len()];
-        let Ok(response) = http.get(format!("{base}/conversations?limit=100")).bearer_auth(&m.token).send().await else { continue };
-        let Ok(page) = response.error_for_status().ok()?.json::<Page>().await else { continue };
-        let found = page.items.into_iter().find(|c| c.id == m.conversation);
-        return found.map(|c| (c.unread_count, c.last_read_seq, c.last_delivered_seq));
+        let response = match http.get(format!("{base}/conversations?limit=100")).bearer_auth(&m.token).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                why = format!("{base}: HTTP {}", r.status());
+                continue;
+            }
+            Err(e) => {
+                why = format!("{base}: {e}");
+                continue;
+            }
+        };
+        let page: Page = match response.json().await {
+            Ok(page) => page,
+            Err(e) => {
+                why = format!("{base}: {e}");
+                continue;
+            }
+        };
+        return match page.items.into_iter().find(|c| c.id == m.conversation) {
+            Some(c) => Ok((c.unread_count, c.last_read_seq, c.last_delivered_seq)),
+            None => Err(format!("{base}: the conversation is not in the list")),
+        };
     }
-    None
+    Err(why)
 }
