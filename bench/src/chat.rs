@@ -3,35 +3,47 @@
 //! Message k (k = 0, 1, …) is due at `start + k / R` and is sent by user
 //! `k mod 2P` (the `pacer` thread keeps the schedule), so sends follow the
 //! schedule, not the replies: a slow server shows up as latency, not as a
-//! lower offered rate. Latency is measured from
-//! the due time (no coordinated omission). The due time travels inside the
-//! clientMsgId, so acks and deliveries are timed without shared maps.
+//! lower offered rate. Latency is measured from the due time (no
+//! coordinated omission). The due time travels inside the clientMsgId, so
+//! acks and deliveries are timed without shared maps.
+//!
+//! With several nodes (`--url`/`--http`, index-aligned) each pair's two
+//! users live on different nodes, so delivery crosses nodes. Sessions ride
+//! out faults (see `session`); `--vanish-at` makes some vanish on purpose,
+//! and `--verify-db` checks the read side against PostgreSQL at the end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::checker::{self, ReaderLog, SenderLog, Verdict};
-use crate::client::{self, WsRx, WsTx};
+use crate::client;
 use crate::pacer::{self, Schedule};
-use crate::report::{self, Percentiles};
+use crate::report::{self, ChatReport};
 use crate::session::Session;
+
+pub(crate) mod conn;
+pub(crate) mod frames;
+pub mod timeline;
+mod verify;
+
+use conn::Conn;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws
-    #[arg(long)]
-    pub url: String,
-    /// HTTP base, e.g. http://127.0.0.1:8080
-    #[arg(long)]
-    pub http: String,
+    /// WebSocket endpoint of a node, e.g. ws://127.0.0.1:8080/ws; repeat for
+    /// several nodes (index-aligned with --http).
+    #[arg(long = "url", required = true)]
+    pub url: Vec<String>,
+    /// HTTP base of the same node, e.g. http://127.0.0.1:8080; one per --url.
+    #[arg(long = "http", required = true)]
+    pub http: Vec<String>,
     #[command(flatten)]
     pub schedule: Schedule,
     /// Print the result as JSON on stdout.
@@ -42,24 +54,34 @@ pub struct ChatArgs {
     /// verdict is then INCOMPLETE): give an overloaded run time to drain.
     #[arg(long, default_value_t = 20)]
     pub drain_timeout: u64,
+    /// Receivers send delivered receipts (every 100 ms) and read receipts (a
+    /// second behind, while sending), as an app does: `--receipts false` for none.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub receipts: bool,
+    /// At this second of the run a tenth of the sessions drop their TCP
+    /// connection without a close frame, and reconnect 2 s later. Repeatable.
+    #[arg(long = "vanish-at")]
+    pub vanish_at: Vec<f64>,
+    /// After the run, check every member's unread count and markers from the
+    /// query API against this PostgreSQL database.
+    #[arg(long)]
+    pub verify_db: Option<String>,
+    /// Seconds --verify-db waits for the query API to agree with PostgreSQL.
+    #[arg(long, default_value_t = 10)]
+    pub settle_timeout: u64,
+    /// Seconds of silence (a ping probe unanswered) after which a connection
+    /// is given up and replaced.
+    #[arg(long, default_value_t = 10)]
+    pub stall_timeout: u64,
 }
 
-#[derive(Serialize)]
-struct ChatReport {
-    offered_rate: f64,
-    achieved_rate: f64,
-    sent: u64,
-    acked: u64,
-    delivered: u64,
-    ack_ms: Percentiles,
-    delivery_ms: Percentiles,
-    lost: u64,
-    unexpected: u64,
-    duplicates: u64,
-    order_errors: u64,
-    /// Acked after a reader's final sync began, so not checked (see `--drain-timeout`).
-    unchecked: u64,
-    errors: BTreeMap<String, u64>,
+/// The run's settings every session shares.
+pub(crate) struct Options {
+    pub(crate) urls: Vec<String>,
+    pub(crate) rate: f64,
+    pub(crate) receipts: bool,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
 }
 
 /// Counters shared by every session, for the progress line.
@@ -69,78 +91,126 @@ pub(crate) struct Totals {
     pub(crate) acked: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
     /// Microseconds from the start to the latest ack, for the achieved rate.
     pub(crate) last_ack_us: AtomicU64,
 }
 
-/// What a session's reader collected.
+/// What a session collected.
 pub(crate) struct ReaderOutcome {
     pub(crate) sender: SenderLog,
     pub(crate) reader: ReaderLog,
     pub(crate) ack: Histogram<u64>,
     pub(crate) delivery: Histogram<u64>,
     pub(crate) errors: HashMap<String, u64>,
+    pub(crate) timeline: timeline::Log,
+    pub(crate) resent: u64,
+    pub(crate) retried: u64,
+    pub(crate) reconnects: u64,
 }
 
+/// Runs the benchmark and prints the report; true when the verdict is clean.
 pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
+    let report = run_report(&args).await?;
+    report::print(&report, &args);
+    Ok(report.clean())
+}
+
+/// Runs the benchmark; returns the report.
+pub async fn run_report(args: &ChatArgs) -> anyhow::Result<ChatReport> {
     args.schedule.check()?;
+    anyhow::ensure!(args.url.len() == args.http.len(), "give one --http per --url (index-aligned)");
+    let nodes = args.url.len();
     let http = reqwest::Client::new();
     let users_n = args.schedule.pairs * 2;
-    eprintln!("setting up {} users in {} conversations…", users_n, args.schedule.pairs);
-    let (users, conversations) = client::setup_pairs(&http, &args.http, args.schedule.pairs, "bench").await?;
-    let sessions: Vec<(WsTx, WsRx, u64)> =
-        futures_util::stream::iter(users.iter()).map(|u| client::connect(&args.url, &u.token, None)).buffered(32).try_collect().await?;
+    eprintln!("setting up {} users in {} conversations on {nodes} node(s)…", users_n, args.schedule.pairs);
+    let (users, conversations) = client::setup_pairs_on(&http, &args.http, args.schedule.pairs, "bench").await?;
+    let conns: Vec<Conn> = futures_util::stream::iter(users.iter().enumerate())
+        .map(|(u, user)| Conn::open(&args.url[client::home_node(u, nodes)], &user.token, 1, Duration::from_secs(30)))
+        .buffered(32)
+        .try_collect()
+        .await?;
 
+    let options = Arc::new(Options {
+        urls: args.url.clone(),
+        rate: args.schedule.rate,
+        receipts: args.receipts,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+    });
     let totals = Arc::new(Totals::default());
     let start = Instant::now() + Duration::from_millis(200);
     let send_until = start + Duration::from_secs(args.schedule.duration);
-    let total_messages = args.schedule.messages();
     let (gate, _) = watch::channel(users_n);
     let gate = Arc::new(gate);
-    let schedules = pacer::start(start, args.schedule.rate, total_messages, users_n);
+    let schedules = pacer::start(start, args.schedule.rate, args.schedule.messages(), users_n);
     let mut tasks = Vec::new();
-    for (u, ((tx, rx, heartbeat_ms), schedule)) in sessions.into_iter().zip(schedules).enumerate() {
-        let conversation = conversations[u / 2].clone();
+    for (u, (conn, schedule)) in conns.into_iter().zip(schedules).enumerate() {
         let session = Session {
             index: u as u64,
-            users: users_n as u64,
-            rate: args.schedule.rate,
-            total_messages,
             start,
-            conversation,
+            conversation: conversations[u / 2].parse().context("conversation id")?,
             user_id: users[u].id.clone(),
-            heartbeat: Duration::from_millis(heartbeat_ms),
+            token: users[u].token.clone(),
+            home: client::home_node(u, nodes),
             schedule,
+            vanish_at: vanishes(u, &args.vanish_at, start),
             totals: totals.clone(),
-            max_seen: Arc::new(AtomicI64::new(0)),
+            options: options.clone(),
             gate: gate.clone(),
         };
-        tasks.push(tokio::spawn(session.run(tx, rx, Duration::from_secs(args.drain_timeout))));
+        tasks.push(tokio::spawn(session.run(conn)));
     }
     let progress = tokio::spawn(progress(totals.clone(), start));
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
-        outcomes.push(task.await.context("session task")??);
+        outcomes.push(task.await.context("session task")?);
     }
     progress.abort();
     eprintln!();
 
-    // Merge and check, conversation by conversation.
-    let mut ack = report::histogram();
-    let mut delivery = report::histogram();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut verdict = Verdict::default();
     for pair in outcomes.chunks(2) {
         let senders: Vec<&SenderLog> = pair.iter().map(|o| &o.sender).collect();
         let readers: Vec<&ReaderLog> = pair.iter().map(|o| &o.reader).collect();
-        let v = checker::check(&senders, &readers);
-        verdict.lost += v.lost;
-        verdict.unexpected += v.unexpected;
-        verdict.duplicates += v.duplicates;
-        verdict.order_errors += v.order_errors;
-        verdict.unchecked += v.unchecked;
+        verdict.add(&checker::check(&senders, &readers));
     }
-    for o in &outcomes {
+    let projections = match &args.verify_db {
+        Some(db) => {
+            let members = users.iter().enumerate().map(|(u, user)| verify::Member {
+                user_id: user.id.clone(),
+                token: user.token.clone(),
+                conversation: conversations[u / 2].clone(),
+                home: client::home_node(u, nodes),
+            });
+            Some(verify::run(db, &http, &args.http, members.collect(), Duration::from_secs(args.settle_timeout)).await?)
+        }
+        None => None,
+    };
+    Ok(summarize(&outcomes, &totals, &verdict, projections, send_until.duration_since(start)))
+}
+
+/// The instants session `u` vanishes: for the v-th `--vanish-at`, sessions
+/// with (u + v) mod 10 = 0 (a tenth, a different tenth each time).
+fn vanishes(u: usize, at: &[f64], start: Instant) -> Vec<Instant> {
+    at.iter()
+        .enumerate()
+        .filter(|(v, _)| (u + v).is_multiple_of(10))
+        .map(|(_, secs)| start + Duration::from_secs_f64(secs.max(0.0)))
+        .collect()
+}
+
+fn summarize(
+    outcomes: &[ReaderOutcome],
+    totals: &Totals,
+    verdict: &Verdict,
+    projections: Option<report::Projections>,
+    sending: Duration,
+) -> ChatReport {
+    let mut ack = report::histogram();
+    let mut delivery = report::histogram();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for o in outcomes {
         ack.add(&o.ack).expect("same histogram bounds");
         delivery.add(&o.delivery).expect("same histogram bounds");
         for (code, n) in &o.errors {
@@ -149,10 +219,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
     }
     let sent = totals.sent.load(Ordering::Relaxed);
     let acked = totals.acked.load(Ordering::Relaxed);
-    let sending = send_until.duration_since(start).as_secs_f64();
+    let sending = sending.as_secs_f64();
     // Acked messages over the time it took to ack them (at least the sending window).
     let acking = (totals.last_ack_us.load(Ordering::Relaxed) as f64 / 1e6).max(sending);
-    let report = ChatReport {
+    ChatReport {
         offered_rate: sent as f64 / sending,
         achieved_rate: acked as f64 / acking,
         sent,
@@ -166,39 +236,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<bool> {
         order_errors: verdict.order_errors,
         unchecked: verdict.unchecked,
         errors,
-    };
-    print_report(&report, &args, verdict.label());
-    Ok(verdict.clean())
-}
-
-fn print_report(r: &ChatReport, args: &ChatArgs, verdict: &str) {
-    let table = format!(
-        "duet-bench chat: {} pairs, target {:.0} msg/s for {} s\n\
-         offered {:.0} msg/s, achieved {:.0} msg/s; sent {}, acked {}, delivered live {}\n{}\n{}\n\
-         checker: lost {}, unexpected {}, duplicates {}, order errors {}, unchecked {} => {}\nerrors: {:?}",
-        args.schedule.pairs,
-        args.schedule.rate,
-        args.schedule.duration,
-        r.offered_rate,
-        r.achieved_rate,
-        r.sent,
-        r.acked,
-        r.delivered,
-        report::row("ack", &r.ack_ms),
-        report::row("delivery", &r.delivery_ms),
-        r.lost,
-        r.unexpected,
-        r.duplicates,
-        r.order_errors,
-        r.unchecked,
-        verdict,
-        r.errors,
-    );
-    if args.json {
-        eprintln!("{table}");
-        println!("{}", serde_json::to_string(r).expect("report serializes"));
-    } else {
-        println!("{table}");
+        reconnects: outcomes.iter().map(|o| o.reconnects).sum(),
+        resent: outcomes.iter().map(|o| o.resent).sum(),
+        retried: outcomes.iter().map(|o| o.retried).sum(),
+        projections,
+        verdict: verdict.label().to_owned(),
+        timeline: timeline::merge(outcomes.iter().map(|o| &o.timeline)),
     }
 }
 
@@ -208,11 +251,12 @@ async fn progress(totals: Arc<Totals>, start: Instant) {
         tick.tick().await;
         let t = Instant::now().saturating_duration_since(start).as_secs();
         eprint!(
-            "\rt={t:>4}s sent {:>9} acked {:>9} delivered {:>9} refused {:>6}   ",
+            "\rt={t:>4}s sent {:>9} acked {:>9} delivered {:>9} refused {:>6} reconnects {:>5}   ",
             totals.sent.load(Ordering::Relaxed),
             totals.acked.load(Ordering::Relaxed),
             totals.delivered.load(Ordering::Relaxed),
             totals.refused.load(Ordering::Relaxed),
+            totals.reconnects.load(Ordering::Relaxed),
         );
     }
 }

@@ -45,14 +45,34 @@ pub async fn register(http: &reqwest::Client, base: &str, name: &str) -> anyhow:
 /// Registers `2 * pairs` users and one conversation per pair (users 2p and
 /// 2p+1 share conversation p).
 pub async fn setup_pairs(http: &reqwest::Client, base: &str, pairs: usize, name: &str) -> anyhow::Result<(Vec<User>, Vec<String>)> {
+    setup_pairs_on(http, &[base.to_owned()], pairs, name).await
+}
+
+/// The node (index into the node list) user `u` of a pairs run lives on:
+/// pair p's first user on node p mod N, its second on node p+1 mod N, so a
+/// pair spans two nodes whenever there are two.
+pub fn home_node(u: usize, nodes: usize) -> usize {
+    (u / 2 + u % 2) % nodes
+}
+
+/// `setup_pairs` over several nodes: each user registers on its home node
+/// (`home_node`), each conversation is made on its first user's.
+pub async fn setup_pairs_on(
+    http: &reqwest::Client,
+    bases: &[String],
+    pairs: usize,
+    name: &str,
+) -> anyhow::Result<(Vec<User>, Vec<String>)> {
     use futures_util::TryStreamExt;
+    anyhow::ensure!(!bases.is_empty(), "no node to set up on");
+    let base = |u: usize| bases[home_node(u, bases.len())].as_str();
     let users: Vec<User> = futures_util::stream::iter(0..pairs * 2)
-        .map(|i| async move { register(http, base, &format!("{name}{i}")).await })
+        .map(|i| async move { register(http, base(i), &format!("{name}{i}")).await })
         .buffered(16)
         .try_collect()
         .await?;
-    let conversations = futures_util::stream::iter(users.chunks(2))
-        .map(|pair| conversation(http, base, &pair[0], &pair[1]))
+    let conversations = futures_util::stream::iter(users.chunks(2).enumerate())
+        .map(|(p, pair)| conversation(http, base(2 * p), &pair[0], &pair[1]))
         .buffered(16)
         .try_collect()
         .await?;
