@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fake_push import FakeFcm
@@ -381,6 +382,9 @@ class Cluster:
         for node in self.nodes[1:]:
             node.start()
         self.wait_ready(60)
+        # Each node's Redis traffic must go through its proxy, or the Redis scenarios prove nothing.
+        for proxy in self.proxies:
+            wait_until(f"{proxy.name} carrying a node's Redis connections", lambda: (proxy.mode() or {}).get("connections", 0) > 0, 20)
         return time.monotonic() - t
 
     def wait_ready(self, timeout):
@@ -408,7 +412,9 @@ class Cluster:
 
     # ----- state -----
     def readiness(self):
-        return [p for node in self.nodes for p in node.readiness()]
+        # Asked of every node at once: a node stuck on a paused dependency answers slowly.
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            return [p for problems in pool.map(Node.readiness, self.nodes) for p in problems]
 
     def restore(self):
         """Puts back whatever a scenario (or a failed one) left broken, then waits for every node to be ready."""

@@ -367,6 +367,28 @@ def print_table(summaries):
                 print(f"  run {i}: bench JSON {run['bench']['json']}, log {run['bench']['log']}")
 
 
+def check_infra(cluster, names, profile):
+    """Each fault's steps for real, without load: shows the suite's own machinery works on this machine."""
+    for name in names:
+        scenario = BY_NAME[name]
+        t = time.monotonic()
+        scenario.begin(cluster)
+        begun = time.monotonic() - t
+        during = cluster.readiness()
+        time.sleep(min(1, profile.hold(scenario)))
+        t = time.monotonic()
+        scenario.end(cluster)
+        ended = time.monotonic() - t
+        t = time.monotonic()
+        cluster.restore()
+        log(f"{name}: begin {begun:.2f} s, end {ended:.2f} s, every node ready {time.monotonic() - t:.2f} s later; "
+            f"during the fault: {'; '.join(during) or 'every node ready'}")
+    probe = PushProbe(cluster)
+    sent_after, push_after, problem = probe.send_and_wait(time.monotonic(), 5)
+    log(f"push probe: {problem or f'sent after {sent_after:.2f} s, pushed after {push_after:.2f} s'}")
+    return 1 if problem else 0
+
+
 def main():
     parser = argparse.ArgumentParser(prog="scripts/fault-suite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
@@ -374,6 +396,8 @@ def main():
     mode.add_argument("--full", action="store_true", help="every scenario 3 times, longer faults; medians for docs/reliability.md")
     parser.add_argument("--scenarios", help="comma-separated names (default: all): " + ", ".join(s.name for s in SCENARIOS))
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("FAULT_SUITE_NODES", 2)))
+    parser.add_argument("--check-infra", action="store_true",
+                        help="no duet-bench: start the cluster, inject and end each fault, restore, send a push probe; checks the suite itself")
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--rate", type=int, default=200)
     args = parser.parse_args()
@@ -400,6 +424,8 @@ def main():
             f"{args.pairs} pairs at {args.rate} msg/s; files in {out}")
         log(f"cluster up in {cluster.start():.1f} s: primary :{cluster.primary.port}, replica :{cluster.replica.port}, "
             f"redis :{cluster.redis.port}, nodes {[n.port for n in cluster.nodes]}")
+        if args.check_infra:
+            return check_infra(cluster, names, profile)
         for name in names:
             scenario = BY_NAME[name]
             runs = []
