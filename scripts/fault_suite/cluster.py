@@ -200,7 +200,7 @@ class Postgres:
 class Redis:
     def __init__(self, root):
         self.dir = root / "redis"
-        self.dir.mkdir()
+        self.dir.mkdir(exist_ok=True)
         self.log = root / "redis.log"
         self.port = free_port()
         self.proc = None
@@ -342,17 +342,18 @@ class Node:
 class Cluster:
     def __init__(self, duet_bin, bench, nodes, run_dir):
         self.duet_bin, self.bench, self.run_dir = duet_bin, bench, run_dir
+        self.redis = Redis(run_dir)
+        self.push = FakeFcm(run_dir, free_port())
+        self.proxies = [Proxy(run_dir, bench, self.redis.port, f"proxy{i}") for i in range(nodes)]
         # PostgreSQL's files live under /tmp: the postgres user cannot enter the worktree.
         self.root = Path(tempfile.mkdtemp(prefix="duet-fault-"))
         shutil.chown(self.root, "postgres", "postgres")
         self.primary = Postgres(self.root, "primary")
         self.replica = Postgres(self.root, "replica")
-        self.redis = Redis(run_dir)
-        self.push = FakeFcm(run_dir, free_port())
-        self.proxies = [Proxy(run_dir, bench, self.redis.port, f"proxy{i}") for i in range(nodes)]
         self.nodes = []
         self.node_count = nodes
         self.extra = []  # other processes to kill on close (a running duet-bench)
+        self.closing = False  # set by close(): a fault thread must not start anything after it
 
     # ----- life cycle -----
     def start(self):
@@ -394,20 +395,17 @@ class Cluster:
             raise RuntimeError(f"{e}: " + "; ".join(self.readiness()))
 
     def close(self):
-        for proc in self.extra:
-            if proc.poll() is None:
-                proc.kill()
-        for node in self.nodes:
-            node.kill_now()
-        for proxy in self.proxies:
-            proxy.kill_now()
-        self.redis.kill_now()
-        self.push.stop()
-        self.replica.kill_now()
-        self.primary.kill_now()
-        for pg in (self.primary, self.replica):
-            if pg.log.exists():
-                shutil.copy(pg.log, self.run_dir / pg.log.name)
+        """Stops everything; each step runs even if another failed."""
+        self.closing = True
+        steps = [proc.kill for proc in self.extra if proc.poll() is None]
+        steps += [n.kill_now for n in self.nodes] + [p.kill_now for p in self.proxies]
+        steps += [self.redis.kill_now, self.push.stop, self.replica.kill_now, self.primary.kill_now]
+        steps += [lambda pg=pg: pg.log.exists() and shutil.copy(pg.log, self.run_dir / pg.log.name) for pg in (self.primary, self.replica)]
+        for step in steps:
+            try:
+                step()
+            except Exception as e:
+                print(f"warning: cleanup step failed: {e}")
         shutil.rmtree(self.root, ignore_errors=True)
 
     # ----- state -----

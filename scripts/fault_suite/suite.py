@@ -109,10 +109,14 @@ def inject(cluster, scenario, profile, t0, events, probe):
 
     try:
         time.sleep(max(0.0, t0 + profile.at - time.monotonic()))
+        if cluster.closing:
+            return
         events["begin"] = rel()
         scenario.begin(cluster)
         events["begun"] = rel()
         time.sleep(max(0.0, t0 + events["begin"] + profile.hold(scenario) - time.monotonic()))
+        if cluster.closing:
+            return
         events["end"] = rel()
         scenario.end(cluster)
         back = time.monotonic()
@@ -437,6 +441,9 @@ def main():
             summaries.append({"name": name, "what": scenario.what, "pass": all(not r["failures"] for r in runs),
                               "median": median_numbers(runs), "runs": runs})
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.close()
     elapsed = time.monotonic() - started
     results = {"profile": profile.name, "startedUtc": stamp, "seconds": round(elapsed), "nodes": args.nodes, "pairs": args.pairs,
