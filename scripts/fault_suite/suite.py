@@ -102,19 +102,19 @@ class PushProbe:
 
 
 # ----- one run -----
-def inject(cluster, scenario, profile, t0, events, probe):
-    """The fault thread: begin at t0 + at, end after hold; then watch readiness and send the push probe."""
+def inject(cluster, scenario, profile, t0, events, probe, run_over):
+    """The fault thread: begin at t0 + at, end after hold; then watch readiness and send the push probe.
+    `run_over` (duet-bench exited) cancels a fault not yet begun and ends a begun one at once."""
     def rel():
         return time.monotonic() - t0
 
     try:
-        time.sleep(max(0.0, t0 + profile.at - time.monotonic()))
-        if cluster.closing:
+        if run_over.wait(max(0.0, t0 + profile.at - time.monotonic())) or cluster.closing:
             return
         events["begin"] = rel()
         scenario.begin(cluster)
         events["begun"] = rel()
-        time.sleep(max(0.0, t0 + events["begin"] + profile.hold(scenario) - time.monotonic()))
+        run_over.wait(max(0.0, t0 + events["begin"] + profile.hold(scenario) - time.monotonic()))
         if cluster.closing:
             return
         events["end"] = rel()
@@ -194,7 +194,8 @@ def run_once(cluster, scenario, profile, args, out, label):
         return result
     t0 = time.monotonic()
     events = result["events"]
-    injector = threading.Thread(target=inject, args=(cluster, scenario, profile, t0, events, probe), daemon=True)
+    run_over = threading.Event()
+    injector = threading.Thread(target=inject, args=(cluster, scenario, profile, t0, events, probe, run_over), daemon=True)
     injector.start()
     timeout = profile.duration(scenario) + 300
     try:
@@ -203,6 +204,7 @@ def run_once(cluster, scenario, profile, args, out, label):
         bench.kill()
         bench.wait()
         result["failures"].append(f"duet-bench did not finish within {timeout} s (killed); its log ends:\n{tail(log_path)}")
+    run_over.set()
     injector.join(timeout=120)
     result["exit"] = bench.returncode
     final = []
@@ -221,6 +223,8 @@ def evaluate(result, scenario, profile, json_path, log_path, final_problems):
     numbers = result.setdefault("numbers", {})
     if "error" in events:
         fail(events["error"])
+    elif "back" not in events:
+        fail(f"the fault was not injected: duet-bench ended (exit {result.get('exit')}) before it was due at t={profile.at} s")
     try:
         report = json.loads(Path(json_path).read_text().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
