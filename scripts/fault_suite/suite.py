@@ -45,7 +45,9 @@ class Profile:
         return scenario.hold[1 if self.full else 0]
 
     def duration(self, scenario):
-        return math.ceil(self.at + self.hold(scenario) + scenario.slack + self.after)
+        # Long enough after the fault to judge its recovery bound on a few seconds.
+        after = max(self.after, scenario.recover_within + 3)
+        return math.ceil(self.at + self.hold(scenario) + scenario.slack + after)
 
 
 def log(line):
