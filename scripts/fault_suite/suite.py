@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -31,6 +32,10 @@ REPO = Path(__file__).resolve().parents[2]
 RECOVERED_ACK_RATIO = 0.9
 RECOVERED_P99_MS = float(os.environ.get("FAULT_SUITE_RECOVERED_P99_MS", 1000))
 SETTLE_MS = 10_000
+# Warnings and errors one node may log in one run: a fault is worth a few
+# dozen lines, not one per send (issue 25: 2,220 lines in 10 s).
+MAX_LOG_LINES = int(os.environ.get("FAULT_SUITE_MAX_LOG_LINES", 200))
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Profile:
@@ -174,6 +179,7 @@ def run_once(cluster, scenario, profile, args, out, label):
             result["failures"].append(str(e))
             return result
     baseline = cluster.message_count()
+    log_offsets = {node.index: node.log.stat().st_size for node in cluster.nodes}
     cmd = bench_command(cluster, scenario, profile, args)
     json_path, log_path = out / f"{label}.json", out / f"{label}.log"
     result["bench"] = {"command": " ".join(cmd), "json": str(json_path), "log": str(log_path)}
@@ -215,7 +221,28 @@ def run_once(cluster, scenario, profile, args, out, label):
     except TimeoutError:
         final = cluster.readiness()
     evaluate(result, scenario, profile, json_path, log_path, final)
+    for node in cluster.nodes:
+        judge_log(result, node, log_offsets[node.index])
     return result
+
+
+def judge_log(result, node, offset):
+    """Fails a run in which the node logged more than MAX_LOG_LINES warnings and errors, naming the loudest."""
+    with open(node.log, "rb") as f:
+        f.seek(offset)
+        lines = [ANSI.sub("", line) for line in f.read().decode(errors="replace").splitlines()]
+    counts = {}
+    for line in lines:
+        found = re.search(r"\b(WARN|ERROR)\s+(.*)", line)
+        if found:
+            key = f"{found.group(1)} {found.group(2)[:90]}"
+            counts[key] = counts.get(key, 0) + 1
+    total = sum(counts.values())
+    result.setdefault("numbers", {})[f"node{node.index}LogLines"] = total
+    if total > MAX_LOG_LINES:
+        loudest = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+        result["failures"].append(f"node {node.index} logged {total} warnings and errors during the run (bound {MAX_LOG_LINES}); "
+                                  f"the most frequent: " + "; ".join(f"{n} x {key!r}" for key, n in loudest) + f" ({node.log})")
 
 
 # ----- the checks -----

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 from scenarios import BY_NAME  # noqa: E402
-from suite import evaluate  # noqa: E402
+from suite import evaluate, judge_log  # noqa: E402
 
 
 def second(t, offered=200, acked=200, p99=40.0):
@@ -94,6 +94,24 @@ class Verdicts(unittest.TestCase):
         failures = self.judge("node-kill", report(timeline=[]), exit=1)["failures"]
         self.assertIn("duet-bench exit status 1 (its verdict is not clean)", failures)
         self.assertIn("no timeline in the JSON: the throughput bounds cannot be judged", failures)
+
+    def test_a_log_flood_fails_and_names_the_loudest_line(self):
+        class Node:
+            index = 1
+        with tempfile.TemporaryDirectory() as d:
+            Node.log = Path(d) / "node1.log"
+            before = "\x1b[33m WARN\x1b[0m old: from an earlier run\n" * 500
+            flood = "2026-12-06T23:49:34Z \x1b[33m WARN\x1b[0m duet_common::ratelimit: rate limiter unavailable; allowing\n" * 201
+            Node.log.write_text(before + flood)
+            result = {"failures": []}
+            judge_log(result, Node, len(before))
+            self.assertEqual(result["numbers"]["node1LogLines"], 201)
+            self.assertTrue(result["failures"][0].startswith(
+                "node 1 logged 201 warnings and errors during the run (bound 200); "
+                "the most frequent: 201 x 'WARN duet_common::ratelimit: rate limiter unavailable; allowing'"), result["failures"])
+            result = {"failures": []}
+            judge_log(result, Node, len(before) + len(flood) // 2)
+            self.assertEqual(result["failures"], [])
 
 
 if __name__ == "__main__":
