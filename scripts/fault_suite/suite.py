@@ -312,6 +312,11 @@ def judge_timeline(result, scenario, timeline, events):
         return
     last = max(seconds)
     begin, back = events["begin"], events["back"]
+    # The machine's own p99 before the fault (after the first second, a warm-up): a
+    # bound missed already then is the machine's, not the fault's.
+    before = [seconds[s].get("ackP99Ms", 0) for s in range(1, int(begin)) if s in seconds]
+    numbers["beforeP99Ms"] = max(before) if before else None
+    machine = f" (before the fault, the worst second's p99 was already {max(before):.0f} ms)" if before else ""
     window = [seconds[s] for s in range(int(begin), math.ceil(back)) if s in seconds]
     if window:
         offered = sum(e["offered"] for e in window)
@@ -326,12 +331,11 @@ def judge_timeline(result, scenario, timeline, events):
                      f"({acked / offered:.0%}, bound {d.ack_ratio:.0%})")
             worst = max(window, key=lambda e: e.get("ackP99Ms", 0))
             if worst.get("ackP99Ms", 0) >= d.p99_ms:
-                fail(f"during the fault, second t={worst['t']} had p99 ack {worst.get('ackP99Ms')} ms (bound {d.p99_ms:.0f} ms); "
-                     f"per second: {[(e['t'], e['acked'], e['offered'], e.get('ackP99Ms')) for e in window]}")
+                fail(f"during the fault, second t={worst['t']} had p99 ack {worst.get('ackP99Ms')} ms (bound {d.p99_ms:.0f} ms){machine}; "
+                     f"per second (t, acked, offered, p99): {[(e['t'], e['acked'], e['offered'], e.get('ackP99Ms')) for e in window]}")
 
-    # "Back to normal" is judged against the seconds before the fault (after
-    # the first, a warm-up): a loaded machine's normal p99 can exceed 1 s.
-    before = [seconds[s].get("ackP99Ms", 0) for s in range(1, int(begin)) if s in seconds]
+    # "Back to normal" is judged against the seconds before the fault: a
+    # loaded machine's normal p99 can exceed 1 s.
     p99_bound = max([RECOVERED_P99_MS] + [2 * p for p in before])
     numbers["recoveredP99BoundMs"] = p99_bound
 
@@ -365,6 +369,7 @@ COLUMNS = [
     ("lost/unexp/dup/order", 20, lambda s: "/".join(fmt(s["median"].get(k)) for k in ("lost", "unexpected", "duplicates", "order_errors"))),
     ("proj bad (settle ms)", 20, lambda s: f"{fmt(s['median'].get('projectionsMismatched'))} ({fmt(s['median'].get('settleMs'))})"),
     ("ack% in fault", 13, lambda s: fmt(None if s["median"].get("faultAckRatio") is None else 100 * s["median"]["faultAckRatio"])),
+    ("p99 before ms", 13, lambda s: fmt(s["median"].get("beforeP99Ms"))),
     ("p99 in fault ms", 15, lambda s: fmt(s["median"].get("faultP99Ms"))),
     ("recovered s", 11, lambda s: fmt(s["median"].get("recoveredAfterS"))),
     ("ready s", 7, lambda s: fmt(s["median"].get("readyAfterS"))),
