@@ -9,5 +9,6 @@ pub mod client;
 pub mod connections;
 pub mod floor;
 pub mod pacer;
+pub mod proxy;
 pub mod report;
 mod session;

@@ -10,7 +10,7 @@
 //! The command lines and the JSON they print are a public contract.
 
 use clap::{Parser, Subcommand};
-use duet_bench::{append, chat, connections, floor};
+use duet_bench::{append, chat, connections, floor, proxy};
 
 #[derive(Parser)]
 #[command(name = "duet-bench", version, about = "Load generator and consistency checker for Duet")]
@@ -29,6 +29,8 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// The least a durable relay does per message (no Duet): this machine's latency floor.
     Floor(floor::FloorArgs),
+    /// A TCP proxy that delays, stalls or cuts on command (scripts/fault-suite).
+    Proxy(proxy::ProxyArgs),
 }
 
 #[tokio::main]
@@ -40,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Connections(args) => connections::run(args).await?,
         Command::Append(args) => append::run(args).await?,
         Command::Floor(args) => floor::run(args).await?,
+        Command::Proxy(args) => proxy::run(args).await?,
     };
     if !ok {
         std::process::exit(1);

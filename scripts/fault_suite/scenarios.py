@@ -1,0 +1,97 @@
+"""The scenarios, as a table: what each fault does, how long it holds, and
+the bound the run must keep while it lasts or after it ends.
+
+Every scenario also has the bounds every run has (suite.py `evaluate`): no
+acknowledged message lost, duplicated or reordered, nothing unexpected,
+projections equal to PostgreSQL within 10 s, every node ready with every
+component healthy again, throughput back within `recover_within` s.
+"""
+
+import signal
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+# Redis made slow: added to every chunk each way, so a round trip is twice this.
+SLOW_REDIS_MS = 250
+
+
+@dataclass(frozen=True)
+class During:
+    """While the fault lasts: acks of messages due then reach `ack_ratio` of
+    those offered, and every second's p99 ack latency stays below `p99_ms`."""
+    ack_ratio: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    begin: Callable
+    end: Callable
+    hold: tuple  # seconds between begin and end: (--quick, --full)
+    during: Optional[During] = None
+    # From the fault's end: every second after this many has acks >= 90% of
+    # offered and p99 < RECOVERED_P99_MS.
+    recover_within: float = 5.0
+    # From the fault's end: every node answers /readyz 200 with every component healthy.
+    ready_within: float = 15.0
+    # PostgreSQL scenarios: a push to an offline user, sent as soon as
+    # PostgreSQL is back, reaches the fake FCM within this many seconds.
+    push_within: Optional[float] = None
+    # Extra duet-bench arguments, given the second the fault begins at.
+    bench_args: Callable = field(default=lambda at: [])
+    # Seconds the fault's own steps may take (a restart), added to the run.
+    slack: float = 0.0
+
+
+def nothing(c):
+    pass
+
+
+def each_proxy(mode, ms=None):
+    return lambda c: [p.set(mode, ms) for p in c.proxies]
+
+
+def last_node(action):
+    return lambda c: action(c.nodes[-1])
+
+
+SCENARIOS = [
+    Scenario("redis-kill", "Redis SIGKILLed, restarted empty",
+             begin=lambda c: c.redis.kill(), end=lambda c: c.redis.start(), hold=(2, 5),
+             during=During(0.9, 1000), slack=2),
+    Scenario("redis-pause", "Redis SIGSTOPped 10 s (unresponsive, sockets open)",
+             begin=lambda c: c.redis.signal(signal.SIGSTOP), end=lambda c: c.redis.signal(signal.SIGCONT), hold=(10, 10),
+             during=During(0.9, 500)),
+    Scenario("redis-slow", f"Redis slow: every byte to and from it {SLOW_REDIS_MS} ms late (proxy delay)",
+             begin=each_proxy("delay", SLOW_REDIS_MS), end=each_proxy("pass"), hold=(5, 10),
+             during=During(0.9, 1000)),
+    Scenario("redis-partition", "node 0 cut off from Redis (proxy cut), then healed",
+             begin=lambda c: c.proxies[0].set("cut"), end=lambda c: c.proxies[0].set("pass"), hold=(5, 10),
+             during=During(0.9, 1000)),
+    Scenario("pg-restart", "PostgreSQL restarted (pg_ctl -m fast)",
+             begin=lambda c: c.primary.restart("fast"), end=nothing, hold=(0, 0),
+             recover_within=10, ready_within=5, push_within=5, slack=3),
+    Scenario("pg-crash", "PostgreSQL crashed (pg_ctl -m immediate), started again",
+             begin=lambda c: c.primary.stop("immediate"), end=lambda c: c.primary.start(), hold=(2, 5),
+             recover_within=10, ready_within=5, push_within=5, slack=3),
+    Scenario("pg-pause", "PostgreSQL SIGSTOPped (postmaster and every backend)",
+             begin=lambda c: c.primary.pause(), end=lambda c: c.primary.resume(), hold=(5, 10),
+             recover_within=10, ready_within=5, push_within=5),
+    Scenario("replica-pause", "replica replay paused (pg_wal_replay_pause)",
+             begin=lambda c: c.replica.sql("select pg_wal_replay_pause()"),
+             end=lambda c: c.replica.sql("select pg_wal_replay_resume()"), hold=(5, 10)),
+    Scenario("replica-stop", "replica stopped (pg_ctl -m fast), started again",
+             begin=lambda c: c.replica.stop("fast"), end=lambda c: c.replica.start(), hold=(5, 10), slack=2),
+    Scenario("node-kill", "the last node SIGKILLed, restarted",
+             begin=last_node(lambda n: n.signal(signal.SIGKILL)), end=last_node(lambda n: n.start()), hold=(3, 5),
+             recover_within=8, slack=5),
+    Scenario("node-term", "the last node SIGTERMed (graceful), restarted",
+             begin=last_node(lambda n: n.signal(signal.SIGTERM)), end=last_node(lambda n: n.start()), hold=(3, 5),
+             recover_within=8, slack=8),
+    Scenario("client-vanish", "a tenth of the clients drop their TCP connection without a close, back after 2 s",
+             begin=nothing, end=nothing, hold=(2, 2), bench_args=lambda at: ["--vanish-at", str(int(at))]),
+]
+
+BY_NAME = {s.name: s for s in SCENARIOS}
