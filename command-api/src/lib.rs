@@ -58,7 +58,7 @@ impl Commands {
     pub async fn send(&self, sender_id: UserId, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
         let key = self.ctx.keys.send_rate(sender_id);
-        if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.redis, &key).await {
+        if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.fast_redis, &key).await {
             return Err(ApiError::RateLimited { retry_after_ms });
         }
         let conversation_id = match target {

@@ -14,6 +14,8 @@
 //! - `m <conversation> <seq> <sender> <clientMsgId> <origin>\n<frame>`: a message;
 //! - `t <conversation> <user> <start|stop> <origin>\n<frame>`: typing;
 //! - `e <origin>\n<frame>`: anything else;
+//! - `r <origin>\n`: live events for this user were dropped (Redis was
+//!   failing): the user's sessions re-read their conversations from PostgreSQL;
 //!
 //! where `origin` is the publishing node (whose own sessions already have
 //! the event). Client message ids are `[A-Za-z0-9_-]`, so a space ends them.
@@ -28,6 +30,7 @@ pub enum Live<'a> {
     Message { conversation_id: ConversationId, seq: i64, sender_id: UserId, client_msg_id: &'a str, frame: &'a str },
     Typing { conversation_id: ConversationId, user_id: UserId, state: TypingState, frame: &'a str },
     Other { frame: &'a str },
+    Resync,
 }
 
 /// Encodes a message event published by node `origin`.
@@ -56,6 +59,11 @@ pub fn encode_other(frame: &str, origin: &str) -> String {
     format!("e {origin}\n{frame}")
 }
 
+/// Encodes a resync request (see [`crate::fanout`]) published by node `origin`.
+pub fn encode_resync(origin: &str) -> String {
+    format!("r {origin}\n")
+}
+
 /// Decodes a channel payload into the event and the node that published
 /// it; `None` for anything malformed.
 pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
@@ -64,6 +72,7 @@ pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
     let fields: [Option<&str>; 7] = std::array::from_fn(|_| parts.next());
     match fields {
         [Some("e"), Some(origin), None, ..] => Some((Live::Other { frame }, origin)),
+        [Some("r"), Some(origin), None, ..] => Some((Live::Resync, origin)),
         [Some("m"), Some(conversation), Some(seq), Some(sender), Some(client_msg_id), Some(origin), None] => Some((
             Live::Message {
                 conversation_id: conversation.parse().ok()?,
@@ -101,6 +110,7 @@ mod tests {
         let expected = Live::Typing { conversation_id: conversation, user_id: sender, state: TypingState::Stop, frame: "{}" };
         assert_eq!(decode(&typing), Some((expected, "n3")));
         assert_eq!(decode(&encode_other("{}", "n2")), Some((Live::Other { frame: "{}" }, "n2")));
+        assert_eq!(decode(&encode_resync("n4")), Some((Live::Resync, "n4")));
         assert_eq!(decode("m nope 1 x c n1\n{}"), None);
         assert_eq!(decode("t a b maybe n1\n{}"), None);
         assert_eq!(decode("e\n{}"), None);

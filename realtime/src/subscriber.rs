@@ -119,5 +119,7 @@ fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
             let shared: Arc<str> = Arc::from(frame);
             hub.deliver(user, || Outbound::Shared(shared.clone()));
         }
+        // The publishing node dropped live events for this user while Redis was failing.
+        Live::Resync => hub.deliver(user, || Outbound::Resync),
     }
 }

@@ -24,6 +24,7 @@ mod projections;
 mod projector_bench;
 mod read_side_support;
 mod receipts;
+mod redis_faults;
 mod replica;
 mod ws_delivery;
 mod ws_limits;
