@@ -13,8 +13,8 @@ pub mod conversations;
 pub mod devices;
 pub mod privacy;
 pub mod receipts;
-pub mod sessions;
 pub mod reports;
+pub mod sessions;
 
 use duet_common::domain::NewMessage;
 use duet_common::ids::{ConversationId, UserId};
@@ -64,7 +64,7 @@ impl Commands {
     pub async fn send(&self, sender_id: UserId, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
         let key = self.ctx.keys.send_rate(sender_id);
-        if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.redis, &key).await {
+        if let Decision::Limited { retry_after_ms } = self.send_limiter.check(&self.ctx.fast_redis, &key).await {
             return Err(ApiError::RateLimited { retry_after_ms });
         }
         let conversation_id = match target {

@@ -84,7 +84,7 @@ impl Commands {
             ));
         }
         let key = self.ctx.keys.report_rate(reporter);
-        if let Decision::Limited { retry_after_ms } = self.report_limiter.check(&self.ctx.redis, &key).await {
+        if let Decision::Limited { retry_after_ms } = self.report_limiter.check(&self.ctx.fast_redis, &key).await {
             return Err(ApiError::RateLimited { retry_after_ms });
         }
         let (reported, message) = match target {

@@ -25,6 +25,9 @@ pub struct AppContext {
     /// Whether `replica` is a real replica (not the primary).
     pub has_replica: bool,
     pub redis: fred::prelude::Pool,
+    /// The same Redis for what sends, handshakes and presence wait on: a short
+    /// deadline and a circuit breaker, so a stuck Redis degrades them instead of stalling them.
+    pub fast_redis: redis::FastRedis,
     pub keys: Keys,
     /// Live events: to this node's sessions, and through Redis to the others'.
     pub live: Fanout,
@@ -64,9 +67,10 @@ impl AppContext {
         let jwt = Arc::new(JwtKeys::new(&settings)?);
         let keys = Keys::new(settings.redis_prefix.clone());
         let node_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let live = Fanout::new(redis.clone(), keys.clone(), &node_id);
-        let session_check = Arc::new(SessionCheck::new(db.clone(), Duration::from_millis(settings.session_cache_ms)));
         let metrics = Arc::new(Metrics::new());
+        let fast_redis = redis::FastRedis::new(redis.clone(), &settings, &metrics);
+        let live = Fanout::new(fast_redis.clone(), keys.clone(), &node_id, &metrics);
+        let session_check = Arc::new(SessionCheck::new(db.clone(), Duration::from_millis(settings.session_cache_ms)));
         let components = Components::new(&metrics);
         Ok(AppContext {
             settings: Arc::new(settings),
@@ -74,6 +78,7 @@ impl AppContext {
             replica,
             has_replica,
             redis,
+            fast_redis,
             keys,
             live,
             jwt,

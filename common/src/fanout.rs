@@ -11,23 +11,44 @@
 //! [`Publisher`]: local delivery at once, the Redis publish queued behind the
 //! writer's earlier ones, so the writer answers its callers and starts its
 //! next batch without waiting for Redis.
+//!
+//! A live publish never makes a writer wait. Publishes go through
+//! [`FastRedis`] (a short deadline and a circuit breaker); an event that
+//! cannot be published (Redis failing or late, or the queue full because it
+//! is) is dropped and counted (`duet_live_publish_dropped_total`), and its
+//! users are remembered. Once Redis answers again, each of them is sent a
+//! resync event: their gateways re-read the conversations from PostgreSQL,
+//! so a dropped message reaches its receiver even when nothing follows it
+//! to reveal the gap.
 
 use crate::ids::{AuthSessionId, UserId};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use crate::domain::Message;
 use crate::keys::Keys;
-use crate::live::{Live, decode, encode_message, encode_other, encode_revoked, encode_typing};
+use crate::live::{Live, decode, encode_message, encode_other, encode_resync, encode_revoked, encode_typing};
+use crate::log_throttle::LogThrottle;
+use crate::metrics::Metrics;
 use crate::protocol::TypingOut;
+use crate::redis::{FastRedis, Unavailable};
 
-/// Batches a writer's publisher holds before the writer waits for Redis.
+/// Batches a writer's publisher holds; beyond them, batches are dropped (see the module docs).
 const PUBLISHER_QUEUE: usize = 64;
 /// Most events in one script call: Redis runs nothing else meanwhile.
 const EVENTS_PER_CALL: usize = 64;
+/// How often users owed a resync are told, once Redis answers.
+const REPAIR_EVERY: Duration = Duration::from_millis(500);
+/// Users owed a resync, at most; past it the clients' own sync repairs.
+const REPAIR_MAX_USERS: usize = 100_000;
+/// Users per resync event.
+const REPAIR_USERS_PER_EVENT: usize = 256;
 
 /// This node's sessions, reached without Redis (the realtime gateway's hub).
 pub trait LocalSessions: Send + Sync {
@@ -44,22 +65,40 @@ pub struct Event {
 /// Cheap to clone: every clone reaches the same local sessions.
 #[derive(Clone)]
 pub struct Fanout {
-    redis: Pool,
-    keys: Keys,
-    /// This process (`AppContext::node_id`), named in every payload.
-    origin: Arc<str>,
+    out: Arc<Outlet>,
     /// The gateway's sessions, once it has started; never set on a node without one.
     local: Arc<OnceLock<Arc<dyn LocalSessions>>>,
 }
 
+/// The way to Redis, shared by every clone and publisher task.
+struct Outlet {
+    redis: FastRedis,
+    keys: Keys,
+    /// This process (`AppContext::node_id`), named in every payload.
+    origin: Arc<str>,
+    /// Events not published to Redis (dropped; their users are owed a resync).
+    dropped: Counter,
+    /// Users whose live events were dropped, to be told to resync.
+    owed: Mutex<HashSet<UserId>>,
+}
+
 impl Fanout {
-    pub fn new(redis: Pool, keys: Keys, origin: &str) -> Self {
-        Fanout { redis, keys, origin: Arc::from(origin), local: Arc::new(OnceLock::new()) }
+    /// Also starts the task that sends owed resyncs (it ends with the last clone).
+    pub fn new(redis: FastRedis, keys: Keys, origin: &str, metrics: &Metrics) -> Self {
+        let dropped = Counter::default();
+        metrics.register(
+            "live_publish_dropped",
+            "Live events not published to Redis (Redis failing or late); their receivers are resynced from PostgreSQL",
+            dropped.clone(),
+        );
+        let out = Arc::new(Outlet { redis, keys, origin: Arc::from(origin), dropped, owed: Mutex::new(HashSet::new()) });
+        tokio::spawn(repair(Arc::downgrade(&out)));
+        Fanout { out, local: Arc::new(OnceLock::new()) }
     }
 
     /// The node that events published here come from.
     pub fn origin(&self) -> &str {
-        &self.origin
+        &self.out.origin
     }
 
     /// Delivers every later event to `local` directly. One gateway per process.
@@ -71,30 +110,30 @@ impl Fanout {
 
     /// `chat.message.new` for the message's receiver and sender.
     pub fn message(&self, message: &Message) -> Event {
-        Event { users: vec![message.receiver_id, message.sender_id], payload: encode_message(message, &self.origin) }
+        Event { users: vec![message.receiver_id, message.sender_id], payload: encode_message(message, &self.out.origin) }
     }
 
     /// `chat.typing` (its ready frame) for `users`.
     pub fn typing(&self, users: Vec<UserId>, typing: &TypingOut, frame: &str) -> Event {
-        Event { users, payload: encode_typing(typing.conversation_id, typing.user_id, typing.state, frame, &self.origin) }
+        Event { users, payload: encode_typing(typing.conversation_id, typing.user_id, typing.state, frame, &self.out.origin) }
     }
 
     /// A ready frame for `users`.
     pub fn frame(&self, users: Vec<UserId>, frame: &str) -> Event {
-        Event { users, payload: encode_other(frame, &self.origin) }
+        Event { users, payload: encode_other(frame, &self.out.origin) }
     }
 
     /// The revocation of `user`'s sign-in `session` (`None`: all of them), for their WebSockets.
     pub fn revoked(&self, user: UserId, session: Option<AuthSessionId>) -> Event {
-        Event { users: vec![user], payload: encode_revoked(session, &self.origin) }
+        Event { users: vec![user], payload: encode_revoked(session, self.origin()) }
     }
 
-    /// Delivers the events to this node's sessions, then publishes them.
-    /// Failures are logged, never returned: a message is already durable,
-    /// and receivers catch up from PostgreSQL.
+    /// Delivers the events to this node's sessions, then publishes them
+    /// (waiting at most the Redis deadline). Failures are counted and
+    /// repaired, never returned: a message is already durable.
     pub async fn publish(&self, events: Vec<Event>) {
         self.deliver_local(&events);
-        publish_all(&self.redis, &self.keys, events).await;
+        self.out.publish_all(events).await;
     }
 
     /// Delivers the events to this node's sessions, and publishes them from
@@ -103,17 +142,17 @@ impl Fanout {
     /// in order (or fill them from PostgreSQL).
     pub fn spawn_publish(&self, events: Vec<Event>) {
         self.deliver_local(&events);
-        let (redis, keys) = (self.redis.clone(), self.keys.clone());
-        tokio::spawn(async move { publish_all(&redis, &keys, events).await });
+        let out = self.out.clone();
+        tokio::spawn(async move { out.publish_all(events).await });
     }
 
     /// A publisher whose Redis publishes leave in the order they are handed over.
     pub fn publisher(&self) -> Publisher {
         let (queue, mut batches) = mpsc::channel::<Vec<Event>>(PUBLISHER_QUEUE);
-        let (redis, keys) = (self.redis.clone(), self.keys.clone());
+        let out = self.out.clone();
         tokio::spawn(async move {
             while let Some(events) = batches.recv().await {
-                publish_all(&redis, &keys, events).await;
+                out.publish_all(events).await;
             }
         });
         Publisher { fanout: self.clone(), queue }
@@ -139,53 +178,120 @@ pub struct Publisher {
 
 impl Publisher {
     /// Delivers the events to this node's sessions now and queues their
-    /// Redis publish; waits only while Redis is that far behind.
+    /// Redis publish; never waits: while Redis is so far behind that the
+    /// queue is full, the events are dropped and their users owed a resync.
     pub async fn publish(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
         self.fanout.deliver_local(&events);
-        if self.queue.send(events).await.is_err() {
-            tracing::warn!("live publisher stopped; other nodes' receivers will catch up from PostgreSQL");
+        match self.queue.try_send(events) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(events)) => self.fanout.out.drop_events(events, "publish queue full"),
+            Err(mpsc::error::TrySendError::Closed(events)) => self.fanout.out.drop_events(events, "live publisher stopped"),
         }
     }
 }
 
-/// Publishes each event to its users' channels, in order, many events to a
-/// round trip: a call costs a round trip and a syscall pair on each side,
-/// far more than a PUBLISH, so a writer's batch costs one call.
-async fn publish_all(redis: &Pool, keys: &Keys, events: Vec<Event>) {
-    let Some(first) = events.first() else { return };
-    // Events published one at a time leave through one connection per
-    // conversation (chosen by the pair's smaller id), so Redis sees them in
-    // the order they were sent. A batch is in order within its call.
-    let route = first.users.iter().min().map(|u| u.0.as_u128() as usize).unwrap_or(0);
-    let clients = redis.clients();
-    let client = &clients[route % clients.len()];
-    if !client.is_connected() {
-        tracing::debug!("Redis down: live publish skipped; receivers will catch up from PostgreSQL");
-        return;
+impl Outlet {
+    /// Publishes each event to its users' channels, in order, many events to
+    /// a round trip: a call costs a round trip and a syscall pair on each
+    /// side, far more than a PUBLISH, so a writer's batch costs one call.
+    async fn publish_all(&self, events: Vec<Event>) {
+        let Some(first) = events.first() else { return };
+        // Events published one at a time leave through one connection per
+        // conversation (chosen by the pair's smaller id), so Redis sees them in
+        // the order they were sent. A batch is in order within its call.
+        let route = first.users.iter().min().map(|u| u.0.as_u128() as usize).unwrap_or(0);
+        let clients = self.redis.pool().clients();
+        let client = &clients[route % clients.len()];
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<Event> = events.by_ref().take(EVENTS_PER_CALL).collect();
+            if let Err((chunk, e)) = self.publish_chunk(client, chunk).await {
+                let reason = match e {
+                    Unavailable::Open => "Redis skipped (circuit breaker open)",
+                    _ => "Redis failed or was late",
+                };
+                static FAILED: LogThrottle = LogThrottle::every_10s();
+                if !matches!(e, Unavailable::Open)
+                    && let Some(suppressed) = FAILED.check()
+                {
+                    tracing::warn!(error = %e, suppressed, "live publish failed; receivers will be resynced from PostgreSQL");
+                }
+                self.drop_events(chunk, reason);
+                // What follows would fail the same way, and must not overtake what was dropped.
+                self.drop_events(events.collect(), reason);
+                return;
+            }
+        }
     }
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        let mut chunk: Vec<Event> = events.by_ref().take(EVENTS_PER_CALL).collect();
-        let sent: Result<i64, Error> = match chunk.as_slice() {
-            [Event { users, .. }] if users.len() == 1 => {
-                let Event { users, payload } = chunk.pop().expect("one event");
-                client.publish(keys.user_channel(users[0]), payload).await
+
+    /// One round trip; on failure the events come back (their users are owed a resync).
+    async fn publish_chunk(&self, client: &Client, chunk: Vec<Event>) -> Result<i64, (Vec<Event>, Unavailable)> {
+        let keys = &self.keys;
+        let sent = match chunk.as_slice() {
+            [Event { users, payload }] if users.len() == 1 => {
+                let (channel, payload) = (keys.user_channel(users[0]), payload.clone());
+                self.redis.call_on(client, |client| async move { client.publish(channel, payload).await }).await
             }
             _ => {
                 let mut args = Vec::with_capacity(chunk.iter().map(|e| 2 + e.users.len()).sum());
-                for Event { users, payload } in chunk {
+                for Event { users, payload } in &chunk {
                     args.push(users.len().to_string());
-                    args.push(payload);
+                    args.push(payload.clone());
                     args.extend(users.iter().map(|user| keys.user_channel(*user)));
                 }
-                PUBLISH_ALL.evalsha_with_reload(client, Vec::<String>::new(), args).await
+                self.redis
+                    .call_on(client, |client| async move { PUBLISH_ALL.evalsha_with_reload(&client, Vec::<String>::new(), args).await })
+                    .await
             }
         };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "live publish failed; receivers will catch up from PostgreSQL");
+        sent.map_err(|e| (chunk, e))
+    }
+
+    /// Counts events that will not be published, and owes their users a resync.
+    fn drop_events(&self, events: Vec<Event>, reason: &'static str) {
+        if events.is_empty() {
+            return;
+        }
+        self.dropped.inc_by(events.len() as u64);
+        tracing::debug!(events = events.len(), reason, "live publish dropped; receivers will be resynced");
+        let mut owed = self.owed.lock().expect("owed resyncs poisoned");
+        for user in events.iter().flat_map(|e| &e.users) {
+            if owed.len() >= REPAIR_MAX_USERS {
+                static FULL: LogThrottle = LogThrottle::every_10s();
+                if let Some(suppressed) = FULL.check() {
+                    tracing::warn!(suppressed, "too many users owed a live resync; the rest catch up by their own sync");
+                }
+                break;
+            }
+            owed.insert(*user);
+        }
+    }
+}
+
+/// Tells users whose live events were dropped to resync, as soon as Redis
+/// takes publishes again; ends once the fan-out is dropped.
+async fn repair(out: Weak<Outlet>) {
+    let mut tick = tokio::time::interval(REPAIR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(out) = out.upgrade() else { return };
+        let owed: Vec<UserId> = std::mem::take(&mut *out.owed.lock().expect("owed resyncs poisoned")).into_iter().collect();
+        if owed.is_empty() {
+            continue;
+        }
+        let payload = encode_resync(&out.origin);
+        let clients = out.redis.pool().clients();
+        for (i, users) in owed.chunks(REPAIR_USERS_PER_EVENT).enumerate() {
+            let event = Event { users: users.to_vec(), payload: payload.clone() };
+            if out.publish_chunk(&clients[i % clients.len()], vec![event]).await.is_err() {
+                // Redis still out: keep them owed (the breaker makes the next tries cheap).
+                out.owed.lock().expect("owed resyncs poisoned").extend(owed[i * REPAIR_USERS_PER_EVENT..].iter().copied());
+                break;
+            }
         }
     }
 }

@@ -11,11 +11,16 @@ use fred::prelude::*;
 use fred::types::sorted_sets::Ordering;
 
 use crate::keys::Keys;
+use crate::log_throttle::LogThrottle;
+
+static FAILED: LogThrottle = LogThrottle::every_10s();
 
 /// Records that `user_id` was last seen at `at`; a later time wins.
 pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc>) {
     let Some(client) = crate::redis::connected(redis) else {
-        tracing::warn!(%user_id, "Redis down: last seen not recorded");
+        if let Some(suppressed) = FAILED.check() {
+            tracing::warn!(%user_id, suppressed, "Redis down: last seen not recorded");
+        }
         return;
     };
     let result: Result<i64, Error> = client
@@ -28,7 +33,9 @@ pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc
             (at.timestamp_millis() as f64, user_id.to_string()),
         )
         .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, %user_id, "could not record last seen");
+    if let Err(e) = result
+        && let Some(suppressed) = FAILED.check()
+    {
+        tracing::warn!(error = %e, %user_id, suppressed, "could not record last seen");
     }
 }

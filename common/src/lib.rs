@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body_schemas;
+pub mod breaker;
 pub mod context;
 pub mod db;
 pub mod domain;
@@ -18,6 +19,7 @@ pub mod json_string;
 pub mod keys;
 pub mod last_seen;
 pub mod live;
+pub mod log_throttle;
 pub mod metrics;
 pub mod presence;
 pub mod privacy;

@@ -16,6 +16,8 @@
 //! - `e <origin>\n<frame>`: anything else;
 //! - `r <sid|*> <origin>\n`: the user's sign-in `sid` (or every one, `*`)
 //!   was revoked: gateways close its WebSockets with 4401;
+//! - `s <origin>\n`: live events for this user were dropped (Redis was
+//!   failing): the user's sessions re-read their conversations from PostgreSQL;
 //!
 //! where `origin` is the publishing node (whose own sessions already have
 //! the event). Client message ids are `[A-Za-z0-9_-]`, so a space ends them.
@@ -47,6 +49,8 @@ pub enum Live<'a> {
     Revoked {
         session: Option<AuthSessionId>,
     },
+    /// Live events for the user were dropped: re-read from PostgreSQL.
+    Resync,
 }
 
 /// Encodes a message event published by node `origin`.
@@ -83,6 +87,11 @@ pub fn encode_revoked(session: Option<AuthSessionId>, origin: &str) -> String {
     }
 }
 
+/// Encodes a resync request (see [`crate::fanout`]) published by node `origin`.
+pub fn encode_resync(origin: &str) -> String {
+    format!("s {origin}\n")
+}
+
 /// Decodes a channel payload into the event and the node that published
 /// it; `None` for anything malformed.
 pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
@@ -93,6 +102,7 @@ pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
         [Some("e"), Some(origin), None, ..] => Some((Live::Other { frame }, origin)),
         [Some("r"), Some("*"), Some(origin), None, ..] => Some((Live::Revoked { session: None }, origin)),
         [Some("r"), Some(session), Some(origin), None, ..] => Some((Live::Revoked { session: Some(session.parse().ok()?) }, origin)),
+        [Some("s"), Some(origin), None, ..] => Some((Live::Resync, origin)),
         [Some("m"), Some(conversation), Some(seq), Some(sender), Some(client_msg_id), Some(origin), None] => Some((
             Live::Message {
                 conversation_id: conversation.parse().ok()?,
@@ -130,6 +140,7 @@ mod tests {
         let expected = Live::Typing { conversation_id: conversation, user_id: sender, state: TypingState::Stop, frame: "{}" };
         assert_eq!(decode(&typing), Some((expected, "n3")));
         assert_eq!(decode(&encode_other("{}", "n2")), Some((Live::Other { frame: "{}" }, "n2")));
+        assert_eq!(decode(&encode_resync("n4")), Some((Live::Resync, "n4")));
         assert_eq!(decode("m nope 1 x c n1\n{}"), None);
         assert_eq!(decode("t a b maybe n1\n{}"), None);
         assert_eq!(decode("e\n{}"), None);

@@ -15,8 +15,9 @@
 //!   user key is gone: each goes offline exactly once, whichever node asks,
 //!   whether it closed cleanly or crashed.
 //!
-//! If Redis does not answer, presence is unknown: callers get `None`, never
-//! a guess.
+//! If Redis does not answer (within the short deadline of
+//! [`FastRedis`], or at all while its circuit breaker is open), presence is
+//! unknown: callers get `None`, never a guess, and never wait longer.
 
 use crate::ids::{SessionId, UserId};
 use std::sync::LazyLock;
@@ -25,6 +26,11 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use crate::keys::Keys;
+use crate::log_throttle::LogThrottle;
+use crate::redis::FastRedis;
+
+static WRITE_FAILED: LogThrottle = LogThrottle::every_10s();
+static READ_FAILED: LogThrottle = LogThrottle::every_10s();
 
 /// Refreshes a session: KEYS = [user, sessions, expiries]; ARGV = [session, node, ttl ms, user id].
 /// Returns 1 if the user was offline before (so peers should be told).
@@ -65,60 +71,55 @@ return 0
 });
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
-pub async fn touch(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId, node_id: &str, ttl_ms: u64) -> Option<bool> {
-    let client = crate::redis::connected(redis)?;
-    let result: Result<i64, Error> = TOUCH
-        .evalsha_with_reload(
-            client,
-            vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()],
-            vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()],
-        )
-        .await;
+pub async fn touch(redis: &FastRedis, keys: &Keys, user_id: UserId, session_id: SessionId, node_id: &str, ttl_ms: u64) -> Option<bool> {
+    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()];
+    let args = vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()];
+    let result: Result<i64, _> = redis.call(|client| async move { TOUCH.evalsha_with_reload(&client, keys, args).await }).await;
     match result {
         Ok(came_online) => Some(came_online == 1),
         Err(e) => {
-            tracing::warn!(error = %e, "presence write failed");
+            if let Some(suppressed) = WRITE_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "presence write failed");
+            }
             None
         }
     }
 }
 
 /// Ends a session. `Some(true)` if the user is now offline.
-pub async fn leave(redis: &Pool, keys: &Keys, user_id: UserId, session_id: SessionId) -> Option<bool> {
-    let client = crate::redis::connected(redis)?;
-    let result: Result<i64, Error> = LEAVE
-        .evalsha_with_reload(
-            client,
-            vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()],
-            vec![session_id.to_string(), user_id.to_string()],
-        )
-        .await;
+pub async fn leave(redis: &FastRedis, keys: &Keys, user_id: UserId, session_id: SessionId) -> Option<bool> {
+    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()];
+    let args = vec![session_id.to_string(), user_id.to_string()];
+    let result: Result<i64, _> = redis.call(|client| async move { LEAVE.evalsha_with_reload(&client, keys, args).await }).await;
     match result {
         Ok(went_offline) => Some(went_offline == 1),
         Err(e) => {
-            tracing::warn!(error = %e, "presence write failed");
+            if let Some(suppressed) = WRITE_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "presence write failed");
+            }
             None
         }
     }
 }
 
 /// Whether each user is online; `None` when Redis cannot tell.
-pub async fn online(redis: &Pool, keys: &Keys, users: &[UserId]) -> Option<Vec<bool>> {
+pub async fn online(redis: &FastRedis, keys: &Keys, users: &[UserId]) -> Option<Vec<bool>> {
     if users.is_empty() {
         return Some(Vec::new());
     }
-    let client = crate::redis::connected(redis)?;
     // One MGET (user keys are strings): a command per user would cost a
     // round trip and a syscall pair each.
     let keys: Vec<String> = users.iter().map(|user| keys.presence(*user)).collect();
-    match client.mget::<Vec<Option<String>>, _>(keys).await {
+    match redis.call(|client| async move { client.mget::<Vec<Option<String>>, _>(keys).await }).await {
         Ok(found) if found.len() == users.len() => Some(found.into_iter().map(|v| v.is_some()).collect()),
         Ok(found) => {
             tracing::warn!(asked = users.len(), answered = found.len(), "presence read answered the wrong count");
             None
         }
         Err(e) => {
-            tracing::warn!(error = %e, "presence read failed");
+            if let Some(suppressed) = READ_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "presence read failed");
+            }
             None
         }
     }
@@ -164,7 +165,10 @@ pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(User
             })
             .collect(),
         Err(e) => {
-            tracing::warn!(error = %e, "presence sweep failed");
+            static SWEEP_FAILED: LogThrottle = LogThrottle::every_10s();
+            if let Some(suppressed) = SWEEP_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "presence sweep failed");
+            }
             Vec::new()
         }
     }

@@ -112,7 +112,7 @@ pub async fn reannounce(ctx: &AppContext, pairs: &[(UserId, UserId)]) -> Result<
         return Ok(());
     }
     let targets: Vec<UserId> = pairs.iter().map(|p| p.target).collect();
-    let online = presence::online(&ctx.redis, &ctx.keys, &targets).await;
+    let online = presence::online(&ctx.fast_redis, &ctx.keys, &targets).await;
     let events = pairs
         .iter()
         .enumerate()

@@ -1,9 +1,12 @@
 //! Token-bucket rate limits kept in Redis, so every node enforces the same budget.
 //!
 //! The bucket is updated by one Lua script using Redis' own clock, so nodes
-//! with skewed clocks agree. When Redis is unreachable the limiter lets the
-//! request through: refusing every send because Redis is down would turn a
-//! cache outage into a messaging outage.
+//! with skewed clocks agree. When Redis is failing or late (see
+//! [`crate::redis::FastRedis`]), this node's own bucket of the same rate and
+//! burst decides instead: refusing every send because Redis is down would
+//! turn a cache outage into a messaging outage, and allowing every send
+//! would leave a flood unchecked. While Redis is out, a user spreading sends
+//! over N nodes gets up to N times the budget.
 //!
 //! A node takes tokens in small leases: up to a tenth of a second of the
 //! rate at once (at most [`MAX_LEASE`]), spent locally until gone or
@@ -13,12 +16,17 @@
 //! refuse early, and for at most [`LEASE_TTL`]. With a rate below 20/s
 //! every request asks Redis, exactly as without leases.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use fred::prelude::*;
 use fred::types::scripts::Script;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use crate::log_throttle::LogThrottle;
+use crate::redis::FastRedis;
 
 /// Most tokens one lease takes.
 pub const MAX_LEASE: u32 = 8;
@@ -61,6 +69,9 @@ pub struct RateLimiter {
     lease: u32,
     /// Tokens this node has leased and not yet spent, per key.
     leased: moka::future::Cache<String, Arc<AtomicU32>>,
+    /// This node's own buckets, per key, for while Redis cannot answer;
+    /// forgotten once idle long enough to be full again.
+    local: moka::future::Cache<String, Arc<DefaultDirectRateLimiter>>,
 }
 
 /// What the limiter decided.
@@ -71,8 +82,8 @@ pub enum Decision {
     Limited {
         retry_after_ms: u64,
     },
-    /// Redis did not answer; the request was let through.
-    Unchecked,
+    /// Redis did not answer in time; this node's own bucket allowed it.
+    AllowedLocally,
 }
 
 impl RateLimiter {
@@ -83,20 +94,24 @@ impl RateLimiter {
             burst,
             lease: (rate / 10).clamp(1, MAX_LEASE).min(burst),
             leased: moka::future::Cache::builder().max_capacity(100_000).time_to_live(LEASE_TTL).build(),
+            local: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_millis(u64::from(burst) * 1000 / u64::from(rate) + 1000))
+                .build(),
         }
     }
 
-    /// Takes one token for `key`: from this node's lease, else from the bucket in Redis.
-    pub async fn check(&self, redis: &Pool, key: &str) -> Decision {
+    /// Takes one token for `key`: from this node's lease, else from the
+    /// bucket in Redis, else (Redis failing or late) from this node's own bucket.
+    pub async fn check(&self, redis: &FastRedis, key: &str) -> Decision {
         if let Some(leased) = self.leased.get(key).await
             && leased.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
         {
             return Decision::Allowed;
         }
-        let result: Result<(u32, i64), Error> = match crate::redis::connected(redis) {
-            Some(client) => TOKEN_BUCKET.evalsha_with_reload(client, key, vec![self.rate, self.burst, self.lease]).await,
-            None => Err(crate::redis::down()),
-        };
+        let (owned_key, args) = (key.to_owned(), vec![self.rate, self.burst, self.lease]);
+        let result: Result<(u32, i64), _> =
+            redis.call(|client| async move { TOKEN_BUCKET.evalsha_with_reload(&client, owned_key, args).await }).await;
         match result {
             Ok((taken, _)) if taken > 0 => {
                 if taken > 1 {
@@ -107,8 +122,30 @@ impl RateLimiter {
             }
             Ok((_, ms)) => Decision::Limited { retry_after_ms: ms.max(1) as u64 },
             Err(e) => {
-                tracing::warn!(error = %e, "rate limiter unavailable; allowing");
-                Decision::Unchecked
+                static UNAVAILABLE: LogThrottle = LogThrottle::every_10s();
+                if let Some(suppressed) = UNAVAILABLE.check() {
+                    tracing::warn!(error = %e, suppressed, "rate limiter unavailable; this node's own buckets decide meanwhile");
+                }
+                self.check_locally(key).await
+            }
+        }
+    }
+
+    /// Takes one token from this node's own bucket for `key`.
+    async fn check_locally(&self, key: &str) -> Decision {
+        let (rate, burst) = (self.rate, self.burst);
+        let bucket = self
+            .local
+            .get_with(key.to_owned(), async move {
+                let quota =
+                    Quota::per_second(NonZeroU32::new(rate).expect("rate >= 1")).allow_burst(NonZeroU32::new(burst).expect("burst >= 1"));
+                Arc::new(governor::RateLimiter::direct(quota))
+            })
+            .await;
+        match bucket.check() {
+            Ok(()) => Decision::AllowedLocally,
+            Err(not_until) => {
+                Decision::Limited { retry_after_ms: (not_until.wait_time_from(DefaultClock::default().now()).as_millis() as u64).max(1) }
             }
         }
     }

@@ -3,11 +3,27 @@
 //! Redis holds only what can be rebuilt or lost: presence, fan-out, rate
 //! limits and projections. Clients fail fast while Redis is down, so callers
 //! can degrade (presence `unknown`, sends still stored) instead of hanging.
+//!
+//! A Redis that is down closes its sockets; one that is paused, swapping or
+//! cut off by the network keeps them open and answers nothing. Everything a
+//! send, a WebSocket handshake or a presence read waits for therefore goes
+//! through [`FastRedis`]: a short deadline per call, and a circuit breaker
+//! ([`crate::breaker`]) that, once Redis has failed or been late a few times
+//! in a row, refuses calls at once until a single probe finds it healthy.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use fred::prelude::*;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::breaker::{Breaker, Health, Transition};
+use crate::log_throttle::LogThrottle;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
 
 /// Builds and starts connecting a client pool; returns at once even if Redis is down.
 pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
@@ -25,9 +41,134 @@ pub fn connected(pool: &Pool) -> Option<&Client> {
     client.is_connected().then_some(client)
 }
 
-/// The error callers log when Redis is down.
-pub fn down() -> Error {
-    Error::new(ErrorKind::IO, "Redis is not connected")
+/// Why a [`FastRedis`] call has no answer; the caller degrades.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("Redis is failing (circuit breaker open)")]
+    Open,
+    #[error("Redis is not connected")]
+    Disconnected,
+    #[error("Redis did not answer within {0:?}")]
+    Late(Duration),
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// Redis for callers that must not wait on it (see the module docs). Cheap
+/// to clone: clones share one breaker.
+#[derive(Clone)]
+pub struct FastRedis {
+    pool: Pool,
+    deadline: Duration,
+    breaker: Arc<Breaker>,
+    /// 1 while the breaker is open or probing: Redis is skipped.
+    open: Gauge,
+    /// Times the breaker opened.
+    trips: Counter,
+}
+
+impl FastRedis {
+    /// Shares `pool`; the deadline and breaker come from `settings`, the
+    /// metrics (`duet_redis_breaker_open`, `duet_redis_breaker_trips_total`) go to `metrics`.
+    pub fn new(pool: Pool, settings: &Settings, metrics: &Metrics) -> Self {
+        let (open, trips) = (Gauge::default(), Counter::default());
+        metrics.register("redis_breaker_open", "1 while Redis calls are skipped after failures (circuit breaker open)", open.clone());
+        metrics.register("redis_breaker_trips", "Times the Redis circuit breaker opened", trips.clone());
+        FastRedis {
+            pool,
+            deadline: Duration::from_millis(settings.redis_fast_timeout_ms.max(1)),
+            breaker: Arc::new(Breaker::new(settings.redis_breaker_failures, Duration::from_millis(settings.redis_breaker_cooldown_ms))),
+            open,
+            trips,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// How long one call may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Whether calls go to Redis (the breaker is closed).
+    pub fn healthy(&self) -> bool {
+        self.breaker.health() == Health::Closed
+    }
+
+    /// Whether Redis answers a PING within the deadline; false at once while
+    /// the breaker is open. For `/readyz`, which must not hang on a stuck Redis.
+    pub async fn ping(&self) -> bool {
+        self.call(|client| async move { client.ping::<String>(None).await }).await.is_ok()
+    }
+
+    /// Runs `call` on a pooled client, within the deadline and through the breaker.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.call_on(self.pool.next(), call).await
+    }
+
+    /// [`FastRedis::call`] on a chosen client of the pool.
+    pub async fn call_on<T, F, Fut>(&self, client: &Client, call: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let Some(permit) = self.breaker.permit() else { return Err(Unavailable::Open) };
+        if !client.is_connected() {
+            self.note(permit.failed());
+            return Err(Unavailable::Disconnected);
+        }
+        match tokio::time::timeout(self.deadline, call(client.clone())).await {
+            Ok(Ok(answer)) => {
+                self.note(permit.succeeded());
+                Ok(answer)
+            }
+            Ok(Err(e)) if is_outage(&e) => {
+                self.note(permit.failed());
+                Err(e.into())
+            }
+            Ok(Err(e)) => {
+                // Redis answered (a script or type error): it is there.
+                self.note(permit.succeeded());
+                Err(e.into())
+            }
+            Err(_) => {
+                self.note(permit.failed());
+                Err(Unavailable::Late(self.deadline))
+            }
+        }
+    }
+
+    fn note(&self, transition: Transition) {
+        static OPENED: LogThrottle = LogThrottle::every_10s();
+        match transition {
+            Transition::None => {}
+            Transition::Opened => {
+                self.trips.inc();
+                self.open.set(1);
+                if let Some(suppressed) = OPENED.check() {
+                    tracing::warn!(
+                        suppressed,
+                        "Redis is failing or late: skipping it (sends stay on PostgreSQL, presence unknown) until a probe finds it back"
+                    );
+                }
+            }
+            Transition::Closed => {
+                self.open.set(0);
+                tracing::info!("Redis answers again: circuit breaker closed");
+            }
+        }
+    }
+}
+
+/// Errors that say Redis is not reachable (as opposed to Redis refusing a command).
+fn is_outage(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Backpressure)
 }
 
 fn builder(url: &str) -> anyhow::Result<Builder> {

@@ -57,6 +57,21 @@ pub struct Settings {
     #[arg(long, env = "DUET_REDIS_PREFIX", default_value = "duet:")]
     pub redis_prefix: String,
 
+    /// Deadline (ms) of each Redis call a send, a WebSocket handshake or a
+    /// presence read waits for; past it the caller degrades (local rate
+    /// limit, live publish dropped, presence `unknown`) instead of waiting.
+    #[arg(long, env = "DUET_REDIS_FAST_TIMEOUT_MS", default_value_t = 150)]
+    pub redis_fast_timeout_ms: u64,
+
+    /// Consecutive failed or late Redis calls that open the circuit breaker
+    /// (callers then skip Redis at once).
+    #[arg(long, env = "DUET_REDIS_BREAKER_FAILURES", default_value_t = 3)]
+    pub redis_breaker_failures: u32,
+
+    /// How long (ms) the breaker stays open before one probe call checks whether Redis is back.
+    #[arg(long, env = "DUET_REDIS_BREAKER_COOLDOWN_MS", default_value_t = 1000)]
+    pub redis_breaker_cooldown_ms: u64,
+
     /// HTTP and WebSocket listen address; port 0 picks a free port (the chosen address is logged).
     #[arg(long, env = "DUET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,

@@ -76,7 +76,7 @@ impl Triggers {
     async fn alert(&self, received: BTreeMap<(UserId, ConversationId), i64>) -> anyhow::Result<u64> {
         let receivers: Vec<UserId> = received.keys().map(|(user, _)| *user).collect();
         // Unknown presence (Redis down) counts as offline: the job checks again.
-        let online = presence::online(&self.ctx.redis, &self.ctx.keys, &receivers).await.unwrap_or_default();
+        let online = presence::online(&self.ctx.fast_redis, &self.ctx.keys, &receivers).await.unwrap_or_default();
         let (mut users, mut conversations, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
         for (i, ((user, conversation), seq)) in received.into_iter().enumerate() {
             if !online.get(i).copied().unwrap_or(false) {

@@ -57,7 +57,7 @@ impl Endpoint for WsEndpoint {
         }
         if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
             let key = gw.ctx.keys.handshake_rate(ip);
-            if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.redis, &key).await {
+            if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.fast_redis, &key).await {
                 gw.metrics.refused.inc();
                 return Ok(ErrorResponse::from(ApiError::RateLimited { retry_after_ms }).into_response());
             }
@@ -217,7 +217,7 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
     let auth_ok = AuthOk { user_id, session_id: session.id, heartbeat_interval_ms: (ttl_ms / 3).min(20_000) };
     session.push(Outbound::Frame(ServerEvent::AuthOk(auth_ok).encode()));
     gw.hub.register(session.clone()).await;
-    let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
+    let came_online = presence::touch(&gw.ctx.fast_redis, &gw.ctx.keys, user_id, session.id, &gw.ctx.node_id, ttl_ms).await;
     let writer = SessionWriter::new(sink, queued, session.clone(), gw.ctx.db.clone(), gw.typing_ttl, gw.metrics.clone());
     let mut writer = tokio::spawn(writer.run().instrument(tracing::Span::current()));
     if came_online == Some(true) {
@@ -313,5 +313,5 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
     }
     gw.hub.unregister(&session);
     // The last session's clean close scores the user offline "now"; the sweeper announces it.
-    presence::leave(&gw.ctx.redis, &gw.ctx.keys, user_id, session.id).await;
+    presence::leave(&gw.ctx.fast_redis, &gw.ctx.keys, user_id, session.id).await;
 }

@@ -160,7 +160,8 @@ impl FrameHandler {
             ClientEvent::Auth(_) => Err(ApiError::new(ErrorCode::AlreadyAuthenticated, "this connection is already authenticated")),
             ClientEvent::Ping(_) => {
                 let ttl_ms = gw.ctx.settings.presence_ttl_secs.max(1) * 1000;
-                let came_online = presence::touch(&gw.ctx.redis, &gw.ctx.keys, user_id, self.session.id, &gw.ctx.node_id, ttl_ms).await;
+                let came_online =
+                    presence::touch(&gw.ctx.fast_redis, &gw.ctx.keys, user_id, self.session.id, &gw.ctx.node_id, ttl_ms).await;
                 self.reply(ServerEvent::Pong(Pong { reference: r.map(str::to_owned) }).encode());
                 if came_online == Some(true) {
                     crate::presence::announce(&gw.ctx, user_id, PresenceStatus::Online, None).await;

@@ -8,8 +8,10 @@
 use duet_common::ids::UserId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use duet_common::keys::Keys;
+use duet_common::redis::FastRedis;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, PubsubInterface};
 use tokio::sync::{mpsc, watch};
@@ -32,19 +34,25 @@ pub struct Hub {
     sessions: Mutex<HashMap<UserId, Local>>,
     subscriptions: mpsc::UnboundedSender<SubCommand>,
     keys: Keys,
+    /// Says how long a new session may wait for its subscription (the Redis
+    /// deadline; not at all while Redis is failing).
+    redis: FastRedis,
 }
 
 impl Hub {
     /// The hub, and the task (for the caller to run) that applies its
     /// subscription changes in order.
-    pub fn new(keys: Keys, subscriber: SubscriberClient) -> (Arc<Hub>, impl Future<Output = ()> + Send + 'static) {
+    pub fn new(keys: Keys, subscriber: SubscriberClient, redis: FastRedis) -> (Arc<Hub>, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let hub = Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys });
+        let hub = Arc::new(Hub { sessions: Mutex::new(HashMap::new()), subscriptions: tx, keys, redis });
         (hub, apply_subscriptions(subscriber, rx))
     }
 
     /// Adds a session; resolves once the user's channel is subscribed (or the attempt failed),
-    /// so nothing published after `auth.ok` is missed live.
+    /// so nothing published after `auth.ok` is missed live. A stuck Redis is
+    /// waited for only as long as the Redis deadline (not at all while it is
+    /// known to be failing); the session then re-reads from PostgreSQL once
+    /// the subscription is made, which covers what it missed live meanwhile.
     pub async fn register(&self, session: Arc<Session>) {
         let mut subscribed = {
             let mut sessions = self.sessions.lock().expect("hub poisoned");
@@ -57,7 +65,15 @@ impl Hub {
             local.subscribed.clone()
         };
         // Also a second session that arrives while the first one's subscribe is in flight.
-        let _ = subscribed.wait_for(|done| *done).await;
+        let wait = if self.redis.healthy() { self.redis.deadline() } else { Duration::ZERO };
+        let mut later = subscribed.clone();
+        if tokio::time::timeout(wait, subscribed.wait_for(|done| *done)).await.is_err() {
+            tokio::spawn(async move {
+                if later.wait_for(|done| *done).await.is_ok() {
+                    session.push(Outbound::Resync);
+                }
+            });
+        }
     }
 
     /// Removes a session; unsubscribes after the user's last one on this node.

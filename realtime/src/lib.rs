@@ -66,7 +66,7 @@ impl Gateway {
     /// (live dispatch, subscription changes, presence sweeper).
     pub async fn start(ctx: &AppContext, commands: Commands) -> anyhow::Result<Gateway> {
         let subscriber = subscriber::connect(&ctx.settings.redis_url).await?;
-        let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone());
+        let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone(), ctx.fast_redis.clone());
         ctx.live.attach(hub.clone());
         let stopping = CancellationToken::new();
         let per_min = ctx.settings.handshake_per_min.max(1);

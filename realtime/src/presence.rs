@@ -78,7 +78,7 @@ pub async fn snapshot(
     reference: Option<&str>,
 ) -> Result<(Vec<String>, usize), duet_common::ApiError> {
     let peers = store::peers_among(&ctx.db, user_id, users).await?;
-    let online = presence::online(&ctx.redis, &ctx.keys, &peers.iter().map(|p| p.0).collect::<Vec<_>>()).await;
+    let online = presence::online(&ctx.fast_redis, &ctx.keys, &peers.iter().map(|p| p.0).collect::<Vec<_>>()).await;
     let frames = peers
         .iter()
         .enumerate()

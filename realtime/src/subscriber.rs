@@ -129,5 +129,7 @@ fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
                 }
             }
         }
+        // The publishing node dropped live events for this user while Redis was failing.
+        Live::Resync => hub.deliver(user, || Outbound::Resync),
     }
 }

@@ -26,6 +26,7 @@ mod projections;
 mod projector_bench;
 mod read_side_support;
 mod receipts;
+mod redis_faults;
 mod replica;
 mod sessions;
 mod ws_delivery;

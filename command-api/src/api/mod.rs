@@ -4,17 +4,17 @@ mod auth;
 mod conversations;
 mod devices;
 mod messages;
-mod sessions;
 mod privacy;
 mod reports;
+mod sessions;
 
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
 pub use messages::MessagesApi;
-pub use sessions::SessionsApi;
 pub use privacy::PrivacyApi;
 pub use reports::ReportsApi;
+pub use sessions::SessionsApi;
 
 use duet_common::ErrorCode;
 

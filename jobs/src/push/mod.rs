@@ -118,7 +118,7 @@ impl Pusher {
     async fn alert(&self, user_id: UserId, conversation_id: ConversationId, episode: Uuid) -> Result<Outcome, Failure> {
         let db = &self.ctx.db;
         // Redis unable to tell counts as offline: a push too many beats a missed one.
-        let online = presence::online(&self.ctx.redis, &self.ctx.keys, &[user_id]).await.is_some_and(|o| o[0]);
+        let online = presence::online(&self.ctx.fast_redis, &self.ctx.keys, &[user_id]).await.is_some_and(|o| o[0]);
         let newest = if online { None } else { store::newest_unread(db, user_id, conversation_id).await? };
         let Some((seq, text)) = newest else {
             store::end_episode(db, user_id, conversation_id, episode).await?;

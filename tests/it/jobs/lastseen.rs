@@ -46,8 +46,8 @@ async fn last_seen_is_written_after_the_last_session_closes() {
     let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
     let session = SessionId::new();
-    presence::touch(&t.redis, &t.keys, bob.id, session, "test", 60_000).await;
-    assert_eq!(presence::leave(&t.redis, &t.keys, bob.id, session).await, Some(true));
+    presence::touch(&t.fast, &t.keys, bob.id, session, "test", 60_000).await;
+    assert_eq!(presence::leave(&t.fast, &t.keys, bob.id, session).await, Some(true));
     let ended = sweep(&t).await;
     assert_eq!(ended.len(), 1);
 
@@ -61,7 +61,7 @@ async fn last_seen_is_written_after_the_last_session_closes() {
 async fn last_seen_is_written_after_presence_expires_without_a_close() {
     let t = spawn_without_sweeper().await;
     let bob = t.app.register("Bob").await;
-    presence::touch(&t.redis, &t.keys, bob.id, SessionId::new(), "test", 200).await;
+    presence::touch(&t.fast, &t.keys, bob.id, SessionId::new(), "test", 200).await;
     // The session never closes; its presence key expires on its own.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let ended = loop {
@@ -84,7 +84,8 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     let app = crate::helpers::TestApp::spawn_settings(settings, Service::ALL).await;
     let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
     let keys = duet_common::keys::Keys::new(app.settings.redis_prefix.clone());
-    let t = PushTest { app, fake: crate::fake_push::FakePush::start().await, redis, keys };
+    let fast = duet_common::redis::FastRedis::new(redis.clone(), &app.settings, &duet_common::metrics::Metrics::new());
+    let t = PushTest { app, fake: crate::fake_push::FakePush::start().await, redis, fast, keys };
 
     let ids: Vec<UserId> = (0..1000).map(|_| UserId::new()).collect();
     sqlx::query(

@@ -59,7 +59,7 @@ async fn measure_send_overhead_and_enqueue_to_push_latency() {
     }
     // The same receivers online: each send only checks presence.
     for (id, _) in &receivers {
-        duet_common::presence::touch(&t.redis, &t.keys, *id, SessionId::new(), "m", 60_000).await;
+        duet_common::presence::touch(&t.fast, &t.keys, *id, SessionId::new(), "m", 60_000).await;
     }
     let mut send_online = Vec::new();
     for conversation in &conversations {

@@ -36,6 +36,8 @@ pub struct PushTest {
     pub app: TestApp,
     pub fake: FakePush,
     pub redis: fred::prelude::Pool,
+    /// The same Redis as the app's presence calls reach it.
+    pub fast: duet_common::redis::FastRedis,
     pub keys: Keys,
 }
 
@@ -57,7 +59,8 @@ impl PushTest {
         let app = TestApp::spawn_settings(settings, services).await;
         let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
         let keys = Keys::new(app.settings.redis_prefix.clone());
-        PushTest { app, fake, redis, keys }
+        let fast = duet_common::redis::FastRedis::new(redis.clone(), &app.settings, &duet_common::metrics::Metrics::new());
+        PushTest { app, fake, redis, fast, keys }
     }
 
     /// Another process of the same system running only the job workers;
@@ -96,7 +99,7 @@ impl PushTest {
 
     /// Marks the user online, as the gateway does on connect.
     pub async fn online(&self, user: &TestUser) {
-        let came = duet_common::presence::touch(&self.redis, &self.keys, user.id, SessionId::new(), "test", 60_000).await;
+        let came = duet_common::presence::touch(&self.fast, &self.keys, user.id, SessionId::new(), "test", 60_000).await;
         assert_eq!(came, Some(true), "presence written");
     }
 
