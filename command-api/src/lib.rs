@@ -11,6 +11,7 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
+pub mod guard;
 pub mod receipts;
 
 use duet_common::domain::NewMessage;
@@ -38,6 +39,8 @@ pub struct Commands {
     appender: Appender,
     receipts: ReceiptWriter,
     send_limiter: RateLimiter,
+    /// Login and registration limits.
+    pub guard: guard::Guard,
 }
 
 impl Commands {
@@ -49,6 +52,7 @@ impl Commands {
             appender: Appender::start(ctx, &batches),
             receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
+            guard: guard::Guard::new(settings),
             ctx: ctx.clone(),
         }
     }

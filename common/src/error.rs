@@ -70,6 +70,8 @@ error_codes! {
     InvalidEmail = "invalid_email", 400, "`email` is not a valid address.";
     PasswordTooShort = "password_too_short", 400, "`password` is too short.";
     PasswordTooLong = "password_too_long", 400, "`password` is too long.";
+    PasswordTooWeak = "password_too_weak", 400, "`password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why.";
+    InvalidPassword = "invalid_password", 400, "`password` contains control characters.";
     InvalidName = "invalid_name", 400, "`name` is empty or too long.";
     InvalidPhone = "invalid_phone", 400, "`phone` is not in E.164 form.";
     EmailTaken = "email_taken", 409, "An account with this email exists.";

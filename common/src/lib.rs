@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body_schemas;
+pub mod client_ip;
 pub mod context;
 pub mod db;
 pub mod domain;
@@ -27,6 +28,7 @@ pub mod redis;
 pub mod settings;
 pub mod stream;
 pub mod telemetry;
+pub mod throttle;
 
 pub use context::AppContext;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};

@@ -56,7 +56,7 @@ impl Endpoint for WsEndpoint {
                 );
             }
         }
-        if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
+        if let Some(ip) = duet_common::client_ip::client_ip(&req) {
             let key = gw.ctx.keys.handshake_rate(ip);
             if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.redis, &key).await {
                 gw.metrics.refused.inc();

@@ -5,6 +5,7 @@ mod fake_push;
 mod helpers;
 mod ws;
 
+mod abuse;
 mod accounts;
 mod analytics;
 mod asyncapi;

@@ -224,7 +224,7 @@ export class TestNode {
   async register(name: string): Promise<TestUser> {
     const rest = createRestClient({ baseUrl: this.baseUrl });
     const email = `${name.toLowerCase()}-${randomBytes(4).toString("hex")}@example.com`;
-    const password = "correct horse battery";
+    const password = "plum orbit garden 71";
     const { data, error } = await rest.POST("/auth/register", { body: { email, password, name } });
     if (!data) throw new Error(`register failed: ${JSON.stringify(error)}`);
     return { id: data.user.id, email, password, token: data.token };

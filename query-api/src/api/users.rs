@@ -25,7 +25,7 @@ enum UserResponse {
 
 /// The refusals each operation here can answer, by operation id (for the API document).
 pub const ERRORS: &[(&str, &[ErrorCode])] =
-    &[("me", &[]), ("lookupUser", &[ErrorCode::UserNotFound]), ("getUser", &[ErrorCode::UserNotFound])];
+    &[("me", &[]), ("lookupUser", &[ErrorCode::UserNotFound, ErrorCode::RateLimited]), ("getUser", &[ErrorCode::UserNotFound])];
 
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
@@ -35,13 +35,14 @@ impl UsersApi {
         Ok(MeResponse::Ok(Json(users::me(&self.0.ctx.db, auth.user_id()).await?)))
     }
 
-    /// Find a user by exact email, to start a conversation with them.
+    /// Find a user by exact email, to start a conversation with them. Limited per user.
     #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
     async fn lookup(
         &self,
-        _auth: BearerAuth,
+        auth: BearerAuth,
         #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>,
     ) -> ApiResult<UserResponse> {
+        self.0.limit_lookup(auth.user_id()).await?;
         Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, &email.0).await?)))
     }
 
