@@ -12,12 +12,14 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Sign in. Wrong email and wrong password get the same 401.
+         * Sign in. Wrong email and wrong password get the same 401. Attempts are
+         *     limited per client IP and, with growing delays, per account (429).
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -39,7 +41,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Create an account and sign in.
+         * Create an account and sign in. Limited per client IP.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -47,10 +49,13 @@ export interface paths {
          *     - `invalid_email` (400): `email` is not a valid address.
          *     - `password_too_short` (400): `password` is too short.
          *     - `password_too_long` (400): `password` is too long.
+         *     - `password_too_weak` (400): `password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why.
+         *     - `invalid_password` (400): `password` contains control characters.
          *     - `invalid_name` (400): `name` is empty or too long.
          *     - `invalid_phone` (400): `phone` is not in E.164 form.
          *     - `email_taken` (409): An account with this email exists.
          *     - `phone_taken` (409): An account with this phone number exists.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -342,12 +347,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Full-text search over the messages the caller sent or received.
+         * Full-text search over the messages the caller sent or received. Limited per user.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
          *     - `invalid_query` (400): `q` is empty or too long.
          *     - `invalid_limit` (400): `limit` is out of range.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -395,11 +401,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Find a user by exact email, to start a conversation with them.
+         * Find a user by exact email, to start a conversation with them. Limited per user.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
          *     - `user_not_found` (404): No such user.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -531,6 +538,8 @@ export interface components {
          *     | `invalid_email` | 400 | `email` is not a valid address. |
          *     | `password_too_short` | 400 | `password` is too short. |
          *     | `password_too_long` | 400 | `password` is too long. |
+         *     | `password_too_weak` | 400 | `password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why. |
+         *     | `invalid_password` | 400 | `password` contains control characters. |
          *     | `invalid_name` | 400 | `name` is empty or too long. |
          *     | `invalid_phone` | 400 | `phone` is not in E.164 form. |
          *     | `email_taken` | 409 | An account with this email exists. |
@@ -567,7 +576,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -682,7 +691,10 @@ export interface components {
             email: string;
             /** @description Display name, 1 to 100 characters (trimmed). */
             name: string;
-            /** @description 8 to 256 characters. */
+            /**
+             * @description 8 to 256 characters, hard to guess (a zxcvbn score of 3 or more: a few
+             *     unrelated words, not a name, a date or a keyboard pattern).
+             */
             password: string;
             /** @description Phone number in E.164 form, e.g. `+14155550123`. */
             phone?: string;
@@ -805,6 +817,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `internal` */
             500: {
                 headers: {
@@ -847,7 +869,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuthResponse"];
                 };
             };
-            /** @description `bad_request`, `invalid_email`, `password_too_short`, `password_too_long`, `invalid_name`, `invalid_phone` */
+            /** @description `bad_request`, `invalid_email`, `password_too_short`, `password_too_long`, `password_too_weak`, `invalid_password`, `invalid_name`, `invalid_phone` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -886,6 +908,16 @@ export interface operations {
             /** @description `unsupported_media_type` */
             415: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1856,6 +1888,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `internal` */
             500: {
                 headers: {
@@ -2000,6 +2042,16 @@ export interface operations {
             /** @description `user_not_found` */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {

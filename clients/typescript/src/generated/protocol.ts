@@ -36,6 +36,8 @@ export type ErrorCode =
   | "invalid_email"
   | "password_too_short"
   | "password_too_long"
+  | "password_too_weak"
+  | "invalid_password"
   | "invalid_name"
   | "invalid_phone"
   | "email_taken"
