@@ -61,6 +61,7 @@ error_codes! {
     Unauthorized = "unauthorized", 401, "Missing, invalid or expired bearer token, unknown account, or wrong email or password.";
     NotFound = "not_found", 404, "No such route.";
     MethodNotAllowed = "method_not_allowed", 405, "The route exists but not with this method.";
+    RequestTimeout = "request_timeout", 408, "The request body did not arrive in time (`DUET_HTTP_BODY_TIMEOUT_SECS`).";
     RequestTooLarge = "request_too_large", 413, "The request body is larger than the server accepts.";
     UnsupportedMediaType = "unsupported_media_type", 415, "The body is not `application/json`.";
     RateLimited = "rate_limited", 429, "Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).";

@@ -3,7 +3,7 @@
 //! operations endpoints.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fred::interfaces::ClientLike;
 use poem::http::{StatusCode, header};
@@ -27,11 +27,20 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Wraps the whole app: a request id and span per request, metrics, and
 /// `{code, message}` bodies for errors raised by the framework itself
 /// (unknown route, bad JSON, missing token).
-pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>, routes: Routes, bodies: BodySchemas) -> impl Endpoint {
+///
+/// A request body must arrive whole within `body_timeout` of its headers,
+/// or the answer is 408: a client trickling its body holds no task for long.
+pub fn wrap(
+    app: impl Endpoint + 'static,
+    metrics: Arc<Metrics>,
+    routes: Routes,
+    bodies: BodySchemas,
+    body_timeout: Duration,
+) -> impl Endpoint {
     let routes = Arc::new(routes);
     app.around(move |ep, req| {
         let (metrics, routes, bodies) = (metrics.clone(), routes.clone(), bodies.clone());
-        async move { handle(ep, req, &metrics, &routes, &bodies).await }
+        async move { handle(ep, req, &metrics, &routes, &bodies, body_timeout).await }
     })
 }
 
@@ -41,6 +50,7 @@ async fn handle<E: Endpoint>(
     metrics: &Metrics,
     routes: &Routes,
     bodies: &BodySchemas,
+    body_timeout: Duration,
 ) -> poem::Result<Response> {
     let request_id = req
         .headers()
@@ -60,18 +70,26 @@ async fn handle<E: Endpoint>(
         Some(length) if length > MAX_BODY_BYTES => {
             Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
         }
-        Some(length) if length > 0 => match req.take_body().into_bytes().await {
-            Ok(bytes) => {
-                req.set_body(Body::from(bytes.clone()));
-                body = Some(bytes);
-                ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+        Some(0) => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
+        Some(_) | None if declared.is_some() || req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let mut read = Vec::new();
+            let mut source = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
+            let reading = source.read_to_end(&mut read);
+            match tokio::time::timeout(body_timeout, reading).await {
+                Err(_) => Ok(error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {} s", body_timeout.as_secs()),
+                )),
+                Ok(Err(e)) => Ok(error_response(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))),
+                Ok(Ok(_)) if read.len() as u64 > MAX_BODY_BYTES => {
+                    Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
+                }
+                Ok(Ok(_)) => {
+                    req.set_body(Body::from_vec(read.clone()));
+                    body = Some(read);
+                    ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+                }
             }
-            Err(e) => Ok(error_response(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))),
-        },
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            let body = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
-            req.set_body(Body::from_async_read(body));
-            ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
         }
         _ => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
     };
@@ -128,6 +146,7 @@ fn error_response(status: StatusCode, message: String) -> Response {
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
         s if s.is_server_error() => ErrorCode::Internal,

@@ -263,14 +263,6 @@ pub struct Settings {
     #[arg(long, env = "DUET_HTTP_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub http_body_timeout_secs: u64,
 
-    /// Admin listener for `/metrics`, `/healthz`, `/readyz`, `/docs` and `/openapi.json`; keep it off the internet.
-    #[arg(long, env = "DUET_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
-    pub admin_addr: SocketAddr,
-
-    /// Also serve `/docs` and `/openapi.json` on the public port (default: in development only).
-    #[arg(long, env = "DUET_PUBLIC_DOCS", action = clap::ArgAction::Set)]
-    pub public_docs: Option<bool>,
-
     /// Largest number of users in one lastSeen write.
     #[arg(long, env = "DUET_LASTSEEN_BATCH", default_value_t = 500)]
     pub lastseen_batch: usize,
@@ -313,11 +305,6 @@ impl Settings {
             );
         }
         Ok(())
-    }
-
-    /// Whether `/docs` and `/openapi.json` are on the public port.
-    pub fn docs_are_public(&self) -> bool {
-        self.public_docs.unwrap_or(self.env == Environment::Development)
     }
 
     /// The JWT secret in force, warning loudly when it is the development default.

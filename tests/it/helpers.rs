@@ -60,7 +60,6 @@ pub fn fresh_settings() -> Settings {
     settings.login_per_ip_per_min = 100_000;
     settings.lookup_per_min = 100_000;
     settings.search_per_min = 100_000;
-    settings.admin_addr = "127.0.0.1:0".parse().unwrap();
     settings
 }
 
