@@ -172,9 +172,9 @@ async fn credentials(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, be
             }
             Ok(None) => return None,
             Ok(Some(Err(e))) => {
-                if handlers::is_too_big(&e) {
-                    let _ = sink.send(WsMessage::close_with(CloseCode::Size, "frame too large")).await;
-                    gw.metrics.closed(close::TOO_BIG);
+                if let Some((code, reason)) = handlers::violation_close_code(&e) {
+                    let _ = sink.send(WsMessage::close_with(CloseCode::from(code), reason)).await;
+                    gw.metrics.closed(code);
                 }
                 return None;
             }
@@ -271,8 +271,8 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
             }
             Ok(None) => break false,
             Ok(Some(Err(e))) => {
-                if handlers::is_too_big(&e) {
-                    session.kick(close::TOO_BIG);
+                if let Some((code, _)) = handlers::violation_close_code(&e) {
+                    session.kick(code);
                 }
                 break false;
             }

@@ -28,6 +28,7 @@ export type ErrorCode =
   | "unauthorized"
   | "not_found"
   | "method_not_allowed"
+  | "request_timeout"
   | "request_too_large"
   | "unsupported_media_type"
   | "rate_limited"
