@@ -66,7 +66,9 @@ async fn handle<E: Endpoint>(
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     // A body within bounds is kept, to name the field if it is refused.
     let mut body = None;
+    let query_control = control_in_query(&req);
     let answer = match declared {
+        _ if query_control.is_some() => Ok(control_refusal(query_control.as_deref().unwrap_or_default())),
         Some(length) if length > MAX_BODY_BYTES => {
             Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
         }
@@ -84,11 +86,14 @@ async fn handle<E: Endpoint>(
                 Ok(Ok(_)) if read.len() as u64 > MAX_BODY_BYTES => {
                     Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
                 }
-                Ok(Ok(_)) => {
-                    req.set_body(Body::from_vec(read.clone()));
-                    body = Some(read);
-                    ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
-                }
+                Ok(Ok(_)) => match control_in_body(&read) {
+                    Some(field) => Ok(control_refusal(&field)),
+                    None => {
+                        req.set_body(Body::from_vec(read.clone()));
+                        body = Some(read);
+                        ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+                    }
+                },
             }
         }
         _ => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
@@ -116,6 +121,62 @@ async fn handle<E: Endpoint>(
         .observe(started.elapsed().as_secs_f64());
     metrics.http_requests.get_or_create(&HttpLabels { method, route, status }).inc();
     Ok(resp)
+}
+
+/// Fields whose strings may hold control characters: message text (new
+/// lines and tabs; the message rules refuse NUL) and the free-form payload.
+const CONTROLS_ALLOWED: &[&str] = &["text", "payload"];
+
+/// The first query parameter holding a control character (NUL, ESC, DEL …).
+fn control_in_query(req: &Request) -> Option<String> {
+    req.uri().query()?;
+    let pairs = req.params::<Vec<(String, String)>>().ok()?;
+    pairs.into_iter().find(|(name, value)| has_control(name) || has_control(value)).map(|(name, _)| name)
+}
+
+/// The first JSON body field (as a path, `a.b`) whose string holds a control character.
+fn control_in_body(body: &[u8]) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if has_control(s) => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items.iter().find_map(|v| walk(v, path)),
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, v)| {
+                let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                if has_control(key) {
+                    Some(here)
+                } else if path.is_empty() && CONTROLS_ALLOWED.contains(&key.as_str()) {
+                    None
+                } else {
+                    walk(v, &here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    walk(&value, "")
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// 400 naming `field`, with the field's own code where it has one.
+fn control_refusal(field: &str) -> Response {
+    let code = match field {
+        "email" => ErrorCode::InvalidEmail,
+        "password" => ErrorCode::InvalidPassword,
+        "name" => ErrorCode::InvalidName,
+        "phone" => ErrorCode::InvalidPhone,
+        "clientMsgId" => ErrorCode::InvalidClientMsgId,
+        "token" => ErrorCode::InvalidToken,
+        "q" => ErrorCode::InvalidQuery,
+        "cursor" => ErrorCode::InvalidCursor,
+        _ => ErrorCode::BadRequest,
+    };
+    let message = format!("`{field}` must not contain control characters");
+    let body = serde_json::to_string(&ErrorBody { code, message }).expect("serializing an error body");
+    Response::builder().status(StatusCode::BAD_REQUEST).content_type("application/json").body(body)
 }
 
 /// Headers every answer carries: no content-type sniffing, no referrer;

@@ -13,6 +13,7 @@ mod bench_smoke;
 mod conversation_pages;
 mod conversations;
 mod history;
+mod inputs;
 mod integrity;
 mod jobs;
 mod messages;

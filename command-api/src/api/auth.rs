@@ -73,7 +73,7 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::RateLimited,
         ],
     ),
-    ("login", &[ErrorCode::Unauthorized, ErrorCode::RateLimited]),
+    ("login", &[ErrorCode::Unauthorized, ErrorCode::InvalidEmail, ErrorCode::InvalidPassword, ErrorCode::RateLimited]),
 ];
 
 #[OpenApi(tag = "ApiTags::Auth")]

@@ -24,8 +24,11 @@ enum UserResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] =
-    &[("me", &[]), ("lookupUser", &[ErrorCode::UserNotFound, ErrorCode::RateLimited]), ("getUser", &[ErrorCode::UserNotFound])];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("me", &[]),
+    ("lookupUser", &[ErrorCode::UserNotFound, ErrorCode::InvalidEmail, ErrorCode::RateLimited]),
+    ("getUser", &[ErrorCode::UserNotFound]),
+];
 
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {

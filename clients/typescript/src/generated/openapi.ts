@@ -19,6 +19,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `invalid_email` (400): `email` is not a valid address.
+         *     - `invalid_password` (400): `password` contains control characters.
          *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -304,6 +306,7 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `invalid_token` (400): A device `token` is empty, too long or not printable ASCII.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -406,6 +409,7 @@ export interface paths {
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
          *     - `user_not_found` (404): No such user.
+         *     - `invalid_email` (400): `email` is not a valid address.
          *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -773,7 +777,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuthResponse"];
                 };
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_email`, `invalid_password` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1720,7 +1724,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_token` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2013,7 +2017,7 @@ export interface operations {
                     "application/json": components["schemas"]["PublicUser"];
                 };
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_email` */
             400: {
                 headers: {
                     [name: string]: unknown;
