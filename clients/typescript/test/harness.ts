@@ -151,6 +151,11 @@ export class TestNode {
       DUET_JWT_SECRET: this.secret,
       RUST_LOG: process.env.RUST_LOG ?? "warn",
       DUET_LOG_FORMAT: "json",
+      // Tests register and log in far more often than one person would.
+      DUET_REGISTER_PER_IP_PER_HOUR: "1000000",
+      DUET_LOGIN_PER_IP_PER_MIN: "1000000",
+      DUET_LOOKUP_PER_MIN: "1000000",
+      DUET_SEARCH_PER_MIN: "1000000",
       ...this.extraEnv,
     };
     delete env.DATABASE_REPLICA_URL;
