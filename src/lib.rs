@@ -18,12 +18,13 @@ use duet_realtime::Gateway;
 use futures_util::FutureExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Cors;
-use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route, Server};
+use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 use read_side::ReadSide;
 
 mod openapi;
 mod read_side;
+mod server;
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -216,10 +217,12 @@ impl Application {
                 gateway.shutdown(Duration::from_secs(10)).await;
             }
         };
-        let http = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-            wrap(app, ctx.metrics.clone(), routes, bodies),
+        let http = server::serve(
+            acceptor,
+            wrap(app, ctx.metrics.clone(), routes, bodies, Duration::from_secs(ctx.settings.http_body_timeout_secs)),
+            Duration::from_secs(ctx.settings.http_header_timeout_secs.max(1)),
             http_shutdown,
-            Some(Duration::from_secs(30)),
+            Duration::from_secs(30),
         );
         // Joined, not spawned: dropping this future (a crash, or a test
         // aborting the node) stops the workers mid-job, as a crash would.

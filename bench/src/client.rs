@@ -30,7 +30,7 @@ pub async fn register(http: &reqwest::Client, base: &str, name: &str) -> anyhow:
     let email = format!("bench-{}@bench.example.com", uuid::Uuid::new_v4().simple());
     let resp = http
         .post(format!("{base}/auth/register"))
-        .json(&json!({"email": email, "password": "bench-password", "name": name}))
+        .json(&json!({"email": email, "password": "plum orbit garden 71", "name": name}))
         .send()
         .await
         .context("register request")?;

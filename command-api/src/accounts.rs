@@ -3,14 +3,12 @@
 use duet_common::ApiError;
 use duet_common::auth::{hash_password, verify_password};
 use duet_common::db::is_constraint_violation;
-use duet_common::domain::{User, canonical_email};
+use duet_common::domain::{User, canonical_email, validate_password};
 use duet_common::error::ErrorCode;
 use duet_common::ids::UserId;
 use sqlx::PgPool;
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Bounds the hashing work a single request can ask for.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub use duet_common::domain::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 pub const MAX_NAME_CHARS: usize = 100;
 
 macro_rules! user_columns {
@@ -29,7 +27,7 @@ pub struct Registration {
 /// Creates an account. Emails are compared case-insensitively.
 pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError> {
     let email = normalize_email(&input.email)?;
-    validate_password(&input.password)?;
+    validate_password(&input.password, &[&email, &input.name])?;
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
         return Err(ApiError::new(ErrorCode::InvalidName, format!("`name` needs 1 to {MAX_NAME_CHARS} characters")));
@@ -61,17 +59,6 @@ pub async fn register(db: &PgPool, input: Registration) -> Result<User, ApiError
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// The rules a new password must meet: at registration and at a password change.
-pub fn validate_password(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::new(ErrorCode::PasswordTooShort, format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::new(ErrorCode::PasswordTooLong, format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
-    }
-    Ok(())
 }
 
 /// The account for these credentials. Wrong email and wrong password are

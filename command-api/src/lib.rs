@@ -11,6 +11,7 @@ pub mod appender;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
+pub mod guard;
 pub mod privacy;
 pub mod receipts;
 pub mod reports;
@@ -43,6 +44,8 @@ pub struct Commands {
     send_limiter: RateLimiter,
     /// Reports per user, across nodes.
     report_limiter: RateLimiter,
+    /// Login and registration limits.
+    pub guard: guard::Guard,
 }
 
 impl Commands {
@@ -55,6 +58,7 @@ impl Commands {
             receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             report_limiter: RateLimiter::new(settings.report_rate_per_sec, settings.report_burst),
+            guard: guard::Guard::new(settings),
             ctx: ctx.clone(),
         }
     }

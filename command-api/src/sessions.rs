@@ -186,7 +186,11 @@ pub async fn change_password(
     new: String,
     user_agent: Option<&str>,
 ) -> Result<Issued, ApiError> {
-    crate::accounts::validate_password(&new)?;
+    // The registration rules, under this operation's field name.
+    duet_common::domain::validate_password(&new, &[]).map_err(|e| match e {
+        ApiError::Refused { code, message } => ApiError::Refused { code, message: message.replace("`password`", "`newPassword`") },
+        other => other,
+    })?;
     let stored: Option<String> =
         sqlx::query_scalar("select password_hash from users where id = $1").bind(user_id).fetch_optional(&ctx.db).await?;
     let Some(stored) = stored else {

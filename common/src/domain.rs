@@ -15,6 +15,16 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 /// Largest `payload` of a non-text message, in bytes of JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+/// Shortest password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password, in bytes: bounds the hashing work a single request can ask for.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Least zxcvbn score (0 to 4) of a new password: 3 is "safely unguessable:
+/// moderate protection from offline slow-hash scenarios" (about 10^8 guesses and more).
+pub const MIN_PASSWORD_SCORE: u8 = 3;
+/// The estimator looks at this many leading characters; its work grows fast with length,
+/// and a password this long and weak in its first part is weak.
+const PASSWORD_SCORED_CHARS: usize = 100;
 
 /// What a message carries. Text messages have `text`; others carry a
 /// `payload` (for example an attachment reference) and an optional caption.
@@ -214,6 +224,37 @@ pub fn validate_text(text: &str) -> Result<String, ApiError> {
     Ok(trimmed.to_owned())
 }
 
+/// Password rules for a new password (registration, a password change):
+/// 8 characters to 1 KiB, no control characters, and a zxcvbn score of at
+/// least [`MIN_PASSWORD_SCORE`], judged also against the account's own
+/// details (`user_inputs`: email, name), which make weak passwords.
+pub fn validate_password(password: &str, user_inputs: &[&str]) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::new(ErrorCode::PasswordTooShort, format!("`password` needs at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::new(ErrorCode::PasswordTooLong, format!("`password` must be at most {MAX_PASSWORD_BYTES} bytes")));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(ApiError::new(ErrorCode::InvalidPassword, "`password` must not contain control characters"));
+    }
+    if password.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::PasswordTooWeak, "`password` must not be only spaces"));
+    }
+    let scored: String = password.chars().take(PASSWORD_SCORED_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&scored, user_inputs);
+    if u8::from(estimate.score()) >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    let mut advice = Vec::new();
+    if let Some(feedback) = estimate.feedback() {
+        advice.extend(feedback.warning().map(|w| w.to_string()));
+        advice.extend(feedback.suggestions().iter().map(|s| s.to_string()));
+    }
+    let advice = if advice.is_empty() { "Add another word or two.".to_owned() } else { advice.join(" ") };
+    Err(ApiError::new(ErrorCode::PasswordTooWeak, format!("`password` is too easy to guess: {advice}")))
+}
+
 /// Client message ids: 1..=64 characters of `[A-Za-z0-9_-]`.
 pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
     let valid =
@@ -318,6 +359,27 @@ mod tests {
         assert_eq!(code(image(Some(serde_json::json!("x"))).validate().unwrap_err()), "invalid_payload");
         let big = serde_json::json!({"a": "x".repeat(MAX_PAYLOAD_BYTES)});
         assert_eq!(code(image(Some(big)).validate().unwrap_err()), "payload_too_large");
+    }
+
+    #[test]
+    fn weak_blank_and_control_passwords_are_refused_naming_the_field() {
+        let refused = |p: &str| match validate_password(p, &["kate@example.com", "Kate"]) {
+            Err(err @ ApiError::Refused { .. }) => {
+                assert!(err.to_string().contains("`password`"), "{err}");
+                err.code().as_str()
+            }
+            other => panic!("{p:?}: {other:?}"),
+        };
+        assert_eq!(refused("        "), "password_too_weak");
+        assert_eq!(refused(&"\0".repeat(8)), "invalid_password");
+        assert_eq!(refused("pass\tword-orbit-71"), "invalid_password");
+        assert_eq!(refused("password"), "password_too_weak");
+        assert_eq!(refused("kate@example.com"), "password_too_weak");
+        assert_eq!(refused("short"), "password_too_short");
+        assert_eq!(refused(&"x".repeat(MAX_PASSWORD_BYTES + 1)), "password_too_long");
+        for strong in ["plum orbit garden 71", "correct horse battery staple", "Ünïcödé-lantern-quartz"] {
+            assert!(validate_password(strong, &[]).is_ok(), "{strong:?}");
+        }
     }
 
     #[test]

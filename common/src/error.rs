@@ -61,6 +61,7 @@ error_codes! {
     Unauthorized = "unauthorized", 401, "Missing, invalid or expired bearer token, unknown account, or wrong email or password.";
     NotFound = "not_found", 404, "No such route.";
     MethodNotAllowed = "method_not_allowed", 405, "The route exists but not with this method.";
+    RequestTimeout = "request_timeout", 408, "The request body did not arrive in time (`DUET_HTTP_BODY_TIMEOUT_SECS`).";
     RequestTooLarge = "request_too_large", 413, "The request body is larger than the server accepts.";
     UnsupportedMediaType = "unsupported_media_type", 415, "The body is not `application/json`.";
     RateLimited = "rate_limited", 429, "Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).";
@@ -70,6 +71,8 @@ error_codes! {
     InvalidEmail = "invalid_email", 400, "`email` is not a valid address.";
     PasswordTooShort = "password_too_short", 400, "`password` is too short.";
     PasswordTooLong = "password_too_long", 400, "`password` is too long.";
+    PasswordTooWeak = "password_too_weak", 400, "`password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why.";
+    InvalidPassword = "invalid_password", 400, "`password` contains control characters.";
     InvalidName = "invalid_name", 400, "`name` is empty or too long.";
     InvalidPhone = "invalid_phone", 400, "`phone` is not in E.164 form.";
     EmailTaken = "email_taken", 409, "An account with this email exists.";

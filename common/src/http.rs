@@ -3,7 +3,7 @@
 //! operations endpoints.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::http::{StatusCode, header};
 use poem::web::Data;
@@ -26,11 +26,20 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Wraps the whole app: a request id and span per request, metrics, and
 /// `{code, message}` bodies for errors raised by the framework itself
 /// (unknown route, bad JSON, missing token).
-pub fn wrap(app: impl Endpoint + 'static, metrics: Arc<Metrics>, routes: Routes, bodies: BodySchemas) -> impl Endpoint {
+///
+/// A request body must arrive whole within `body_timeout` of its headers,
+/// or the answer is 408: a client trickling its body holds no task for long.
+pub fn wrap(
+    app: impl Endpoint + 'static,
+    metrics: Arc<Metrics>,
+    routes: Routes,
+    bodies: BodySchemas,
+    body_timeout: Duration,
+) -> impl Endpoint {
     let routes = Arc::new(routes);
     app.around(move |ep, req| {
         let (metrics, routes, bodies) = (metrics.clone(), routes.clone(), bodies.clone());
-        async move { handle(ep, req, &metrics, &routes, &bodies).await }
+        async move { handle(ep, req, &metrics, &routes, &bodies, body_timeout).await }
     })
 }
 
@@ -40,6 +49,7 @@ async fn handle<E: Endpoint>(
     metrics: &Metrics,
     routes: &Routes,
     bodies: &BodySchemas,
+    body_timeout: Duration,
 ) -> poem::Result<Response> {
     let request_id = req
         .headers()
@@ -55,22 +65,35 @@ async fn handle<E: Endpoint>(
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     // A body within bounds is kept, to name the field if it is refused.
     let mut body = None;
+    let query_control = control_in_query(&req);
     let answer = match declared {
+        _ if query_control.is_some() => Ok(control_refusal(query_control.as_deref().unwrap_or_default())),
         Some(length) if length > MAX_BODY_BYTES => {
             Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
         }
-        Some(length) if length > 0 => match req.take_body().into_bytes().await {
-            Ok(bytes) => {
-                req.set_body(Body::from(bytes.clone()));
-                body = Some(bytes);
-                ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+        Some(0) => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
+        Some(_) | None if declared.is_some() || req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let mut read = Vec::new();
+            let mut source = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
+            let reading = source.read_to_end(&mut read);
+            match tokio::time::timeout(body_timeout, reading).await {
+                Err(_) => Ok(error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {} s", body_timeout.as_secs()),
+                )),
+                Ok(Err(e)) => Ok(error_response(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))),
+                Ok(Ok(_)) if read.len() as u64 > MAX_BODY_BYTES => {
+                    Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
+                }
+                Ok(Ok(_)) => match control_in_body(&read) {
+                    Some(field) => Ok(control_refusal(&field)),
+                    None => {
+                        req.set_body(Body::from_vec(read.clone()));
+                        body = Some(read);
+                        ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
+                    }
+                },
             }
-            Err(e) => Ok(error_response(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))),
-        },
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            let body = req.take_body().into_async_read().take(MAX_BODY_BYTES + 1);
-            req.set_body(Body::from_async_read(body));
-            ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response)
         }
         _ => ep.call(req).instrument(span.clone()).await.map(IntoResponse::into_response),
     };
@@ -105,6 +128,62 @@ async fn handle<E: Endpoint>(
     Ok(resp)
 }
 
+/// Fields whose strings may hold control characters: message text (new
+/// lines and tabs; the message rules refuse NUL) and the free-form payload.
+const CONTROLS_ALLOWED: &[&str] = &["text", "payload"];
+
+/// The first query parameter holding a control character (NUL, ESC, DEL …).
+fn control_in_query(req: &Request) -> Option<String> {
+    req.uri().query()?;
+    let pairs = req.params::<Vec<(String, String)>>().ok()?;
+    pairs.into_iter().find(|(name, value)| has_control(name) || has_control(value)).map(|(name, _)| name)
+}
+
+/// The first JSON body field (as a path, `a.b`) whose string holds a control character.
+fn control_in_body(body: &[u8]) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if has_control(s) => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items.iter().find_map(|v| walk(v, path)),
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, v)| {
+                let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                if has_control(key) {
+                    Some(here)
+                } else if path.is_empty() && CONTROLS_ALLOWED.contains(&key.as_str()) {
+                    None
+                } else {
+                    walk(v, &here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    walk(&value, "")
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// 400 naming `field`, with the field's own code where it has one.
+fn control_refusal(field: &str) -> Response {
+    let code = match field {
+        "email" => ErrorCode::InvalidEmail,
+        "password" => ErrorCode::InvalidPassword,
+        "name" => ErrorCode::InvalidName,
+        "phone" => ErrorCode::InvalidPhone,
+        "clientMsgId" => ErrorCode::InvalidClientMsgId,
+        "token" => ErrorCode::InvalidToken,
+        "q" => ErrorCode::InvalidQuery,
+        "cursor" => ErrorCode::InvalidCursor,
+        _ => ErrorCode::BadRequest,
+    };
+    let message = format!("`{field}` must not contain control characters");
+    let body = serde_json::to_string(&ErrorBody { code, message }).expect("serializing an error body");
+    Response::builder().status(StatusCode::BAD_REQUEST).content_type("application/json").body(body)
+}
+
 /// Headers every answer carries: no content-type sniffing, no referrer;
 /// token answers (`/auth/…`) are never cached; the API page may run only
 /// its own inline script and style (it loads nothing from elsewhere).
@@ -133,6 +212,7 @@ fn error_response(status: StatusCode, message: String) -> Response {
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
         s if s.is_server_error() => ErrorCode::Internal,

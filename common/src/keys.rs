@@ -13,7 +13,10 @@
 //! | `presence:sessions:<u>` | sorted set, TTL | `u`'s session ids, scored by when each expires |
 //! | `presence:expiries` | sorted set | when each user's presence lapses |
 //! | `lastseen:pending` | sorted set | last-seen times not yet written to PostgreSQL ([`crate::last_seen`]) |
-//! | `rl:send:<u>`, `rl:handshake:<ip>` | hash, TTL | token buckets ([`crate::ratelimit`]) |
+//! | `rl:send:<u>`, `rl:handshake:<ip>`, `rl:lookup:<u>`, `rl:search:<u>` | hash, TTL | token buckets ([`crate::ratelimit`]) |
+//! | `rl:login:ip:<ip>`, `rl:register:<ip>` | integer, TTL | per-window counts ([`crate::throttle::Window`]) |
+//! | `rl:login:pair:<email>:<ip>`, `rl:login:account:<email>` | hash, TTL | login backoffs ([`crate::throttle::Backoff`]) |
+//! | `rl:login:known:<email>:<ip>` | string, TTL | the account logged in from this IP (exempt from the account-wide backoff) |
 //! | `proj:{u}:convs` | sorted set | `u`'s conversation ids by last activity (µs; ties by id) |
 //! | `proj:{u}:c:<c>` | hash | `u`'s entry for conversation `c`: `peer`, `created_at`, `updated_at` (µs), `last_seq`, `last_message` (the message JSON), `unread`, and the markers `my_delivered`, `my_read`, `peer_delivered`, `peer_read` |
 //! | `proj:{u}:unread:<c>` | sorted set | seqs of messages to `u` after `my_read`; `unread` is its size |
@@ -90,6 +93,37 @@ impl Keys {
     /// The bucket of WebSocket handshakes from one client address.
     pub fn handshake_rate(&self, ip: IpAddr) -> String {
         self.key(format_args!("rl:handshake:{ip}"))
+    }
+
+    pub fn lookup_rate(&self, user: UserId) -> String {
+        self.key(format_args!("rl:lookup:{user}"))
+    }
+
+    pub fn search_rate(&self, user: UserId) -> String {
+        self.key(format_args!("rl:search:{user}"))
+    }
+
+    pub fn login_ip(&self, ip: IpAddr) -> String {
+        self.key(format_args!("rl:login:ip:{ip}"))
+    }
+
+    /// Login attempts for one (canonical) email from one IP.
+    pub fn login_pair(&self, email: &str, ip: IpAddr) -> String {
+        self.key(format_args!("rl:login:pair:{email}:{ip}"))
+    }
+
+    /// Login attempts for one (canonical) email from every IP.
+    pub fn login_account(&self, email: &str) -> String {
+        self.key(format_args!("rl:login:account:{email}"))
+    }
+
+    /// Set when the account logged in from this IP.
+    pub fn login_known(&self, email: &str, ip: IpAddr) -> String {
+        self.key(format_args!("rl:login:known:{email}:{ip}"))
+    }
+
+    pub fn register_ip(&self, ip: IpAddr) -> String {
+        self.key(format_args!("rl:register:{ip}"))
     }
 
     pub fn projections_ready(&self) -> String {

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body_schemas;
 pub mod breaker;
+pub mod client_ip;
 pub mod context;
 pub mod db;
 pub mod domain;
@@ -33,6 +34,7 @@ pub mod settings;
 pub mod stream;
 pub mod supervise;
 pub mod telemetry;
+pub mod throttle;
 
 pub use context::AppContext;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorResponse};

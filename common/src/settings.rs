@@ -261,6 +261,54 @@ pub struct Settings {
     #[arg(long, env = "DUET_JOBS_POLL_MS", default_value_t = 1000)]
     pub jobs_poll_ms: u64,
 
+    // ---- abuse limits and bounds (docs/security.md) ----
+    /// Comma-separated addresses or CIDR blocks of reverse proxies whose `X-Forwarded-For` is believed;
+    /// the client is the right-most address there that is not one of them. Empty: the peer address is the client.
+    #[arg(long, env = "DUET_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_ip::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Login attempts (any account) allowed per client IP per minute.
+    #[arg(long, env = "DUET_LOGIN_PER_IP_PER_MIN", default_value_t = 30)]
+    pub login_per_ip_per_min: u32,
+
+    /// Login attempts for one account from one IP before each further one waits (1 s, doubling).
+    #[arg(long, env = "DUET_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
+    pub login_free_attempts: u32,
+
+    /// Longest wait between attempts for one account from one IP, in seconds.
+    #[arg(long, env = "DUET_LOGIN_BACKOFF_CAP_SECS", default_value_t = 300)]
+    pub login_backoff_cap_secs: u64,
+
+    /// Login attempts for one account from every IP together before each further one waits
+    /// (1 s, doubling); an IP the account logged in from before is exempt.
+    #[arg(long, env = "DUET_LOGIN_ACCOUNT_FREE_ATTEMPTS", default_value_t = 20)]
+    pub login_account_free_attempts: u32,
+
+    /// Longest wait between attempts for one account from every IP together, in seconds:
+    /// the most an attacker can delay the real user from a new IP.
+    #[arg(long, env = "DUET_LOGIN_ACCOUNT_BACKOFF_CAP_SECS", default_value_t = 60)]
+    pub login_account_backoff_cap_secs: u64,
+
+    /// Registrations allowed per client IP per hour.
+    #[arg(long, env = "DUET_REGISTER_PER_IP_PER_HOUR", default_value_t = 10)]
+    pub register_per_ip_per_hour: u32,
+
+    /// `/users/lookup` requests allowed per user per minute, across all nodes.
+    #[arg(long, env = "DUET_LOOKUP_PER_MIN", default_value_t = 60)]
+    pub lookup_per_min: u32,
+
+    /// `/search` requests allowed per user per minute, across all nodes.
+    #[arg(long, env = "DUET_SEARCH_PER_MIN", default_value_t = 120)]
+    pub search_per_min: u32,
+
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "DUET_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's body once its headers are in; then 408.
+    #[arg(long, env = "DUET_HTTP_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_body_timeout_secs: u64,
+
     /// Largest number of users in one lastSeen write.
     #[arg(long, env = "DUET_LASTSEEN_BATCH", default_value_t = 500)]
     pub lastseen_batch: usize,

@@ -12,7 +12,9 @@ pub mod history;
 pub mod search;
 pub mod users;
 
-use duet_common::AppContext;
+use duet_common::ids::UserId;
+use duet_common::ratelimit::{Decision, RateLimiter};
+use duet_common::{ApiError, AppContext};
 
 /// The query handlers' shared state.
 #[derive(Clone)]
@@ -20,10 +22,38 @@ pub struct Queries {
     pub ctx: AppContext,
     pub cache: cache::Caches,
     pub metrics: history::ReadMetrics,
+    /// Per-user limit on `/users/lookup`: finding accounts by email must not become a scraper.
+    lookup_limiter: RateLimiter,
+    /// Per-user limit on `/search`, the most expensive read.
+    search_limiter: RateLimiter,
 }
 
 impl Queries {
     pub fn new(ctx: &AppContext) -> Self {
-        Queries { ctx: ctx.clone(), cache: cache::Caches::new(ctx.db.clone()), metrics: history::ReadMetrics::register(ctx) }
+        let per_minute = |n: u32| RateLimiter::new((n / 60).max(1), n);
+        Queries {
+            ctx: ctx.clone(),
+            cache: cache::Caches::new(ctx.db.clone()),
+            metrics: history::ReadMetrics::register(ctx),
+            lookup_limiter: per_minute(ctx.settings.lookup_per_min),
+            search_limiter: per_minute(ctx.settings.search_per_min),
+        }
+    }
+
+    /// Counts a `/users/lookup` by `user` across nodes, or refuses it (429).
+    pub async fn limit_lookup(&self, user: UserId) -> Result<(), ApiError> {
+        limited(self.lookup_limiter.check(&self.ctx.fast_redis, &self.ctx.keys.lookup_rate(user)).await)
+    }
+
+    /// Counts a `/search` by `user` across nodes, or refuses it (429).
+    pub async fn limit_search(&self, user: UserId) -> Result<(), ApiError> {
+        limited(self.search_limiter.check(&self.ctx.fast_redis, &self.ctx.keys.search_rate(user)).await)
+    }
+}
+
+fn limited(decision: Decision) -> Result<(), ApiError> {
+    match decision {
+        Decision::Limited { retry_after_ms } => Err(ApiError::RateLimited { retry_after_ms }),
+        Decision::Allowed | Decision::AllowedLocally => Ok(()),
     }
 }

@@ -55,7 +55,7 @@ impl Endpoint for WsEndpoint {
                 );
             }
         }
-        if let Some(ip) = req.remote_addr().as_socket_addr().map(|a| a.ip()) {
+        if let Some(ip) = duet_common::client_ip::client_ip(&req) {
             let key = gw.ctx.keys.handshake_rate(ip);
             if let duet_common::ratelimit::Decision::Limited { retry_after_ms } = gw.handshakes.check(&gw.ctx.fast_redis, &key).await {
                 gw.metrics.refused.inc();
@@ -168,9 +168,9 @@ async fn token(gateway: &Gateway, sink: &mut Sink, stream: &mut Stream, bearer: 
             }
             Ok(None) => return None,
             Ok(Some(Err(e))) => {
-                if handlers::is_too_big(&e) {
-                    let _ = sink.send(WsMessage::close_with(CloseCode::Size, "frame too large")).await;
-                    gw.metrics.closed(close::TOO_BIG);
+                if let Some((code, reason)) = handlers::violation_close_code(&e) {
+                    let _ = sink.send(WsMessage::close_with(CloseCode::from(code), reason)).await;
+                    gw.metrics.closed(code);
                 }
                 return None;
             }
@@ -281,8 +281,8 @@ async fn run_session(gateway: Gateway, sink: Sink, mut stream: Stream, credentia
             }
             Ok(None) => break false,
             Ok(Some(Err(e))) => {
-                if handlers::is_too_big(&e) {
-                    session.kick(close::TOO_BIG);
+                if let Some((code, _)) = handlers::violation_close_code(&e) {
+                    session.kick(code);
                 }
                 break false;
             }

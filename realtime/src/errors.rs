@@ -8,8 +8,12 @@ use duet_common::protocol::{ErrorData, ServerEvent};
 pub mod close {
     /// The client closed, or the server ends an idle connection whose presence lapsed.
     pub const NORMAL: u16 = 1000;
-    /// A frame the protocol does not allow (binary data, broken framing).
+    /// Broken WebSocket framing: an unmasked client frame, reserved bits, an unknown opcode.
+    pub const PROTOCOL: u16 = 1002;
+    /// A frame the protocol does not allow (binary data).
     pub const UNSUPPORTED: u16 = 1003;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// The client sent a flood of bad frames.
     pub const POLICY: u16 = 1008;
     /// A frame larger than `DUET_WS_MAX_FRAME_BYTES`.

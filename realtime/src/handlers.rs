@@ -77,6 +77,23 @@ pub fn is_too_big(err: &std::io::Error) -> bool {
     err.to_string().starts_with("Space limit exceeded")
 }
 
+/// The close code for a read error that is the client breaking RFC 6455:
+/// 1009 for a frame too large, 1007 for a text frame that is not UTF-8,
+/// 1002 for broken framing (an unmasked frame, reserved bits, an unknown
+/// opcode, a fragmented control frame). `None` for a plain I/O error.
+pub fn violation_close_code(err: &std::io::Error) -> Option<(u16, &'static str)> {
+    let text = err.to_string();
+    if is_too_big(err) {
+        Some((crate::errors::close::TOO_BIG, "frame too large"))
+    } else if text.starts_with("UTF-8 encoding error") {
+        Some((crate::errors::close::INVALID_DATA, "text frame is not UTF-8"))
+    } else if text.starts_with("WebSocket protocol error") {
+        Some((crate::errors::close::PROTOCOL, "WebSocket protocol error"))
+    } else {
+        None
+    }
+}
+
 /// A token bucket local to one connection (`governor`'s GCRA).
 pub struct Bucket(DefaultDirectRateLimiter);
 

@@ -14,7 +14,8 @@ async fn register_then_login_returns_a_token_that_opens_me() {
     assert_eq!(me["id"], user.id.to_string());
     assert_eq!(me["email"], user.email);
 
-    let (status, body) = app.post("/auth/login", None, json!({"email": user.email.to_uppercase(), "password": "correct horse"})).await;
+    let (status, body) =
+        app.post("/auth/login", None, json!({"email": user.email.to_uppercase(), "password": crate::helpers::PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["id"], user.id.to_string());
     let (status, _) = app.get("/me", Some(body["token"].as_str().unwrap())).await;
@@ -26,11 +27,19 @@ async fn registration_input_errors_have_codes() {
     let app = TestApp::spawn().await;
     let user = app.register("Ann").await;
     let cases = [
-        (json!({"email": user.email.to_uppercase(), "password": "long enough", "name": "B"}), StatusCode::CONFLICT, "email_taken"),
-        (json!({"email": "not-an-email", "password": "long enough", "name": "B"}), StatusCode::BAD_REQUEST, "invalid_email"),
+        (
+            json!({"email": user.email.to_uppercase(), "password": crate::helpers::PASSWORD, "name": "B"}),
+            StatusCode::CONFLICT,
+            "email_taken",
+        ),
+        (json!({"email": "not-an-email", "password": crate::helpers::PASSWORD, "name": "B"}), StatusCode::BAD_REQUEST, "invalid_email"),
         (json!({"email": "b@example.com", "password": "short", "name": "B"}), StatusCode::BAD_REQUEST, "bad_request"),
-        (json!({"email": "b@example.com", "password": "long enough", "name": "  "}), StatusCode::BAD_REQUEST, "invalid_name"),
-        (json!({"email": "b@example.com", "password": "long enough", "name": "B", "phone": "555"}), StatusCode::BAD_REQUEST, "bad_request"),
+        (json!({"email": "b@example.com", "password": crate::helpers::PASSWORD, "name": "  "}), StatusCode::BAD_REQUEST, "invalid_name"),
+        (
+            json!({"email": "b@example.com", "password": crate::helpers::PASSWORD, "name": "B", "phone": "555"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         (json!({"email": "b@example.com", "name": "B"}), StatusCode::BAD_REQUEST, "bad_request"),
     ];
     for (body, status, code) in cases {
@@ -38,6 +47,25 @@ async fn registration_input_errors_have_codes() {
     }
     let (status, body) = app.request(reqwest::Method::POST, "/auth/register", None, None).await;
     assert!(status.is_client_error(), "{status} {body}");
+}
+
+#[tokio::test]
+async fn guessable_blank_and_control_character_passwords_are_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("        ", "password_too_weak"),
+        ("\0\0\0\0\0\0\0\0", "invalid_password"),
+        ("password123", "password_too_weak"),
+        ("dana@example.com", "password_too_weak"),
+    ];
+    for (password, code) in cases {
+        let refused = app.post("/auth/register", None, json!({"email": "dana@example.com", "password": password, "name": "Dana"})).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, code);
+        assert!(refused.1["message"].as_str().unwrap().contains("`password`"), "{}", refused.1);
+    }
+    let weak = app.post("/auth/register", None, json!({"email": "dana@example.com", "password": "password123", "name": "Dana"})).await;
+    // The estimator's advice is passed on.
+    assert!(weak.1["message"].as_str().unwrap().len() > "`password` is too easy to guess: ".len(), "{}", weak.1);
 }
 
 #[tokio::test]
@@ -165,12 +193,13 @@ mod base64_like {
 async fn lookalike_emails_are_one_account() {
     let app = TestApp::spawn().await;
     let email = format!("kate-{}@example.com", uuid::Uuid::new_v4().simple());
-    let (status, body) = app.post("/auth/register", None, json!({"email": email, "password": "long enough", "name": "Kate"})).await;
+    let (status, body) =
+        app.post("/auth/register", None, json!({"email": email, "password": crate::helpers::PASSWORD, "name": "Kate"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let fullwidth_k = email.replacen('k', "\u{FF4B}", 1);
-    let again = app.post("/auth/register", None, json!({"email": fullwidth_k, "password": "long enough", "name": "Kat"})).await;
+    let again = app.post("/auth/register", None, json!({"email": fullwidth_k, "password": crate::helpers::PASSWORD, "name": "Kat"})).await;
     assert_error(&again, StatusCode::CONFLICT, "email_taken");
     let kelvin = email.replacen('k', "\u{212A}", 1);
-    let (status, body) = app.post("/auth/login", None, json!({"email": kelvin, "password": "long enough"})).await;
+    let (status, body) = app.post("/auth/login", None, json!({"email": kelvin, "password": crate::helpers::PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

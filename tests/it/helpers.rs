@@ -33,6 +33,9 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The password of every [`TestUser`]: strong enough for the strength rule.
+pub const PASSWORD: &str = "plum orbit garden 71";
+
 #[derive(Clone, Debug)]
 pub struct TestUser {
     pub id: UserId,
@@ -57,6 +60,10 @@ pub fn fresh_settings() -> Settings {
     settings.rate_limit_burst = 100_000;
     // A loaded test machine may answer late; only the Redis fault tests use the short production deadline.
     settings.redis_fast_timeout_ms = 1_000;
+    settings.register_per_ip_per_hour = 100_000;
+    settings.login_per_ip_per_min = 100_000;
+    settings.lookup_per_min = 100_000;
+    settings.search_per_min = 100_000;
     settings
 }
 
@@ -224,7 +231,7 @@ impl TestApp {
 
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{}-{}@example.com", name.to_lowercase(), Uuid::new_v4().simple());
-        let (status, body) = self.post("/auth/register", None, json!({"email": email, "password": "correct horse", "name": name})).await;
+        let (status, body) = self.post("/auth/register", None, json!({"email": email, "password": PASSWORD, "name": name})).await;
         assert_eq!(status, StatusCode::CREATED, "register: {body}");
         TestUser {
             id: body["user"]["id"].as_str().unwrap().parse().unwrap(),

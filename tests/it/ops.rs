@@ -81,7 +81,8 @@ async fn a_process_serves_only_the_services_it_runs() {
     let (status, me) = reader.get("/me", Some(&ann.token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["id"], ann.id.to_string());
-    let refused = reader.post("/auth/register", None, json!({"email": "b@example.com", "password": "long enough", "name": "B"})).await;
+    let refused =
+        reader.post("/auth/register", None, json!({"email": "b@example.com", "password": crate::helpers::PASSWORD, "name": "B"})).await;
     assert_eq!(refused.0, StatusCode::NOT_FOUND);
     // The spec is the whole contract either way.
     let (_, spec) = reader.get("/openapi.json", None).await;

@@ -64,6 +64,10 @@ impl DuetProcess {
             ("DUET_RATE_LIMIT_PER_SEC", s.rate_limit_per_sec.to_string()),
             ("DUET_RATE_LIMIT_BURST", s.rate_limit_burst.to_string()),
             ("DUET_PRESENCE_TTL_SECS", s.presence_ttl_secs.to_string()),
+            ("DUET_REGISTER_PER_IP_PER_HOUR", s.register_per_ip_per_hour.to_string()),
+            ("DUET_LOGIN_PER_IP_PER_MIN", s.login_per_ip_per_min.to_string()),
+            ("DUET_LOOKUP_PER_MIN", s.lookup_per_min.to_string()),
+            ("DUET_SEARCH_PER_MIN", s.search_per_min.to_string()),
         ]
     }
 

@@ -1,3 +1,4 @@
+use duet_common::client_ip::ClientIp;
 use duet_common::domain::User;
 use duet_common::error::{ApiResult, ErrorCode};
 use duet_common::http::ApiTags;
@@ -18,7 +19,8 @@ struct RegisterRequest {
     /// Login email; compared case-insensitively.
     #[oai(validator(min_length = 3, max_length = 254))]
     email: JsonString,
-    /// 8 to 256 characters.
+    /// 8 to 256 characters, hard to guess (a zxcvbn score of 3 or more: a few
+    /// unrelated words, not a name, a date or a keyboard pattern).
     #[oai(validator(min_length = 8, max_length = 256))]
     password: JsonString,
     /// Display name, 1 to 100 characters (trimmed).
@@ -90,21 +92,25 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::InvalidEmail,
             ErrorCode::PasswordTooShort,
             ErrorCode::PasswordTooLong,
+            ErrorCode::PasswordTooWeak,
+            ErrorCode::InvalidPassword,
             ErrorCode::InvalidName,
             ErrorCode::InvalidPhone,
             ErrorCode::EmailTaken,
             ErrorCode::PhoneTaken,
+            ErrorCode::RateLimited,
         ],
     ),
-    ("login", &[ErrorCode::Unauthorized]),
+    ("login", &[ErrorCode::Unauthorized, ErrorCode::InvalidEmail, ErrorCode::InvalidPassword, ErrorCode::RateLimited]),
 ];
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Create an account and sign in: an access token and a refresh token.
+    /// Create an account and sign in: an access token and a refresh token. Limited per client IP.
     #[oai(path = "/auth/register", method = "post", operation_id = "register")]
-    async fn register(&self, req: &Request, body: Json<RegisterRequest>) -> ApiResult<RegisterResponse> {
+    async fn register(&self, req: &Request, body: Json<RegisterRequest>, ip: ClientIp) -> ApiResult<RegisterResponse> {
         let Json(body) = body;
+        self.0.guard.registration(&self.0.ctx, ip.0).await?;
         let user = accounts::register(
             &self.0.ctx.db,
             Registration {
@@ -119,11 +125,15 @@ impl AuthApi {
         Ok(RegisterResponse::Created(Json(AuthResponse::new(issued, user))))
     }
 
-    /// Sign in: an access token and a refresh token. Wrong email and wrong password get the same 401.
+    /// Sign in: an access token and a refresh token. Wrong email and wrong
+    /// password get the same 401. Attempts are limited per client IP and,
+    /// with growing delays, per account (429).
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
-    async fn login(&self, req: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResponse> {
+    async fn login(&self, req: &Request, body: Json<LoginRequest>, ip: ClientIp) -> ApiResult<LoginResponse> {
         let Json(body) = body;
+        self.0.guard.login_attempt(&self.0.ctx, &body.email, ip.0).await?;
         let user = accounts::login(&self.0.ctx.db, &body.email, body.password.into_inner()).await?;
+        self.0.guard.login_succeeded(&self.0.ctx, &body.email, ip.0).await;
         let issued = sessions::start(&self.0.ctx, user.id, user_agent(req)).await?;
         Ok(LoginResponse::Ok(Json(AuthResponse::new(issued, user))))
     }

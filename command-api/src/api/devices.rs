@@ -41,7 +41,8 @@ enum UnregisterDeviceResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[("registerDevice", &[ErrorCode::InvalidToken]), ("unregisterDevice", &[])];
+pub const ERRORS: &[(&str, &[ErrorCode])] =
+    &[("registerDevice", &[ErrorCode::InvalidToken]), ("unregisterDevice", &[ErrorCode::InvalidToken])];
 
 #[OpenApi(tag = "ApiTags::Devices")]
 impl DevicesApi {

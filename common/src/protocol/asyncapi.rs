@@ -298,7 +298,8 @@ Server pushes carry no `id`. A field that can be absent is omitted, never
 `null`. Human-oriented guide with a worked session: `docs/protocol.md`.
 Generated from `duet_common::protocol` (`duet asyncapi`).
 
-Close codes: 1000 normal, 1003 unsupported data, 1008 too many invalid
+Close codes: 1000 normal, 1002 broken framing (unmasked frame, reserved
+bits, unknown opcode), 1003 unsupported data, 1007 text that is not UTF-8, 1008 too many invalid
 frames, 1009 frame too large, 1012 server restarting (reconnect and
 sync), 1013 client too slow (reconnect and sync), 4401 invalid or expired
 token (at connect, or when the session's token expires: refresh and reconnect

@@ -13,8 +13,8 @@ const APP_URL = process.env.APP_URL ?? "http://127.0.0.1:8081";
 const SHOTS = process.env.SHOTS_DIR ?? path.resolve("e2e/screenshots");
 const T = 20_000;
 const run = randomBytes(3).toString("hex");
-const alice = { name: "Alice", email: `alice-${run}@example.com`, password: "correct horse battery" };
-const bob = { name: "Bob", email: `bob-${run}@example.com`, password: "correct horse battery" };
+const alice = { name: "Alice", email: `alice-${run}@example.com`, password: "plum orbit garden 71" };
+const bob = { name: "Bob", email: `bob-${run}@example.com`, password: "plum orbit garden 71" };
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

@@ -17,11 +17,12 @@ enum SearchResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] = &[("searchMessages", &[ErrorCode::InvalidQuery, ErrorCode::InvalidLimit])];
+pub const ERRORS: &[(&str, &[ErrorCode])] =
+    &[("searchMessages", &[ErrorCode::InvalidQuery, ErrorCode::InvalidLimit, ErrorCode::RateLimited])];
 
 #[OpenApi(tag = "ApiTags::Search")]
 impl SearchApi {
-    /// Full-text search over the messages the caller sent or received.
+    /// Full-text search over the messages the caller sent or received. Limited per user.
     #[oai(path = "/search", method = "get", operation_id = "searchMessages")]
     async fn search(
         &self,
@@ -33,6 +34,7 @@ impl SearchApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<SearchResponse> {
+        self.0.limit_search(auth.user_id()).await?;
         Ok(SearchResponse::Ok(Json(search::search(&self.0, auth.user_id(), &q.0, limit.0).await?)))
     }
 }

@@ -24,8 +24,11 @@ enum UserResponse {
 }
 
 /// The refusals each operation here can answer, by operation id (for the API document).
-pub const ERRORS: &[(&str, &[ErrorCode])] =
-    &[("me", &[]), ("lookupUser", &[ErrorCode::UserNotFound]), ("getUser", &[ErrorCode::UserNotFound])];
+pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    ("me", &[]),
+    ("lookupUser", &[ErrorCode::UserNotFound, ErrorCode::InvalidEmail, ErrorCode::RateLimited]),
+    ("getUser", &[ErrorCode::UserNotFound]),
+];
 
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
@@ -36,13 +39,14 @@ impl UsersApi {
     }
 
     /// Find a user by exact email, to start a conversation with them
-    /// (`lastSeenAt` as for `getUser`).
+    /// (`lastSeenAt` as for `getUser`). Limited per user.
     #[oai(path = "/users/lookup", method = "get", operation_id = "lookupUser")]
     async fn lookup(
         &self,
         auth: BearerAuth,
         #[oai(validator(min_length = 1, max_length = 254))] email: Query<String>,
     ) -> ApiResult<UserResponse> {
+        self.0.limit_lookup(auth.user_id()).await?;
         Ok(UserResponse::Ok(Json(users::lookup_by_email(&self.0.ctx.db, auth.user_id(), &email.0).await?)))
     }
 

@@ -12,17 +12,137 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Sign in. Wrong email and wrong password get the same 401.
+         * Sign in: an access token and a refresh token. Wrong email and wrong
+         *     password get the same 401. Attempts are limited per client IP and,
+         *     with growing delays, per account (429).
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `invalid_email` (400): `email` is not a valid address.
+         *     - `invalid_password` (400): `password` contains control characters.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
          */
         post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End the caller's session (the one its token belongs to).
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End every session of the caller, on every device.
+         * @description Errors:
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["logoutAll"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the password: ends every session, and returns a new one for the caller.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `password_too_short` (400): `password` is too short.
+         *     - `password_too_long` (400): `password` is too long.
+         *     - `wrong_password` (403): `currentPassword` is not the account's password.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["changePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Exchange a refresh token for a new access token and refresh token.
+         *     A refresh token works once: presenting a spent one again revokes its
+         *     whole session (`refresh_token_reused`), as only a copy can explain it.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `invalid_refresh_token` (401): The refresh token is unknown or expired: sign in again.
+         *     - `refresh_token_reused` (401): The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["refresh"];
         delete?: never;
         options?: never;
         head?: never;
@@ -39,7 +159,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Create an account and sign in.
+         * Create an account and sign in: an access token and a refresh token. Limited per client IP.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `request_too_large` (413): The request body is larger than the server accepts.
@@ -47,10 +167,13 @@ export interface paths {
          *     - `invalid_email` (400): `email` is not a valid address.
          *     - `password_too_short` (400): `password` is too short.
          *     - `password_too_long` (400): `password` is too long.
+         *     - `password_too_weak` (400): `password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why.
+         *     - `invalid_password` (400): `password` contains control characters.
          *     - `invalid_name` (400): `name` is empty or too long.
          *     - `invalid_phone` (400): `phone` is not in E.164 form.
          *     - `email_taken` (409): An account with this email exists.
          *     - `phone_taken` (409): An account with this phone number exists.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -73,6 +196,8 @@ export interface paths {
          * The users you have blocked, most recently blocked first.
          * @description Errors:
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -106,6 +231,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_limit` (400): `limit` is out of range.
          *     - `invalid_cursor` (400): `cursor` is not a cursor this API returned.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -121,6 +248,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `cannot_message_self` (400): A conversation needs another user.
          *     - `user_not_found` (404): No such user.
          *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
@@ -151,6 +280,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -181,6 +312,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -213,6 +346,8 @@ export interface paths {
          *     Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `invalid_range` (400): `afterSeq` is not below `beforeSeq`.
@@ -230,6 +365,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_client_msg_id` (400): `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`.
          *     - `text_required` (400): A `text` message needs `text`.
@@ -269,6 +406,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
          *     - `invalid_seq` (400): A seq is negative.
          *     - `seq_out_of_range` (400): A receipt's seq is beyond the conversation's last message.
@@ -299,6 +438,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_token` (400): A device `token` is empty, too long or not printable ASCII.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -327,6 +468,9 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `invalid_token` (400): A device `token` is empty, too long or not printable ASCII.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -349,6 +493,8 @@ export interface paths {
          * The caller's own account.
          * @description Errors:
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -373,6 +519,8 @@ export interface paths {
          * Your privacy settings.
          * @description Errors:
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -388,6 +536,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -416,6 +566,8 @@ export interface paths {
          *     - `request_too_large` (413): The request body is larger than the server accepts.
          *     - `unsupported_media_type` (415): The body is not `application/json`.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_report_target` (400): A report names exactly one of `userId` and `messageId`.
          *     - `user_not_found` (404): No such user.
          *     - `message_not_found` (404): No such message in a conversation of the caller's.
@@ -440,12 +592,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Full-text search over the messages the caller sent or received.
+         * Full-text search over the messages the caller sent or received. Limited per user.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `invalid_query` (400): `q` is empty or too long.
          *     - `invalid_limit` (400): `limit` is out of range.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -472,6 +627,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -503,6 +660,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `cannot_block_self` (400): A user cannot block themselves.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
@@ -530,6 +689,8 @@ export interface paths {
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
@@ -551,11 +712,15 @@ export interface paths {
         };
         /**
          * Find a user by exact email, to start a conversation with them
-         *     (`lastSeenAt` as for `getUser`).
+         *     (`lastSeenAt` as for `getUser`). Limited per user.
          * @description Errors:
          *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
          *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
          *     - `user_not_found` (404): No such user.
+         *     - `invalid_email` (400): `email` is not a valid address.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
          *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
          *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
@@ -573,9 +738,24 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** AuthResponse */
+        /**
+         * AuthResponse
+         * @description A signed-in caller's tokens (register, login, refresh, password change).
+         */
         AuthResponse: {
-            /** @description Bearer access token (JWT). */
+            /**
+             * Format: int64
+             * @description Seconds until `token` expires.
+             */
+            expiresIn: number;
+            /**
+             * Format: int64
+             * @description Seconds until `refreshToken` expires if unused.
+             */
+            refreshExpiresIn: number;
+            /** @description Opaque refresh token for `POST /auth/refresh`; each refresh spends it and returns a new one. */
+            refreshToken: string;
+            /** @description Bearer access token (JWT), short-lived: refresh it before `expiresIn` runs out. */
             token: string;
             user: components["schemas"]["User"];
         };
@@ -596,6 +776,12 @@ export interface components {
          */
         BlockList: {
             users: components["schemas"]["BlockedUser"][];
+        };
+        /** ChangePasswordRequest */
+        ChangePasswordRequest: {
+            currentPassword: string;
+            /** @description 8 to 256 characters, under the rules of registration. */
+            newPassword: string;
         };
         /**
          * Conversation
@@ -697,6 +883,7 @@ export interface components {
          *     | `unauthorized` | 401 | Missing, invalid or expired bearer token, unknown account, or wrong email or password. |
          *     | `not_found` | 404 | No such route. |
          *     | `method_not_allowed` | 405 | The route exists but not with this method. |
+         *     | `request_timeout` | 408 | The request body did not arrive in time (`DUET_HTTP_BODY_TIMEOUT_SECS`). |
          *     | `request_too_large` | 413 | The request body is larger than the server accepts. |
          *     | `unsupported_media_type` | 415 | The body is not `application/json`. |
          *     | `rate_limited` | 429 | Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`). |
@@ -705,11 +892,18 @@ export interface components {
          *     | `invalid_email` | 400 | `email` is not a valid address. |
          *     | `password_too_short` | 400 | `password` is too short. |
          *     | `password_too_long` | 400 | `password` is too long. |
+         *     | `password_too_weak` | 400 | `password` is too easy to guess (zxcvbn score below 3) or only spaces; the message says why. |
+         *     | `invalid_password` | 400 | `password` contains control characters. |
          *     | `invalid_name` | 400 | `name` is empty or too long. |
          *     | `invalid_phone` | 400 | `phone` is not in E.164 form. |
          *     | `email_taken` | 409 | An account with this email exists. |
          *     | `phone_taken` | 409 | An account with this phone number exists. |
          *     | `user_not_found` | 404 | No such user. |
+         *     | `token_expired` | 401 | The access token has expired: refresh it (`POST /auth/refresh`) and retry. |
+         *     | `session_revoked` | 401 | The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again. |
+         *     | `invalid_refresh_token` | 401 | The refresh token is unknown or expired: sign in again. |
+         *     | `refresh_token_reused` | 401 | The refresh token was already spent: its whole session is revoked (a copy may have been stolen). Sign in again. |
+         *     | `wrong_password` | 403 | `currentPassword` is not the account's password. |
          *     | `cannot_message_self` | 400 | A conversation needs another user. |
          *     | `conversation_not_found` | 404 | No such conversation, or the caller is not a member. |
          *     | `invalid_client_msg_id` | 400 | `clientMsgId` is not 1 to 64 characters of `A-Za-z0-9_-`. |
@@ -747,7 +941,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_timeout" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -864,6 +1058,11 @@ export interface components {
              */
             seq: number;
         };
+        /** RefreshRequest */
+        RefreshRequest: {
+            /** @description The latest refresh token of the session (each one works once). */
+            refreshToken: string;
+        };
         /** RegisterDeviceRequest */
         RegisterDeviceRequest: {
             platform: components["schemas"]["Platform"];
@@ -876,7 +1075,10 @@ export interface components {
             email: string;
             /** @description Display name, 1 to 100 characters (trimmed). */
             name: string;
-            /** @description 8 to 256 characters. */
+            /**
+             * @description 8 to 256 characters, hard to guess (a zxcvbn score of 3 or more: a few
+             *     unrelated words, not a name, a date or a keyboard pattern).
+             */
             password: string;
             /** @description Phone number in E.164 form, e.g. `+14155550123`. */
             phone?: string;
@@ -996,7 +1198,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuthResponse"];
                 };
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_email`, `invalid_password` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1006,6 +1208,298 @@ export interface operations {
                 };
             };
             /** @description `unauthorized` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logoutAll: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session (or every session) is ended: its tokens are refused and its WebSockets closed (4401). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    changePassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description The password is changed, every session ended, and a new one started for the caller. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthResponse"];
+                };
+            };
+            /** @description `bad_request`, `password_too_short`, `password_too_long` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `wrong_password`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description A new access token and a new refresh token; the one sent is spent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthResponse"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_refresh_token`, `refresh_token_reused`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1083,7 +1577,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuthResponse"];
                 };
             };
-            /** @description `bad_request`, `invalid_email`, `password_too_short`, `password_too_long`, `invalid_name`, `invalid_phone` */
+            /** @description `bad_request`, `invalid_email`, `password_too_short`, `password_too_long`, `password_too_weak`, `invalid_password`, `invalid_name`, `invalid_phone` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1128,6 +1622,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `internal` */
             500: {
                 headers: {
@@ -1165,7 +1669,7 @@ export interface operations {
                     "application/json": components["schemas"]["BlockList"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1234,7 +1738,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1312,7 +1816,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1909,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1485,7 +1989,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1592,7 +2096,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1681,7 +2185,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1798,7 +2302,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1902,7 +2406,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1978,7 +2482,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_token` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1987,7 +2491,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2060,7 +2564,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2115,7 +2619,7 @@ export interface operations {
                     "application/json": components["schemas"]["PrivacySettings"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2184,7 +2688,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2271,7 +2775,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2377,7 +2881,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2389,6 +2893,16 @@ export interface operations {
             /** @description `origin_not_allowed` */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2443,7 +2957,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2517,7 +3031,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2591,7 +3105,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2657,7 +3171,7 @@ export interface operations {
                     "application/json": components["schemas"]["PublicUser"];
                 };
             };
-            /** @description `bad_request` */
+            /** @description `bad_request`, `invalid_email` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2666,7 +3180,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `unauthorized` */
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2687,6 +3201,16 @@ export interface operations {
             /** @description `user_not_found` */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
