@@ -53,7 +53,51 @@ pub fn publish(raw: &str, errors: &[(&str, &[ErrorCode])]) -> String {
     }
     unwrap_single_refs(&mut doc);
     plain_json_media_types(&mut doc);
+    forbid_control_characters(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
+}
+
+/// No control characters (NUL, ESC, DEL, C1: `char::is_control`) in request
+/// strings: the rule `duet_common::http` applies before any handler.
+const NO_CONTROLS: &str = "^[^\\x00-\\x1F\\x7F-\\x9F]*$";
+
+/// Request strings that may hold line breaks and tabs (their own rules refuse the rest), and the free-form payload.
+const CONTROLS_ALLOWED: &[&str] = &["text", "payload", "details"];
+
+/// States the control-character rule as a `pattern` on every request
+/// string (query parameters and body properties) that has no pattern,
+/// format or enum of its own, so generated clients and fuzzers know it.
+fn forbid_control_characters(doc: &mut Value) {
+    let free = |schema: &Value| {
+        schema["type"] == "string" && schema.get("pattern").is_none() && schema.get("format").is_none() && schema.get("enum").is_none()
+    };
+    let mut bodies = Vec::new();
+    for item in doc["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut()) {
+        for operation in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                if parameter["in"] == "query" && free(&parameter["schema"]) {
+                    parameter["schema"]["pattern"] = NO_CONTROLS.into();
+                }
+            }
+            if let Some(name) = operation
+                .pointer("/requestBody/content/application~1json/schema/$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                bodies.push(name.to_owned());
+            }
+        }
+    }
+    for name in bodies {
+        let Some(properties) = doc.pointer_mut(&format!("/components/schemas/{name}/properties")).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, schema) in properties.iter_mut() {
+            if !CONTROLS_ALLOWED.contains(&field.as_str()) && free(schema) {
+                schema["pattern"] = NO_CONTROLS.into();
+            }
+        }
+    }
 }
 
 /// Replaces poem's error responses by the statuses `own` and the

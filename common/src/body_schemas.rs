@@ -6,14 +6,15 @@
 //! against the operation's schema in the published OpenAPI document, by a
 //! JSON Schema validator, whose first error names the field and the rule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-/// Each operation's request-body validator, by method and route template.
+/// Each operation's request-body validator, and the properties its body
+/// declares, by method and route template.
 #[derive(Clone, Default)]
-pub struct BodySchemas(Arc<HashMap<(String, String), jsonschema::Validator>>);
+pub struct BodySchemas(Arc<HashMap<(String, String), (jsonschema::Validator, HashSet<String>)>>);
 
 impl BodySchemas {
     /// The validators of every operation with a JSON body in `openapi`.
@@ -24,9 +25,14 @@ impl BodySchemas {
             for (method, operation) in item.as_object().into_iter().flatten() {
                 let Some(schema) = operation.pointer("/requestBody/content/application~1json/schema") else { continue };
                 let root = json!({ "allOf": [schema], "components": components });
+                let resolved = match schema.get("$ref").and_then(Value::as_str) {
+                    Some(reference) => reference.strip_prefix("#/").and_then(|p| openapi.pointer(&format!("/{p}"))).unwrap_or(schema),
+                    None => schema,
+                };
+                let declared = resolved["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
                 match jsonschema::draft7::new(&root) {
                     Ok(validator) => {
-                        validators.insert((method.to_uppercase(), path.clone()), validator);
+                        validators.insert((method.to_uppercase(), path.clone()), (validator, declared));
                     }
                     Err(e) => tracing::warn!(%path, %method, error = %e, "no validator for a request body"),
                 }
@@ -35,10 +41,15 @@ impl BodySchemas {
         BodySchemas(Arc::new(validators))
     }
 
+    /// The top-level properties the body of `method route` declares; others are ignored.
+    pub fn declared(&self, method: &str, route: &str) -> Option<&HashSet<String>> {
+        self.0.get(&(method.to_owned(), route.to_owned())).map(|(_, declared)| declared)
+    }
+
     /// What is wrong with `body` for `method route`, naming the field; `None`
     /// when it is not JSON, the route has no body schema, or nothing is wrong.
     pub fn explain(&self, method: &str, route: &str, body: &[u8]) -> Option<String> {
-        let validator = self.0.get(&(method.to_owned(), route.to_owned()))?;
+        let (validator, _) = self.0.get(&(method.to_owned(), route.to_owned()))?;
         let value: Value = serde_json::from_slice(body).ok()?;
         let error = validator.iter_errors(&value).next()?;
         let field = error.instance_path().to_string();

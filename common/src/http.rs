@@ -85,7 +85,7 @@ async fn handle<E: Endpoint>(
                 Ok(Ok(_)) if read.len() as u64 > MAX_BODY_BYTES => {
                     Ok(error_response(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY_BYTES} bytes")))
                 }
-                Ok(Ok(_)) => match control_in_body(&read) {
+                Ok(Ok(_)) => match control_in_body(&read, bodies.declared(&method, &route)) {
                     Some(field) => Ok(control_refusal(&field)),
                     None => {
                         req.set_body(Body::from_vec(read.clone()));
@@ -128,9 +128,10 @@ async fn handle<E: Endpoint>(
     Ok(resp)
 }
 
-/// Fields whose strings may hold control characters: message text (new
-/// lines and tabs; the message rules refuse NUL) and the free-form payload.
-const CONTROLS_ALLOWED: &[&str] = &["text", "payload"];
+/// Fields whose strings may hold control characters: message text and a
+/// report's details (new lines and tabs; their own rules refuse the rest)
+/// and the free-form payload.
+const CONTROLS_ALLOWED: &[&str] = &["text", "payload", "details"];
 
 /// The first query parameter holding a control character (NUL, ESC, DEL …).
 fn control_in_query(req: &Request) -> Option<String> {
@@ -139,8 +140,10 @@ fn control_in_query(req: &Request) -> Option<String> {
     pairs.into_iter().find(|(name, value)| has_control(name) || has_control(value)).map(|(name, _)| name)
 }
 
-/// The first JSON body field (as a path, `a.b`) whose string holds a control character.
-fn control_in_body(body: &[u8]) -> Option<String> {
+/// The first JSON body field (as a path, `a.b`) whose string holds a control
+/// character. Only the properties the operation declares are looked at:
+/// others are ignored, as poem-openapi ignores them.
+fn control_in_body(body: &[u8], declared: Option<&std::collections::HashSet<String>>) -> Option<String> {
     fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
         match value {
             serde_json::Value::String(s) if has_control(s) => Some(path.to_owned()),
@@ -159,7 +162,13 @@ fn control_in_body(body: &[u8]) -> Option<String> {
         }
     }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    walk(&value, "")
+    match (value, declared) {
+        (serde_json::Value::Object(map), Some(declared)) => {
+            let known = map.into_iter().filter(|(key, _)| declared.contains(key)).collect();
+            walk(&serde_json::Value::Object(known), "")
+        }
+        (value, _) => walk(&value, ""),
+    }
 }
 
 fn has_control(s: &str) -> bool {

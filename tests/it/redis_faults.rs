@@ -121,6 +121,8 @@ async fn a_stalled_redis_degrades_sends_auth_and_presence_and_they_recover_when_
     let app = TestApp::spawn_settings(settings_on(&redis), duet::Service::ALL).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
+    // Presence is shown to contacts by default (tests/it/privacy.rs); here to everyone.
+    app.set_presence_visibility(&bob, "everyone").await;
     let conversation = app.conversation(&ann, &bob).await;
     let mut a = WsClient::connect(&app, &ann).await;
     let mut b = WsClient::connect(&app, &bob).await;

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::accounts::claims_of;
-use crate::helpers::{TestApp, TestUser, assert_error};
+use crate::helpers::{PASSWORD, TestApp, TestUser, assert_error};
 use crate::read_side_support::eventually;
 use crate::ws::WsClient;
 
@@ -44,7 +44,7 @@ async fn closed_4401(ws: &mut WsClient) {
 async fn register_and_login_return_a_short_lived_token_and_a_refresh_token() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
-    let (status, body) = app.post("/auth/login", None, json!({"email": ann.email, "password": "correct horse"})).await;
+    let (status, body) = app.post("/auth/login", None, json!({"email": ann.email, "password": PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["expiresIn"], 900, "access tokens live 15 minutes by default");
     assert_eq!(body["refreshExpiresIn"], 30 * 86_400);
@@ -76,7 +76,7 @@ async fn a_refresh_rotates_both_tokens_and_spends_the_old_refresh_token() {
 async fn reuse_of_a_spent_refresh_token_revokes_the_whole_family() {
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
-    let other = login(&app, &ann, "correct horse").await;
+    let other = login(&app, &ann, PASSWORD).await;
     let (_, rotated) = refresh(&app, &ann.refresh_token).await;
     let mut ws = WsClient::connect(&app, &TestUser { token: rotated["token"].as_str().unwrap().into(), ..ann.clone() }).await;
 
@@ -103,7 +103,7 @@ async fn logout_ends_the_session_on_every_node_and_closes_its_websocket() {
     let a = TestApp::spawn().await;
     let b = a.spawn_peer().await;
     let ann = a.register("Ann").await;
-    let phone = login(&a, &ann, "correct horse").await;
+    let phone = login(&a, &ann, PASSWORD).await;
     let mut laptop_ws = WsClient::connect(&a, &ann).await;
     let mut phone_ws = WsClient::connect(&b, &phone).await;
     // Node b knows the session as active (cached) before the logout.
@@ -125,7 +125,7 @@ async fn logout_all_closes_every_websocket_on_two_nodes() {
     let a = TestApp::spawn().await;
     let b = a.spawn_peer().await;
     let ann = a.register("Ann").await;
-    let phone = login(&b, &ann, "correct horse").await;
+    let phone = login(&b, &ann, PASSWORD).await;
     let mut on_a = WsClient::connect(&a, &ann).await;
     let mut on_b = WsClient::connect(&b, &phone).await;
     let (status, _) = b.post("/auth/logout-all", Some(&phone.token), json!({})).await;
@@ -142,22 +142,18 @@ async fn a_password_change_ends_every_session_and_starts_one_for_the_caller() {
     let a = TestApp::spawn().await;
     let b = a.spawn_peer().await;
     let ann = a.register("Ann").await;
-    let phone = login(&b, &ann, "correct horse").await;
+    let phone = login(&b, &ann, PASSWORD).await;
     let mut on_a = WsClient::connect(&a, &ann).await;
     let mut on_b = WsClient::connect(&b, &phone).await;
 
     let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
     assert_error(
-        &a.post("/auth/password", Some(&ann.token), change("wrong one", "a new passphrase")).await,
+        &a.post("/auth/password", Some(&ann.token), change("wrong one", "violet canyon ledger 93")).await,
         StatusCode::FORBIDDEN,
         "wrong_password",
     );
-    assert_error(
-        &a.post("/auth/password", Some(&ann.token), change("correct horse", "short")).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    let (status, fresh) = a.post("/auth/password", Some(&ann.token), change("correct horse", "a new passphrase")).await;
+    assert_error(&a.post("/auth/password", Some(&ann.token), change(PASSWORD, "short")).await, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, fresh) = a.post("/auth/password", Some(&ann.token), change(PASSWORD, "violet canyon ledger 93")).await;
     assert_eq!(status, StatusCode::OK, "{fresh}");
     closed_4401(&mut on_a).await;
     closed_4401(&mut on_b).await;
@@ -168,9 +164,9 @@ async fn a_password_change_ends_every_session_and_starts_one_for_the_caller() {
     assert_eq!(a.get("/me", Some(&fresh_user.token)).await.0, StatusCode::OK);
     WsClient::connect(&b, &fresh_user).await.ping().await;
     assert_eq!(refresh(&a, fresh["refreshToken"].as_str().unwrap()).await.0, StatusCode::OK);
-    let old = a.post("/auth/login", None, json!({"email": ann.email, "password": "correct horse"})).await;
+    let old = a.post("/auth/login", None, json!({"email": ann.email, "password": PASSWORD})).await;
     assert_error(&old, StatusCode::UNAUTHORIZED, "unauthorized");
-    login(&a, &ann, "a new passphrase").await;
+    login(&a, &ann, "violet canyon ledger 93").await;
 }
 
 /// Pub/Sub may lose the revocation (Redis down): the gateway re-reads the session itself.
@@ -205,7 +201,7 @@ async fn signing_keys_rotate_without_refusing_tokens_of_a_configured_key() {
     both.http_addr = "127.0.0.1:0".parse().unwrap();
     let rotated = TestApp::spawn_settings(both, duet::Service::ALL).await;
     assert_eq!(rotated.get("/me", Some(&ann.token)).await.0, StatusCode::OK, "a token of the old key still works");
-    let fresh = login(&rotated, &ann, "correct horse").await;
+    let fresh = login(&rotated, &ann, PASSWORD).await;
     assert_eq!(claims_header_kid(&fresh.token), "k2");
     let (_, refreshed) = refresh(&rotated, &ann.refresh_token).await;
     assert_eq!(claims_header_kid(refreshed["token"].as_str().unwrap()), "k2", "a refresh moves to the new key");

@@ -391,6 +391,17 @@ export class DuetClient extends Emitter<DuetClientEvents> {
     this.sendFrame({ type: "chat.typing", data: { conversationId, state: "stop" } });
   }
 
+  /**
+   * Asks again for these users' presence now, even if already followed: who
+   * may see whom changes (a first message makes a contact, a privacy setting
+   * or a block changes), and the server tells a follower only its own changes.
+   * Call it when a chat opens.
+   */
+  refreshPresence(userIds: readonly string[]): void {
+    for (const id of userIds) this.presenceSubscriptions.add(id);
+    if (this.connected && userIds.length) this.sendPresenceSubscribe([...userIds]);
+  }
+
   /** Follows these users' presence (peers only); renewed after every connect. */
   subscribePresence(userIds: readonly string[]): void {
     const fresh = userIds.filter((id) => !this.presenceSubscriptions.has(id));

@@ -122,6 +122,7 @@ export class Session {
 
   /** Refreshes a peer's last seen (when the chat screen opens). */
   async refreshPeer(id: string): Promise<void> {
+    this.duet.refreshPresence([id]);
     const { data } = await this.duet.rest.GET("/users/{id}", { params: { path: { id } } });
     if (data) this.rememberPeer(id, { name: data.name, ...(data.lastSeenAt ? { lastSeenAt: data.lastSeenAt } : {}) });
   }
