@@ -1,7 +1,9 @@
 //! Assembles Duet's services into one process.
 //!
 //! `duet serve` runs every service; `--only` runs a subset, so each can be
-//! scaled out on its own. All HTTP services share one listener.
+//! scaled out on its own. All HTTP services share one public listener;
+//! `/metrics` (and, in production, `/docs`) are only on a second, admin
+//! listener (`DUET_ADMIN_ADDR`, loopback by default).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,8 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use duet_command_api::Commands;
 use duet_common::body_schemas::BodySchemas;
-use duet_common::http::{Served, ops_routes, wrap};
+use duet_common::http::{Served, health_routes, metrics_routes, wrap};
 use duet_common::metrics::Routes;
+use duet_common::settings::Environment;
 use duet_common::{AppContext, Settings};
 use duet_query_api::Queries;
 use duet_realtime::Gateway;
@@ -81,9 +84,12 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(600)
 }
 
-/// Every route template of the process with its methods, for the metrics'
-/// `route` label and the `Allow` header of a 405.
-fn served_routes(spec: &serde_json::Value, gateway: bool) -> Routes {
+/// Paths served with GET on both listeners.
+const SHARED_PATHS: [&str; 5] = ["/healthz", "/readyz", "/openapi.json", "/asyncapi.yaml", "/asyncapi.json"];
+
+/// Every route template of the public listener with its methods, for the
+/// metrics' `route` label and the `Allow` header of a 405.
+fn served_routes(spec: &serde_json::Value, gateway: bool, docs: bool) -> Routes {
     let operations = spec["paths"]
         .as_object()
         .map(|paths| {
@@ -91,19 +97,34 @@ fn served_routes(spec: &serde_json::Value, gateway: bool) -> Routes {
         })
         .into_iter()
         .flatten();
-    let fixed = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/asyncapi.yaml", "/asyncapi.json"]
-        .map(|path| (path.to_owned(), vec!["GET".to_owned(), "HEAD".to_owned()]));
+    let fixed = ["/"].into_iter().chain(SHARED_PATHS).chain(docs.then_some("/docs")).map(readable);
     let ws = gateway.then(|| ("/ws".to_owned(), vec!["GET".to_owned()]));
     Routes::new(operations.chain(fixed).chain(ws))
 }
 
-/// The published document at `/openapi.json` and in the API page at `/docs`.
-fn spec_routes(route: Route, api: &OpenApiService<FullApi, ()>, spec: String) -> Route {
-    // poem's page embeds its own document; it gets the published one.
-    let page = api.swagger_ui_html().replace(&api.spec(), &spec);
+/// The route templates of the admin listener.
+fn admin_routes() -> Routes {
+    Routes::new(SHARED_PATHS.into_iter().chain(["/metrics", "/docs"]).map(readable))
+}
+
+fn readable(path: &str) -> (String, Vec<String>) {
+    (path.to_owned(), vec!["GET".to_owned(), "HEAD".to_owned()])
+}
+
+/// The published document at `/openapi.json`, and the API page at `/docs` when given.
+fn spec_routes(route: Route, spec: String, page: Option<String>) -> Route {
+    let route = route.at("/openapi.json", poem::endpoint::make_sync(move |_| spec.clone().with_content_type("application/json")));
+    match page {
+        Some(page) => route.at("/docs", poem::endpoint::make_sync(move |_| poem::web::Html(page.clone()))),
+        None => route,
+    }
+}
+
+/// `/asyncapi.yaml` and `/asyncapi.json`: the WebSocket protocol's document.
+fn asyncapi_routes(route: Route, yaml: String, json: String) -> Route {
     route
-        .at("/openapi.json", poem::endpoint::make_sync(move |_| spec.clone().with_content_type("application/json")))
-        .at("/docs", poem::endpoint::make_sync(move |_| poem::web::Html(page.clone())))
+        .at("/asyncapi.yaml", asyncapi_endpoint("application/yaml", yaml))
+        .at("/asyncapi.json", asyncapi_endpoint("application/json", json))
 }
 
 /// Serves the AsyncAPI document of the WebSocket protocol, generated once.
@@ -116,6 +137,9 @@ pub struct Application {
     ctx: AppContext,
     acceptor: NoDelay,
     addr: SocketAddr,
+    /// The admin listener: metrics and the API page, kept off the public port.
+    admin: TcpAcceptor,
+    admin_addr: SocketAddr,
     services: Vec<Service>,
 }
 
@@ -140,7 +164,7 @@ impl Acceptor for NoDelay {
 }
 
 impl Application {
-    /// Connects to PostgreSQL and Redis, applies migrations and binds the listener.
+    /// Connects to PostgreSQL and Redis, applies migrations and binds the public and admin listeners.
     pub async fn build(settings: Settings, services: &[Service]) -> anyhow::Result<Self> {
         let ctx = AppContext::build(settings).await?;
         // The command side enqueues jobs even where no worker runs.
@@ -149,13 +173,23 @@ impl Application {
             .into_acceptor()
             .await
             .with_context(|| format!("Failed to bind {}", ctx.settings.http_addr))?;
-        let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).context("the listener has no address")?;
-        Ok(Application { ctx, acceptor: NoDelay(acceptor), addr, services: services.to_vec() })
+        let addr = bound_addr(&acceptor)?;
+        let admin = TcpListener::bind(ctx.settings.admin_addr)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("Failed to bind the admin listener on {} (DUET_ADMIN_ADDR)", ctx.settings.admin_addr))?;
+        let admin_addr = bound_addr(&admin)?;
+        Ok(Application { ctx, acceptor: NoDelay(acceptor), addr, admin, admin_addr, services: services.to_vec() })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the admin listener (useful with port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     pub fn context(&self) -> &AppContext {
@@ -164,7 +198,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { ctx, acceptor, addr, services } = self;
+        let Application { ctx, acceptor, addr, admin, admin_addr, services } = self;
         let serves = |s| services.contains(&s);
         let job_metrics = duet_jobs::JobMetrics::register(&ctx.metrics);
         // The gateway sends through the same Commands (append writers) as REST.
@@ -188,21 +222,31 @@ impl Application {
         // The published document, made once: served, and read for metrics labels and error messages.
         let spec = published_spec(&api);
         let document: serde_json::Value = serde_json::from_str(&spec).expect("the published spec is JSON");
-        let routes = served_routes(&document, gateway.is_some());
+        // The API page is public only outside production.
+        let public_docs = ctx.settings.env != Environment::Production;
+        let routes = served_routes(&document, gateway.is_some(), public_docs);
         let bodies = BodySchemas::from_openapi(&document);
-        let mut route = spec_routes(ops_routes(Route::new()), &api, spec);
+        // poem's page embeds its own document; it gets the published one.
+        let page = api.swagger_ui_html().replace(&api.spec(), &spec);
+        let (yaml, json) = (duet_common::protocol::asyncapi::document(), duet_common::protocol::asyncapi::document_json());
+        let admin_app = asyncapi_routes(
+            spec_routes(metrics_routes(health_routes(Route::new())), spec.clone(), Some(page.clone())),
+            yaml.clone(),
+            json.clone(),
+        )
+        .data(ctx.clone());
+        let mut route = asyncapi_routes(spec_routes(health_routes(Route::new()), spec, public_docs.then_some(page)), yaml, json);
         if let Some(gateway) = &gateway {
             route = route.at("/ws", gateway.endpoint());
         }
         let app = route
-            .at("/asyncapi.yaml", asyncapi_endpoint("application/yaml", duet_common::protocol::asyncapi::document()))
-            .at("/asyncapi.json", asyncapi_endpoint("application/json", duet_common::protocol::asyncapi::document_json()))
             .nest("/", api.into_endpoint().with_if(!ctx.settings.allowed_origins.is_empty(), cors(&ctx.settings.allowed_origins)))
             .data(ctx.jwt.clone())
             .data(ctx.clone());
-        tracing::info!(%addr, ?services, node = %ctx.node_id, "duet listening");
+        tracing::info!(%addr, %admin_addr, ?services, node = %ctx.node_id, "duet listening");
         let shutdown = shutdown.shared();
         let jobs_shutdown = shutdown.clone();
+        let admin_shutdown = shutdown.clone();
         let jobs = async {
             match serves(Service::Jobs) {
                 true => read_side.run(duet_jobs::run(ctx.clone(), job_metrics, jobs_shutdown)).await,
@@ -217,22 +261,37 @@ impl Application {
                 gateway.shutdown(Duration::from_secs(10)).await;
             }
         };
+        let (body_timeout, header_timeout) =
+            (Duration::from_secs(ctx.settings.http_body_timeout_secs), Duration::from_secs(ctx.settings.http_header_timeout_secs.max(1)));
         let http = server::serve(
             acceptor,
-            wrap(app, ctx.metrics.clone(), routes, bodies, Duration::from_secs(ctx.settings.http_body_timeout_secs)),
-            Duration::from_secs(ctx.settings.http_header_timeout_secs.max(1)),
+            wrap(app, ctx.metrics.clone(), routes, bodies, body_timeout),
+            header_timeout,
             http_shutdown,
+            Duration::from_secs(30),
+        );
+        // Same metrics, own route labels: admin paths stay a bounded set.
+        let admin_http = server::serve(
+            admin,
+            wrap(admin_app, ctx.metrics.clone(), admin_routes(), BodySchemas::default(), body_timeout),
+            header_timeout,
+            admin_shutdown,
             Duration::from_secs(30),
         );
         // Joined, not spawned: dropping this future (a crash, or a test
         // aborting the node) stops the workers mid-job, as a crash would.
-        let (http, jobs) = tokio::join!(http, jobs);
+        let (http, admin_http, jobs) = tokio::join!(http, admin_http, jobs);
         if let Some(projector) = projector {
             projector.stop().await;
         }
         http.context("HTTP server failed")?;
+        admin_http.context("Admin HTTP server failed")?;
         jobs.context("Job workers failed")
     }
+}
+
+fn bound_addr(acceptor: &TcpAcceptor) -> anyhow::Result<SocketAddr> {
+    acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).context("the listener has no address")
 }
 
 /// The relay and the projections, and the push triggers on the same stream.

@@ -257,9 +257,14 @@ fn without_type_names(mut message: String) -> String {
     message
 }
 
-/// Adds `/healthz`, `/readyz` and `/metrics`.
-pub fn ops_routes(route: Route) -> Route {
-    route.at("/healthz", healthz).at("/readyz", readyz).at("/metrics", metrics_text)
+/// Adds `/healthz` and `/readyz`, for load balancers (on both listeners).
+pub fn health_routes(route: Route) -> Route {
+    route.at("/healthz", healthz).at("/readyz", readyz)
+}
+
+/// Adds `/metrics`: on the admin listener only, never on the public port.
+pub fn metrics_routes(route: Route) -> Route {
+    route.at("/metrics", metrics_text)
 }
 
 #[handler]

@@ -76,6 +76,11 @@ pub struct Settings {
     #[arg(long, env = "DUET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Admin listen address for `/metrics`, `/docs`, the API documents and the health checks; keep it
+    /// off the internet (loopback by default). Port 0 picks a free port (the chosen address is logged).
+    #[arg(long, env = "DUET_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    pub admin_addr: SocketAddr,
+
     /// HS256 secret for access tokens, the key `default`. Required in production unless `DUET_JWT_KEYS` is set.
     #[arg(long, env = "DUET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

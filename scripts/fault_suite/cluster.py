@@ -273,8 +273,9 @@ class Node:
 
     def __init__(self, root, index, duet_bin, env):
         self.index, self.duet_bin = index, duet_bin
-        self.port = free_port()
-        self.env = {**env, "DUET_HTTP_ADDR": f"127.0.0.1:{self.port}"}
+        self.port, self.admin_port = free_port(), free_port()
+        # Its own admin port too (/metrics), kept across restarts like the public one.
+        self.env = {**env, "DUET_HTTP_ADDR": f"127.0.0.1:{self.port}", "DUET_ADMIN_ADDR": f"127.0.0.1:{self.admin_port}"}
         self.log = root / f"node{index}.log"
         self.proc = None
 

@@ -49,7 +49,7 @@ async fn cursor_pages_of_the_list_come_from_the_projection_and_hold_each_convers
     }
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 3);
-    let metrics = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("duet_query_conversation_lists_total{source=\"redis\"} 3"), "{metrics}");
     assert!(!metrics.contains("source=\"postgres_redis_down\""), "{metrics}");
 }

@@ -25,6 +25,8 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener: `/metrics` and the API page.
+    pub admin_addr: SocketAddr,
     pub settings: Settings,
     /// The test's own database, for assertions on stored state.
     pub db: PgPool,
@@ -54,6 +56,7 @@ pub fn fresh_settings() -> Settings {
     settings.redis_url = std::env::var("DUET_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into());
     settings.redis_prefix = format!("duet:test:{}:", Uuid::new_v4().simple());
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.admin_addr = "127.0.0.1:0".parse().unwrap();
     settings.db_pool_size = 10;
     // Generous limits, so only the rate-limit tests meet them.
     settings.rate_limit_per_sec = 100_000;
@@ -177,14 +180,14 @@ impl TestApp {
     pub async fn spawn_settings(settings: Settings, services: &[Service]) -> TestApp {
         duet_common::telemetry::init_for_tests();
         let app = Application::build(settings.clone(), services).await.expect("the app builds");
-        let addr = app.local_addr();
+        let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
         let db = app.context().db.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
         node_started(&settings);
-        TestApp { addr, settings, db, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
+        TestApp { addr, admin_addr, settings, db, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
     }
 
     /// Stops the node gracefully and waits for it.
@@ -204,6 +207,18 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// The node's `/metrics` text, from the admin listener.
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.admin_url("/metrics")).send().await.expect("metrics requested");
+        assert_eq!(resp.status(), StatusCode::OK, "/metrics on the admin listener");
+        resp.text().await.expect("metrics read")
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {

@@ -77,7 +77,7 @@ async fn fifty_concurrent_sends_of_one_client_msg_id_store_one_message() {
 
 /// A metric's value in the Prometheus text of `app`.
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app.metrics().await;
     text.lines().find_map(|l| l.strip_prefix(series)).map_or(0.0, |v| v.trim().parse().unwrap())
 }
 

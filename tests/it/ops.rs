@@ -26,7 +26,7 @@ async fn health_readiness_metrics_and_docs_are_served() {
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&ann, &bob).await;
     app.send_ok(&ann, conversation, "counted").await;
-    let metrics = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("duet_http_requests_total{"), "{metrics}");
     // Group commit reports its batches: one append so far, in one batch.
     assert!(metrics.contains(r#"duet_batch_size_sum{batcher="append"} 1.0"#), "{metrics}");
@@ -34,9 +34,52 @@ async fn health_readiness_metrics_and_docs_are_served() {
     assert!(metrics.contains(r#"duet_batch_seconds_count{batcher="append"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"route="/auth/register",status="201""#), "{metrics}");
     assert!(metrics.contains("duet_http_request_duration_seconds_bucket"), "{metrics}");
-    let docs = app.http_raw().get(app.url("/docs")).send().await.unwrap();
+    let docs = app.http_raw().get(app.admin_url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+/// `/metrics` is on the loopback admin listener only; the public port
+/// answers it as any unknown path.
+#[tokio::test]
+async fn metrics_are_served_on_the_admin_listener_and_not_on_the_public_port() {
+    let app = TestApp::spawn().await;
+    assert_ne!(app.admin_addr.port(), app.addr.port());
+    assert_error(&app.get("/metrics", None).await, StatusCode::NOT_FOUND, "not_found");
+    let admin = app.http_raw().get(app.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(admin.status(), StatusCode::OK);
+    assert!(admin.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = admin.text().await.unwrap();
+    assert!(text.contains(r#"route="unmatched",status="404""#), "the public 404 is counted as unmatched: {text}");
+    // The admin listener answers unknown paths as the public one does.
+    let unknown = app.http_raw().get(app.admin_url("/auth/login")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["code"], "not_found");
+}
+
+/// Load balancers and client generators keep what they need on the public
+/// port; the API page leaves it in production.
+#[tokio::test]
+async fn the_api_page_is_public_only_outside_production_and_health_is_on_both_listeners() {
+    let development = TestApp::spawn().await;
+    let production = TestApp::spawn_with(|s| {
+        s.env = duet_common::settings::Environment::Production;
+        s.jwt_secret = Some("a production secret of 32 bytes or more".into());
+    })
+    .await;
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status() };
+    assert_eq!(status(development.url("/docs")).await, StatusCode::OK);
+    assert_eq!(status(development.admin_url("/docs")).await, StatusCode::OK);
+    assert_error(&production.get("/docs", None).await, StatusCode::NOT_FOUND, "not_found");
+    let page = production.http_raw().get(production.admin_url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    for app in [&development, &production] {
+        for path in ["/healthz", "/readyz", "/openapi.json", "/asyncapi.yaml", "/asyncapi.json"] {
+            assert_eq!(status(app.url(path)).await, StatusCode::OK, "public {path}");
+            assert_eq!(status(app.admin_url(path)).await, StatusCode::OK, "admin {path}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -112,14 +155,14 @@ async fn requests_to_unknown_paths_do_not_grow_the_metrics() {
     http.get(app.url("/warm")).send().await.unwrap();
     http.get(app.url("/conversations/warm")).send().await.unwrap();
     // The first read records `/metrics` itself; the second shows it.
-    http.get(app.url("/metrics")).send().await.unwrap();
-    let before = http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    app.metrics().await;
+    let before = app.metrics().await;
     let secret = uuid::Uuid::new_v4();
     for n in 0..200 {
         http.get(app.url(&format!("/random-{n}/{}", uuid::Uuid::new_v4()))).send().await.unwrap();
     }
     http.get(app.url(&format!("/conversations/{secret}x"))).send().await.unwrap();
-    let after = http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let after = app.metrics().await;
     assert!(after.contains(r#"route="unmatched""#), "{after}");
     assert!(!after.contains(&secret.to_string()), "an id reached a label");
     assert_eq!(series(&after), series(&before), "no new series");

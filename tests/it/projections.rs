@@ -27,7 +27,7 @@ async fn scripted_sends_deliveries_and_reads_give_exact_lists_unread_counts_and_
     let (entries, more) = read::list(&ctx, s.ann.id, None, 10).await.unwrap();
     assert_eq!(entries.iter().map(|e| e.conversation_id).collect::<Vec<_>>(), vec![s.ac, s.ab]);
     assert!(!more);
-    let metrics = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("duet_query_conversation_lists_total{source=\"redis\"}"), "{metrics}");
 
     // One conversation; paging with a cursor; errors.
@@ -69,7 +69,7 @@ async fn redis_down_the_list_still_answers_from_postgres_with_the_same_content()
     assert_eq!(lines(&from_postgres), expected("ann"));
     let (status, one) = cut_off.get(&format!("/conversations/{}", s.ac), Some(&s.ann.token)).await;
     assert_eq!((status, one), (StatusCode::OK, from_redis["items"][0].clone()));
-    let metrics = cut_off.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    let metrics = cut_off.metrics().await;
     assert!(metrics.contains("duet_query_conversation_lists_total{source=\"postgres_redis_down\"}"), "{metrics}");
 }
 
@@ -225,7 +225,7 @@ async fn projector_lag_is_exposed_in_metrics() {
     let ctx = context_of(&app.settings).await;
     caught_up(&ctx).await;
     let metrics = eventually("lag gauges at zero", Duration::from_secs(10), || async {
-        let text = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+        let text = app.metrics().await;
         (text.contains("duet_projector_events_behind 0") && text.contains("duet_projector_oldest_pending_age_seconds 0.0")).then_some(text)
     })
     .await;

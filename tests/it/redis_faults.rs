@@ -96,7 +96,7 @@ fn settings_on(redis: &PrivateRedis) -> Settings {
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.http_raw().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app.metrics().await;
     text.lines()
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no metric {name}"))

@@ -138,7 +138,7 @@ async fn read_your_writes_holds_while_replica_replay_is_paused() {
     // With one, the page holds what the client knows exists: from the primary.
     assert_eq!(after_hinted, (vec![4], "primary".to_owned()));
     assert_eq!(hinted, (vec![1, 2, 3, 4], "primary".to_owned()));
-    let metrics = app.get("/metrics", None).await.1.as_str().unwrap_or_default().to_owned();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("duet_query_history_reads_total{source=\"primary_fallback\"} 2"), "{metrics}");
 
     // Once replay resumes, the replica serves the hinted read again.

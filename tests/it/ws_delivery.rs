@@ -228,7 +228,7 @@ async fn messages_published_while_a_nodes_subscriber_is_cut_off_arrive_once_it_r
     assert_eq!((first["id"].clone(), second["id"].clone()), (during["messageId"].clone(), after["messageId"].clone()));
     assert_eq!((first["seq"].as_i64(), second["seq"].as_i64()), (Some(2), Some(3)));
     // They came from the re-read of PostgreSQL after the reconnect, not from Pub/Sub.
-    let (_, metrics) = node_b.get("/metrics", None).await;
-    assert!(metrics.as_str().unwrap().contains("duet_ws_messages_filled_total 2"), "{metrics}");
+    let metrics = node_b.metrics().await;
+    assert!(metrics.contains("duet_ws_messages_filled_total 2"), "{metrics}");
     redis_admin(&["ACL", "DELUSER", &user]).await;
 }

@@ -196,8 +196,7 @@ async fn await_metric(app: &TestApp, series: &str, at_least: u64) {
     // Generous: the series may need many sends to move.
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     loop {
-        let (_, body) = app.get("/metrics", None).await;
-        let text = body.as_str().unwrap_or_default().to_owned();
+        let text = app.metrics().await;
         let value = text.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok());
         if value.is_some_and(|v| v >= at_least as f64) {
             return;

@@ -148,6 +148,8 @@ export class TestNode {
       DATABASE_URL: `${PG}/${this.db}`,
       DUET_REDIS_PREFIX: this.redisPrefix,
       DUET_HTTP_ADDR: `127.0.0.1:${this.port}`,
+      // Several nodes run at once: each its own admin port (/metrics).
+      DUET_ADMIN_ADDR: "127.0.0.1:0",
       DUET_JWT_SECRET: this.secret,
       RUST_LOG: process.env.RUST_LOG ?? "warn",
       DUET_LOG_FORMAT: "json",

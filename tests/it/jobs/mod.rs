@@ -159,9 +159,7 @@ impl PushTest {
     }
 
     pub async fn metrics(&self) -> String {
-        let (status, body) = self.app.get("/metrics", None).await;
-        assert_eq!(status, StatusCode::OK);
-        body.as_str().unwrap().to_owned()
+        self.app.metrics().await
     }
 
     pub async fn device_tokens(&self, user: &TestUser) -> Vec<String> {
