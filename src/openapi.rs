@@ -74,7 +74,7 @@ fn forbid_control_characters(doc: &mut Value) {
     let mut bodies = Vec::new();
     for item in doc["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut()) {
         for operation in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
-            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+            for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
                 if parameter["in"] == "query" && free(&parameter["schema"]) {
                     parameter["schema"]["pattern"] = NO_CONTROLS.into();
                 }

@@ -56,6 +56,8 @@ SEMANTIC_400 = {
     "sendMessage": "text_required: text is checked after trimming; payload rules by type",
     "markDelivered": "seq_out_of_range: seq beyond the conversation's last message",
     "markRead": "seq_out_of_range: seq beyond the conversation's last message",
+    "blockUser": "cannot_block_self: the id is the caller's",
+    "report": "invalid_report_target: exactly one of userId and messageId; not oneself or one's own message",
 }
 semantic = "".join(
     f"""
