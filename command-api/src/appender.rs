@@ -197,9 +197,10 @@ impl AppendRow {
 /// same batch (a client retrying before its first try was answered) are
 /// not sent to PostgreSQL: each settles to the first one's outcome, as if
 /// it came after it (the same message, `created = false`; or a conflict for
-/// other content). Only when the first was refused and the repeat names
-/// another conversation does the repeat get a call of its own, still in the
-/// same transaction. `Err` means nothing was stored.
+/// other content). Only when the first was refused does a repeat get a call
+/// of its own, still in the same transaction (the first may have named other
+/// content than the stored message, or another conversation). `Err` means
+/// nothing was stored.
 async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, ApiError>>, sqlx::Error> {
     let mut outcomes: Vec<Option<Result<Appended, ApiError>>> = requests.iter().map(|_| None).collect();
     while outcomes.iter().any(Option::is_none) {
@@ -218,8 +219,8 @@ async fn append_batch(conn: &mut PgConnection, requests: &[AppendRequest]) -> Re
             let first = firsts.iter().copied().find(|&f| same_key(&requests[f], request)).expect("every key has a first");
             outcomes[i] = match outcomes[first].as_ref().expect("settled above") {
                 Ok(earlier) => Some(replay(request, &earlier.message)),
-                Err(_) if requests[first].conversation_id == request.conversation_id => Some(Err(ApiError::conversation_not_found())),
-                // Refused in its conversation; this one may be accepted in its own: the next round.
+                // The first was refused (other content than the stored message, a block, another
+                // conversation): this one may be answered otherwise, so it gets a call of its own, the next round.
                 Err(_) => None,
             };
         }

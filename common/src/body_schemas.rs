@@ -11,10 +11,15 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-/// Each operation's request-body validator, and the properties its body
-/// declares, by method and route template.
+/// Each operation's request body, by method and route template.
 #[derive(Clone, Default)]
-pub struct BodySchemas(Arc<HashMap<(String, String), (jsonschema::Validator, HashSet<String>)>>);
+pub struct BodySchemas(Arc<HashMap<(String, String), Body>>);
+
+/// One operation's request body: its validator, and the properties it declares.
+struct Body {
+    validator: jsonschema::Validator,
+    declared: HashSet<String>,
+}
 
 impl BodySchemas {
     /// The validators of every operation with a JSON body in `openapi`.
@@ -32,7 +37,7 @@ impl BodySchemas {
                 let declared = resolved["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
                 match jsonschema::draft7::new(&root) {
                     Ok(validator) => {
-                        validators.insert((method.to_uppercase(), path.clone()), (validator, declared));
+                        validators.insert((method.to_uppercase(), path.clone()), Body { validator, declared });
                     }
                     Err(e) => tracing::warn!(%path, %method, error = %e, "no validator for a request body"),
                 }
@@ -43,13 +48,13 @@ impl BodySchemas {
 
     /// The top-level properties the body of `method route` declares; others are ignored.
     pub fn declared(&self, method: &str, route: &str) -> Option<&HashSet<String>> {
-        self.0.get(&(method.to_owned(), route.to_owned())).map(|(_, declared)| declared)
+        self.0.get(&(method.to_owned(), route.to_owned())).map(|body| &body.declared)
     }
 
     /// What is wrong with `body` for `method route`, naming the field; `None`
     /// when it is not JSON, the route has no body schema, or nothing is wrong.
     pub fn explain(&self, method: &str, route: &str, body: &[u8]) -> Option<String> {
-        let (validator, _) = self.0.get(&(method.to_owned(), route.to_owned()))?;
+        let validator = &self.0.get(&(method.to_owned(), route.to_owned()))?.validator;
         let value: Value = serde_json::from_slice(body).ok()?;
         let error = validator.iter_errors(&value).next()?;
         let field = error.instance_path().to_string();
