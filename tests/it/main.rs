@@ -8,6 +8,7 @@ mod ws;
 mod abuse;
 mod accounts;
 mod analytics;
+mod attachments;
 mod asyncapi;
 mod bench_smoke;
 mod blocks;
