@@ -80,7 +80,9 @@ pub fn fresh_settings() -> Settings {
 pub fn with_s3(settings: &mut Settings) {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: run the tests with scripts/test, or `source scripts/services.sh; source scripts/s3.sh; ensure_s3` first")
+            panic!(
+                "{name} is not set: run the tests with scripts/test, or `source scripts/services.sh; source scripts/s3.sh; ensure_s3` first"
+            )
         })
     };
     let attachments = &mut settings.attachments;

@@ -137,7 +137,12 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
     ),
     (
         "getAttachment",
-        &[ErrorCode::ConversationNotFound, ErrorCode::AttachmentNotFound, ErrorCode::AttachmentNotUploaded, ErrorCode::AttachmentsUnavailable],
+        &[
+            ErrorCode::ConversationNotFound,
+            ErrorCode::AttachmentNotFound,
+            ErrorCode::AttachmentNotUploaded,
+            ErrorCode::AttachmentsUnavailable,
+        ],
     ),
 ];
 
@@ -146,7 +151,12 @@ impl AttachmentsApi {
     /// Start an upload into a conversation of yours. Limited per user
     /// (`DUET_ATTACHMENT_UPLOADS_PER_HOUR`).
     #[oai(path = "/conversations/:id/attachments", method = "post", operation_id = "createAttachment")]
-    async fn create(&self, auth: BearerAuth, id: Path<ConversationId>, body: Json<CreateAttachmentRequest>) -> ApiResult<CreateAttachmentResponse> {
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        id: Path<ConversationId>,
+        body: Json<CreateAttachmentRequest>,
+    ) -> ApiResult<CreateAttachmentResponse> {
         let Json(body) = body;
         let upload = NewUpload {
             kind: body.kind,

@@ -37,9 +37,9 @@ pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
         privacy::ERRORS,
         reports::ERRORS,
     ]
-        .into_iter()
-        .flatten()
-        .copied()
+    .into_iter()
+    .flatten()
+    .copied()
 }
 
 pub fn api(commands: Commands) -> CommandApi {

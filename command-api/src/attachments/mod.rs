@@ -185,10 +185,7 @@ impl Attachments {
             storage.delete(&attachment.object_key).await?;
             return Err(ApiError::new(
                 ErrorCode::UploadMismatch,
-                format!(
-                    "the upload is not the declared {} bytes of `{}`; it was deleted",
-                    attachment.size_bytes, attachment.content_type
-                ),
+                format!("the upload is not the declared {} bytes of `{}`; it was deleted", attachment.size_bytes, attachment.content_type),
             ));
         }
         // A concurrent completion may have won: either way the row is now `uploaded`.
@@ -203,7 +200,12 @@ impl Attachments {
     }
 
     /// A short-lived download URL of an uploaded attachment, for members only.
-    pub async fn download(&self, user: UserId, conversation: ConversationId, id: AttachmentId) -> Result<(Attachment, SignedUrl), ApiError> {
+    pub async fn download(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        id: AttachmentId,
+    ) -> Result<(Attachment, SignedUrl), ApiError> {
         let storage = self.storage()?;
         self.member(user, conversation).await?;
         let attachment = self.find(conversation, id).await?.ok_or_else(not_found)?;

@@ -85,10 +85,9 @@ pub fn max_size(settings: &AttachmentSettings, kind: AttachmentKind) -> u64 {
 pub fn size(settings: &AttachmentSettings, kind: AttachmentKind, size: i64) -> Result<i64, ApiError> {
     let max = max_size(settings, kind);
     match u64::try_from(size) {
-        Ok(bytes) if bytes > max => Err(ApiError::new(
-            ErrorCode::AttachmentTooLarge,
-            format!("`size` must be at most {max} bytes for `{}`", kind.as_str()),
-        )),
+        Ok(bytes) if bytes > max => {
+            Err(ApiError::new(ErrorCode::AttachmentTooLarge, format!("`size` must be at most {max} bytes for `{}`", kind.as_str())))
+        }
         Ok(bytes) if bytes >= 1 => Ok(size),
         _ => Err(ApiError::new(ErrorCode::BadRequest, "`size` must be at least 1 byte")),
     }

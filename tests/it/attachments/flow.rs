@@ -44,7 +44,8 @@ async fn an_image_uploaded_through_its_presigned_url_is_downloaded_by_the_peer_b
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{message}");
-    let payload = json!({"attachmentId": id, "contentType": "image/png", "size": photo.len(), "fileName": "beach.png", "width": 640, "height": 480});
+    let payload =
+        json!({"attachmentId": id, "contentType": "image/png", "size": photo.len(), "fileName": "beach.png", "width": 640, "height": 480});
     assert_eq!(message["payload"], payload);
     assert_eq!(message["text"], "the beach");
 
@@ -54,7 +55,10 @@ async fn an_image_uploaded_through_its_presigned_url_is_downloaded_by_the_peer_b
     assert_eq!(history["items"][0]["payload"], payload, "{history}");
     let (status, file) = download(&app, &bob, conversation, &id).await;
     assert_eq!(status, StatusCode::OK, "{file}");
-    assert_eq!((file["kind"].as_str(), file["contentType"].as_str(), file["fileName"].as_str()), (Some("image"), Some("image/png"), Some("beach.png")));
+    assert_eq!(
+        (file["kind"].as_str(), file["contentType"].as_str(), file["fileName"].as_str()),
+        (Some("image"), Some("image/png"), Some("beach.png"))
+    );
     let response = reqwest::get(file["url"].as_str().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "image/png");

@@ -106,10 +106,17 @@ async fn completing_an_upload_of_another_size_or_type_refuses_it_and_deletes_the
         assert_error(&complete(&app, &ann, conversation, &id).await, StatusCode::CONFLICT, "upload_mismatch");
         assert!(!store.exists(&key).await, "the refused object of {content_type} is deleted");
     }
-    assert_error(&send(&app, &ann, conversation, "video", json!({"attachmentId": id})).await, StatusCode::CONFLICT, "attachment_not_uploaded");
+    assert_error(
+        &send(&app, &ann, conversation, "video", json!({"attachmentId": id})).await,
+        StatusCode::CONFLICT,
+        "attachment_not_uploaded",
+    );
 
     // The declared file, through the same URL, completes.
     assert_eq!(put(&created, clip).await, StatusCode::OK);
     assert_eq!(complete(&app, &ann, conversation, &id).await.0, StatusCode::OK);
-    assert_eq!(send(&app, &ann, conversation, "video", json!({"attachmentId": id, "width": 1280, "height": 720, "durationMs": 42})).await.0, StatusCode::CREATED);
+    assert_eq!(
+        send(&app, &ann, conversation, "video", json!({"attachmentId": id, "width": 1280, "height": 720, "durationMs": 42})).await.0,
+        StatusCode::CREATED
+    );
 }
