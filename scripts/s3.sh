@@ -37,7 +37,9 @@ ensure_s3() {
   fi
   wait_for "the S3 server (s3s-fs)" curl -s -o /dev/null "$endpoint/"
   # A server started from another checkout serves another directory: make the bucket through the API.
-  local sign=(--aws-sigv4 "aws:amz:$S3_LOCAL_REGION:s3" --user "$S3_LOCAL_ACCESS_KEY:$S3_LOCAL_SECRET_KEY")
+  # S3 wants the payload's SHA-256 in a header; these requests have none (the hash of nothing).
+  local sign=(--aws-sigv4 "aws:amz:$S3_LOCAL_REGION:s3" --user "$S3_LOCAL_ACCESS_KEY:$S3_LOCAL_SECRET_KEY"
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
   if ! curl -sf -o /dev/null -I "${sign[@]}" "$endpoint/$S3_LOCAL_BUCKET"; then
     curl -sf -o /dev/null -X PUT "${sign[@]}" "$endpoint/$S3_LOCAL_BUCKET" || {
       echo "error: the S3 server on port $DUET_S3_PORT refuses the bucket $S3_LOCAL_BUCKET (another server with other credentials?)" >&2
