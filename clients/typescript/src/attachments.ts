@@ -7,8 +7,7 @@
  * @module
  */
 import type { components } from "./generated/openapi.js";
-import type { ErrorData } from "./generated/protocol.js";
-import { DuetServerError } from "./client.js";
+import { refused } from "./refused.js";
 import type { DuetRestClient } from "./rest.js";
 
 type Schemas = components["schemas"];
@@ -26,15 +25,6 @@ export interface NewAttachment {
   data: Blob | ArrayBuffer | Uint8Array;
   /** The name the receiver saves it under. */
   fileName?: string;
-}
-
-/** Throws the server's `{code, message}` as a {@link DuetServerError}. */
-function refused(error: unknown, what: string): never {
-  const body = error as Partial<ErrorData> | undefined;
-  if (body && typeof body.code === "string" && typeof body.message === "string") {
-    throw new DuetServerError({ code: body.code, message: body.message });
-  }
-  throw new Error(`${what} failed: ${JSON.stringify(error)}`);
 }
 
 /** The attachment operations of one signed-in user. */

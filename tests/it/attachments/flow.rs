@@ -35,14 +35,9 @@ async fn an_image_uploaded_through_its_presigned_url_is_downloaded_by_the_peer_b
     );
 
     // Sent with a caption and drawing hints: the server stores what it checked.
-    let client_msg_id = "photo-1";
-    let (status, message) = app
-        .post(
-            &format!("/conversations/{conversation}/messages"),
-            Some(&ann.token),
-            json!({"clientMsgId": client_msg_id, "type": "image", "text": "the beach", "payload": {"attachmentId": id, "width": 640, "height": 480}}),
-        )
-        .await;
+    let messages = format!("/conversations/{conversation}/messages");
+    let send = json!({"clientMsgId": "photo-1", "type": "image", "text": "the beach", "payload": {"attachmentId": id, "width": 640, "height": 480}});
+    let (status, message) = app.post(&messages, Some(&ann.token), send.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{message}");
     let payload =
         json!({"attachmentId": id, "contentType": "image/png", "size": photo.len(), "fileName": "beach.png", "width": 640, "height": 480});
@@ -66,13 +61,7 @@ async fn an_image_uploaded_through_its_presigned_url_is_downloaded_by_the_peer_b
 
     // Completing again changes nothing; a retry of the send returns the stored message.
     assert_eq!(complete(&app, &ann, conversation, &id).await, (StatusCode::OK, completed));
-    let (status, again) = app
-        .post(
-            &format!("/conversations/{conversation}/messages"),
-            Some(&ann.token),
-            json!({"clientMsgId": client_msg_id, "type": "image", "text": "the beach", "payload": {"attachmentId": id, "width": 640, "height": 480}}),
-        )
-        .await;
+    let (status, again) = app.post(&messages, Some(&ann.token), send).await;
     assert_eq!((status, &again["id"]), (StatusCode::OK, &message["id"]), "{again}");
 }
 
