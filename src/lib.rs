@@ -202,7 +202,7 @@ impl Application {
         let serves = |s| services.contains(&s);
         let job_metrics = duet_jobs::JobMetrics::register(&ctx.metrics);
         // The gateway sends through the same Commands (append writers) as REST.
-        let commands = (serves(Service::CommandApi) || serves(Service::Realtime)).then(|| Commands::start(&ctx));
+        let commands = (serves(Service::CommandApi) || serves(Service::Realtime)).then(|| Commands::start(&ctx)).transpose()?;
         let gateway = match (&commands, serves(Service::Realtime)) {
             (Some(commands), true) => Some(Gateway::start(&ctx, commands.clone()).await?),
             _ => None,

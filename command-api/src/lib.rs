@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod api;
 pub mod appender;
+pub mod attachments;
 pub mod batcher;
 pub mod conversations;
 pub mod devices;
@@ -46,25 +47,30 @@ pub struct Commands {
     report_limiter: RateLimiter,
     /// Login and registration limits.
     pub guard: guard::Guard,
+    /// Uploads to object storage, and the check of attachment messages.
+    pub attachments: attachments::Attachments,
 }
 
 impl Commands {
     /// Starts the append writers of this process.
-    pub fn start(ctx: &AppContext) -> Self {
+    pub fn start(ctx: &AppContext) -> anyhow::Result<Self> {
         let settings = &ctx.settings;
         let batches = BatchFamilies::register(&ctx.metrics);
-        Commands {
+        Ok(Commands {
+            attachments: attachments::Attachments::new(ctx)?,
             appender: Appender::start(ctx, &batches),
             receipts: ReceiptWriter::start(ctx, &batches),
             send_limiter: RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst),
             report_limiter: RateLimiter::new(settings.report_rate_per_sec, settings.report_burst),
             guard: guard::Guard::new(settings),
             ctx: ctx.clone(),
-        }
+        })
     }
 
     /// Validates, rate-limits, stores and publishes a message. Returns once it
     /// is durable and on its way live (already queued to this node's sessions).
+    /// An attachment message's attachment is checked first (one indexed read;
+    /// other messages pay nothing): `attachments::message`.
     pub async fn send(&self, sender_id: UserId, target: Target, message: NewMessage) -> Result<Appended, ApiError> {
         let message = message.validate()?;
         let key = self.ctx.keys.send_rate(sender_id);
@@ -75,6 +81,7 @@ impl Commands {
             Target::Conversation(id) => id,
             Target::Peer(peer_id) => self.conversation_with(sender_id, peer_id).await?.0.id,
         };
+        let message = self.attachments.attach(sender_id, conversation_id, message).await?;
         self.appender.append(AppendRequest { sender_id, conversation_id, message }).await
     }
 

@@ -203,6 +203,13 @@ impl std::ops::Deref for ValidMessage {
 }
 
 impl ValidMessage {
+    /// The same message with a `payload` the server built from what it checked
+    /// (an attachment message's), in place of the client's.
+    pub fn with_payload(mut self, payload: serde_json::Value) -> ValidMessage {
+        self.0.payload = Some(payload);
+        self
+    }
+
     /// Whether `message` stores exactly this content (used to tell a retry from a reused id).
     pub fn same_content(&self, message: &Message) -> bool {
         self.kind == message.kind && self.text == message.text && self.payload == message.payload

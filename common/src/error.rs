@@ -109,6 +109,16 @@ error_codes! {
     InvalidReportTarget = "invalid_report_target", 400, "A report names exactly one of `userId` and `messageId`.";
     MessageNotFound = "message_not_found", 404, "No such message in a conversation of the caller's.";
     InvalidDetails = "invalid_details", 400, "`details` is longer than 1000 characters or contains a control character other than a line break or tab.";
+    // Attachments.
+    AttachmentsUnavailable = "attachments_unavailable", 503, "Attachments are not configured on this server (no object storage, `DUET_S3_ENDPOINT`).";
+    InvalidContentType = "invalid_content_type", 400, "`contentType` is not one allowed for the attachment's `kind`.";
+    AttachmentTooLarge = "attachment_too_large", 400, "`size` is above the limit of the attachment's `kind`.";
+    InvalidFileName = "invalid_file_name", 400, "`fileName` is empty, longer than 255 characters, or contains a control character, `/` or `\\`.";
+    AttachmentNotFound = "attachment_not_found", 404, "No such attachment in this conversation, or it is not the caller's to use.";
+    UploadMissing = "upload_missing", 409, "The attachment's object is not in storage: upload it to the `upload.url` first.";
+    UploadMismatch = "upload_mismatch", 409, "The uploaded object's size or content type is not what was declared; it was deleted: upload the declared file again.";
+    AttachmentNotUploaded = "attachment_not_uploaded", 409, "The attachment's upload is not completed (`POST .../complete`).";
+    AttachmentKindMismatch = "attachment_kind_mismatch", 400, "The message `type` is not the attachment's `kind` (`image`, `video`, `audio`, `file`).";
     // WebSocket frames.
     InvalidJson = "invalid_json", 400, "WebSocket: the frame is not JSON.";
     InvalidFrame = "invalid_frame", 400, "WebSocket: the frame is not an object with a string `type`, an optional 1 to 64 character `id`, a numeric `ts` and `data`.";
@@ -228,6 +238,7 @@ impl From<ApiError> for ErrorResponse {
                 403 => ErrorResponse::Forbidden(body),
                 404 => ErrorResponse::NotFound(body),
                 409 => ErrorResponse::Conflict(body),
+                503 => ErrorResponse::Unavailable(body),
                 _ => ErrorResponse::BadRequest(body),
             },
             ApiError::Unauthorized(_) => ErrorResponse::Unauthorized(body),

@@ -327,6 +327,8 @@ pub enum ApiTags {
     Search,
     /// Presence privacy, blocks and reports.
     Privacy,
+    /// Images, videos, voice notes and files in object storage: presigned uploads and downloads.
+    Attachments,
 }
 
 #[cfg(test)]

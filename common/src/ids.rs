@@ -123,6 +123,8 @@ ids! {
     SessionId;
     /// One sign-in of a user (a family of rotating refresh tokens): the `sid` of its access tokens.
     AuthSessionId;
+    /// A file in object storage, uploaded (or being uploaded) into a conversation.
+    AttachmentId;
 }
 
 #[cfg(test)]

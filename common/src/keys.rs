@@ -14,7 +14,7 @@
 //! | `presence:expiries` | sorted set | when each user's presence lapses |
 //! | `lastseen:pending` | sorted set | last-seen times not yet written to PostgreSQL ([`crate::last_seen`]) |
 //! | `rl:send:<u>`, `rl:handshake:<ip>`, `rl:lookup:<u>`, `rl:search:<u>` | hash, TTL | token buckets ([`crate::ratelimit`]) |
-//! | `rl:login:ip:<ip>`, `rl:register:<ip>` | integer, TTL | per-window counts ([`crate::throttle::Window`]) |
+//! | `rl:login:ip:<ip>`, `rl:register:<ip>`, `rl:upload:<u>` | integer, TTL | per-window counts ([`crate::throttle::Window`]) |
 //! | `rl:login:pair:<email>:<ip>`, `rl:login:account:<email>` | hash, TTL | login backoffs ([`crate::throttle::Backoff`]) |
 //! | `rl:login:known:<email>:<ip>` | string, TTL | the account logged in from this IP (exempt from the account-wide backoff) |
 //! | `proj:{u}:convs` | sorted set | `u`'s conversation ids by last activity (µs; ties by id) |
@@ -120,6 +120,11 @@ impl Keys {
     /// Set when the account logged in from this IP.
     pub fn login_known(&self, email: &str, ip: IpAddr) -> String {
         self.key(format_args!("rl:login:known:{email}:{ip}"))
+    }
+
+    /// Attachment uploads a user started in the current hour.
+    pub fn upload_rate(&self, user: UserId) -> String {
+        self.key(format_args!("rl:upload:{user}"))
     }
 
     pub fn register_ip(&self, ip: IpAddr) -> String {

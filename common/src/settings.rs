@@ -5,6 +5,10 @@
 
 use std::net::SocketAddr;
 
+mod attachments;
+
+pub use attachments::{AttachmentSettings, Secret};
+
 /// Where the process runs; production refuses unsafe defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Environment {
@@ -226,7 +230,7 @@ pub struct Settings {
     #[arg(long, env = "DUET_APNS_BASE_URL", default_value = "https://api.push.apple.com")]
     pub apns_base_url: String,
 
-    /// Put the message text in the notification; off by default (privacy).
+    /// Put the message text in the notification (for an attachment, what it is: "Photo", "Voice message" …, and its caption); off by default (privacy).
     #[arg(long, env = "DUET_PUSH_PREVIEW", default_value_t = false, action = clap::ArgAction::Set)]
     pub push_preview: bool,
 
@@ -321,6 +325,10 @@ pub struct Settings {
     /// How often pending lastSeen entries are moved into a job, in ms.
     #[arg(long, env = "DUET_LASTSEEN_INTERVAL_MS", default_value_t = 1000)]
     pub lastseen_interval_ms: u64,
+
+    // ---- attachments in object storage (settings/attachments.rs) ----
+    #[command(flatten)]
+    pub attachments: AttachmentSettings,
 }
 
 impl Settings {
@@ -351,6 +359,7 @@ impl Settings {
                 self.append_writers
             );
         }
+        self.attachments.validate()?;
         Ok(())
     }
 

@@ -67,7 +67,30 @@ pub fn fresh_settings() -> Settings {
     settings.login_per_ip_per_min = 100_000;
     settings.lookup_per_min = 100_000;
     settings.search_per_min = 100_000;
+    settings.attachments.attachment_uploads_per_hour = 100_000;
+    // Attachments are off unless a test asks for the local S3 server (`with_s3`).
+    settings.attachments.s3_endpoint = None;
+    settings.attachments.s3_public_endpoint = None;
     settings
+}
+
+/// Points `settings` at the S3 server named by `DUET_TEST_S3_*` (scripts/test
+/// starts one: scripts/s3.sh). Fails the test when it is not set: a test that
+/// needs object storage never passes without it.
+pub fn with_s3(settings: &mut Settings) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run the tests with scripts/test, or `source scripts/services.sh; source scripts/s3.sh; ensure_s3` first"
+            )
+        })
+    };
+    let attachments = &mut settings.attachments;
+    attachments.s3_endpoint = Some(var("DUET_TEST_S3_ENDPOINT"));
+    attachments.s3_access_key = Some(var("DUET_TEST_S3_ACCESS_KEY").as_str().into());
+    attachments.s3_secret_key = Some(var("DUET_TEST_S3_SECRET_KEY").as_str().into());
+    attachments.s3_bucket = var("DUET_TEST_S3_BUCKET");
+    attachments.s3_region = var("DUET_TEST_S3_REGION");
 }
 
 /// `DUET_TEST_DATABASE_URL`: a database on the PostgreSQL server the tests use.

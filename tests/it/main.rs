@@ -9,6 +9,7 @@ mod abuse;
 mod accounts;
 mod analytics;
 mod asyncapi;
+mod attachments;
 mod bench_smoke;
 mod blocks;
 mod conversation_pages;

@@ -26,15 +26,15 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
     assert_eq!(message["conversationId"], conversation.to_string());
     assert_eq!(message["clientMsgId"], "c-1");
 
-    let (status, image) = app
+    let (status, location) = app
         .post(
             &format!("/conversations/{conversation}/messages"),
             Some(&bob.token),
-            json!({"clientMsgId": "c-2", "type": "image", "text": "caption", "payload": {"url": "https://x/y.png", "w": 640, "nested": [1, null, "z"]}}),
+            json!({"clientMsgId": "c-2", "type": "location", "text": "caption", "payload": {"lat": 48.85, "w": 640, "nested": [1, null, "z"]}}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{image}");
-    assert_eq!(image["seq"], 2);
+    assert_eq!(status, StatusCode::CREATED, "{location}");
+    assert_eq!(location["seq"], 2);
 
     // PostgreSQL's `duet_append` writes the event; it must read as the
     // Rust `Envelope` (which omits an absent `text` or `payload` that SQL writes as null).
@@ -43,7 +43,7 @@ async fn a_sent_message_is_stored_with_seq_and_an_outbox_event() {
         .await
         .unwrap();
     assert_eq!(events.len(), 2);
-    for (event, sent) in events.iter().zip([&message, &image]) {
+    for (event, sent) in events.iter().zip([&message, &location]) {
         let stored: Message = serde_json::from_value(sent.clone()).unwrap();
         let expected = Envelope::from(DomainEvent::MessageAppended { message: stored });
         assert_eq!(serde_json::from_value::<Envelope>(event.clone()).unwrap(), expected);
@@ -237,16 +237,16 @@ async fn message_input_errors_have_codes_and_store_nothing() {
     // 4000 characters (not bytes) is the limit.
     let (status, _) = app.send(&ann, conversation, "max", &"é".repeat(4000)).await;
     assert_eq!(status, StatusCode::CREATED);
-    // A non-text message with a payload.
-    let (status, image) = app
+    // A non-text message with a free payload (attachment types name an upload: tests/it/attachments).
+    let (status, location) = app
         .post(
             &path,
             Some(&ann.token),
-            json!({"clientMsgId": "img", "type": "image", "payload": {"url": "https://cdn.example/1.png"}, "text": "look"}),
+            json!({"clientMsgId": "loc", "type": "location", "payload": {"lat": 48.85, "lng": 2.29}, "text": "here"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{image}");
-    assert_eq!(image["payload"]["url"], "https://cdn.example/1.png");
+    assert_eq!(status, StatusCode::CREATED, "{location}");
+    assert_eq!(location["payload"]["lng"], 2.29);
     let stored: i64 = sqlx::query_scalar("select count(*) from messages").fetch_one(&app.db).await.unwrap();
     assert_eq!(stored, 2);
 }

@@ -162,7 +162,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
 /// Every setting the code reads is documented in the README's settings table.
 #[test]
 fn every_setting_is_documented_in_the_readme() {
-    let settings = include_str!("../../common/src/settings.rs");
+    let settings = concat!(include_str!("../../common/src/settings.rs"), include_str!("../../common/src/settings/attachments.rs"));
     let readme = include_str!("../../README.md");
     let missing: Vec<&str> = settings
         .split("env = \"")

@@ -161,7 +161,7 @@ async fn a_client_that_stops_reading_is_closed_1013_and_its_messages_stay_for_sy
             // In rounds, so each sender keeps reading its own acks.
             for round in 0..per_sender / 25 {
                 for i in 0..25 {
-                    let data = json!({"conversationId": conversation, "clientMsgId": format!("m{round}-{i}"), "type": "file", "payload": {"blob": blob}});
+                    let data = json!({"conversationId": conversation, "clientMsgId": format!("m{round}-{i}"), "type": "location", "payload": {"blob": blob}});
                     client.send(ClientKind::Send, data).await;
                 }
                 for _ in 0..25 {

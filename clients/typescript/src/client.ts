@@ -33,6 +33,7 @@ import { alwaysOnline, browserOnlineSource, type OnlineSource } from "./online.j
 import { MemoryOutboxStorage, PERMANENT_SEND_ERRORS, type OutboxEntry, type OutboxStorage } from "./outbox.js";
 import { createRestClient, type DuetRestClient } from "./rest.js";
 import { DuetPrivacy } from "./privacy.js";
+import { DuetAttachments } from "./attachments.js";
 import { ChatStore, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
   onUpgradeRefused,
@@ -159,6 +160,8 @@ export class DuetClient extends Emitter<DuetClientEvents> {
   readonly rest: DuetRestClient;
   /** Presence privacy, blocks and reports (REST). */
   readonly privacy: DuetPrivacy;
+  /** Uploads to object storage and download URLs (REST). */
+  readonly attachments: DuetAttachments;
 
   private readonly opts: DuetClientOptions;
   private readonly online: OnlineSource;
@@ -221,6 +224,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
     this.privacy = new DuetPrivacy(this.rest);
+    this.attachments = new DuetAttachments(this.rest, options.fetch);
   }
 
   // ------------------------------------------------------------------ lifecycle

@@ -7,7 +7,8 @@
  * - {@link DuetSession}: a signed-in session whose short-lived access token
  *   is renewed with a rotating refresh token; logout, log out everywhere.
  * - {@link createRestClient}: the typed REST client (openapi-fetch), and
- *   {@link DuetPrivacy} (presence privacy, blocks, reports) over it.
+ *   {@link DuetPrivacy} (presence privacy, blocks, reports) and
+ *   {@link DuetAttachments} (uploads to object storage) over it.
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -28,6 +29,8 @@ export { createRestClient } from "./rest.js";
 export { DuetSession, SessionEndedError } from "./session.js";
 export type { DuetSessionOptions, SessionTokens } from "./session.js";
 export { DuetPrivacy } from "./privacy.js";
+export { DuetAttachments } from "./attachments.js";
+export type { AttachmentDownload, AttachmentInfo, AttachmentKind, NewAttachment } from "./attachments.js";
 export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";

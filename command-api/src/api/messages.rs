@@ -27,7 +27,11 @@ struct SendMessageRequest {
     /// Defaults to `text`.
     #[oai(rename = "type")]
     kind: Option<MessageType>,
-    /// A JSON object for non-text messages (at most 16 KiB).
+    /// A JSON object for non-text messages (at most 16 KiB). `image`, `video`,
+    /// `audio` and `file` messages name a completed upload: `{attachmentId}`
+    /// and optional `width`, `height`, `durationMs`, `waveform` (`docs/protocol.md`,
+    /// "Attachments"); the server stores them with the attachment's `contentType`,
+    /// `size` and `fileName`. `location` payloads are free.
     payload: Option<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -68,6 +72,9 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::InvalidText,
             ErrorCode::InvalidPayload,
             ErrorCode::PayloadTooLarge,
+            ErrorCode::AttachmentNotFound,
+            ErrorCode::AttachmentNotUploaded,
+            ErrorCode::AttachmentKindMismatch,
             ErrorCode::IdempotencyConflict,
             ErrorCode::RateLimited,
             ErrorCode::RecipientUnavailable,

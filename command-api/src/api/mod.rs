@@ -1,5 +1,6 @@
 //! The command side's HTTP operations (poem-openapi), one file per area.
 
+mod attachments;
 mod auth;
 mod conversations;
 mod devices;
@@ -8,6 +9,7 @@ mod privacy;
 mod reports;
 mod sessions;
 
+pub use attachments::AttachmentsApi;
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
@@ -21,14 +23,23 @@ use duet_common::ErrorCode;
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, DevicesApi, PrivacyApi, ReportsApi);
+pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, AttachmentsApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
-    [auth::ERRORS, sessions::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS, privacy::ERRORS, reports::ERRORS]
-        .into_iter()
-        .flatten()
-        .copied()
+    [
+        auth::ERRORS,
+        sessions::ERRORS,
+        conversations::ERRORS,
+        messages::ERRORS,
+        attachments::ERRORS,
+        devices::ERRORS,
+        privacy::ERRORS,
+        reports::ERRORS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
 }
 
 pub fn api(commands: Commands) -> CommandApi {
@@ -37,6 +48,7 @@ pub fn api(commands: Commands) -> CommandApi {
         SessionsApi(commands.clone()),
         ConversationsApi(commands.clone()),
         MessagesApi(commands.clone()),
+        AttachmentsApi(commands.clone()),
         DevicesApi(commands.clone()),
         PrivacyApi(commands.clone()),
         ReportsApi(commands),

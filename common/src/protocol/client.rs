@@ -59,7 +59,10 @@ pub struct SendData {
     /// The message type; `text` when absent.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<MessageType>,
-    /// For non-text messages: a JSON object of at most 16 KiB.
+    /// For non-text messages: a JSON object of at most 16 KiB. `image`, `video`,
+    /// `audio` and `file` messages name a completed upload (`{attachmentId}`,
+    /// optional `width`, `height`, `durationMs`, `waveform`: docs/protocol.md,
+    /// "Attachments"); `location` payloads are free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub payload: Option<Value>,

@@ -10,6 +10,7 @@ const CONVERSATION: &str = "0190f5a8-0000-7000-8000-000000000001";
 const ANN: &str = "0190f5a8-1111-7000-8000-000000000001";
 const BOB: &str = "0190f5a8-7a3c-7c4e-9d2a-3b1f0e9c8d7a";
 const MESSAGE: &str = "0190f5a8-2222-7000-8000-000000000001";
+const ATTACHMENT: &str = "0190f5a8-3333-7000-8000-000000000001";
 
 /// Example `data` of a client frame.
 pub fn client(kind: ClientKind) -> Vec<Value> {
@@ -19,7 +20,8 @@ pub fn client(kind: ClientKind) -> Vec<Value> {
         ClientKind::PresenceSubscribe => vec![json!({"userIds": [BOB]})],
         ClientKind::Send => vec![
             json!({"conversationId": CONVERSATION, "clientMsgId": "c-42", "text": "Hello!"}),
-            json!({"receiverId": BOB, "clientMsgId": "c-43", "type": "image", "payload": {"url": "https://cdn.example/p.jpg"}}),
+            json!({"receiverId": BOB, "clientMsgId": "c-43", "type": "image", "text": "Look!", "payload": {"attachmentId": ATTACHMENT, "width": 1280, "height": 960}}),
+            json!({"conversationId": CONVERSATION, "clientMsgId": "c-44", "type": "location", "payload": {"lat": 48.8584, "lng": 2.2945}}),
         ],
         ClientKind::Delivered | ClientKind::Read => {
             vec![json!({"conversationId": CONVERSATION, "seq": 17})]

@@ -10,6 +10,7 @@
 //! a permanent error, the job is recorded dead with its error.
 
 pub mod apns;
+pub mod body;
 pub mod fcm;
 pub mod provider;
 pub mod retry;
@@ -120,22 +121,18 @@ impl Pusher {
         // Redis unable to tell counts as offline: a push too many beats a missed one.
         let online = presence::online(&self.ctx.fast_redis, &self.ctx.keys, &[user_id]).await.is_some_and(|o| o[0]);
         let newest = if online { None } else { store::newest_unread(db, user_id, conversation_id).await? };
-        let Some((seq, text)) = newest else {
+        let Some(newest) = newest else {
             store::end_episode(db, user_id, conversation_id, episode).await?;
             return Ok(Outcome::Skipped);
         };
         let devices = store::devices(db, user_id).await?;
         let settings = self.settings();
-        let body = match text {
-            Some(text) if settings.push_preview => text.chars().take(200).collect(),
-            _ => settings.push_body.clone(),
-        };
         let notification = Notification {
             silent: false,
             title: settings.push_title.clone(),
-            body,
+            body: body::alert(settings, newest.kind, newest.text.as_deref()),
             conversation_id,
-            seq,
+            seq: newest.seq,
             badge: store::badge(db, user_id).await?,
             collapse_id: conversation_id.to_string(),
         };

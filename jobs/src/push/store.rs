@@ -4,6 +4,7 @@
 //! marker, served by `messages_receiver_idx`). The projector's Redis unread
 //! projection can replace `badge` once it exists.
 
+use duet_common::domain::MessageType;
 use duet_common::ids::{ConversationId, DeviceId, UserId};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -24,13 +25,26 @@ pub async fn badge(db: &PgPool, user_id: UserId) -> sqlx::Result<i64> {
     sqlx::query_scalar("select count(*) from unread_messages where user_id = $1").bind(user_id).fetch_one(db).await
 }
 
-/// The newest unread message of the conversation for the user: its seq and text.
-pub async fn newest_unread(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> sqlx::Result<Option<(i64, Option<String>)>> {
-    sqlx::query_as("select seq, text from unread_messages where user_id = $1 and conversation_id = $2 order by seq desc limit 1")
-        .bind(user_id)
-        .bind(conversation_id)
-        .fetch_optional(db)
-        .await
+/// The newest unread message of a conversation for its receiver, as much of it as a notification may tell.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Newest {
+    pub seq: i64,
+    #[sqlx(rename = "type")]
+    pub kind: MessageType,
+    /// The text, or an attachment's caption.
+    pub text: Option<String>,
+}
+
+/// The newest unread message of the conversation for the user.
+pub async fn newest_unread(db: &PgPool, user_id: UserId, conversation_id: ConversationId) -> sqlx::Result<Option<Newest>> {
+    sqlx::query_as(
+        "select u.seq, m.type, u.text from unread_messages u join messages m on m.id = u.message_id \
+         where u.user_id = $1 and u.conversation_id = $2 order by u.seq desc limit 1",
+    )
+    .bind(user_id)
+    .bind(conversation_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Ends the notification `episode`, so the next message notifies again.
