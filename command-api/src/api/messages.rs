@@ -1,4 +1,4 @@
-use duet_common::ids::ConversationId;
+use duet_common::ids::{ConversationId, MessageId};
 use std::collections::BTreeMap;
 
 use duet_common::auth::BearerAuth;
@@ -29,6 +29,9 @@ struct SendMessageRequest {
     kind: Option<MessageType>,
     /// A JSON object for non-text messages (at most 16 KiB).
     payload: Option<BTreeMap<String, serde_json::Value>>,
+    /// The id of an earlier message of this conversation to quote (refused
+    /// with `reply_not_found` if the conversation holds no such live message).
+    reply_to: Option<MessageId>,
 }
 
 #[derive(Object)]
@@ -69,6 +72,7 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::InvalidPayload,
             ErrorCode::PayloadTooLarge,
             ErrorCode::IdempotencyConflict,
+            ErrorCode::ReplyNotFound,
             ErrorCode::RateLimited,
             ErrorCode::RecipientUnavailable,
             ErrorCode::UserBlocked,
@@ -89,6 +93,7 @@ impl MessagesApi {
             kind: body.kind.unwrap_or(MessageType::Text),
             text: body.text.map(JsonString::into_inner),
             payload: body.payload.map(|p| serde_json::Value::Object(p.into_iter().collect())),
+            reply_to: body.reply_to,
         };
         let appended = self.0.send(auth.user_id(), Target::Conversation(id.0), message).await?;
         Ok(if appended.created {

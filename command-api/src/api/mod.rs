@@ -3,6 +3,7 @@
 mod auth;
 mod conversations;
 mod devices;
+mod message_changes;
 mod messages;
 mod privacy;
 mod reports;
@@ -11,6 +12,7 @@ mod sessions;
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
+pub use message_changes::MessageChangesApi;
 pub use messages::MessagesApi;
 pub use privacy::PrivacyApi;
 pub use reports::ReportsApi;
@@ -21,14 +23,23 @@ use duet_common::ErrorCode;
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, DevicesApi, PrivacyApi, ReportsApi);
+pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, MessageChangesApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
-    [auth::ERRORS, sessions::ERRORS, conversations::ERRORS, messages::ERRORS, devices::ERRORS, privacy::ERRORS, reports::ERRORS]
-        .into_iter()
-        .flatten()
-        .copied()
+    [
+        auth::ERRORS,
+        sessions::ERRORS,
+        conversations::ERRORS,
+        messages::ERRORS,
+        message_changes::ERRORS,
+        devices::ERRORS,
+        privacy::ERRORS,
+        reports::ERRORS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
 }
 
 pub fn api(commands: Commands) -> CommandApi {
@@ -37,6 +48,7 @@ pub fn api(commands: Commands) -> CommandApi {
         SessionsApi(commands.clone()),
         ConversationsApi(commands.clone()),
         MessagesApi(commands.clone()),
+        MessageChangesApi(commands.clone()),
         DevicesApi(commands.clone()),
         PrivacyApi(commands.clone()),
         ReportsApi(commands),
