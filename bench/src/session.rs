@@ -315,6 +315,7 @@ impl Run {
                 text: Some(format!("bench message {k}")),
                 kind: None,
                 payload: None,
+                reply_to: None,
             }),
         );
         // Recorded before the attempt: a frame written just before its connection failed may still be stored.

@@ -17,7 +17,8 @@
 //!
 //! A block between the pair (either way) refuses a new message inside the
 //! same call, two primary-key probes per request; a sender's first message
-//! to a receiver records them as a contact (presence visibility).
+//! to a receiver records them as a contact (presence visibility). A reply
+//! is checked (and its preview read) in the same call, one primary-key probe.
 //!
 //! After the commit the writer hands the whole batch to live fan-out
 //! (`duet_common::fanout`): this node's sessions get it at once, the Redis
@@ -32,7 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use duet_common::db::{Batch, Lane, is_constraint_violation};
-use duet_common::domain::{Message, MessageType, ValidMessage};
+use duet_common::domain::{Message, MessageType, ReplyPreview, ValidMessage};
 use duet_common::events::{DomainEvent, EVENT_VERSION, Envelope};
 use duet_common::fanout::{Event, Publisher};
 use duet_common::privacy::block_refusal;
@@ -172,6 +173,12 @@ struct AppendRow {
     payload: Option<serde_json::Value>,
     client_msg_id: Option<String>,
     created_at: Option<DateTime<Utc>>,
+    #[sqlx(json(nullable))]
+    reply_to: Option<ReplyPreview>,
+    edited_at: Option<DateTime<Utc>>,
+    edit_count: Option<i32>,
+    deleted_at: Option<DateTime<Utc>>,
+    change_seq: Option<i64>,
 }
 
 impl AppendRow {
@@ -187,6 +194,13 @@ impl AppendRow {
             payload: self.payload,
             client_msg_id: self.client_msg_id?,
             created_at: self.created_at?,
+            reply_to: self.reply_to,
+            edited_at: self.edited_at,
+            edit_count: self.edit_count.unwrap_or(0),
+            deleted_at: self.deleted_at,
+            // A replay answers without reactions: the live copy and reads carry them.
+            reactions: None,
+            change_seq: self.change_seq,
         })
     }
 }
@@ -249,8 +263,9 @@ async fn append_unique(conn: &mut PgConnection, requests: &[&AppendRequest]) -> 
     let now = now_micros();
     let ids: Vec<MessageId> = requests.iter().map(|_| MessageId::new()).collect();
     let rows: Vec<AppendRow> = sqlx::query_as(
-        "select member, refusal, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at \
-         from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "select member, refusal, id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at, \
+           reply_to, edited_at, edit_count, deleted_at, change_seq \
+         from duet_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&ids)
     .bind(requests.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
@@ -259,6 +274,7 @@ async fn append_unique(conn: &mut PgConnection, requests: &[&AppendRequest]) -> 
     .bind(requests.iter().map(|r| r.message.text.as_deref()).collect::<Vec<_>>())
     .bind(requests.iter().map(|r| r.message.payload.as_ref()).collect::<Vec<_>>())
     .bind(requests.iter().map(|r| r.message.client_msg_id.as_str()).collect::<Vec<_>>())
+    .bind(requests.iter().map(|r| r.message.reply_to).collect::<Vec<_>>())
     .bind(now)
     .bind(now.to_rfc3339())
     .bind(EVENT_VERSION as i32)
@@ -278,8 +294,9 @@ async fn append_unique(conn: &mut PgConnection, requests: &[&AppendRequest]) -> 
             let refusal = row.refusal.clone();
             // A retry of a message stored before a block still gets its answer.
             let Some(message) = row.message() else {
-                return Err(match refusal {
-                    Some(refusal) => block_refusal(&refusal),
+                return Err(match refusal.as_deref() {
+                    Some("reply_not_found") => ApiError::new(ErrorCode::ReplyNotFound, "`replyTo` is not a message of this conversation"),
+                    Some(refusal) => block_refusal(refusal),
                     None => ApiError::Internal(anyhow::anyhow!("duet_append stored nothing for a member")),
                 });
             };

@@ -37,7 +37,8 @@ impl BodySchemas {
                 let declared = resolved["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
                 match jsonschema::draft7::new(&root) {
                     Ok(validator) => {
-                        validators.insert((method.to_uppercase(), path.clone()), Body { validator, declared });
+                        // Keyed by the route label a request is matched to (`crate::metrics::route_label`).
+                        validators.insert((method.to_uppercase(), crate::metrics::route_label(path)), Body { validator, declared });
                     }
                     Err(e) => tracing::warn!(%path, %method, error = %e, "no validator for a request body"),
                 }

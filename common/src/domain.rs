@@ -82,14 +82,92 @@ pub struct Message {
     #[serde(with = "rfc3339")]
     #[schemars(with = "DateTime<Utc>")]
     pub created_at: DateTime<Utc>,
+    /// The message this one quotes, as it is now (its latest text, or a
+    /// tombstone once unsent); absent when it quotes none, and on a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(json(nullable))]
+    pub reply_to: Option<ReplyPreview>,
+    /// When the sender last edited the text; absent if never.
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// How many times the text was edited; absent (0) if never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[oai(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub edit_count: i32,
+    /// Set when the sender unsent the message: a tombstone, whose `text`,
+    /// `payload` and `replyTo` are gone for good.
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Reactions, one entry per emoji, in the order they were first given; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(json(nullable))]
+    pub reactions: Option<Vec<Reaction>>,
+    /// The conversation's change position of the message's latest change
+    /// (edit, unsend, reaction): the `afterChange` cursor of `chat.sync`.
+    /// Absent if the message never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub change_seq: Option<i64>,
 }
 
-/// The columns of `messages`, in [`Message`]'s order, for `select` lists:
-/// `concat!("select ", message_columns!(), " from messages …")`.
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// A quoted message as a reply shows it, read live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct ReplyPreview {
+    pub id: MessageId,
+    #[schemars(range(min = 1))]
+    pub seq: i64,
+    pub sender_id: UserId,
+    #[serde(rename = "type")]
+    #[oai(rename = "type")]
+    pub kind: MessageType,
+    /// The quoted message's text now; absent when it has none or was unsent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Set when the quoted message was unsent.
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The users who reacted to a message with one emoji.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Object, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    #[schemars(range(min = 1))]
+    pub count: i64,
+    /// Who reacted with it, earliest first.
+    pub user_ids: Vec<UserId>,
+}
+
+/// The columns of `messages` as [`Message`] reads them, for `select` lists
+/// over `messages` (not aliased): `concat!("select ", message_columns!(),
+/// " from messages …")`. The reply preview and the reactions are read live
+/// (a primary-key probe each, only for replies and reacted messages).
 #[macro_export]
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at"
+        "id, conversation_id, seq, sender_id, receiver_id, type, text, payload, client_msg_id, created_at, \
+         edited_at, edit_count, deleted_at, change_seq, \
+         case when messages.reply_to is not null then (\
+           select jsonb_build_object('id', q.id, 'seq', q.seq, 'senderId', q.sender_id, 'type', q.type, 'text', q.text, \
+             'deletedAt', q.deleted_at) \
+           from messages q where q.id = messages.reply_to) end as reply_to, \
+         case when messages.change_seq is not null then (\
+           select jsonb_agg(jsonb_build_object('emoji', x.emoji, 'count', x.n, 'userIds', x.users) order by x.first) \
+           from (select r.emoji, count(*) as n, jsonb_agg(r.user_id order by r.created_at, r.user_id) as users, \
+                   min(r.created_at) as first \
+                 from message_reactions r where r.message_id = messages.id group by r.emoji) x) end as reactions"
     };
 }
 
@@ -141,6 +219,8 @@ pub struct NewMessage {
     pub kind: MessageType,
     pub text: Option<String>,
     pub payload: Option<serde_json::Value>,
+    /// The earlier message of the same conversation this one quotes.
+    pub reply_to: Option<MessageId>,
 }
 
 impl NewMessage {
@@ -211,8 +291,16 @@ impl ValidMessage {
     }
 
     /// Whether `message` stores exactly this content (used to tell a retry from a reused id).
+    /// A message edited or unsent since is taken as the same: its content
+    /// was changed on purpose, and the retry gets it as it is now.
     pub fn same_content(&self, message: &Message) -> bool {
-        self.kind == message.kind && self.text == message.text && self.payload == message.payload
+        if message.edit_count > 0 || message.deleted_at.is_some() {
+            return self.kind == message.kind;
+        }
+        self.kind == message.kind
+            && self.text == message.text
+            && self.payload == message.payload
+            && self.reply_to == message.reply_to.as_ref().map(|r| r.id)
     }
 }
 
@@ -332,7 +420,7 @@ mod tests {
     use super::*;
 
     fn text(t: &str) -> NewMessage {
-        NewMessage { client_msg_id: "c-1".into(), kind: MessageType::Text, text: Some(t.into()), payload: None }
+        NewMessage { client_msg_id: "c-1".into(), kind: MessageType::Text, text: Some(t.into()), payload: None, reply_to: None }
     }
 
     fn code(err: ApiError) -> &'static str {
@@ -360,7 +448,7 @@ mod tests {
 
     #[test]
     fn non_text_messages_need_an_object_payload() {
-        let image = |payload| NewMessage { client_msg_id: "c".into(), kind: MessageType::Image, text: None, payload };
+        let image = |payload| NewMessage { client_msg_id: "c".into(), kind: MessageType::Image, text: None, payload, reply_to: None };
         assert!(image(Some(serde_json::json!({"url": "https://x/y.png"}))).validate().is_ok());
         assert_eq!(code(image(None).validate().unwrap_err()), "invalid_payload");
         assert_eq!(code(image(Some(serde_json::json!("x"))).validate().unwrap_err()), "invalid_payload");

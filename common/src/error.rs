@@ -94,7 +94,13 @@ error_codes! {
     InvalidText = "invalid_text", 400, "`text` contains a NUL character.";
     InvalidPayload = "invalid_payload", 400, "`payload` is missing for a non-text message, present on a text message, not an object, or contains NUL.";
     PayloadTooLarge = "payload_too_large", 400, "`payload` is larger than 16 KiB of JSON.";
-    IdempotencyConflict = "idempotency_conflict", 409, "`clientMsgId` was used before for a message with other content.";
+    IdempotencyConflict = "idempotency_conflict", 409, "`clientMsgId` was used before for a message with other content, or `clientEditId` for another edit.";
+    InvalidClientEditId = "invalid_client_edit_id", 400, "`clientEditId` is not 1 to 64 characters of `A-Za-z0-9_-`.";
+    ReplyNotFound = "reply_not_found", 404, "`replyTo` is not a message of this conversation, or it was unsent.";
+    NotMessageSender = "not_message_sender", 403, "Only the sender of a message may edit or unsend it.";
+    EditWindowClosed = "edit_window_closed", 403, "The message is older than the edit window (`DUET_EDIT_WINDOW_SECS`, 48 h by default): it can no longer be edited or unsent.";
+    MessageDeleted = "message_deleted", 409, "The message was unsent: it can no longer be edited or reacted to.";
+    InvalidEmoji = "invalid_emoji", 400, "`emoji` is not exactly one emoji.";
     InvalidSeq = "invalid_seq", 400, "A seq is negative.";
     SeqOutOfRange = "seq_out_of_range", 400, "A receipt's seq is beyond the conversation's last message.";
     InvalidRange = "invalid_range", 400, "`afterSeq` is not below `beforeSeq`.";

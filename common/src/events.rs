@@ -4,7 +4,7 @@
 //! The projector (read models) and the push jobs consume them; nothing
 //! reads them back into the write side.
 
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,22 @@ pub enum DomainEvent {
     DeliveredUpTo { conversation_id: ConversationId, user_id: UserId, seq: i64, at: DateTime<Utc> },
     /// `user_id` has read everything up to `seq` in the conversation.
     ReadUpTo { conversation_id: ConversationId, user_id: UserId, seq: i64, at: DateTime<Utc> },
+    /// The sender edited the text of `message` (as it is after the edit).
+    MessageEdited { message: Message },
+    /// The sender unsent a message: `message` is its tombstone (no content).
+    MessageDeleted { message: Message },
+    /// `user_id` deleted the message at `seq` for themselves only.
+    MessageHidden { conversation_id: ConversationId, user_id: UserId, message_id: MessageId, seq: i64, change_seq: i64 },
+    /// `user_id` set (`emoji`) or removed (no `emoji`) their reaction to a
+    /// message. Carries no content, so an unsend has nothing to erase here.
+    ReactionChanged {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        user_id: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emoji: Option<String>,
+        change_seq: i64,
+    },
 }
 
 impl DomainEvent {
@@ -34,6 +50,10 @@ impl DomainEvent {
             DomainEvent::MessageAppended { .. } => "message_appended",
             DomainEvent::DeliveredUpTo { .. } => "delivered_up_to",
             DomainEvent::ReadUpTo { .. } => "read_up_to",
+            DomainEvent::MessageEdited { .. } => "message_edited",
+            DomainEvent::MessageDeleted { .. } => "message_deleted",
+            DomainEvent::MessageHidden { .. } => "message_hidden",
+            DomainEvent::ReactionChanged { .. } => "reaction_changed",
         }
     }
 
@@ -41,8 +61,12 @@ impl DomainEvent {
         match self {
             DomainEvent::ConversationCreated { conversation_id, .. }
             | DomainEvent::DeliveredUpTo { conversation_id, .. }
-            | DomainEvent::ReadUpTo { conversation_id, .. } => *conversation_id,
-            DomainEvent::MessageAppended { message } => message.conversation_id,
+            | DomainEvent::ReadUpTo { conversation_id, .. }
+            | DomainEvent::MessageHidden { conversation_id, .. }
+            | DomainEvent::ReactionChanged { conversation_id, .. } => *conversation_id,
+            DomainEvent::MessageAppended { message } | DomainEvent::MessageEdited { message } | DomainEvent::MessageDeleted { message } => {
+                message.conversation_id
+            }
         }
     }
 }

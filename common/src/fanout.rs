@@ -21,7 +21,7 @@
 //! so a dropped message reaches its receiver even when nothing follows it
 //! to reveal the gap.
 
-use crate::ids::{AuthSessionId, UserId};
+use crate::ids::{AuthSessionId, SessionId, UserId};
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::domain::Message;
 use crate::keys::Keys;
-use crate::live::{Live, decode, encode_message, encode_other, encode_resync, encode_revoked, encode_typing};
+use crate::live::{Live, decode, encode_change, encode_message, encode_other, encode_resync, encode_revoked, encode_typing};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::protocol::TypingOut;
@@ -116,6 +116,11 @@ impl Fanout {
     /// `chat.typing` (its ready frame) for `users`.
     pub fn typing(&self, users: Vec<UserId>, typing: &TypingOut, frame: &str) -> Event {
         Event { users, payload: encode_typing(typing.conversation_id, typing.user_id, typing.state, frame, &self.out.origin) }
+    }
+
+    /// A message change (its ready frame) for `users`' sessions, but the acting session `skip`.
+    pub fn change(&self, users: Vec<UserId>, skip: Option<SessionId>, frame: &str) -> Event {
+        Event { users, payload: encode_change(skip, frame, &self.out.origin) }
     }
 
     /// A ready frame for `users`.

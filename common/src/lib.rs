@@ -26,6 +26,7 @@ pub mod presence;
 pub mod privacy;
 pub mod protocol;
 pub mod ratelimit;
+pub mod reactions;
 pub mod read_model;
 pub mod readiness;
 pub mod redis;

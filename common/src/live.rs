@@ -13,6 +13,9 @@
 //! frame's JSON (the frame goes to the sockets as it is):
 //! - `m <conversation> <seq> <sender> <clientMsgId> <origin>\n<frame>`: a message;
 //! - `t <conversation> <user> <start|stop> <origin>\n<frame>`: typing;
+//! - `c <session|-> <origin>\n<frame>`: a message change (`chat.message.updated`,
+//!   `chat.message.hidden`) for every session of the user but `session`, the
+//!   one that made the change (it has its answer, with its `ref`, already);
 //! - `e <origin>\n<frame>`: anything else;
 //! - `r <sid|*> <origin>\n`: the user's sign-in `sid` (or every one, `*`)
 //!   was revoked: gateways close its WebSockets with 4401;
@@ -23,7 +26,7 @@
 //! the event). Client message ids are `[A-Za-z0-9_-]`, so a space ends them.
 
 use crate::domain::Message;
-use crate::ids::{AuthSessionId, ConversationId, UserId};
+use crate::ids::{AuthSessionId, ConversationId, SessionId, UserId};
 use crate::protocol::{TypingState, message_frame};
 
 /// A live event decoded from a channel payload.
@@ -40,6 +43,11 @@ pub enum Live<'a> {
         conversation_id: ConversationId,
         user_id: UserId,
         state: TypingState,
+        frame: &'a str,
+    },
+    /// A message change, for every session of the user but `skip`.
+    Change {
+        skip: Option<SessionId>,
         frame: &'a str,
     },
     Other {
@@ -74,6 +82,15 @@ pub fn encode_typing(conversation_id: ConversationId, user_id: UserId, state: Ty
     format!("t {conversation_id} {user_id} {state} {origin}\n{frame}")
 }
 
+/// Encodes a message change (a ready frame) published by node `origin`,
+/// for every session but `skip` (the one that made the change).
+pub fn encode_change(skip: Option<SessionId>, frame: &str, origin: &str) -> String {
+    match skip {
+        Some(session) => format!("c {session} {origin}\n{frame}"),
+        None => format!("c - {origin}\n{frame}"),
+    }
+}
+
 /// Encodes any other event (a ready frame) published by node `origin`.
 pub fn encode_other(frame: &str, origin: &str) -> String {
     format!("e {origin}\n{frame}")
@@ -103,6 +120,8 @@ pub fn decode(payload: &str) -> Option<(Live<'_>, &str)> {
         [Some("r"), Some("*"), Some(origin), None, ..] => Some((Live::Revoked { session: None }, origin)),
         [Some("r"), Some(session), Some(origin), None, ..] => Some((Live::Revoked { session: Some(session.parse().ok()?) }, origin)),
         [Some("s"), Some(origin), None, ..] => Some((Live::Resync, origin)),
+        [Some("c"), Some("-"), Some(origin), None, ..] => Some((Live::Change { skip: None, frame }, origin)),
+        [Some("c"), Some(session), Some(origin), None, ..] => Some((Live::Change { skip: Some(session.parse().ok()?), frame }, origin)),
         [Some("m"), Some(conversation), Some(seq), Some(sender), Some(client_msg_id), Some(origin), None] => Some((
             Live::Message {
                 conversation_id: conversation.parse().ok()?,
@@ -141,6 +160,10 @@ mod tests {
         assert_eq!(decode(&typing), Some((expected, "n3")));
         assert_eq!(decode(&encode_other("{}", "n2")), Some((Live::Other { frame: "{}" }, "n2")));
         assert_eq!(decode(&encode_resync("n4")), Some((Live::Resync, "n4")));
+        let acting = SessionId::new();
+        assert_eq!(decode(&encode_change(Some(acting), "{}", "n5")), Some((Live::Change { skip: Some(acting), frame: "{}" }, "n5")));
+        assert_eq!(decode(&encode_change(None, "{}", "n5")), Some((Live::Change { skip: None, frame: "{}" }, "n5")));
+        assert_eq!(decode("c nope n5\n{}"), None);
         assert_eq!(decode("m nope 1 x c n1\n{}"), None);
         assert_eq!(decode("t a b maybe n1\n{}"), None);
         assert_eq!(decode("e\n{}"), None);

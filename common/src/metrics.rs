@@ -82,7 +82,7 @@ impl Routes {
             methods.dedup();
             methods.join(", ")
         };
-        Routes(templates.into_iter().map(|(route, methods)| (route, allow(methods))).collect())
+        Routes(templates.into_iter().map(|(route, methods)| (route_label(&route), allow(methods))).collect())
     }
 
     /// The methods `route` (a label) answers, as an `Allow` header value.
@@ -95,6 +95,15 @@ impl Routes {
         let route = route_of(path);
         if self.0.contains_key(&route) { route } else { "unmatched".to_owned() }
     }
+}
+
+/// A route template as its label: every parameter reads `{id}`, as
+/// [`route_of`] writes an id (`/conversations/{id}/messages/{messageId}` →
+/// `/conversations/{id}/messages/{id}`).
+pub fn route_label(template: &str) -> String {
+    let segments: Vec<&str> =
+        template.split('/').map(|segment| if segment.starts_with('{') && segment.ends_with('}') { "{id}" } else { segment }).collect();
+    segments.join("/")
 }
 
 /// `/conversations/3f0c…/messages` → `/conversations/{id}/messages`.
@@ -118,6 +127,10 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         assert_eq!(super::route_of(&format!("/conversations/{id}/messages")), "/conversations/{id}/messages");
         assert_eq!(super::route_of("/"), "/");
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let routes = super::Routes::new([("/conversations/{id}/messages/{messageId}".to_owned(), vec!["patch", "delete"])]);
+        assert_eq!(routes.label(&format!("/conversations/{a}/messages/{b}")), "/conversations/{id}/messages/{id}");
+        assert_eq!(routes.allow("/conversations/{id}/messages/{id}"), Some("DELETE, PATCH"));
     }
 
     #[test]

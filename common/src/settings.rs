@@ -161,6 +161,10 @@ pub struct Settings {
     #[arg(long, env = "DUET_RATE_LIMIT_BURST", default_value_t = 40)]
     pub rate_limit_burst: u32,
 
+    /// Seconds after sending during which the sender may edit or unsend a message (48 h by default).
+    #[arg(long, env = "DUET_EDIT_WINDOW_SECS", default_value_t = 172_800)]
+    pub edit_window_secs: u64,
+
     /// Reports (`POST /reports`) a user may file per second, across all nodes.
     #[arg(long, env = "DUET_REPORT_RATE_PER_SEC", default_value_t = 1)]
     pub report_rate_per_sec: u32,

@@ -53,7 +53,13 @@ impl EventHandler for Triggers {
                     *seq = (*seq).max(message.seq);
                 }
                 DomainEvent::ReadUpTo { user_id, conversation_id, .. } => reads.push((user_id, conversation_id)),
-                DomainEvent::ConversationCreated { .. } | DomainEvent::DeliveredUpTo { .. } => {}
+                // Changes to sent messages send no push: the members' devices learn them live or on sync.
+                DomainEvent::ConversationCreated { .. }
+                | DomainEvent::DeliveredUpTo { .. }
+                | DomainEvent::MessageEdited { .. }
+                | DomainEvent::MessageDeleted { .. }
+                | DomainEvent::MessageHidden { .. }
+                | DomainEvent::ReactionChanged { .. } => {}
             }
         }
         let alerts = self.alert(received).await?;

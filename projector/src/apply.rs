@@ -142,6 +142,15 @@ pub enum Op {
     Rebuilt {
         unread: Vec<i64>,
     },
+    /// The message at `seq` changed: the preview follows `message` (its new
+    /// state) if it is the entry's last message; `gone` (unsent, or hidden
+    /// by the entry's owner) takes it out of the unread set. Applied after
+    /// the batch's other merges ([`changes`]).
+    Changed {
+        seq: i64,
+        message: Option<Message>,
+        gone: bool,
+    },
 }
 
 /// Which marker a [`Op::Marker`] moves, from the entry owner's point of view.
@@ -211,6 +220,8 @@ impl<'a> Fold<'a> {
                 self.to_user.extend_from_slice(unread);
                 self.rebuilt = true;
             }
+            // Never folded (see `fold`).
+            Op::Changed { .. } => {}
         }
     }
 
@@ -248,7 +259,8 @@ impl<'a> Fold<'a> {
 fn fold(merges: &[Merge]) -> Vec<Fold<'_>> {
     let mut folds: Vec<Fold> = Vec::new();
     let mut index: HashMap<(UserId, ConversationId), usize> = HashMap::with_capacity(merges.len());
-    for merge in merges {
+    // Changes are applied on their own, after the folds (`changes`).
+    for merge in merges.iter().filter(|m| !matches!(m.op, Op::Changed { .. })) {
         let i = *index.entry((merge.user, merge.conversation)).or_insert_with(|| {
             folds.push(Fold::new(merge));
             folds.len() - 1
@@ -281,7 +293,8 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
         }
     }
     futures_util::future::try_join_all(calls).await?;
-    Ok(())
+    // After the folds: a change must find the message it changes in the preview.
+    changes::apply(ctx, merges).await
 }
 
 /// The two members of a conversation (immutable, so cached for good).
@@ -314,8 +327,30 @@ impl Pairs {
     }
 }
 
-/// The merges of one domain event: one into each member's entry.
-pub async fn merges(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<[Merge; 2]> {
+/// The merges of one domain event: one into each member's entry (none for
+/// a reaction, which no projection shows; one for a hide, the hider's).
+pub async fn merges(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<Vec<Merge>> {
+    let merge = |user, peer, conversation, op| Merge { user, peer, conversation, op };
+    Ok(match event {
+        DomainEvent::MessageEdited { message } | DomainEvent::MessageDeleted { message } => {
+            let (c, s, r, seq) = (message.conversation_id, message.sender_id, message.receiver_id, message.seq);
+            let gone = message.deleted_at.is_some();
+            vec![
+                merge(s, r, c, Op::Changed { seq, message: Some(message.clone()), gone: false }),
+                merge(r, s, c, Op::Changed { seq, message: Some(message), gone }),
+            ]
+        }
+        DomainEvent::MessageHidden { conversation_id: c, user_id, seq, .. } => {
+            let peer = pairs.peer_of(c, user_id).await?;
+            vec![merge(user_id, peer, c, Op::Changed { seq, message: None, gone: true })]
+        }
+        DomainEvent::ReactionChanged { .. } => Vec::new(),
+        other => pairs_of(pairs, other).await?.into(),
+    })
+}
+
+/// The merges of an event that touches both members' entries alike.
+async fn pairs_of(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<[Merge; 2]> {
     let merge = |user, peer, conversation, op| Merge { user, peer, conversation, op };
     Ok(match event {
         DomainEvent::ConversationCreated { conversation_id: c, user_lo, user_hi, at } => {
@@ -343,6 +378,7 @@ pub async fn merges(pairs: &Pairs, event: DomainEvent) -> anyhow::Result<[Merge;
                 merge(peer, user_id, c, Op::Marker { field: Marker::PeerRead, seq }),
             ]
         }
+        other => anyhow::bail!("`{}` is not an event of both members", other.event_type()),
     })
 }
 
@@ -351,5 +387,6 @@ pub async fn apply_event(ctx: &AppContext, pairs: &Pairs, event: DomainEvent) ->
     apply_merges(ctx, &merges(pairs, event).await?).await
 }
 
+mod changes;
 #[cfg(test)]
 mod tests;

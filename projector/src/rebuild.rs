@@ -162,9 +162,10 @@ fn entry_merges(row: &MemberRow, last: Option<Message>, unread: Vec<i64>) -> Vec
         Op::Marker { field: Marker::PeerDelivered, seq: row.peer_delivered },
         Op::Marker { field: Marker::PeerRead, seq: row.peer_read },
     ];
+    // The preview only: the unread set is the one `unread_messages` gives
+    // (`Op::Rebuilt`), which leaves out an unsent or hidden last message.
     if let Some(message) = last {
-        let to_user = message.receiver_id == row.user_id;
-        ops.push(Op::Message { message, to_user });
+        ops.push(Op::Message { message, to_user: false });
     }
     ops.push(Op::Rebuilt { unread });
     let (user, peer, conversation) = (row.user_id, row.peer_id, row.conversation_id);

@@ -10,7 +10,7 @@
 //! `pg_is_in_recovery()`, so the response says truthfully who served it.
 
 use duet_common::error::ErrorCode;
-use duet_common::ids::ConversationId;
+use duet_common::ids::{ConversationId, UserId};
 use std::time::{Duration, Instant};
 
 use duet_common::domain::Message;
@@ -119,17 +119,19 @@ fn validate(req: &PageRequest) -> Result<(i64, i64, i64), ApiError> {
     Ok((after, before, limit))
 }
 
-/// A page of `conversation` (membership already checked), and who served it.
+/// A page of `conversation` as `viewer` sees it (membership already
+/// checked; without the messages the viewer hid), and who served it.
 pub async fn page(
     ctx: &AppContext,
     metrics: &ReadMetrics,
     conversation: ConversationId,
+    viewer: UserId,
     req: PageRequest,
 ) -> Result<(MessagePage, Source), ApiError> {
     let (after, before, limit) = validate(&req)?;
     let need = req.after_seq.unwrap_or(0).max(req.min_seq.unwrap_or(0));
     if ctx.has_replica {
-        match from_replica(ctx, metrics, conversation, need, after, before, limit, req.after_seq.is_some()).await {
+        match from_replica(ctx, metrics, conversation, viewer, need, after, before, limit, req.after_seq.is_some()).await {
             Ok(Some(found)) => return Ok(found),
             Ok(None) => {}
             Err(e) => {
@@ -142,7 +144,7 @@ pub async fn page(
     }
     let mut conn = ctx.db.acquire().await?;
     let (_, in_recovery) = replica_state(&mut conn, conversation).await?;
-    let page = fetch(&mut conn, conversation, after, before, limit, req.after_seq.is_some()).await?;
+    let page = fetch(&mut conn, conversation, viewer, after, before, limit, req.after_seq.is_some()).await?;
     Ok((page, source_of(in_recovery)))
 }
 
@@ -151,6 +153,7 @@ async fn from_replica(
     ctx: &AppContext,
     metrics: &ReadMetrics,
     conversation: ConversationId,
+    viewer: UserId,
     need: i64,
     after: i64,
     before: i64,
@@ -164,7 +167,7 @@ async fn from_replica(
         let (replica_seq, in_recovery) = replica_state(&mut conn, conversation).await?;
         if replica_seq >= need {
             metrics.history_source(if waited { "replica_after_wait" } else { "replica" });
-            let page = fetch(&mut conn, conversation, after, before, limit, forward).await?;
+            let page = fetch(&mut conn, conversation, viewer, after, before, limit, forward).await?;
             return Ok(Some((page, source_of(in_recovery))));
         }
         if started.elapsed() >= REPLICA_WAIT {
@@ -193,6 +196,7 @@ fn source_of(in_recovery: bool) -> Source {
 async fn fetch(
     conn: &mut PgConnection,
     conversation: ConversationId,
+    viewer: UserId,
     after: i64,
     before: i64,
     limit: i64,
@@ -202,19 +206,24 @@ async fn fetch(
         sqlx::query_as(concat!(
             "select ",
             message_columns!(),
-            " from messages where conversation_id = $1 and seq > $2 and seq < $3 order by seq limit $4"
+            " from messages where conversation_id = $1 and seq > $2 and seq < $3 \
+               and not exists (select 1 from message_hides h where h.user_id = $5 and h.message_id = messages.id) \
+             order by seq limit $4"
         ))
     } else {
         sqlx::query_as(concat!(
             "select ",
             message_columns!(),
-            " from messages where conversation_id = $1 and seq > $2 and seq < $3 order by seq desc limit $4"
+            " from messages where conversation_id = $1 and seq > $2 and seq < $3 \
+               and not exists (select 1 from message_hides h where h.user_id = $5 and h.message_id = messages.id) \
+             order by seq desc limit $4"
         ))
     }
     .bind(conversation)
     .bind(after)
     .bind(before)
     .bind(limit + 1)
+    .bind(viewer)
     .fetch_all(conn)
     .await?;
     let has_more = items.len() as i64 > limit;

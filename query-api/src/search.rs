@@ -5,6 +5,9 @@
 //! web-search syntax (`"exact phrase"`, `-not`, `or`). Served by the replica
 //! when there is one, so it may trail the newest writes by the replication
 //! lag; the primary answers if the replica is down.
+//!
+//! Only current text is indexed (an edit replaces it, an unsend erases it),
+//! so old and unsent text is never found; messages the caller hid are left out.
 
 use duet_common::domain::Message;
 use duet_common::error::ErrorCode;
@@ -56,6 +59,7 @@ async fn run(db: &PgPool, user: UserId, text: &str, limit: i64) -> Result<Vec<Me
         message_columns!(),
         " from messages where (sender_id = $1 or receiver_id = $1) \
            and to_tsvector('simple', coalesce(text, '')) @@ websearch_to_tsquery('simple', $2) \
+           and not exists (select 1 from message_hides h where h.user_id = $1 and h.message_id = messages.id) \
          order by created_at desc, id desc limit $3"
     ))
     .bind(user)

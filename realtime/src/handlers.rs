@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::Gateway;
 use crate::errors::{api_error_frame, close, error_frame};
 use crate::session::{Outbound, Session};
-use crate::{store, sync};
+use crate::{changes, store, sync};
 
 /// A frame refused before it reached a handler.
 #[derive(Debug)]
@@ -155,8 +155,8 @@ impl FrameHandler {
             Ok(parsed) => parsed,
             Err(refused) => return self.refuse(refused),
         };
-        // Sends have their own per-user limit, shared with REST across nodes.
-        if !matches!(event, ClientEvent::Send(_))
+        // Sends and message changes have their own per-user limit, shared with REST across nodes.
+        if !matches!(event, ClientEvent::Send(_) | ClientEvent::Edit(_) | ClientEvent::Delete(_) | ClientEvent::ReactionSet(_))
             && let Err(retry_after_ms) = self.frames.take()
         {
             let err = ApiError::RateLimited { retry_after_ms };
@@ -203,6 +203,9 @@ impl FrameHandler {
                 }
                 Ok(())
             }
+            ClientEvent::Edit(data) => self.change(r, data.into()).await,
+            ClientEvent::Delete(data) => self.change(r, data.into()).await,
+            ClientEvent::ReactionSet(data) => self.change(r, data.into()).await,
             ClientEvent::Sync(request) => {
                 let (result, up_to) = sync::sync(&gw.ctx, user_id, request, r.map(str::to_owned)).await?;
                 self.session.push(Outbound::Synced { frame: ServerEvent::SyncResult(result).encode(), up_to });
@@ -222,6 +225,7 @@ impl FrameHandler {
             kind: data.kind.unwrap_or(MessageType::Text),
             text: data.text,
             payload: data.payload,
+            reply_to: data.reply_to,
         };
         let client_msg_id = message.client_msg_id.clone();
         self.session.remember_send(&client_msg_id);
@@ -245,6 +249,15 @@ impl FrameHandler {
         // The ack moves no per-conversation position: the message's own live
         // copy (never pushed back to this device) does, in order behind the peer's.
         self.session.push(Outbound::Frame(ServerEvent::Ack(ack).encode()));
+        Ok(())
+    }
+
+    /// A message change: applied and committed before the next frame is
+    /// read, answered to this session with `ref`; the fan-out tells the
+    /// members' other sessions.
+    async fn change(&mut self, r: Option<&str>, change: changes::Change) -> Result<(), ApiError> {
+        let frame = changes::apply(&self.gateway.inner.commands, &self.session, change, r).await?;
+        self.reply(frame);
         Ok(())
     }
 

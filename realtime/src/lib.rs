@@ -8,6 +8,7 @@
 //! through the `hub`; PostgreSQL fills whatever Pub/Sub loses
 //! (`docs/decisions/0001-live-delivery.md`).
 
+mod changes;
 mod connection;
 pub mod errors;
 mod handlers;

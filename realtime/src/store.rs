@@ -3,7 +3,7 @@
 
 use duet_common::ApiError;
 use duet_common::domain::Message;
-use duet_common::ids::{ConversationId, UserId};
+use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::message_columns;
 use sqlx::PgPool;
 
@@ -23,6 +23,76 @@ pub async fn messages_between(
     .bind(conversation_id)
     .bind(after)
     .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Messages of a conversation after `after` as `user` sees them (without
+/// the ones they hid), oldest first, at most `limit`: sync's new messages.
+pub async fn visible_after(
+    db: &PgPool,
+    user: UserId,
+    conversation_id: ConversationId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Message>, ApiError> {
+    Ok(sqlx::query_as(concat!(
+        "select ",
+        message_columns!(),
+        " from messages where conversation_id = $1 and seq > $2 \
+           and not exists (select 1 from message_hides h where h.user_id = $4 and h.message_id = messages.id) \
+         order by seq limit $3"
+    ))
+    .bind(conversation_id)
+    .bind(after)
+    .bind(limit)
+    .bind(user)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Messages up to `up_to_seq` (those a device holds) that changed after
+/// `after_change`, as `user` sees them now, in change order, at most `limit`.
+pub async fn changed_since(
+    db: &PgPool,
+    user: UserId,
+    conversation_id: ConversationId,
+    up_to_seq: i64,
+    after_change: i64,
+    limit: i64,
+) -> Result<Vec<Message>, ApiError> {
+    Ok(sqlx::query_as(concat!(
+        "select ",
+        message_columns!(),
+        " from messages where conversation_id = $1 and change_seq > $2 and seq <= $3 \
+           and not exists (select 1 from message_hides h where h.user_id = $5 and h.message_id = messages.id) \
+         order by change_seq limit $4"
+    ))
+    .bind(conversation_id)
+    .bind(after_change)
+    .bind(up_to_seq)
+    .bind(limit)
+    .bind(user)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Messages `user` hid after `after_change`, with the hide's change position, in change order.
+pub async fn hidden_since(
+    db: &PgPool,
+    user: UserId,
+    conversation_id: ConversationId,
+    after_change: i64,
+    limit: i64,
+) -> Result<Vec<(MessageId, i64)>, ApiError> {
+    Ok(sqlx::query_as(
+        "select message_id, change_seq from message_hides \
+         where user_id = $1 and conversation_id = $2 and change_seq > $3 order by change_seq limit $4",
+    )
+    .bind(user)
+    .bind(conversation_id)
+    .bind(after_change)
     .bind(limit)
     .fetch_all(db)
     .await?)
@@ -90,6 +160,8 @@ pub async fn peers_among(
 pub struct SyncRow {
     pub conversation_id: ConversationId,
     pub last_seq: i64,
+    /// The conversation's change counter (sync's `lastChange`).
+    pub last_change: i64,
     pub last_delivered_seq: i64,
     pub peer_last_delivered_seq: i64,
     pub peer_last_read_seq: i64,
@@ -97,7 +169,7 @@ pub struct SyncRow {
 
 macro_rules! sync_row {
     () => {
-        "select m.conversation_id, c.last_seq, m.last_delivered_seq, \
+        "select m.conversation_id, c.last_seq, c.last_change, m.last_delivered_seq, \
       p.last_delivered_seq as peer_last_delivered_seq, p.last_read_seq as peer_last_read_seq \
     from conversation_members m \
     join conversations c on c.id = m.conversation_id \

@@ -118,6 +118,14 @@ fn dispatch(hub: &Hub, user: UserId, live: &Live<'_>) {
             let frame: Arc<str> = Arc::from(frame);
             hub.deliver(user, || Outbound::Typing { conversation_id, user_id, state, frame: frame.clone() })
         }
+        Live::Change { skip, frame } => {
+            let shared: Arc<str> = Arc::from(frame);
+            for session in hub.sessions_of(user) {
+                if Some(session.id) != skip {
+                    session.push(Outbound::Shared(shared.clone()));
+                }
+            }
+        }
         Live::Other { frame } => {
             let shared: Arc<str> = Arc::from(frame);
             hub.deliver(user, || Outbound::Shared(shared.clone()));

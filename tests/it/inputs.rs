@@ -33,13 +33,17 @@ async fn every_string_field_of_every_operation_refuses_control_characters_naming
     let app = TestApp::spawn().await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
-    let conversation = app.conversation(&ann, &bob).await.to_string();
+    let conversation_id = app.conversation(&ann, &bob).await;
+    let message = app.send_ok(&ann, conversation_id, "a message to change").await;
+    let message_id = message["id"].as_str().unwrap().to_owned();
+    let conversation = conversation_id.to_string();
     let bob_id = bob.id.to_string();
     let doc: Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
     let mut tried = 0;
     for (path, operations) in doc["paths"].as_object().unwrap() {
         for (method, op) in operations.as_object().unwrap() {
-            let concrete = path.replace("{id}", if path.starts_with("/users") { &bob_id } else { &conversation });
+            let concrete =
+                path.replace("{id}", if path.starts_with("/users") { &bob_id } else { &conversation }).replace("{messageId}", &message_id);
             let method: reqwest::Method = method.to_uppercase().parse().unwrap();
             // Query parameters.
             for param in op["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "query" && p["schema"]["type"] == "string")

@@ -33,7 +33,11 @@ fn every_operation_is_in_the_document() {
         .flat_map(|item| item.as_object().unwrap().values())
         .filter_map(|op| op["operationId"].as_str())
         .collect();
-    for id in ["register", "login", "createConversation", "sendMessage", "listConversations", "listMessages", "markRead"] {
+    let changes = ["editMessage", "unsendMessage", "hideMessage", "setReaction", "removeReaction"];
+    for id in ["register", "login", "createConversation", "sendMessage", "listConversations", "listMessages", "markRead"]
+        .into_iter()
+        .chain(changes)
+    {
         assert!(ids.contains(id), "`{id}` is missing");
     }
 }

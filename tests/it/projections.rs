@@ -154,6 +154,33 @@ async fn rebuild_from_postgres_equals_the_live_projections() {
     assert!(is_ready(&ctx).await.unwrap());
 }
 
+/// Edits, unsends, hides and reactions reach the lists live (preview,
+/// unread) and a rebuild from PostgreSQL reaches the very same state.
+#[tokio::test]
+async fn rebuild_equals_the_live_projections_after_edits_unsends_hides_and_reactions() {
+    let app = TestApp::spawn().await;
+    let s = run_script(&app).await;
+    let (ab, ac, bc) = (app.history(&s.ann, s.ab).await, app.history(&s.ann, s.ac).await, app.history(&s.cat, s.bc).await);
+    assert_eq!(app.edit(&s.ann, s.ab, &ab[2], "e-1", "ab 3 edited").await.0, StatusCode::OK);
+    assert_eq!(app.react(&s.bob, s.ab, &ab[1], Some("👍")).await.0, StatusCode::OK);
+    assert_eq!(app.unsend(&s.cat, s.ac, &ac[2]).await.0, StatusCode::OK);
+    assert_eq!(app.hide(&s.cat, s.bc, &bc[0]).await.0, StatusCode::NO_CONTENT);
+    let ctx = context_of(&app.settings).await;
+    caught_up(&ctx).await;
+    let entry = |page: serde_json::Value, conversation| {
+        page["items"].as_array().unwrap().iter().find(|c| c["id"] == serde_json::json!(conversation)).unwrap().clone()
+    };
+    let bob_ab = entry(list(&app, &s.bob).await, s.ab);
+    assert_eq!((&bob_ab["lastMessage"]["text"], &bob_ab["unreadCount"]), (&serde_json::json!("ab 3 edited"), &serde_json::json!(1)));
+    let ann_ac = entry(list(&app, &s.ann).await, s.ac);
+    assert!(ann_ac["lastMessage"]["deletedAt"].is_string() && ann_ac["unreadCount"] == 0, "{ann_ac}");
+    assert_eq!(entry(list(&app, &s.cat).await, s.bc)["unreadCount"], 0, "a hidden message is not unread");
+
+    let live = read::dump(&ctx).await.unwrap();
+    rebuild::rebuild(&ctx).await.unwrap().expect("no other rebuild runs");
+    assert_eq!(read::dump(&ctx).await.unwrap(), live);
+}
+
 #[tokio::test]
 async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     let app = TestApp::spawn_settings(fresh_settings(), &[Service::CommandApi, Service::QueryApi]).await;

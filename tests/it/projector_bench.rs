@@ -49,6 +49,12 @@ async fn projector_throughput() {
             payload: None,
             client_msg_id: format!("bench-{n}"),
             created_at: duet_command_api::appender::now_micros(),
+            reply_to: None,
+            edited_at: None,
+            edit_count: 0,
+            deleted_at: None,
+            reactions: None,
+            change_seq: None,
         });
     }
     for chunk in messages.chunks(2000) {

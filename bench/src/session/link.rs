@@ -93,7 +93,7 @@ impl Run {
 
     pub(super) async fn sync(&mut self, kind: SyncKind, after: i64) {
         let id = self.frame_id(if kind == SyncKind::Final { "s" } else { "r" });
-        let cursor = SyncCursor { conversation_id: self.s.conversation, after_seq: after };
+        let cursor = SyncCursor { conversation_id: self.s.conversation, after_seq: after, after_change: None };
         let frame = client::frame(&id, ClientEvent::Sync(SyncIn { conversations: Some(vec![cursor]), limit: Some(500) }));
         if self.transmit(frame).await {
             self.syncs.insert(id, (kind, after));

@@ -710,6 +710,12 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       case "chat.sync.result":
         if (ref !== undefined) this.settleRequest(ref, frame);
         return;
+      case "chat.message.updated":
+      case "chat.message.hidden":
+        // Message changes reach the app through the "frame" event (emitted above);
+        // an answer to a request of ours settles it.
+        if (ref !== undefined) this.settleRequest(ref, frame);
+        return;
       default: {
         const unknownFrame: never = frame;
         void unknownFrame; // a newer server's frame type: ignored

@@ -1,4 +1,4 @@
-use duet_common::ids::ConversationId;
+use duet_common::ids::{ConversationId, MessageId};
 use std::collections::BTreeMap;
 
 use duet_common::auth::BearerAuth;
@@ -33,6 +33,9 @@ struct SendMessageRequest {
     /// "Attachments"); the server stores them with the attachment's `contentType`,
     /// `size` and `fileName`. `location` payloads are free.
     payload: Option<BTreeMap<String, serde_json::Value>>,
+    /// The id of an earlier message of this conversation to quote (refused
+    /// with `reply_not_found` if the conversation holds no such live message).
+    reply_to: Option<MessageId>,
 }
 
 #[derive(Object)]
@@ -76,6 +79,7 @@ pub const ERRORS: &[(&str, &[ErrorCode])] = &[
             ErrorCode::AttachmentNotUploaded,
             ErrorCode::AttachmentKindMismatch,
             ErrorCode::IdempotencyConflict,
+            ErrorCode::ReplyNotFound,
             ErrorCode::RateLimited,
             ErrorCode::RecipientUnavailable,
             ErrorCode::UserBlocked,
@@ -96,6 +100,7 @@ impl MessagesApi {
             kind: body.kind.unwrap_or(MessageType::Text),
             text: body.text.map(JsonString::into_inner),
             payload: body.payload.map(|p| serde_json::Value::Object(p.into_iter().collect())),
+            reply_to: body.reply_to,
         };
         let appended = self.0.send(auth.user_id(), Target::Conversation(id.0), message).await?;
         Ok(if appended.created {

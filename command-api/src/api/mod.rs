@@ -4,6 +4,7 @@ mod attachments;
 mod auth;
 mod conversations;
 mod devices;
+mod message_changes;
 mod messages;
 mod privacy;
 mod reports;
@@ -13,6 +14,7 @@ pub use attachments::AttachmentsApi;
 pub use auth::AuthApi;
 pub use conversations::ConversationsApi;
 pub use devices::DevicesApi;
+pub use message_changes::MessageChangesApi;
 pub use messages::MessagesApi;
 pub use privacy::PrivacyApi;
 pub use reports::ReportsApi;
@@ -23,7 +25,7 @@ use duet_common::ErrorCode;
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, AttachmentsApi, DevicesApi, PrivacyApi, ReportsApi);
+pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, AttachmentsApi, MessageChangesApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
@@ -33,6 +35,7 @@ pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {
         conversations::ERRORS,
         messages::ERRORS,
         attachments::ERRORS,
+        message_changes::ERRORS,
         devices::ERRORS,
         privacy::ERRORS,
         reports::ERRORS,
@@ -49,6 +52,7 @@ pub fn api(commands: Commands) -> CommandApi {
         ConversationsApi(commands.clone()),
         MessagesApi(commands.clone()),
         AttachmentsApi(commands.clone()),
+        MessageChangesApi(commands.clone()),
         DevicesApi(commands.clone()),
         PrivacyApi(commands.clone()),
         ReportsApi(commands),

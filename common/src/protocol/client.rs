@@ -1,12 +1,13 @@
 //! The `data` of each frame a client sends, with the bounds the AsyncAPI
 //! document publishes (the gateway and the command path enforce them).
 
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, MessageId, UserId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, MessageType};
+use crate::reactions::MAX_EMOJI_BYTES;
 
 /// Most users in one `presence.subscribe`.
 pub const MAX_PRESENCE_USERS: usize = 100;
@@ -66,6 +67,57 @@ pub struct SendData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub payload: Option<Value>,
+    /// The id of an earlier message of the same conversation this one quotes
+    /// (refused with `reply_not_found` if the conversation holds no such live message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+/// `chat.message.edit`: the sender replaces the text of their own message
+/// (within `DUET_EDIT_WINDOW_SECS` of sending). Answered by
+/// `chat.message.updated` with `ref`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditIn {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    /// The edit's idempotency key: a resend with the same key gets the same answer.
+    #[schemars(length(min = 1, max = MAX_CLIENT_MSG_ID_CHARS), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub client_edit_id: String,
+    /// The new text: 1 to 4000 characters after trimming.
+    #[schemars(length(min = 1, max = MAX_TEXT_CHARS))]
+    pub text: String,
+}
+
+/// Whom a delete is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteScope {
+    /// Unsend: the sender replaces the message with a tombstone for both members.
+    Everyone,
+    /// Hide the message from the caller's own history and sync only.
+    Me,
+}
+
+/// `chat.message.delete`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteIn {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub scope: DeleteScope,
+}
+
+/// `chat.reaction.set`: the caller's one reaction to a message; without `emoji`, removes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionIn {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    /// Exactly one emoji (with its skin tone or other modifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_EMOJI_BYTES))]
+    pub emoji: Option<String>,
 }
 
 /// `chat.message.delivered` / `chat.message.read` from a client: cumulative up to `seq`.
@@ -108,11 +160,18 @@ pub struct SyncIn {
     pub limit: Option<u32>,
 }
 
-/// One conversation of a `chat.sync`, from after `afterSeq`.
+/// One conversation of a `chat.sync`, from after `afterSeq` (new
+/// messages) and, when given, after `afterChange` (changes to the messages
+/// the device already holds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncCursor {
     pub conversation_id: ConversationId,
     #[schemars(range(min = 0))]
     pub after_seq: i64,
+    /// The `lastChange` of this conversation's previous sync result: the
+    /// result then lists the changes since (`changes`, `hidden`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub after_change: Option<i64>,
 }

@@ -27,7 +27,20 @@ pub fn client(kind: ClientKind) -> Vec<Value> {
             vec![json!({"conversationId": CONVERSATION, "seq": 17})]
         }
         ClientKind::Typing => vec![json!({"conversationId": CONVERSATION, "state": "start"})],
-        ClientKind::Sync => vec![json!({}), json!({"conversations": [{"conversationId": CONVERSATION, "afterSeq": 100}], "limit": 100})],
+        ClientKind::Sync => {
+            vec![json!({}), json!({"conversations": [{"conversationId": CONVERSATION, "afterSeq": 100, "afterChange": 7}], "limit": 100})]
+        }
+        ClientKind::Edit => {
+            vec![json!({"conversationId": CONVERSATION, "messageId": MESSAGE, "clientEditId": "e-1", "text": "Hello again!"})]
+        }
+        ClientKind::Delete => vec![
+            json!({"conversationId": CONVERSATION, "messageId": MESSAGE, "scope": "everyone"}),
+            json!({"conversationId": CONVERSATION, "messageId": MESSAGE, "scope": "me"}),
+        ],
+        ClientKind::ReactionSet => vec![
+            json!({"conversationId": CONVERSATION, "messageId": MESSAGE, "emoji": "👍"}),
+            json!({"conversationId": CONVERSATION, "messageId": MESSAGE}),
+        ],
     }
 }
 
@@ -57,10 +70,29 @@ pub fn server(kind: ServerKind) -> Vec<Value> {
             "moreConversations": false,
             "conversations": [{
                 "conversationId": CONVERSATION, "hasMore": false, "peerLastDeliveredSeq": 17,
-                "peerLastReadSeq": 15, "unreadCount": 1,
+                "peerLastReadSeq": 15, "unreadCount": 1, "lastChange": 9,
                 "messages": [message(BOB, ANN, "Are you there?", "c-7")],
+                "changes": [], "hidden": [],
             }],
         })],
+        ServerKind::MessageUpdated => {
+            let mut edited = message(ANN, BOB, "Hello again!", "c-42");
+            if let Some(fields) = edited.as_object_mut() {
+                fields.insert("editedAt".into(), json!("2026-11-28T17:05:00+00:00"));
+                fields.insert("editCount".into(), json!(1));
+                fields.insert("changeSeq".into(), json!(9));
+                fields.insert("reactions".into(), json!([{"emoji": "👍", "count": 1, "userIds": [BOB]}]));
+            }
+            vec![
+                json!({"ref": "f5", "change": "edited", "message": edited}),
+                json!({"change": "deleted", "message": {
+                    "id": MESSAGE, "conversationId": CONVERSATION, "seq": 18, "senderId": ANN, "receiverId": BOB,
+                    "type": "text", "clientMsgId": "c-42", "createdAt": "2026-11-28T17:00:00.456+00:00",
+                    "deletedAt": "2026-11-28T17:06:00+00:00", "changeSeq": 10,
+                }}),
+            ]
+        }
+        ServerKind::MessageHidden => vec![json!({"ref": "f6", "conversationId": CONVERSATION, "messageId": MESSAGE, "changeSeq": 11})],
         ServerKind::Error => vec![
             json!({"ref": "f4", "code": "rate_limited", "message": "rate limit exceeded; retry in 350 ms", "retryAfterMs": 350}),
             json!({"code": "invalid_json", "message": "not JSON: expected value at line 1 column 1"}),

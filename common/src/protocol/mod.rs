@@ -112,6 +112,12 @@ events! {
             "Typing started or stopped; forwarded to the peer, never stored. Refresh a `start` every few seconds while typing.";
         Sync(SyncIn) = "chat.sync",
             "What the client lacks. Without `conversations`, every conversation with messages past the caller's delivered marker. Answered by `chat.sync.result`.";
+        Edit(EditIn) = "chat.message.edit",
+            "The sender edits the text of their own message within the edit window. Answered by `chat.message.updated` (with `ref`); a resend with the same `clientEditId` gets the same answer.";
+        Delete(DeleteIn) = "chat.message.delete",
+            "`everyone`: the sender unsends their message (a tombstone for both members), answered by `chat.message.updated`. `me`: the caller hides it from their own history, answered by `chat.message.hidden`. Both with `ref`; repeating either is harmless.";
+        ReactionSet(ReactionIn) = "chat.reaction.set",
+            "Set, change or (without `emoji`) remove the caller's one reaction to a message. Answered by `chat.message.updated` (with `ref`).";
     }
 }
 
@@ -136,6 +142,10 @@ events! {
             "The peer started or stopped typing. A `start` not refreshed within `DUET_TYPING_TTL_SECS` (6 s) is followed by a `stop` from the server.";
         SyncResult(SyncResult) = "chat.sync.result",
             "Answers `chat.sync`.";
+        MessageUpdated(MessageUpdated) = "chat.message.updated",
+            "A message was edited, unsent (a tombstone) or its reactions changed: the whole message in its new state, to every session of both members (the session that made the change gets it with `ref`, as its answer).";
+        MessageHidden(MessageHiddenData) = "chat.message.hidden",
+            "The caller deleted a message for themselves: to the caller's sessions only (with `ref` for the one that asked).";
         Error(ErrorData) = "error",
             "A refused frame (`ref` names it when it had an id). The connection stays usable unless a close follows.";
     }
@@ -217,6 +227,8 @@ impl ServerEvent {
             ServerEvent::Read(data) => wire(self.kind(), data),
             ServerEvent::Typing(data) => wire(self.kind(), data),
             ServerEvent::SyncResult(data) => wire(self.kind(), data),
+            ServerEvent::MessageUpdated(data) => wire(self.kind(), data),
+            ServerEvent::MessageHidden(data) => wire(self.kind(), data),
             ServerEvent::Error(data) => wire(self.kind(), data),
         }
     }

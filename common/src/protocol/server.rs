@@ -106,15 +106,70 @@ pub struct PresenceUpdate {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
+/// What happened to a message in a `chat.message.updated`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// The sender edited the text.
+    Edited,
+    /// The sender unsent it: `message` is a tombstone.
+    Deleted,
+    /// A member set, changed or removed their reaction.
+    Reaction,
+}
+
+/// `chat.message.updated`: a message as it is after a change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageUpdated {
+    /// The id of the frame this answers, for the session that made the change.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub change: ChangeKind,
+    /// The whole message in its new state (replace the copy you hold).
+    pub message: Message,
+}
+
+/// `chat.message.hidden`: the caller deleted a message for themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageHiddenData {
+    /// The id of the `chat.message.delete` this answers, for the session that sent it.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    /// The conversation's change position of the hide.
+    #[schemars(range(min = 1))]
+    pub change_seq: i64,
+}
+
 /// One conversation of a `chat.sync.result`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncConversation {
     pub conversation_id: ConversationId,
-    /// In seq order.
+    /// New messages (`seq > afterSeq`), in seq order, each in its current
+    /// state; never the ones the caller hid.
     pub messages: Vec<Message>,
     /// More messages follow: sync this conversation again with `afterSeq` = the last seq returned.
     pub has_more: bool,
+    /// The change cursor to keep: send it as `afterChange` next time (with
+    /// `hasMoreChanges`, the position of the last change returned).
+    #[schemars(range(min = 0))]
+    pub last_change: i64,
+    /// Only when `afterChange` was given: the messages the device already
+    /// holds (`seq <= afterSeq`) that changed after `afterChange`, in their
+    /// current state, in change order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Message>>,
+    /// Only when `afterChange` was given: ids of the messages the caller
+    /// hid (deleted for themselves) after `afterChange`: drop them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Vec<MessageId>>,
+    /// More changes follow: sync again with `afterChange` = `lastChange`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_more_changes: bool,
     #[schemars(range(min = 0))]
     pub peer_last_delivered_seq: i64,
     #[schemars(range(min = 0))]

@@ -57,6 +57,12 @@ fn the_borrowed_message_frame_is_the_event_frame() {
         payload: None,
         client_msg_id: "c-1".into(),
         created_at: Utc::now(),
+        reply_to: None,
+        edited_at: None,
+        edit_count: 0,
+        deleted_at: None,
+        reactions: None,
+        change_seq: None,
     };
     let text = message_frame(&message);
     assert!(!text.contains("null"), "absent fields are omitted: {text}");

@@ -30,6 +30,12 @@ fn message(seq: i64, to_user: bool) -> Op {
             payload: None,
             client_msg_id: format!("c{seq}"),
             created_at: DateTime::from_timestamp_micros(1_700_000_000_000_000 + seq).unwrap(),
+            reply_to: None,
+            edited_at: None,
+            edit_count: 0,
+            deleted_at: None,
+            reactions: None,
+            change_seq: None,
         },
         to_user,
     }

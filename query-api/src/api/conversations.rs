@@ -101,7 +101,7 @@ impl ConversationsQueryApi {
     ) -> ApiResult<MessagesResponse> {
         self.0.cache.peer_in(id.0, auth.user_id()).await?;
         let req = PageRequest { before_seq: before_seq.0, after_seq: after_seq.0, min_seq: min_seq.0, limit: limit.0 };
-        let (page, source) = history::page(&self.0.ctx, &self.0.metrics, id.0, req).await?;
+        let (page, source) = history::page(&self.0.ctx, &self.0.metrics, id.0, auth.user_id(), req).await?;
         Ok(MessagesResponse::Ok(Json(page), source.as_str().to_owned()))
     }
 }

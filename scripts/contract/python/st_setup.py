@@ -58,6 +58,8 @@ SEMANTIC_400 = {
     "markRead": "seq_out_of_range: seq beyond the conversation's last message",
     "blockUser": "cannot_block_self: the id is the caller's",
     "report": "invalid_report_target: exactly one of userId and messageId; not oneself or one's own message",
+    "editMessage": "text_empty: text is checked after trimming",
+    "setReaction": "invalid_emoji: exactly one emoji, which a pattern cannot state",
 }
 semantic = "".join(
     f"""
