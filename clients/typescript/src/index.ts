@@ -8,6 +8,8 @@
  *   is renewed with a rotating refresh token; logout, log out everywhere.
  * - {@link createRestClient}: the typed REST client (openapi-fetch), and
  *   {@link DuetPrivacy} (presence privacy, blocks, reports) over it.
+ * - Message changes (edit, unsend, hide, react, replies) on {@link DuetClient},
+ *   and {@link DuetAttachments} (presigned uploads and downloads).
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -29,6 +31,9 @@ export { DuetSession, SessionEndedError } from "./session.js";
 export type { DuetSessionOptions, SessionTokens } from "./session.js";
 export { DuetPrivacy } from "./privacy.js";
 export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
+export { AttachmentUploadError, DuetAttachments } from "./attachments.js";
+export type { Attachment, AttachmentDownload, AttachmentKind, AttachmentUpload } from "./attachments.js";
+export type { ChangeKind } from "./changes.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
 export type { WebSocketConstructor, WebSocketLike, SocketCloseEvent, SocketMessageEvent } from "./transport.js";

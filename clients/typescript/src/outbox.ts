@@ -16,6 +16,8 @@ export interface OutboxEntry {
   readonly type: MessageType;
   readonly text?: string;
   readonly payload?: { readonly [k: string]: unknown };
+  /** The id of the message it quotes. */
+  readonly replyTo?: string;
   /** Local compose time (ISO 8601), for display while pending. */
   readonly composedAt: string;
   /** `pending` until acknowledged; `failed` after a permanent error. */

@@ -19,8 +19,8 @@ export type Report = Schemas["Report"];
 /** What to report: a user, or a message (its sender is reported). */
 export type ReportTarget = { userId: string; messageId?: never } | { messageId: string; userId?: never };
 
-/** Throws the server's `{code, message}` as a {@link DuetServerError}. */
-function refused(error: unknown, what: string): never {
+/** @internal Throws the server's `{code, message}` as a {@link DuetServerError} (shared by the REST-backed modules). */
+export function refused(error: unknown, what: string): never {
   const body = error as Partial<ErrorData> | undefined;
   if (body && typeof body.code === "string" && typeof body.message === "string") {
     throw new DuetServerError({ code: body.code, message: body.message });

@@ -1,0 +1,189 @@
+/**
+ * Message changes: edit, unsend (delete for everyone), hide (delete for me)
+ * and reactions. Each goes over the WebSocket while it is connected (the
+ * answer is the `chat.message.updated` / `chat.message.hidden` frame that
+ * names it in `ref`) and over REST otherwise, or when the socket drops while
+ * the answer is awaited — with the same `clientEditId`, so a retry of an edit
+ * lands once. The answer is applied to the store before the promise
+ * settles, so the app sees the change at once and a later echo (live or in
+ * a sync) is recognised by its `changeSeq` and dropped.
+ *
+ * Changes are not queued offline: unlike a new message, a change is bound to
+ * a window (edits), to state that may move under it (the peer reacts, the
+ * sender unsends), and an unsend is a privacy action whose user must know
+ * whether it took effect. So with neither socket nor network the call
+ * rejects, and the app says so; the send outbox alone survives restarts.
+ * @module
+ */
+import { DuetServerError } from "./client.js";
+import type { ClientFrame, Message, ServerFrame } from "./generated/protocol.js";
+import { randomId } from "./ids.js";
+import { refused } from "./privacy.js";
+import type { DuetRestClient } from "./rest.js";
+import type { ChatStore } from "./store.js";
+
+/** What a message changed by (`chat.message.updated`'s `change`). */
+export type ChangeKind = "edited" | "deleted" | "reaction";
+
+/** How the client reaches the socket and the store (wired by {@link DuetClient}). */
+export interface ChangeTransport {
+  readonly rest: DuetRestClient;
+  /** Whether the socket is authenticated now. */
+  connected(): boolean;
+  /** Sends a frame and resolves with the server frame naming it in `ref`; rejects with a {@link DuetServerError} for an `error` frame. */
+  request(frame: ClientFrame): Promise<ServerFrame>;
+  /** Applies a message's new state (a REST answer) to the store. */
+  applyUpdated(message: Message): void;
+  /** Applies a hide (a REST answer, which carries no change position) to the store. */
+  applyHidden(conversationId: string, messageId: string, changeSeq?: number): void;
+}
+
+/** REST paths of message changes (the typed client's `paths`). */
+const MESSAGE = "/conversations/{id}/messages/{messageId}";
+const HIDE = "/conversations/{id}/messages/{messageId}/hide";
+const REACTION = "/conversations/{id}/messages/{messageId}/reaction";
+
+/** The four change operations of one signed-in user; {@link DuetClient} exposes them. */
+export class MessageChanges {
+  constructor(private readonly t: ChangeTransport) {}
+
+  /**
+   * Replaces the text of your own message (within the server's edit window).
+   * Resolves with the message as it is now (`editedAt`, `editCount`).
+   */
+  async edit(conversationId: string, messageId: string, text: string): Promise<Message> {
+    const clientEditId = randomId();
+    return this.perform(
+      { type: "chat.message.edit", data: { conversationId, messageId, clientEditId, text } } as unknown as ClientFrame,
+      () => this.rest("PATCH", MESSAGE, conversationId, messageId, { text, clientEditId }),
+    );
+  }
+
+  /** Unsends your own message for both of you: resolves with the tombstone (`deletedAt`, no content). */
+  async unsend(conversationId: string, messageId: string): Promise<Message> {
+    return this.perform(
+      { type: "chat.message.delete", data: { conversationId, messageId, scope: "everyone" } } as unknown as ClientFrame,
+      () => this.rest("DELETE", MESSAGE, conversationId, messageId),
+    );
+  }
+
+  /** Deletes a message for you only: it leaves your view (and your other devices' views); the peer keeps it. */
+  async hide(conversationId: string, messageId: string): Promise<void> {
+    const frame = { type: "chat.message.delete", data: { conversationId, messageId, scope: "me" } } as unknown as ClientFrame;
+    if (this.t.connected()) {
+      try {
+        await this.t.request(frame);
+        return;
+      } catch (err) {
+        if (err instanceof DuetServerError) throw err;
+      }
+    }
+    await this.rest("POST", HIDE, conversationId, messageId);
+    this.t.applyHidden(conversationId, messageId);
+  }
+
+  /** Sets or changes your one reaction to a message; `null` removes it. Resolves with the message's reactions now. */
+  async react(conversationId: string, messageId: string, emoji: string | null): Promise<Message> {
+    const data = { conversationId, messageId, ...(emoji === null ? {} : { emoji }) };
+    return this.perform({ type: "chat.reaction.set", data } as unknown as ClientFrame, () =>
+      emoji === null
+        ? this.rest("DELETE", REACTION, conversationId, messageId)
+        : this.rest("PUT", REACTION, conversationId, messageId, { emoji }),
+    );
+  }
+
+  /**
+   * Over the socket when connected; over REST when not, or when the socket
+   * dropped before the answer (the server's idempotency makes the retry safe).
+   * A refusal (`error` frame or REST error body) rejects with its code.
+   */
+  private async perform(frame: ClientFrame, overRest: () => Promise<Message | undefined>): Promise<Message> {
+    if (this.t.connected()) {
+      try {
+        const answer = await this.t.request(frame);
+        const data = answer.data as { message?: Message };
+        if (data.message) return data.message;
+      } catch (err) {
+        if (err instanceof DuetServerError) throw err;
+      }
+    }
+    const message = await overRest();
+    if (!message) throw new Error(`${frame.type}: the server answered without the message`);
+    this.t.applyUpdated(message);
+    return message;
+  }
+
+  /** One REST call on a change path; the server's `{code, message}` becomes a {@link DuetServerError}. */
+  private async rest(
+    method: "PATCH" | "DELETE" | "POST" | "PUT",
+    path: string,
+    conversationId: string,
+    messageId: string,
+    body?: object,
+  ): Promise<Message | undefined> {
+    // Typed by the generated `paths`; called through one signature for the five operations.
+    const call = (this.t.rest as unknown as Record<string, (p: string, init: object) => Promise<{ data?: unknown; error?: unknown; response: Response }>>)[method];
+    if (!call) throw new Error(`no REST method ${method}`);
+    const init = { params: { path: { id: conversationId, messageId } }, ...(body ? { body } : {}) };
+    const { data, error, response } = await call.call(this.t.rest, path, init);
+    if (!response.ok) refused(error, `${method} ${path}`);
+    return data as Message | undefined;
+  }
+}
+
+/**
+ * Applies a `chat.message.updated` or `chat.message.hidden` frame to the
+ * store. Returns the messages whose state changed (empty for a repeat),
+ * or undefined when the frame is of another type.
+ */
+export function applyChangeFrame(store: ChatStore, frame: ServerFrame): Message[] | undefined {
+  const { type, data } = frame as unknown as { type: string; data: Record<string, unknown> };
+  if (type === "chat.message.updated") {
+    const next = store.applyUpdate(data.message as Message);
+    return next ? [next] : [];
+  }
+  if (type === "chat.message.hidden") {
+    const d = data as { conversationId: string; messageId: string; changeSeq?: number };
+    const stub = store.applyHidden(d.conversationId, d.messageId, d.changeSeq);
+    return stub ? [stub] : [];
+  }
+  return undefined;
+}
+
+/** The change fields of a `chat.sync.result` conversation (see docs/protocol.md, Sync). */
+interface SyncChanges {
+  conversationId: string;
+  lastChange?: number;
+  changes?: Message[];
+  hidden?: string[];
+  hasMoreChanges?: boolean;
+}
+
+/**
+ * Applies a synced conversation's `changes` (the held messages that changed
+ * after `afterChange`, hidden ones as stubs) and keeps its `lastChange` as
+ * the next cursor. Only results of a sync that sent `afterChange` move the
+ * cursor: a result without it (discovery) says nothing of the changes to
+ * messages held before, and adopting its `lastChange` would skip them.
+ * Returns the messages whose state changed.
+ */
+export function applySyncChanges(store: ChatStore, conversation: unknown, sentAfterChange: boolean): Message[] {
+  const c = conversation as SyncChanges;
+  const changed: Message[] = [];
+  for (const msg of c.changes ?? []) {
+    const next = store.applyUpdate(msg);
+    if (next) changed.push(next);
+  }
+  for (const id of c.hidden ?? []) {
+    const stub = store.applyHidden(c.conversationId, id);
+    if (stub) changed.push(stub);
+  }
+  const m = store.model(c.conversationId);
+  if (m && sentAfterChange && typeof c.lastChange === "number") m.lastChange = Math.max(m.lastChange ?? 0, c.lastChange);
+  return changed;
+}
+
+/** Whether a synced conversation has more changes to page through. */
+export function hasMoreChanges(conversation: unknown): boolean {
+  return (conversation as SyncChanges).hasMoreChanges === true;
+}
