@@ -76,7 +76,7 @@ export class DuetAttachments {
    * membership, kind, type and size), PUTs the bytes to the presigned URL
    * with the headers it names, and completes it (the server verifies the
    * object). Resolves with the attachment to send; rejects with a
-   * `DuetServerError` (`attachment_too_large`, `content_type_not_allowed`,
+   * `DuetServerError` (`attachment_too_large`, `invalid_content_type`,
    * `rate_limited`, …) or an {@link AttachmentUploadError}.
    */
   async upload(conversationId: string, file: AttachmentUpload): Promise<Attachment> {

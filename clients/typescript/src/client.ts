@@ -383,7 +383,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
    * Edits the text of your own message (within the server's edit window).
    * Over the socket, or REST when not connected; retried with the same
    * `clientEditId`. Resolves with the message as it is now; rejects with a
-   * {@link DuetServerError} (`edit_window_expired`, `message_deleted`, …).
+   * {@link DuetServerError} (`not_message_sender`, `edit_window_closed`, `message_deleted`, …).
    * Not queued offline (see the README).
    */
   edit(conversationId: string, messageId: string, text: string): Promise<Message> {

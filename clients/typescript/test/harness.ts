@@ -285,16 +285,37 @@ export function assertContiguous(snapshot: ChatSnapshot, conversationId: string)
 }
 
 /**
+ * The node settings of the local S3 server that `scripts/test` starts
+ * (`scripts/s3.sh`'s `ensure_s3` exports `DUET_TEST_S3_*`). Throws when they
+ * are not set: a test that needs object storage fails without it, never skips.
+ */
+export function s3Env(): Record<string, string> {
+  const names = ["ENDPOINT", "ACCESS_KEY", "SECRET_KEY", "BUCKET", "REGION"];
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    const value = process.env[`DUET_TEST_S3_${name}`];
+    if (!value) {
+      throw new Error(
+        `DUET_TEST_S3_${name} is not set: run scripts/test, or \`source scripts/services.sh; source scripts/s3.sh; ensure_s3\` first`,
+      );
+    }
+    env[`DUET_S3_${name}`] = value;
+  }
+  return env;
+}
+
+/**
  * One node for a test file: started before its tests, stopped after them
  * together with every client they opened. `node` is set once `before` ran.
+ * `env` may be a function, read then (so a missing setting fails the tests).
  */
 export class Suite {
   node!: TestNode;
   readonly clients: DuetClient[] = [];
 
-  constructor(env: Record<string, string> = {}) {
+  constructor(env: Record<string, string> | (() => Record<string, string>) = {}) {
     before(async () => {
-      this.node = await TestNode.start(env);
+      this.node = await TestNode.start(typeof env === "function" ? env() : env);
     });
     after(async () => {
       for (const c of this.clients) c.stop();
