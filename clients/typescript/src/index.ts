@@ -19,7 +19,7 @@ export { DuetClient, DuetServerError } from "./client.js";
 export type { DuetClientEvents, DuetClientOptions, SendHandle, SendResult } from "./client.js";
 export { ChatStore } from "./store.js";
 export { Emitter } from "./emitter.js";
-export type { ChatSnapshot, ConnectionStatus, ConversationState, PresenceState } from "./store.js";
+export type { ChatMessage, ChatSnapshot, ConnectionStatus, ConversationState, PresenceState, ReactionSummary, ReplyPreview } from "./store.js";
 export { KeyValueOutboxStorage, MemoryOutboxStorage, PERMANENT_SEND_ERRORS } from "./outbox.js";
 export type { OutboxEntry, OutboxStorage } from "./outbox.js";
 export { ManualOnlineSource, alwaysOnline, browserOnlineSource } from "./online.js";

@@ -37,7 +37,7 @@ export interface ConversationState {
    * is now); an unsent one as its tombstone (`deletedAt`, no content); the
    * ones you hid are left out.
    */
-  readonly messages: readonly Message[];
+  readonly messages: readonly ChatMessage[];
   /** Outgoing messages not yet acknowledged (`pending`) or refused (`failed`), in compose order. */
   readonly outbox: readonly OutboxEntry[];
   /** The highest seq held with nothing missing below it. */
@@ -77,7 +77,7 @@ export class ConversationModel {
   /** Position in `messages` by id (messages are only ever appended). */
   readonly index = new Map<string, number>();
   /** Changes to messages not held yet, applied when they arrive (if still newer). */
-  readonly early = new Map<string, HeldMessage>();
+  readonly early = new Map<string, ChatMessage>();
   /** Ids hidden (deleted for me) before the message arrived. */
   readonly hiddenEarly = new Set<string>();
   /** The change cursor of the last sync (`afterChange` of the next); unknown before the first. */
@@ -104,27 +104,50 @@ export class ConversationModel {
 /** @internal What applying a message did. */
 export type ApplyResult = "appended" | "duplicate" | "gap";
 
+/** A quoted message as a reply shows it, read live by the server: its latest text, or that it was unsent. */
+export interface ReplyPreview {
+  readonly id: string;
+  readonly seq: number;
+  readonly senderId: string;
+  readonly type: Message["type"];
+  readonly text?: string;
+  readonly deletedAt?: string;
+}
+
+/** The users who reacted to a message with one emoji. */
+export interface ReactionSummary {
+  readonly emoji: string;
+  readonly count: number;
+  readonly userIds: readonly string[];
+}
+
 /**
- * @internal A message with the change fields the store reads (they are in
- * the generated `Message`; spelled out so the store's rules are explicit).
+ * A message with the fields of message changes spelled out (the generated
+ * `Message` has them too): the quoted `replyTo`, `editedAt`/`editCount`,
+ * `deletedAt` (a tombstone), `reactions`, `changeSeq` (the position of its
+ * latest change), and `hiddenAt` (a stub of a message you hid; never in a
+ * snapshot).
  */
-export type HeldMessage = Message & {
+export type ChatMessage = Message & {
+  readonly replyTo?: ReplyPreview;
+  readonly editedAt?: string;
+  readonly editCount?: number;
+  readonly deletedAt?: string;
+  readonly reactions?: readonly ReactionSummary[];
   readonly changeSeq?: number;
   readonly hiddenAt?: string;
-  readonly deletedAt?: string;
-  readonly replyTo?: { readonly id: string; readonly text?: string; readonly deletedAt?: string };
 };
 
 /** Whether `next` is a later state of the message than `held`. A hide is final. */
-function isNewer(next: HeldMessage, held: HeldMessage): boolean {
+function isNewer(next: ChatMessage, held: ChatMessage): boolean {
   if (held.hiddenAt) return false;
   if (next.hiddenAt) return true;
   return (next.changeSeq ?? 0) > (held.changeSeq ?? 0);
 }
 
 /** What is left of a message the user hid: enough for the seq bookkeeping. */
-function hiddenStub(msg: Message, changeSeq: number | undefined): HeldMessage {
-  const held = msg as HeldMessage;
+function hiddenStub(msg: Message, changeSeq: number | undefined): ChatMessage {
+  const held = msg as ChatMessage;
   return {
     id: msg.id,
     conversationId: msg.conversationId,
@@ -136,7 +159,7 @@ function hiddenStub(msg: Message, changeSeq: number | undefined): HeldMessage {
     createdAt: msg.createdAt,
     hiddenAt: new Date().toISOString(),
     ...(changeSeq !== undefined || held.changeSeq !== undefined ? { changeSeq: changeSeq ?? held.changeSeq } : {}),
-  } as HeldMessage;
+  } as ChatMessage;
 }
 
 /** The observable store; the realtime client feeds it. */
@@ -246,9 +269,9 @@ export class ChatStore {
    */
   applyUpdate(msg: Message): Message | undefined {
     const m = this.ensure(msg.conversationId);
-    const next = msg as HeldMessage;
+    const next = msg as ChatMessage;
     const i = m.index.get(msg.id);
-    const held = i === undefined ? undefined : (m.messages[i] as HeldMessage | undefined);
+    const held = i === undefined ? undefined : (m.messages[i] as ChatMessage | undefined);
     if (i !== undefined && held) {
       if (!isNewer(next, held)) return undefined;
       m.messages[i] = next;
@@ -256,7 +279,7 @@ export class ChatStore {
       this.touch(m);
       return next;
     }
-    const ahead = m.ahead.get(msg.seq) as HeldMessage | undefined;
+    const ahead = m.ahead.get(msg.seq) as ChatMessage | undefined;
     if (ahead?.id === msg.id) {
       if (isNewer(next, ahead)) m.ahead.set(msg.seq, next);
       return undefined;
@@ -273,7 +296,7 @@ export class ChatStore {
     const i = m.index.get(messageId);
     const held = i === undefined ? undefined : m.messages[i];
     if (i !== undefined && held) {
-      if ((held as HeldMessage).hiddenAt) return undefined;
+      if ((held as ChatMessage).hiddenAt) return undefined;
       const stub = hiddenStub(held, changeSeq);
       m.messages[i] = stub;
       this.touch(m);
@@ -286,7 +309,7 @@ export class ChatStore {
 
   /** A message arriving with changes seen before it: the newest state wins. */
   private withEarlyChanges(m: ConversationModel, msg: Message): Message {
-    let out = msg as HeldMessage;
+    let out = msg as ChatMessage;
     const early = m.early.get(msg.id);
     if (early) {
       m.early.delete(msg.id);
@@ -297,9 +320,9 @@ export class ChatStore {
   }
 
   /** Messages quoting `quoted` show its latest text, or that it was unsent. */
-  private refreshQuotes(m: ConversationModel, quoted: HeldMessage): void {
+  private refreshQuotes(m: ConversationModel, quoted: ChatMessage): void {
     for (let j = 0; j < m.messages.length; j++) {
-      const q = m.messages[j] as HeldMessage | undefined;
+      const q = m.messages[j] as ChatMessage | undefined;
       const preview = q?.replyTo;
       if (!q || preview?.id !== quoted.id) continue;
       const { text: _t, deletedAt: _d, ...rest } = preview;
@@ -307,7 +330,7 @@ export class ChatStore {
         ...rest,
         ...(quoted.deletedAt ? { deletedAt: quoted.deletedAt } : quoted.text !== undefined ? { text: quoted.text } : {}),
       };
-      m.messages[j] = { ...q, replyTo: fresh } as HeldMessage;
+      m.messages[j] = { ...q, replyTo: fresh } as ChatMessage;
     }
   }
 
@@ -349,7 +372,7 @@ export class ChatStore {
     const me = this.userId;
     let unread = 0;
     for (let i = m.messages.length - 1; i >= 0; i--) {
-      const msg = m.messages[i] as HeldMessage | undefined;
+      const msg = m.messages[i] as ChatMessage | undefined;
       if (!msg || msg.seq <= m.myReadSeq) break;
       if (msg.senderId !== me && !msg.hiddenAt && !msg.deletedAt) unread++;
     }
@@ -357,7 +380,7 @@ export class ChatStore {
     return Object.freeze({
       id: m.id,
       ...(m.peerId ? { peerId: m.peerId } : {}),
-      messages: Object.freeze(m.messages.filter((msg) => !(msg as HeldMessage).hiddenAt)),
+      messages: Object.freeze(m.messages.filter((msg) => !(msg as ChatMessage).hiddenAt)),
       outbox: Object.freeze([...m.outbox.values()]),
       lastSeq: m.lastSeq,
       myDeliveredSeq: m.myDeliveredSeq,

@@ -4,19 +4,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Suite, assertContiguous, conversationOf, nextEvent, waitFor, type TestUser } from "./harness.js";
-import { DuetServerError, type DuetClient, type Message } from "../src/index.js";
+import { DuetServerError, type ChatMessage, type DuetClient, type Message } from "../src/index.js";
 
 const suite = new Suite();
 
-/** The change fields of a message (on the generated `Message`). */
-type Changed = Message & {
-  editedAt?: string;
-  editCount?: number;
-  deletedAt?: string;
-  changeSeq?: number;
-  reactions?: { emoji: string; count: number; userIds: string[] }[];
-  replyTo?: { id: string; text?: string; deletedAt?: string };
-};
+type Changed = ChatMessage;
 
 async function pair(a: string, b: string): Promise<{ ann: TestUser; bob: TestUser; conv: string; A: DuetClient; B: DuetClient }> {
   const ann = await suite.node.register(a);
