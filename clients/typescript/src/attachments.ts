@@ -16,7 +16,7 @@ import type { DuetRestClient } from "./rest.js";
 export type AttachmentKind = "image" | "video" | "audio" | "file";
 
 /** A file to upload. */
-export interface AttachmentUpload {
+export interface NewAttachment {
   readonly kind: AttachmentKind;
   /** Its media type, e.g. `image/png` (each kind allows its own: docs/protocol.md, "Attachments"). */
   readonly contentType: string;
@@ -30,7 +30,7 @@ export interface AttachmentUpload {
 }
 
 /** A completed upload, ready to be sent. */
-export interface Attachment {
+export interface AttachmentInfo {
   readonly attachmentId: string;
   readonly kind: AttachmentKind;
   readonly contentType: string;
@@ -39,7 +39,7 @@ export interface Attachment {
 }
 
 /** An attachment with a short-lived download URL (ask again once `expiresAt` passed). */
-export interface AttachmentDownload extends Attachment {
+export interface AttachmentDownload extends AttachmentInfo {
   readonly url: string;
   readonly expiresAt: string;
 }
@@ -79,7 +79,7 @@ export class DuetAttachments {
    * `DuetServerError` (`attachment_too_large`, `invalid_content_type`,
    * `rate_limited`, …) or an {@link AttachmentUploadError}.
    */
-  async upload(conversationId: string, file: AttachmentUpload): Promise<Attachment> {
+  async upload(conversationId: string, file: NewAttachment): Promise<AttachmentInfo> {
     const body = {
       kind: file.kind,
       contentType: file.contentType,
@@ -96,7 +96,7 @@ export class DuetAttachments {
     });
     if (!put.ok) throw new AttachmentUploadError(put.status);
     const ids = { id: conversationId, attachmentId: created.attachmentId };
-    return (await this.call("POST", "/conversations/{id}/attachments/{attachmentId}/complete", ids)) as Attachment;
+    return (await this.call("POST", "/conversations/{id}/attachments/{attachmentId}/complete", ids)) as AttachmentInfo;
   }
 
   /** A short-lived download URL of an attachment of one of your conversations. */

@@ -33,7 +33,7 @@ import { alwaysOnline, browserOnlineSource, type OnlineSource } from "./online.j
 import { MemoryOutboxStorage, PERMANENT_SEND_ERRORS, type OutboxEntry, type OutboxStorage } from "./outbox.js";
 import { createRestClient, type DuetRestClient } from "./rest.js";
 import { DuetPrivacy } from "./privacy.js";
-import { DuetAttachments, type AttachmentUpload } from "./attachments.js";
+import { DuetAttachments, type NewAttachment } from "./attachments.js";
 import { MessageChanges, applyChangeFrame, applySyncChanges, hasMoreChanges } from "./changes.js";
 import { ChatStore, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
@@ -368,7 +368,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
    */
   async sendAttachment(
     conversationId: string,
-    upload: AttachmentUpload & { caption?: string; replyTo?: string; metadata?: { [k: string]: unknown } },
+    upload: NewAttachment & { caption?: string; replyTo?: string; metadata?: { [k: string]: unknown } },
   ): Promise<SendHandle> {
     const attachment = await this.attachments.upload(conversationId, upload);
     return this.send(conversationId, {

@@ -32,7 +32,7 @@ export type { DuetSessionOptions, SessionTokens } from "./session.js";
 export { DuetPrivacy } from "./privacy.js";
 export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
 export { AttachmentUploadError, DuetAttachments } from "./attachments.js";
-export type { Attachment, AttachmentDownload, AttachmentKind, AttachmentUpload } from "./attachments.js";
+export type { AttachmentInfo, AttachmentDownload, AttachmentKind, NewAttachment } from "./attachments.js";
 export type { ChangeKind } from "./changes.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
