@@ -35,7 +35,7 @@ import { createRestClient, type DuetRestClient } from "./rest.js";
 import { DuetPrivacy } from "./privacy.js";
 import { DuetAttachments, type NewAttachment } from "./attachments.js";
 import { MessageChanges, applyChangeFrame, applySyncChanges, hasMoreChanges } from "./changes.js";
-import { ChatStore, type ConnectionStatus, type ConversationModel } from "./store.js";
+import { ChatStore, type ChatMessage, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
   onUpgradeRefused,
   websocketUrl,
@@ -905,7 +905,9 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       return;
     }
     const e = slot.entry;
-    const message: Message = {
+    // The ack has no quote: built from the quoted message as held (the sync brings it otherwise).
+    const quote = e.replyTo === undefined ? undefined : this.store.quoteOf(ack.conversationId, e.replyTo);
+    const message: ChatMessage = {
       id: ack.messageId,
       conversationId: ack.conversationId,
       seq: ack.seq,
@@ -916,6 +918,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       ...(e.payload !== undefined ? { payload: { ...e.payload } } : {}),
       clientMsgId: e.clientMsgId,
       createdAt: ack.createdAt,
+      ...(quote ? { replyTo: quote } : {}),
     };
     this.onMessages([message]);
   }

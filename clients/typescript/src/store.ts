@@ -290,6 +290,21 @@ export class ChatStore {
     return undefined;
   }
 
+  /** @internal How a reply to a held message quotes it now (for the sender's own acknowledged reply). */
+  quoteOf(conversationId: string, messageId: string): ReplyPreview | undefined {
+    const m = this.models.get(conversationId);
+    const i = m?.index.get(messageId);
+    const q = i === undefined ? undefined : (m?.messages[i] as ChatMessage | undefined);
+    if (!q) return undefined;
+    return {
+      id: q.id,
+      seq: q.seq,
+      senderId: q.senderId,
+      type: q.type,
+      ...(q.deletedAt ? { deletedAt: q.deletedAt } : q.text !== undefined ? { text: q.text } : {}),
+    };
+  }
+
   /** @internal The user hid a message (delete for me): returns its stub when a held message left the view. */
   applyHidden(conversationId: string, messageId: string, changeSeq?: number): Message | undefined {
     const m = this.ensure(conversationId);

@@ -99,3 +99,15 @@ test("a sync sends afterChange, applies its changes once and keeps lastChange", 
   assert.ok(held(client)[0]?.deletedAt);
   client.stop();
 });
+
+test("my acknowledged reply quotes the held message, and the send frame names it", async () => {
+  const { client, sock } = await connected();
+  const { result } = client.send(CONV, { text: "re", replyTo: msg(1).id });
+  const send = await sock.next((f) => f.type === "chat.message.send");
+  assert.equal(send.type === "chat.message.send" && (send.data as { replyTo?: string }).replyTo, msg(1).id);
+  const clientMsgId = send.type === "chat.message.send" ? send.data.clientMsgId : "";
+  sock.push({ type: "chat.message.ack", data: { ref: send.id, clientMsgId, conversationId: CONV, messageId: msg(2).id, seq: 2, createdAt: new Date(0).toISOString() } } as never);
+  assert.equal((await result).status, "sent");
+  assert.deepEqual(held(client)[1]?.replyTo, { id: msg(1).id, seq: 1, senderId: PEER, type: "text", text: "t1" });
+  client.stop();
+});
