@@ -968,7 +968,8 @@ export class DuetClient extends Emitter<DuetClientEvents> {
         this.gapQueue.add(msg.conversationId);
       } else if (result === "appended") {
         const model = this.store.model(msg.conversationId);
-        if (model) appended.push(...model.messages.slice(before));
+        // Stubs of messages this user hid (seq bookkeeping only) are not news.
+        if (model) appended.push(...model.messages.slice(before).filter((x) => !(x as ChatMessage).hiddenAt));
         touched.add(msg.conversationId);
       }
     }
