@@ -3,27 +3,12 @@
 // delete for me, refusals as typed errors.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Suite, assertContiguous, conversationOf, nextEvent, waitFor, type TestUser } from "./harness.js";
-import { DuetServerError, type ChatMessage, type DuetClient, type Message } from "../src/index.js";
+import { Suite, assertContiguous, codeOf, connectedPair, nextEvent, waitFor } from "./harness.js";
+import type { ChatMessage, DuetClient, Message } from "../src/index.js";
 
 const suite = new Suite();
 
 type Changed = ChatMessage;
-
-async function pair(a: string, b: string): Promise<{ ann: TestUser; bob: TestUser; conv: string; A: DuetClient; B: DuetClient }> {
-  const ann = await suite.node.register(a);
-  const bob = await suite.node.register(b);
-  const conv = await conversationOf(suite.node, ann, bob);
-  const A = suite.node.client(ann);
-  const B = suite.node.client(bob);
-  suite.clients.push(A, B);
-  A.trackConversation(conv, { peerId: bob.id });
-  B.trackConversation(conv, { peerId: ann.id });
-  await A.start();
-  await B.start();
-  await waitFor([A, B], () => A.isConnected && B.isConnected, "both connected");
-  return { ann, bob, conv, A, B };
-}
 
 const view = (c: DuetClient, conv: string) => (c.store.getConversation(conv)?.messages ?? []) as readonly Changed[];
 
@@ -33,18 +18,8 @@ async function sent(c: DuetClient, conv: string, content: Parameters<DuetClient[
   return (result as { message: Message }).message;
 }
 
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(err instanceof DuetServerError, String(err));
-    return err.data.code;
-  }
-  assert.fail("the call was not refused");
-}
-
 test("an edit and an unsend while the peer is offline: after reconnect it holds the final state, once", async () => {
-  const { conv, A, B } = await pair("Ann", "Bob");
+  const { conv, A, B } = await connectedPair(suite, "Ann", "Bob");
   const m1 = await sent(A, conv, "first draft");
   const m2 = await sent(A, conv, "oops, wrong chat");
   const m3 = await sent(A, conv, "third");
@@ -88,7 +63,7 @@ test("an edit and an unsend while the peer is offline: after reconnect it holds 
 });
 
 test("edits and unsends reach a connected peer live", async () => {
-  const { conv, A, B } = await pair("Cleo", "Dan");
+  const { conv, A, B } = await connectedPair(suite, "Cleo", "Dan");
   const m = await sent(A, conv, "helo");
   await waitFor([B], () => view(B, conv).length === 1, "dan has it");
   await A.edit(conv, m.id, "hello");
@@ -98,7 +73,7 @@ test("edits and unsends reach a connected peer live", async () => {
 });
 
 test("a reply shows its quote's latest text, then the tombstone", async () => {
-  const { conv, A, B } = await pair("Eve", "Finn");
+  const { conv, A, B } = await connectedPair(suite, "Eve", "Finn");
   const q = await sent(A, conv, "lunch at noon?");
   await waitFor([B], () => view(B, conv).length === 1, "finn has it");
   const r = (await sent(B, conv, { text: "yes!", replyTo: q.id })) as Changed;
@@ -115,7 +90,7 @@ test("a reply shows its quote's latest text, then the tombstone", async () => {
 });
 
 test("reactions: set, change and remove, seen by the peer live", async () => {
-  const { bob, conv, A, B } = await pair("Gus", "Hana");
+  const { bob, conv, A, B } = await connectedPair(suite, "Gus", "Hana");
   const m = await sent(A, conv, "we won!");
   await waitFor([B], () => view(B, conv).length === 1, "hana has it");
   const set = (await B.react(conv, m.id, "👍")) as Changed;
@@ -129,7 +104,7 @@ test("reactions: set, change and remove, seen by the peer live", async () => {
 });
 
 test("delete for me: gone from my view (and after a resync), still in the peer's", async () => {
-  const { conv, A, B } = await pair("Ivo", "Jade");
+  const { conv, A, B } = await connectedPair(suite, "Ivo", "Jade");
   const m1 = await sent(A, conv, "keep");
   const m2 = await sent(A, conv, "hide me");
   await waitFor([B], () => view(B, conv).length === 2, "jade has both");
@@ -145,7 +120,7 @@ test("delete for me: gone from my view (and after a resync), still in the peer's
 });
 
 test("refusals are typed errors; with the socket down a change goes over REST", async () => {
-  const { conv, A, B } = await pair("Kai", "Lea");
+  const { conv, A, B } = await connectedPair(suite, "Kai", "Lea");
   const m = await sent(A, conv, "mine");
   await waitFor([B], () => view(B, conv).length === 1, "lea has it");
   assert.equal(await codeOf(B.edit(conv, m.id, "not yours")), "not_message_sender");

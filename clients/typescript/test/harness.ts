@@ -9,9 +9,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { before, after } from "node:test";
+import assert from "node:assert/strict";
 import WebSocket from "ws";
 import {
   DuetClient,
+  DuetServerError,
   createRestClient,
   type ChatSnapshot,
   type DuetClientOptions,
@@ -322,4 +324,35 @@ export class Suite {
       await this.node.stop();
     });
   }
+}
+
+/** The server's error code of a refused call (fails when the call succeeds). */
+export async function codeOf(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (err) {
+    assert.ok(err instanceof DuetServerError, String(err));
+    return err.data.code;
+  }
+  assert.fail("the call was not refused");
+}
+
+/** Two new users, their conversation, and a started, connected client each tracking it. */
+export async function connectedPair(
+  suite: Suite,
+  nameA: string,
+  nameB: string,
+): Promise<{ ann: TestUser; bob: TestUser; conv: string; A: DuetClient; B: DuetClient }> {
+  const ann = await suite.node.register(nameA);
+  const bob = await suite.node.register(nameB);
+  const conv = await conversationOf(suite.node, ann, bob);
+  const A = suite.node.client(ann);
+  const B = suite.node.client(bob);
+  suite.clients.push(A, B);
+  A.trackConversation(conv, { peerId: bob.id });
+  B.trackConversation(conv, { peerId: ann.id });
+  await A.start();
+  await B.start();
+  await waitFor([A, B], () => A.isConnected && B.isConnected, "both connected");
+  return { ann, bob, conv, A, B };
 }
