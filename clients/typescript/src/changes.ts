@@ -16,14 +16,18 @@
  * @module
  */
 import { DuetServerError } from "./client.js";
-import type { ClientFrame, Message, ServerFrame } from "./generated/protocol.js";
+import type {
+  ClientFrame,
+  Message,
+  ServerFrame,
+  ServerMessageHiddenFrame,
+  ServerMessageUpdatedFrame,
+  SyncConversation,
+} from "./generated/protocol.js";
 import { randomId } from "./ids.js";
 import { refused } from "./privacy.js";
 import type { DuetRestClient } from "./rest.js";
 import type { ChatStore } from "./store.js";
-
-/** What a message changed by (`chat.message.updated`'s `change`). */
-export type ChangeKind = "edited" | "deleted" | "reaction";
 
 /** How the client reaches the socket and the store (wired by {@link DuetClient}). */
 export interface ChangeTransport {
@@ -38,10 +42,10 @@ export interface ChangeTransport {
   applyHidden(conversationId: string, messageId: string, changeSeq?: number): void;
 }
 
-/** REST paths of message changes (the typed client's `paths`). */
-const MESSAGE = "/conversations/{id}/messages/{messageId}";
-const HIDE = "/conversations/{id}/messages/{messageId}/hide";
-const REACTION = "/conversations/{id}/messages/{messageId}/reaction";
+/** REST paths of message changes. */
+const MESSAGE = "/conversations/{id}/messages/{messageId}" as const;
+const HIDE = "/conversations/{id}/messages/{messageId}/hide" as const;
+const REACTION = "/conversations/{id}/messages/{messageId}/reaction" as const;
 
 /** The four change operations of one signed-in user; {@link DuetClient} exposes them. */
 export class MessageChanges {
@@ -54,22 +58,22 @@ export class MessageChanges {
   async edit(conversationId: string, messageId: string, text: string): Promise<Message> {
     const clientEditId = randomId();
     return this.perform(
-      { type: "chat.message.edit", data: { conversationId, messageId, clientEditId, text } } as unknown as ClientFrame,
-      () => this.rest("PATCH", MESSAGE, conversationId, messageId, { text, clientEditId }),
+      { type: "chat.message.edit", data: { conversationId, messageId, clientEditId, text } },
+      () => this.editOverRest(conversationId, messageId, text, clientEditId),
     );
   }
 
   /** Unsends your own message for both of you: resolves with the tombstone (`deletedAt`, no content). */
   async unsend(conversationId: string, messageId: string): Promise<Message> {
     return this.perform(
-      { type: "chat.message.delete", data: { conversationId, messageId, scope: "everyone" } } as unknown as ClientFrame,
-      () => this.rest("DELETE", MESSAGE, conversationId, messageId),
+      { type: "chat.message.delete", data: { conversationId, messageId, scope: "everyone" } },
+      () => this.unsendOverRest(conversationId, messageId),
     );
   }
 
   /** Deletes a message for you only: it leaves your view (and your other devices' views); the peer keeps it. */
   async hide(conversationId: string, messageId: string): Promise<void> {
-    const frame = { type: "chat.message.delete", data: { conversationId, messageId, scope: "me" } } as unknown as ClientFrame;
+    const frame: ClientFrame = { type: "chat.message.delete", data: { conversationId, messageId, scope: "me" } };
     if (this.t.connected()) {
       try {
         await this.t.request(frame);
@@ -78,18 +82,15 @@ export class MessageChanges {
         if (err instanceof DuetServerError) throw err;
       }
     }
-    await this.rest("POST", HIDE, conversationId, messageId);
+    const { response, error } = await this.t.rest.POST(HIDE, MessageChanges.path(conversationId, messageId));
+    if (!response.ok) refused(error, "hideMessage");
     this.t.applyHidden(conversationId, messageId);
   }
 
   /** Sets or changes your one reaction to a message; `null` removes it. Resolves with the message's reactions now. */
   async react(conversationId: string, messageId: string, emoji: string | null): Promise<Message> {
     const data = { conversationId, messageId, ...(emoji === null ? {} : { emoji }) };
-    return this.perform({ type: "chat.reaction.set", data } as unknown as ClientFrame, () =>
-      emoji === null
-        ? this.rest("DELETE", REACTION, conversationId, messageId)
-        : this.rest("PUT", REACTION, conversationId, messageId, { emoji }),
-    );
+    return this.perform({ type: "chat.reaction.set", data }, () => this.reactOverRest(conversationId, messageId, emoji));
   }
 
   /**
@@ -97,67 +98,60 @@ export class MessageChanges {
    * dropped before the answer (the server's idempotency makes the retry safe).
    * A refusal (`error` frame or REST error body) rejects with its code.
    */
-  private async perform(frame: ClientFrame, overRest: () => Promise<Message | undefined>): Promise<Message> {
+  private async perform(frame: ClientFrame, overRest: () => Promise<Message>): Promise<Message> {
     if (this.t.connected()) {
       try {
         const answer = await this.t.request(frame);
-        const data = answer.data as { message?: Message };
-        if (data.message) return data.message;
+        if (answer.type === "chat.message.updated") return answer.data.message;
       } catch (err) {
         if (err instanceof DuetServerError) throw err;
       }
     }
     const message = await overRest();
-    if (!message) throw new Error(`${frame.type}: the server answered without the message`);
     this.t.applyUpdated(message);
     return message;
   }
 
-  /** One REST call on a change path; the server's `{code, message}` becomes a {@link DuetServerError}. */
-  private async rest(
-    method: "PATCH" | "DELETE" | "POST" | "PUT",
-    path: string,
-    conversationId: string,
-    messageId: string,
-    body?: object,
-  ): Promise<Message | undefined> {
-    // Typed by the generated `paths`; called through one signature for the five operations.
-    const call = (this.t.rest as unknown as Record<string, (p: string, init: object) => Promise<{ data?: unknown; error?: unknown; response: Response }>>)[method];
-    if (!call) throw new Error(`no REST method ${method}`);
-    const init = { params: { path: { id: conversationId, messageId } }, ...(body ? { body } : {}) };
-    const { data, error, response } = await call.call(this.t.rest, path, init);
-    if (!response.ok) refused(error, `${method} ${path}`);
-    return data as Message | undefined;
+  // The REST `Message` is the WebSocket one with `payload` typed looser (any JSON): hence the casts.
+
+  /** Path parameters of the change endpoints. */
+  private static path(id: string, messageId: string) {
+    return { params: { path: { id, messageId } } };
+  }
+
+  private async editOverRest(id: string, messageId: string, text: string, clientEditId: string): Promise<Message> {
+    const { data, error } = await this.t.rest.PATCH(MESSAGE, { ...MessageChanges.path(id, messageId), body: { text, clientEditId } });
+    return (data as Message | undefined) ?? refused(error, "editMessage");
+  }
+
+  private async unsendOverRest(id: string, messageId: string): Promise<Message> {
+    const { data, error } = await this.t.rest.DELETE(MESSAGE, MessageChanges.path(id, messageId));
+    return (data as Message | undefined) ?? refused(error, "unsendMessage");
+  }
+
+  private async reactOverRest(id: string, messageId: string, emoji: string | null): Promise<Message> {
+    const { data, error } =
+      emoji === null
+        ? await this.t.rest.DELETE(REACTION, MessageChanges.path(id, messageId))
+        : await this.t.rest.PUT(REACTION, { ...MessageChanges.path(id, messageId), body: { emoji } });
+    return (data as Message | undefined) ?? refused(error, emoji === null ? "removeReaction" : "setReaction");
   }
 }
 
 /**
  * Applies a `chat.message.updated` or `chat.message.hidden` frame to the
- * store. Returns the messages whose state changed (empty for a repeat),
- * or undefined when the frame is of another type.
+ * store; returns the messages whose state changed (empty for a repeat).
  */
-export function applyChangeFrame(store: ChatStore, frame: ServerFrame): Message[] | undefined {
-  const { type, data } = frame as unknown as { type: string; data: Record<string, unknown> };
-  if (type === "chat.message.updated") {
-    const next = store.applyUpdate(data.message as Message);
+export function applyChangeFrame(store: ChatStore, frame: ServerMessageUpdatedFrame | ServerMessageHiddenFrame): Message[] {
+  if (frame.type === "chat.message.updated") {
+    const next = store.applyUpdate(frame.data.message);
     return next ? [next] : [];
   }
-  if (type === "chat.message.hidden") {
-    const d = data as { conversationId: string; messageId: string; changeSeq?: number };
-    const stub = store.applyHidden(d.conversationId, d.messageId, d.changeSeq);
-    return stub ? [stub] : [];
-  }
-  return undefined;
+  const d = frame.data;
+  const stub = store.applyHidden(d.conversationId, d.messageId, d.changeSeq);
+  return stub ? [stub] : [];
 }
 
-/** The change fields of a `chat.sync.result` conversation (see docs/protocol.md, Sync). */
-interface SyncChanges {
-  conversationId: string;
-  lastChange?: number;
-  changes?: Message[];
-  hidden?: string[];
-  hasMoreChanges?: boolean;
-}
 
 /**
  * Applies a synced conversation's `changes` (the held messages that changed
@@ -167,8 +161,7 @@ interface SyncChanges {
  * messages held before, and adopting its `lastChange` would skip them.
  * Returns the messages whose state changed.
  */
-export function applySyncChanges(store: ChatStore, conversation: unknown, sentAfterChange: boolean): Message[] {
-  const c = conversation as SyncChanges;
+export function applySyncChanges(store: ChatStore, c: SyncConversation, sentAfterChange: boolean): Message[] {
   const changed: Message[] = [];
   for (const msg of c.changes ?? []) {
     const next = store.applyUpdate(msg);
@@ -179,11 +172,6 @@ export function applySyncChanges(store: ChatStore, conversation: unknown, sentAf
     if (stub) changed.push(stub);
   }
   const m = store.model(c.conversationId);
-  if (m && sentAfterChange && typeof c.lastChange === "number") m.lastChange = Math.max(m.lastChange ?? 0, c.lastChange);
+  if (m && sentAfterChange) m.lastChange = Math.max(m.lastChange ?? 0, c.lastChange);
   return changed;
-}
-
-/** Whether a synced conversation has more changes to page through. */
-export function hasMoreChanges(conversation: unknown): boolean {
-  return (conversation as SyncChanges).hasMoreChanges === true;
 }

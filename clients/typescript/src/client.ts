@@ -34,7 +34,7 @@ import { MemoryOutboxStorage, PERMANENT_SEND_ERRORS, type OutboxEntry, type Outb
 import { createRestClient, type DuetRestClient } from "./rest.js";
 import { DuetPrivacy } from "./privacy.js";
 import { DuetAttachments, type NewAttachment } from "./attachments.js";
-import { MessageChanges, applyChangeFrame, applySyncChanges, hasMoreChanges } from "./changes.js";
+import { MessageChanges, applyChangeFrame, applySyncChanges } from "./changes.js";
 import { ChatStore, type ChatMessage, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
   onUpgradeRefused,
@@ -752,13 +752,6 @@ export class DuetClient extends Emitter<DuetClientEvents> {
 
   private onFrame(frame: ServerFrame): void {
     const ref = "ref" in frame.data ? frame.data.ref : undefined;
-    const changed = applyChangeFrame(this.store, frame);
-    if (changed) {
-      const first = changed[0];
-      if (first) this.onChanged(first.conversationId, changed);
-      if (ref !== undefined) this.settleRequest(ref, frame);
-      return;
-    }
     switch (frame.type) {
       case "auth.ok":
         this.onAuthOk(frame.data.userId, frame.data.sessionId, frame.data.heartbeatIntervalMs);
@@ -782,6 +775,15 @@ export class DuetClient extends Emitter<DuetClientEvents> {
           ...(frame.data.lastSeenAt ? { lastSeenAt: frame.data.lastSeenAt } : {}),
         });
         return;
+      case "chat.message.updated":
+      case "chat.message.hidden": {
+        // Applied first, so a caller awaiting its answer finds the store current.
+        const changed = applyChangeFrame(this.store, frame);
+        const first = changed[0];
+        if (first) this.onChanged(first.conversationId, changed);
+        if (ref !== undefined) this.settleRequest(ref, frame);
+        return;
+      }
       case "error":
         this.onError(frame.data);
         return;
@@ -1059,7 +1061,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
         const m = this.store.model(c.conversationId);
         const progressed = (m?.lastSeq ?? 0) > (before.get(c.conversationId) ?? 0);
         const changesProgressed = (m?.lastChange ?? 0) > (beforeChange.get(c.conversationId) ?? 0);
-        if ((c.hasMore && progressed) || (hasMoreChanges(c) && changesProgressed)) todo.push(c.conversationId);
+        if ((c.hasMore && progressed) || (c.hasMoreChanges === true && changesProgressed)) todo.push(c.conversationId);
       }
     }
     return count;

@@ -95,6 +95,8 @@ export const PERMANENT_SEND_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(
   "cannot_message_self",
   "user_not_found",
   "conversation_not_found",
+  // The quoted message is not in this conversation (or was unsent): send it anew without the quote.
+  "reply_not_found",
   // A block: the user may retry by hand (`retry`) once it is lifted.
   "recipient_unavailable",
   "user_blocked",

@@ -17,7 +17,7 @@
  * no gap, and leaves the snapshot.
  * @module
  */
-import type { Message, PresenceStatus } from "./generated/protocol.js";
+import type { Message, PresenceStatus, ReplyPreview } from "./generated/protocol.js";
 import type { OutboxEntry } from "./outbox.js";
 
 /** A peer's presence as last reported. */
@@ -37,7 +37,7 @@ export interface ConversationState {
    * is now); an unsent one as its tombstone (`deletedAt`, no content); the
    * ones you hid are left out.
    */
-  readonly messages: readonly ChatMessage[];
+  readonly messages: readonly Message[];
   /** Outgoing messages not yet acknowledged (`pending`) or refused (`failed`), in compose order. */
   readonly outbox: readonly OutboxEntry[];
   /** The highest seq held with nothing missing below it. */
@@ -104,39 +104,13 @@ export class ConversationModel {
 /** @internal What applying a message did. */
 export type ApplyResult = "appended" | "duplicate" | "gap";
 
-/** A quoted message as a reply shows it, read live by the server: its latest text, or that it was unsent. */
-export interface ReplyPreview {
-  readonly id: string;
-  readonly seq: number;
-  readonly senderId: string;
-  readonly type: Message["type"];
-  readonly text?: string;
-  readonly deletedAt?: string;
-}
-
-/** The users who reacted to a message with one emoji. */
-export interface ReactionSummary {
-  readonly emoji: string;
-  readonly count: number;
-  readonly userIds: readonly string[];
-}
-
 /**
- * A message with the fields of message changes spelled out (the generated
- * `Message` has them too): the quoted `replyTo`, `editedAt`/`editCount`,
- * `deletedAt` (a tombstone), `reactions`, `changeSeq` (the position of its
- * latest change), and `hiddenAt` (a stub of a message you hid; never in a
- * snapshot).
+ * A message as the store holds it: the generated `Message` (with its
+ * `replyTo`, `editedAt`/`editCount`, `deletedAt`, `reactions` and
+ * `changeSeq`) plus `hiddenAt`, set on the stub of a message you hid (never
+ * in a snapshot: it only keeps the seqs gap-free).
  */
-export type ChatMessage = Message & {
-  readonly replyTo?: ReplyPreview;
-  readonly editedAt?: string;
-  readonly editCount?: number;
-  readonly deletedAt?: string;
-  readonly reactions?: readonly ReactionSummary[];
-  readonly changeSeq?: number;
-  readonly hiddenAt?: string;
-};
+export type ChatMessage = Message & { readonly hiddenAt?: string };
 
 /** Whether `next` is a later state of the message than `held`. A hide is final. */
 function isNewer(next: ChatMessage, held: ChatMessage): boolean {

@@ -90,7 +90,7 @@ export async function connected(options: Partial<ConstructorParameters<typeof Du
   const discover = await sock.next((f) => f.type === "chat.sync" && !f.data?.conversations);
   sock.push({ type: "chat.sync.result", data: { ref: discover.id, conversations: [], moreConversations: false } });
   const catchUp = await sock.next((f) => f.type === "chat.sync" && !!f.data?.conversations);
-  sock.push({ type: "chat.sync.result", data: { ref: catchUp.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(1)], hasMore: false, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 1 }] } });
+  sock.push({ type: "chat.sync.result", data: { ref: catchUp.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(1)], hasMore: false, lastChange: 0, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 1 }] } });
   await synced;
   return { client, sock };
 }

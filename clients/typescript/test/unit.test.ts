@@ -14,7 +14,7 @@ test("a live message past a gap is held back, the gap synced, the view stays con
   assert.deepEqual(client.store.getConversation(CONV)?.messages.map((m) => m.seq), [1, 2]);
   const gapSync = await sock.next((f) => f.type === "chat.sync" && !!f.data?.conversations);
   assert.deepEqual(gapSync.type === "chat.sync" && gapSync.data?.conversations, [{ conversationId: CONV, afterSeq: 2, afterChange: 0 }]);
-  sock.push({ type: "chat.sync.result", data: { ref: gapSync.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(3), msg(4), msg(5)], hasMore: false, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 5 }] } });
+  sock.push({ type: "chat.sync.result", data: { ref: gapSync.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [msg(3), msg(4), msg(5)], hasMore: false, lastChange: 0, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 5 }] } });
   await waitFor([client], () => client.store.getConversation(CONV)?.lastSeq === 5, "gap filled", 5000);
   assert.deepEqual(client.store.getConversation(CONV)?.messages.map((m) => m.seq), [1, 2, 3, 4, 5]);
   assert.equal(client.store.getConversation(CONV)?.unreadCount, 5);

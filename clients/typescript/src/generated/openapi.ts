@@ -375,7 +375,8 @@ export interface paths {
          *     - `invalid_text` (400): `text` contains a NUL character.
          *     - `invalid_payload` (400): `payload` is missing for a non-text message, present on a text message, not an object, or contains NUL.
          *     - `payload_too_large` (400): `payload` is larger than 16 KiB of JSON.
-         *     - `idempotency_conflict` (409): `clientMsgId` was used before for a message with other content.
+         *     - `idempotency_conflict` (409): `clientMsgId` was used before for a message with other content, or `clientEditId` for another edit.
+         *     - `reply_not_found` (404): `replyTo` is not a message of this conversation, or it was unsent.
          *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
          *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
          *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
@@ -385,6 +386,151 @@ export interface paths {
          */
         post: operations["sendMessage"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/messages/{messageId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Unsend one's own message (delete for everyone), within the edit
+         *     window: it becomes a tombstone for both members and its content is
+         *     erased. Unsending it again answers the same tombstone.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `not_message_sender` (403): Only the sender of a message may edit or unsend it.
+         *     - `edit_window_closed` (403): The message is older than the edit window (`DUET_EDIT_WINDOW_SECS`, 48 h by default): it can no longer be edited or unsent.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        delete: operations["unsendMessage"];
+        options?: never;
+        head?: never;
+        /**
+         * Edit the text of one's own message, within `DUET_EDIT_WINDOW_SECS`
+         *     of sending. Both members' sessions get `chat.message.updated`.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `invalid_client_edit_id` (400): `clientEditId` is not 1 to 64 characters of `A-Za-z0-9_-`.
+         *     - `text_empty` (400): `text` is empty after trimming.
+         *     - `text_too_long` (400): `text` is longer than 4000 characters.
+         *     - `invalid_text` (400): `text` contains a NUL character.
+         *     - `idempotency_conflict` (409): `clientMsgId` was used before for a message with other content, or `clientEditId` for another edit.
+         *     - `not_message_sender` (403): Only the sender of a message may edit or unsend it.
+         *     - `edit_window_closed` (403): The message is older than the edit window (`DUET_EDIT_WINDOW_SECS`, 48 h by default): it can no longer be edited or unsent.
+         *     - `message_deleted` (409): The message was unsent: it can no longer be edited or reacted to.
+         *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
+         *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        patch: operations["editMessage"];
+        trace?: never;
+    };
+    "/conversations/{id}/messages/{messageId}/hide": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Delete a message for oneself only: it leaves the caller's history,
+         *     search and sync; the peer keeps it. Repeating it is harmless.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["hideMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/messages/{messageId}/reaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set or change the caller's one reaction to a message.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `invalid_emoji` (400): `emoji` is not exactly one emoji.
+         *     - `message_deleted` (409): The message was unsent: it can no longer be edited or reacted to.
+         *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
+         *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        put: operations["setReaction"];
+        post?: never;
+        /**
+         * Remove the caller's reaction to a message (nothing to remove is not an error).
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `message_not_found` (404): No such message in a conversation of the caller's.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `message_deleted` (409): The message was unsent: it can no longer be edited or reacted to.
+         *     - `recipient_unavailable` (403): This user cannot receive messages from the caller or be messaged by them; the reason is not told.
+         *     - `user_blocked` (403): The caller has blocked this user: unblock them first.
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        delete: operations["removeReaction"];
         options?: never;
         head?: never;
         patch?: never;
@@ -865,6 +1011,16 @@ export interface components {
             platform: components["schemas"]["Platform"];
             token: string;
         };
+        /** EditMessageRequest */
+        EditMessageRequest: {
+            /**
+             * @description The edit's idempotency key: 1 to 64 characters of `[A-Za-z0-9_-]`.
+             *     A retry with the same key gets the same answer.
+             */
+            clientEditId: string;
+            /** @description The new text: 1 to 4000 characters after trimming. */
+            text: string;
+        };
         /**
          * ErrorBody
          * @description The body of every error response (and of WebSocket `error` frames).
@@ -913,7 +1069,13 @@ export interface components {
          *     | `invalid_text` | 400 | `text` contains a NUL character. |
          *     | `invalid_payload` | 400 | `payload` is missing for a non-text message, present on a text message, not an object, or contains NUL. |
          *     | `payload_too_large` | 400 | `payload` is larger than 16 KiB of JSON. |
-         *     | `idempotency_conflict` | 409 | `clientMsgId` was used before for a message with other content. |
+         *     | `idempotency_conflict` | 409 | `clientMsgId` was used before for a message with other content, or `clientEditId` for another edit. |
+         *     | `invalid_client_edit_id` | 400 | `clientEditId` is not 1 to 64 characters of `A-Za-z0-9_-`. |
+         *     | `reply_not_found` | 404 | `replyTo` is not a message of this conversation, or it was unsent. |
+         *     | `not_message_sender` | 403 | Only the sender of a message may edit or unsend it. |
+         *     | `edit_window_closed` | 403 | The message is older than the edit window (`DUET_EDIT_WINDOW_SECS`, 48 h by default): it can no longer be edited or unsent. |
+         *     | `message_deleted` | 409 | The message was unsent: it can no longer be edited or reacted to. |
+         *     | `invalid_emoji` | 400 | `emoji` is not exactly one emoji. |
          *     | `invalid_seq` | 400 | A seq is negative. |
          *     | `seq_out_of_range` | 400 | A receipt's seq is beyond the conversation's last message. |
          *     | `invalid_range` | 400 | `afterSeq` is not below `beforeSeq`. |
@@ -941,7 +1103,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_timeout" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_timeout" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_client_edit_id" | "reply_not_found" | "not_message_sender" | "edit_window_closed" | "message_deleted" | "invalid_emoji" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -966,17 +1128,44 @@ export interface components {
          * @description A stored message, as every API returns it.
          */
         Message: {
+            /**
+             * Format: int64
+             * @description The conversation's change position of the message's latest change
+             *     (edit, unsend, reaction): the `afterChange` cursor of `chat.sync`.
+             *     Absent if the message never changed.
+             */
+            changeSeq?: number;
             clientMsgId: string;
             /** Format: uuid */
             conversationId: string;
             /** Format: date-time */
             createdAt: string;
+            /**
+             * Format: date-time
+             * @description Set when the sender unsent the message: a tombstone, whose `text`,
+             *     `payload` and `replyTo` are gone for good.
+             */
+            deletedAt?: string;
+            /**
+             * Format: int32
+             * @description How many times the text was edited; absent (0) if never.
+             * @default 0
+             */
+            editCount: number;
+            /**
+             * Format: date-time
+             * @description When the sender last edited the text; absent if never.
+             */
+            editedAt?: string;
             /** Format: uuid */
             id: string;
             /** @description A non-text message's JSON object; absent on text messages. */
             payload?: unknown;
+            /** @description Reactions, one entry per emoji, in the order they were first given; absent when none. */
+            reactions?: components["schemas"]["Reaction"][];
             /** Format: uuid */
             receiverId: string;
+            replyTo?: components["schemas"]["ReplyPreview"];
             /** Format: uuid */
             senderId: string;
             /**
@@ -1050,6 +1239,22 @@ export interface components {
             lastSeenAt?: string;
             name: string;
         };
+        /**
+         * Reaction
+         * @description The users who reacted to a message with one emoji.
+         */
+        Reaction: {
+            /** Format: int64 */
+            count: number;
+            emoji: string;
+            /** @description Who reacted with it, earliest first. */
+            userIds: string[];
+        };
+        /** ReactionRequest */
+        ReactionRequest: {
+            /** @description Exactly one emoji (with its skin tone or other modifiers). */
+            emoji: string;
+        };
         /** ReceiptRequest */
         ReceiptRequest: {
             /**
@@ -1082,6 +1287,26 @@ export interface components {
             password: string;
             /** @description Phone number in E.164 form, e.g. `+14155550123`. */
             phone?: string;
+        };
+        /**
+         * ReplyPreview
+         * @description A quoted message as a reply shows it, read live.
+         */
+        ReplyPreview: {
+            /**
+             * Format: date-time
+             * @description Set when the quoted message was unsent.
+             */
+            deletedAt?: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            senderId: string;
+            /** Format: int64 */
+            seq: number;
+            /** @description The quoted message's text now; absent when it has none or was unsent. */
+            text?: string;
+            type: components["schemas"]["MessageType"];
         };
         /**
          * Report
@@ -1141,6 +1366,12 @@ export interface components {
             payload?: {
                 [key: string]: unknown;
             };
+            /**
+             * Format: uuid
+             * @description The id of an earlier message of this conversation to quote (refused
+             *     with `reply_not_found` if the conversation holds no such live message).
+             */
+            replyTo?: string;
             /** @description 1 to 4000 characters after trimming. Required for `text` messages. */
             text?: string;
             type?: components["schemas"]["MessageType"];
@@ -2203,7 +2434,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `conversation_not_found` */
+            /** @description `conversation_not_found`, `reply_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2232,6 +2463,510 @@ export interface operations {
             };
             /** @description `unsupported_media_type` */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unsendMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message in its new state. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_message_sender`, `edit_window_closed`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    editMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditMessageRequest"];
+            };
+        };
+        responses: {
+            /** @description The message in its new state. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description `bad_request`, `invalid_client_edit_id`, `text_empty`, `text_too_long`, `invalid_text` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_message_sender`, `edit_window_closed`, `recipient_unavailable`, `user_blocked`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `idempotency_conflict`, `message_deleted` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    hideMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Hidden from the caller's history, search and sync (the peer still has it). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    setReaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReactionRequest"];
+            };
+        };
+        responses: {
+            /** @description The message in its new state. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description `bad_request`, `invalid_emoji` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `recipient_unavailable`, `user_blocked`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `message_deleted` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    removeReaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message in its new state. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `recipient_unavailable`, `user_blocked`, `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `message_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `message_deleted` */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,6 +2,20 @@
 // run `npm run generate` (`npm run check:generated` fails on drift).
 
 /**
+ * What happened to a message in a `chat.message.updated`.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ChangeKind".
+ */
+export type ChangeKind = "edited" | "deleted" | "reaction";
+/**
+ * Whom a delete is for.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "DeleteScope".
+ */
+export type DeleteScope = "everyone" | "me";
+/**
  * What a message carries. Text messages have `text`; others carry a
  * `payload` (for example an attachment reference) and an optional caption.
  *
@@ -59,6 +73,12 @@ export type ErrorCode =
   | "invalid_payload"
   | "payload_too_large"
   | "idempotency_conflict"
+  | "invalid_client_edit_id"
+  | "reply_not_found"
+  | "not_message_sender"
+  | "edit_window_closed"
+  | "message_deleted"
+  | "invalid_emoji"
   | "invalid_seq"
   | "seq_out_of_range"
   | "invalid_range"
@@ -154,6 +174,33 @@ export interface ClientAuthFrame {
 }
 /**
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ClientDeleteFrame".
+ */
+export interface ClientDeleteFrame {
+  data: DeleteIn;
+  /**
+   * The client's frame id; replies carry it as `data.ref`, errors name it. Optional, but without it errors cannot name the frame.
+   */
+  id?: string;
+  /**
+   * Client time, unix ms (informational).
+   */
+  ts?: number;
+  type: "chat.message.delete";
+}
+/**
+ * `chat.message.delete`.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "DeleteIn".
+ */
+export interface DeleteIn {
+  conversationId: string;
+  messageId: string;
+  scope: DeleteScope;
+}
+/**
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
  * via the `definition` "ClientDeliveredFrame".
  */
 export interface ClientDeliveredFrame {
@@ -177,6 +224,42 @@ export interface ClientDeliveredFrame {
 export interface ReceiptIn {
   conversationId: string;
   seq: number;
+}
+/**
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ClientEditFrame".
+ */
+export interface ClientEditFrame {
+  data: EditIn;
+  /**
+   * The client's frame id; replies carry it as `data.ref`, errors name it. Optional, but without it errors cannot name the frame.
+   */
+  id?: string;
+  /**
+   * Client time, unix ms (informational).
+   */
+  ts?: number;
+  type: "chat.message.edit";
+}
+/**
+ * `chat.message.edit`: the sender replaces the text of their own message
+ * (within `DUET_EDIT_WINDOW_SECS` of sending). Answered by
+ * `chat.message.updated` with `ref`.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "EditIn".
+ */
+export interface EditIn {
+  /**
+   * The edit's idempotency key: a resend with the same key gets the same answer.
+   */
+  clientEditId: string;
+  conversationId: string;
+  messageId: string;
+  /**
+   * The new text: 1 to 4000 characters after trimming.
+   */
+  text: string;
 }
 /**
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
@@ -235,6 +318,36 @@ export interface PresenceSubscribe {
 }
 /**
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ClientReactionSetFrame".
+ */
+export interface ClientReactionSetFrame {
+  data: ReactionIn;
+  /**
+   * The client's frame id; replies carry it as `data.ref`, errors name it. Optional, but without it errors cannot name the frame.
+   */
+  id?: string;
+  /**
+   * Client time, unix ms (informational).
+   */
+  ts?: number;
+  type: "chat.reaction.set";
+}
+/**
+ * `chat.reaction.set`: the caller's one reaction to a message; without `emoji`, removes it.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ReactionIn".
+ */
+export interface ReactionIn {
+  conversationId: string;
+  /**
+   * Exactly one emoji (with its skin tone or other modifiers).
+   */
+  emoji?: string;
+  messageId: string;
+}
+/**
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
  * via the `definition` "ClientReadFrame".
  */
 export interface ClientReadFrame {
@@ -286,6 +399,11 @@ export interface SendData {
   };
   receiverId?: string;
   /**
+   * The id of an earlier message of the same conversation this one quotes
+   * (refused with `reply_not_found` if the conversation holds no such live message).
+   */
+  replyTo?: string;
+  /**
    * 1 to 4000 characters after trimming; required for `text` messages, a caption for others.
    */
   text?: string;
@@ -330,12 +448,19 @@ export interface SyncIn {
   limit?: number;
 }
 /**
- * One conversation of a `chat.sync`, from after `afterSeq`.
+ * One conversation of a `chat.sync`, from after `afterSeq` (new
+ * messages) and, when given, after `afterChange` (changes to the messages
+ * the device already holds).
  *
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
  * via the `definition` "SyncCursor".
  */
 export interface SyncCursor {
+  /**
+   * The `lastChange` of this conversation's previous sync result: the
+   * result then lists the changes since (`changes`, `hidden`).
+   */
+  afterChange?: number;
   afterSeq: number;
   conversationId: string;
 }
@@ -396,9 +521,28 @@ export interface ErrorData {
  * via the `definition` "Message".
  */
 export interface Message {
+  /**
+   * The conversation's change position of the message's latest change
+   * (edit, unsend, reaction): the `afterChange` cursor of `chat.sync`.
+   * Absent if the message never changed.
+   */
+  changeSeq?: number;
   clientMsgId: string;
   conversationId: string;
   createdAt: string;
+  /**
+   * Set when the sender unsent the message: a tombstone, whose `text`,
+   * `payload` and `replyTo` are gone for good.
+   */
+  deletedAt?: string;
+  /**
+   * How many times the text was edited; absent (0) if never.
+   */
+  editCount?: number;
+  /**
+   * When the sender last edited the text; absent if never.
+   */
+  editedAt?: string;
   id: string;
   /**
    * A non-text message's JSON object; absent on text messages.
@@ -406,7 +550,16 @@ export interface Message {
   payload?: {
     [k: string]: unknown | undefined;
   };
+  /**
+   * Reactions, one entry per emoji, in the order they were first given; absent when none.
+   */
+  reactions?: Reaction[];
   receiverId: string;
+  /**
+   * The message this one quotes, as it is now (its latest text, or a
+   * tombstone once unsent); absent when it quotes none, and on a tombstone.
+   */
+  replyTo?: ReplyPreview;
   senderId: string;
   /**
    * Position in the conversation: 1, 2, 3, ... with no gaps. The sync cursor.
@@ -417,6 +570,75 @@ export interface Message {
    */
   text?: string;
   type: MessageType;
+}
+/**
+ * The users who reacted to a message with one emoji.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "Reaction".
+ */
+export interface Reaction {
+  count: number;
+  emoji: string;
+  /**
+   * Who reacted with it, earliest first.
+   */
+  userIds: string[];
+}
+/**
+ * A quoted message as a reply shows it, read live.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ReplyPreview".
+ */
+export interface ReplyPreview {
+  /**
+   * Set when the quoted message was unsent.
+   */
+  deletedAt?: string;
+  id: string;
+  senderId: string;
+  seq: number;
+  /**
+   * The quoted message's text now; absent when it has none or was unsent.
+   */
+  text?: string;
+  type: MessageType;
+}
+/**
+ * `chat.message.hidden`: the caller deleted a message for themselves.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "MessageHiddenData".
+ */
+export interface MessageHiddenData {
+  /**
+   * The conversation's change position of the hide.
+   */
+  changeSeq: number;
+  conversationId: string;
+  messageId: string;
+  /**
+   * The id of the `chat.message.delete` this answers, for the session that sent it.
+   */
+  ref?: string;
+}
+/**
+ * `chat.message.updated`: a message as it is after a change.
+ *
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "MessageUpdated".
+ */
+export interface MessageUpdated {
+  change: ChangeKind;
+  /**
+   * The whole message in its new state (replace the copy you hold).
+   */
+  message: Message;
+  /**
+   * The id of the frame this answers, for the session that made the change.
+   */
+  ref?: string;
 }
 /**
  * `chat.message.new`.
@@ -537,6 +759,30 @@ export interface ServerMessageFrame {
 }
 /**
  * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ServerMessageHiddenFrame".
+ */
+export interface ServerMessageHiddenFrame {
+  data: MessageHiddenData;
+  /**
+   * Server time, unix ms.
+   */
+  ts: number;
+  type: "chat.message.hidden";
+}
+/**
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
+ * via the `definition` "ServerMessageUpdatedFrame".
+ */
+export interface ServerMessageUpdatedFrame {
+  data: MessageUpdated;
+  /**
+   * Server time, unix ms.
+   */
+  ts: number;
+  type: "chat.message.updated";
+}
+/**
+ * This interface was referenced by `DuetProtocolSchemas`'s JSON-Schema
  * via the `definition` "ServerPongFrame".
  */
 export interface ServerPongFrame {
@@ -607,13 +853,34 @@ export interface SyncResult {
  * via the `definition` "SyncConversation".
  */
 export interface SyncConversation {
+  /**
+   * Only when `afterChange` was given: the messages the device already
+   * holds (`seq <= afterSeq`) that changed after `afterChange`, in their
+   * current state, in change order.
+   */
+  changes?: Message[];
   conversationId: string;
   /**
    * More messages follow: sync this conversation again with `afterSeq` = the last seq returned.
    */
   hasMore: boolean;
   /**
-   * In seq order.
+   * More changes follow: sync again with `afterChange` = `lastChange`.
+   */
+  hasMoreChanges?: boolean;
+  /**
+   * Only when `afterChange` was given: ids of the messages the caller
+   * hid (deleted for themselves) after `afterChange`: drop them.
+   */
+  hidden?: string[];
+  /**
+   * The change cursor to keep: send it as `afterChange` next time (with
+   * `hasMoreChanges`, the position of the last change returned).
+   */
+  lastChange: number;
+  /**
+   * New messages (`seq > afterSeq`), in seq order, each in its current
+   * state; never the ones the caller hid.
    */
   messages: Message[];
   peerLastDeliveredSeq: number;
@@ -659,7 +926,10 @@ export type ClientFrame =
   | ClientDeliveredFrame
   | ClientReadFrame
   | ClientTypingFrame
-  | ClientSyncFrame;
+  | ClientSyncFrame
+  | ClientEditFrame
+  | ClientDeleteFrame
+  | ClientReactionSetFrame;
 
 /** Every frame the server sends (the AsyncAPI `sendServerFrames` operation). */
 export type ServerFrame =
@@ -672,13 +942,15 @@ export type ServerFrame =
   | ServerReadFrame
   | ServerTypingFrame
   | ServerSyncResultFrame
+  | ServerMessageUpdatedFrame
+  | ServerMessageHiddenFrame
   | ServerErrorFrame;
 
 /** AsyncAPI schema names of the client frames, in contract order. */
-export const CLIENT_FRAME_SCHEMAS = ["ClientAuthFrame","ClientPingFrame","ClientPresenceSubscribeFrame","ClientSendFrame","ClientDeliveredFrame","ClientReadFrame","ClientTypingFrame","ClientSyncFrame"] as const;
+export const CLIENT_FRAME_SCHEMAS = ["ClientAuthFrame","ClientPingFrame","ClientPresenceSubscribeFrame","ClientSendFrame","ClientDeliveredFrame","ClientReadFrame","ClientTypingFrame","ClientSyncFrame","ClientEditFrame","ClientDeleteFrame","ClientReactionSetFrame"] as const;
 
 /** AsyncAPI schema names of the server frames, in contract order. */
-export const SERVER_FRAME_SCHEMAS = ["ServerAuthOkFrame","ServerPongFrame","ServerPresenceUpdateFrame","ServerAckFrame","ServerMessageFrame","ServerDeliveredFrame","ServerReadFrame","ServerTypingFrame","ServerSyncResultFrame","ServerErrorFrame"] as const;
+export const SERVER_FRAME_SCHEMAS = ["ServerAuthOkFrame","ServerPongFrame","ServerPresenceUpdateFrame","ServerAckFrame","ServerMessageFrame","ServerDeliveredFrame","ServerReadFrame","ServerTypingFrame","ServerSyncResultFrame","ServerMessageUpdatedFrame","ServerMessageHiddenFrame","ServerErrorFrame"] as const;
 
 /** The frame schemas by name. */
 export interface FrameSchemas {
@@ -690,6 +962,9 @@ export interface FrameSchemas {
   "ClientReadFrame": ClientReadFrame;
   "ClientTypingFrame": ClientTypingFrame;
   "ClientSyncFrame": ClientSyncFrame;
+  "ClientEditFrame": ClientEditFrame;
+  "ClientDeleteFrame": ClientDeleteFrame;
+  "ClientReactionSetFrame": ClientReactionSetFrame;
   "ServerAuthOkFrame": ServerAuthOkFrame;
   "ServerPongFrame": ServerPongFrame;
   "ServerPresenceUpdateFrame": ServerPresenceUpdateFrame;
@@ -699,5 +974,7 @@ export interface FrameSchemas {
   "ServerReadFrame": ServerReadFrame;
   "ServerTypingFrame": ServerTypingFrame;
   "ServerSyncResultFrame": ServerSyncResultFrame;
+  "ServerMessageUpdatedFrame": ServerMessageUpdatedFrame;
+  "ServerMessageHiddenFrame": ServerMessageHiddenFrame;
   "ServerErrorFrame": ServerErrorFrame;
 }
