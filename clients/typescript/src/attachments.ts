@@ -9,11 +9,17 @@
  * and sends in one call.
  * @module
  */
+import type { components } from "./generated/openapi.js";
 import { refused } from "./privacy.js";
 import type { DuetRestClient } from "./rest.js";
 
-/** What an attachment is; a message of the same type carries it. */
-export type AttachmentKind = "image" | "video" | "audio" | "file";
+type Schemas = components["schemas"];
+/** `image`, `video`, `audio` (voice notes) or `file`: also the type of the message that carries it. */
+export type AttachmentKind = Schemas["AttachmentKind"];
+/** A completed upload, ready to be sent. */
+export type AttachmentInfo = Schemas["AttachmentInfo"];
+/** An attachment with a short-lived download URL (ask again once `expiresAt` passed). */
+export type AttachmentDownload = Schemas["AttachmentDownload"];
 
 /** A file to upload. */
 export interface NewAttachment {
@@ -29,27 +35,6 @@ export interface NewAttachment {
   readonly fileName?: string;
 }
 
-/** A completed upload, ready to be sent. */
-export interface AttachmentInfo {
-  readonly attachmentId: string;
-  readonly kind: AttachmentKind;
-  readonly contentType: string;
-  readonly size: number;
-  readonly fileName?: string;
-}
-
-/** An attachment with a short-lived download URL (ask again once `expiresAt` passed). */
-export interface AttachmentDownload extends AttachmentInfo {
-  readonly url: string;
-  readonly expiresAt: string;
-}
-
-/** The upload target the server answers `createAttachment` with. */
-interface CreatedUpload {
-  attachmentId: string;
-  upload: { url: string; method: string; headers: Record<string, string>; expiresAt: string };
-}
-
 /** The object store refused the bytes (an expired URL, a size that differs from the declared one). */
 export class AttachmentUploadError extends Error {
   constructor(readonly status: number) {
@@ -61,8 +46,6 @@ export class AttachmentUploadError extends Error {
 function sizeOf(data: Blob | ArrayBuffer | Uint8Array): number {
   return data instanceof ArrayBuffer ? data.byteLength : "byteLength" in data ? data.byteLength : data.size;
 }
-
-type UntypedCall = (path: string, init: object) => Promise<{ data?: unknown; error?: unknown; response: Response }>;
 
 /** Attachments of one signed-in user. */
 export class DuetAttachments {
@@ -86,30 +69,27 @@ export class DuetAttachments {
       size: sizeOf(file.data),
       ...(file.fileName !== undefined ? { fileName: file.fileName } : {}),
     };
-    const created = (await this.call("POST", "/conversations/{id}/attachments", { id: conversationId }, body)) as CreatedUpload;
+    const created = await this.rest.POST("/conversations/{id}/attachments", { params: { path: { id: conversationId } }, body });
+    const target = created.data ?? refused(created.error, "createAttachment");
     const fetcher = this.fetcher ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
     // Straight to the object store: no Authorization header (the URL's signature is the credential).
-    const put = await fetcher(created.upload.url, {
-      method: created.upload.method,
-      headers: created.upload.headers,
+    const put = await fetcher(target.upload.url, {
+      method: target.upload.method,
+      headers: target.upload.headers,
       body: file.data as BodyInit,
     });
     if (!put.ok) throw new AttachmentUploadError(put.status);
-    const ids = { id: conversationId, attachmentId: created.attachmentId };
-    return (await this.call("POST", "/conversations/{id}/attachments/{attachmentId}/complete", ids)) as AttachmentInfo;
+    const path = { id: conversationId, attachmentId: target.attachmentId };
+    const done = await this.rest.POST("/conversations/{id}/attachments/{attachmentId}/complete", { params: { path } });
+    return done.data ?? refused(done.error, "completeAttachment");
   }
 
   /** A short-lived download URL of an attachment of one of your conversations. */
   async downloadUrl(conversationId: string, attachmentId: string): Promise<AttachmentDownload> {
-    return (await this.call("GET", "/conversations/{id}/attachments/{attachmentId}", { id: conversationId, attachmentId })) as AttachmentDownload;
+    const { data, error } = await this.rest.GET("/conversations/{id}/attachments/{attachmentId}", {
+      params: { path: { id: conversationId, attachmentId } },
+    });
+    return data ?? refused(error, "getAttachment");
   }
 
-  private async call(method: "GET" | "POST", path: string, params: Record<string, string>, body?: object): Promise<unknown> {
-    // The generated `paths` type these operations; one signature serves the three.
-    const call = (this.rest as unknown as Record<string, UntypedCall>)[method];
-    if (!call) throw new Error(`no REST method ${method}`);
-    const { data, error, response } = await call.call(this.rest, path, { params: { path: params }, ...(body ? { body } : {}) });
-    if (!response.ok || data === undefined) refused(error, `${method} ${path}`);
-    return data;
-  }
 }

@@ -90,6 +90,10 @@ export const PERMANENT_SEND_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(
   "invalid_client_msg_id",
   "invalid_payload",
   "payload_too_large",
+  // An attachment message naming an attachment it may not send (yet): fix and send anew.
+  "attachment_not_found",
+  "attachment_not_uploaded",
+  "attachment_kind_mismatch",
   "idempotency_conflict",
   "invalid_target",
   "cannot_message_self",

@@ -92,6 +92,15 @@ export type ErrorCode =
   | "invalid_report_target"
   | "message_not_found"
   | "invalid_details"
+  | "attachments_unavailable"
+  | "invalid_content_type"
+  | "attachment_too_large"
+  | "invalid_file_name"
+  | "attachment_not_found"
+  | "upload_missing"
+  | "upload_mismatch"
+  | "attachment_not_uploaded"
+  | "attachment_kind_mismatch"
   | "invalid_json"
   | "invalid_frame"
   | "unknown_type"
@@ -392,7 +401,10 @@ export interface SendData {
   clientMsgId: string;
   conversationId?: string;
   /**
-   * For non-text messages: a JSON object of at most 16 KiB.
+   * For non-text messages: a JSON object of at most 16 KiB. `image`, `video`,
+   * `audio` and `file` messages name a completed upload (`{attachmentId}`,
+   * optional `width`, `height`, `durationMs`, `waveform`: docs/protocol.md,
+   * "Attachments"); `location` payloads are free.
    */
   payload?: {
     [k: string]: unknown | undefined;
