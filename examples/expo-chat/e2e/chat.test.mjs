@@ -238,6 +238,9 @@ try {
     await b2.getByTestId("msg-theirs").getByTestId("msg-image").last().waitFor({ timeout: T });
     // Loaded through the presigned download URL (same origin via e2e/serve.mjs).
     await b2.waitForFunction(() => [...document.querySelectorAll("img")].some((i) => i.src.includes("X-Amz-Signature") && i.complete && i.naturalWidth === 1), null, { timeout: T });
+    // Bob's screen with the changes: edited, a reaction, a quote of an unsent message, the image.
+    mkdirSync(SHOTS, { recursive: true });
+    await b2.screenshot({ path: path.join(SHOTS, "expo-chat-changes.png") });
   });
 
   await step("Bob deletes a message for himself: gone from his screen, still on Alice's", async () => {

@@ -199,7 +199,7 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
       )}
       <View style={[ui.row, { padding: 8, borderTopWidth: 1, borderColor: colors.border }]}>
         <Pressable testID="attach" onPress={attach} accessibilityLabel="Attach an image" style={{ paddingHorizontal: 4 }}>
-          <Text style={{ fontSize: 22 }}>📎</Text>
+          <Text style={{ fontSize: 24, color: colors.accent }}>+</Text>
         </Pressable>
         <TextInput
           style={[ui.input, { flex: 1 }]}
