@@ -10,7 +10,7 @@
  * @module
  */
 import type { components } from "./generated/openapi.js";
-import { refused } from "./privacy.js";
+import { refused } from "./refused.js";
 import type { DuetRestClient } from "./rest.js";
 
 type Schemas = components["schemas"];

@@ -25,7 +25,7 @@ import type {
   SyncConversation,
 } from "./generated/protocol.js";
 import { randomId } from "./ids.js";
-import { refused } from "./privacy.js";
+import { refused } from "./refused.js";
 import type { DuetRestClient } from "./rest.js";
 import type { ChatStore } from "./store.js";
 

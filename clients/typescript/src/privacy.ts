@@ -5,8 +5,7 @@
  * @module
  */
 import type { components } from "./generated/openapi.js";
-import type { ErrorData } from "./generated/protocol.js";
-import { DuetServerError } from "./client.js";
+import { refused } from "./refused.js";
 import type { DuetRestClient } from "./rest.js";
 
 type Schemas = components["schemas"];
@@ -18,15 +17,6 @@ export type ReportReason = Schemas["ReportReason"];
 export type Report = Schemas["Report"];
 /** What to report: a user, or a message (its sender is reported). */
 export type ReportTarget = { userId: string; messageId?: never } | { messageId: string; userId?: never };
-
-/** @internal Throws the server's `{code, message}` as a {@link DuetServerError} (shared by the REST-backed modules). */
-export function refused(error: unknown, what: string): never {
-  const body = error as Partial<ErrorData> | undefined;
-  if (body && typeof body.code === "string" && typeof body.message === "string") {
-    throw new DuetServerError({ code: body.code, message: body.message });
-  }
-  throw new Error(`${what} failed: ${JSON.stringify(error)}`);
-}
 
 /** The privacy operations of one signed-in user. */
 export class DuetPrivacy {
