@@ -111,3 +111,23 @@ test("my acknowledged reply quotes the held message, and the send frame names it
   assert.deepEqual(held(client)[1]?.replyTo, { id: msg(1).id, seq: 1, senderId: PEER, type: "text", text: "t1" });
   client.stop();
 });
+
+test("hidden messages as stubs (hiddenAt) in a sync keep the seqs gap-free and stay out of the view", async () => {
+  const { client, sock } = await connected();
+  const stub = (m: Message) => ({ id: m.id, conversationId: m.conversationId, seq: m.seq, senderId: m.senderId, receiverId: m.receiverId, type: m.type, clientMsgId: m.clientMsgId, createdAt: m.createdAt, hiddenAt: new Date(3000).toISOString(), changeSeq: 7 });
+  const events: Message[][] = [];
+  client.on("messages", (m) => events.push([...m]));
+  const done = client.sync();
+  const discover = await sock.next((f) => f.type === "chat.sync" && !f.data?.conversations);
+  sock.push({ type: "chat.sync.result", data: { ref: discover.id, conversations: [], moreConversations: false } });
+  const req = await sock.next((f) => f.type === "chat.sync" && !!f.data?.conversations);
+  // Seq 1 (held) hidden since, seq 2 (new) hidden on another device: both stubs.
+  sock.push({ type: "chat.sync.result", data: { ref: req.id, moreConversations: false, conversations: [{ conversationId: CONV, messages: [stub(msg(2)), msg(3)], changes: [stub(msg(1))], hasMore: false, lastChange: 7, peerLastDeliveredSeq: 0, peerLastReadSeq: 0, unreadCount: 1 }] } } as never);
+  await done;
+  const c = client.store.getConversation(CONV);
+  assert.deepEqual(c?.messages.map((m) => m.seq), [3]);
+  assert.equal(c?.lastSeq, 3);
+  assert.equal(c?.unreadCount, 1);
+  assert.deepEqual(events.flat().map((m) => m.seq), [3], "a stub is not announced as a new message");
+  client.stop();
+});
