@@ -33,8 +33,9 @@ import { alwaysOnline, browserOnlineSource, type OnlineSource } from "./online.j
 import { MemoryOutboxStorage, PERMANENT_SEND_ERRORS, type OutboxEntry, type OutboxStorage } from "./outbox.js";
 import { createRestClient, type DuetRestClient } from "./rest.js";
 import { DuetPrivacy } from "./privacy.js";
-import { DuetAttachments } from "./attachments.js";
-import { ChatStore, type ConnectionStatus, type ConversationModel } from "./store.js";
+import { DuetAttachments, type NewAttachment } from "./attachments.js";
+import { MessageChanges, applyChangeFrame, applySyncChanges } from "./changes.js";
+import { ChatStore, type ChatMessage, type ConnectionStatus, type ConversationModel } from "./store.js";
 import {
   onUpgradeRefused,
   websocketUrl,
@@ -115,6 +116,12 @@ export interface DuetClientEvents {
   synced: { readonly durationMs: number; readonly messages: number };
   /** Messages entered the view (live, synced or acknowledged), in seq order. */
   messages: readonly Message[];
+  /**
+   * Held messages changed (edited, unsent, reactions, hidden by you: a stub
+   * with `hiddenAt`), each in its new state, once per change however it
+   * arrived (live, in a sync, as the answer to your call).
+   */
+  messagesChanged: readonly Message[];
   /** An `error` frame the client did not handle itself. */
   serverError: ErrorData;
   /** Every parsed server frame (diagnostics). */
@@ -160,8 +167,9 @@ export class DuetClient extends Emitter<DuetClientEvents> {
   readonly rest: DuetRestClient;
   /** Presence privacy, blocks and reports (REST). */
   readonly privacy: DuetPrivacy;
-  /** Uploads to object storage and download URLs (REST). */
+  /** Attachments: upload to object storage, download URLs (REST + presigned URLs). */
   readonly attachments: DuetAttachments;
+  private readonly changes: MessageChanges;
 
   private readonly opts: DuetClientOptions;
   private readonly online: OnlineSource;
@@ -225,6 +233,14 @@ export class DuetClient extends Emitter<DuetClientEvents> {
     });
     this.privacy = new DuetPrivacy(this.rest);
     this.attachments = new DuetAttachments(this.rest, options.fetch);
+    this.changes = new MessageChanges({
+      rest: this.rest,
+      connected: () => this.connected,
+      request: (frame) => this.request(frame),
+      applyUpdated: (message) => this.onChanged(message.conversationId, [this.store.applyUpdate(message)]),
+      applyHidden: (conversationId, messageId, changeSeq) =>
+        this.onChanged(conversationId, [this.store.applyHidden(conversationId, messageId, changeSeq)]),
+    });
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -316,7 +332,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
    */
   send(
     conversationId: string,
-    content: string | { type?: MessageType; text?: string; payload?: { [k: string]: unknown } },
+    content: string | { type?: MessageType; text?: string; payload?: { [k: string]: unknown }; replyTo?: string },
   ): SendHandle {
     const c = typeof content === "string" ? { text: content } : content;
     const entry: OutboxEntry = {
@@ -325,6 +341,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       type: c.type ?? "text",
       ...(c.text !== undefined ? { text: c.text } : {}),
       ...(c.payload !== undefined ? { payload: c.payload } : {}),
+      ...(c.replyTo !== undefined ? { replyTo: c.replyTo } : {}),
       composedAt: new Date().toISOString(),
       status: "pending",
     };
@@ -340,6 +357,52 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       .catch(() => undefined)
       .then(() => this.transmit(entry.clientMsgId));
     return { clientMsgId: entry.clientMsgId, result };
+  }
+
+  /**
+   * Uploads a file (see {@link DuetAttachments.upload}) and sends it as a
+   * message of its kind with `payload: {attachmentId, ...metadata}` and the
+   * caption as its text, through the outbox like {@link DuetClient.send}.
+   * Resolves once the upload is complete (it rejects if the upload fails:
+   * nothing is sent then).
+   */
+  async sendAttachment(
+    conversationId: string,
+    upload: NewAttachment & { caption?: string; replyTo?: string; metadata?: { [k: string]: unknown } },
+  ): Promise<SendHandle> {
+    const attachment = await this.attachments.upload(conversationId, upload);
+    return this.send(conversationId, {
+      type: upload.kind,
+      ...(upload.caption !== undefined ? { text: upload.caption } : {}),
+      payload: { ...upload.metadata, attachmentId: attachment.attachmentId },
+      ...(upload.replyTo !== undefined ? { replyTo: upload.replyTo } : {}),
+    });
+  }
+
+  /**
+   * Edits the text of your own message (within the server's edit window).
+   * Over the socket, or REST when not connected; retried with the same
+   * `clientEditId`. Resolves with the message as it is now; rejects with a
+   * {@link DuetServerError} (`not_message_sender`, `edit_window_closed`, `message_deleted`, …).
+   * Not queued offline (see the README).
+   */
+  edit(conversationId: string, messageId: string, text: string): Promise<Message> {
+    return this.changes.edit(conversationId, messageId, text);
+  }
+
+  /** Unsends your own message for both of you; resolves with the tombstone. */
+  unsend(conversationId: string, messageId: string): Promise<Message> {
+    return this.changes.unsend(conversationId, messageId);
+  }
+
+  /** Deletes a message for you only (it leaves your view on every device). */
+  hide(conversationId: string, messageId: string): Promise<void> {
+    return this.changes.hide(conversationId, messageId);
+  }
+
+  /** Sets or changes your reaction to a message (one per user); `null` removes it. */
+  react(conversationId: string, messageId: string, emoji: string | null): Promise<Message> {
+    return this.changes.react(conversationId, messageId, emoji);
   }
 
   /** Puts a failed message back in the queue (same `clientMsgId`). */
@@ -678,6 +741,15 @@ export class DuetClient extends Emitter<DuetClientEvents> {
     this.onFrame(frame);
   }
 
+  /** Announces the messages a change replaced (none for a repeat) and touches their conversation. */
+  private onChanged(conversationId: string, changed: ReadonlyArray<Message | undefined>): void {
+    const real = changed.filter((m): m is Message => m !== undefined);
+    if (!real.length) return;
+    const m = this.store.model(conversationId);
+    if (m) this.store.touch(m);
+    this.emit("messagesChanged", real);
+  }
+
   private onFrame(frame: ServerFrame): void {
     const ref = "ref" in frame.data ? frame.data.ref : undefined;
     switch (frame.type) {
@@ -703,17 +775,20 @@ export class DuetClient extends Emitter<DuetClientEvents> {
           ...(frame.data.lastSeenAt ? { lastSeenAt: frame.data.lastSeenAt } : {}),
         });
         return;
+      case "chat.message.updated":
+      case "chat.message.hidden": {
+        // Applied first, so a caller awaiting its answer finds the store current.
+        const changed = applyChangeFrame(this.store, frame);
+        const first = changed[0];
+        if (first) this.onChanged(first.conversationId, changed);
+        if (ref !== undefined) this.settleRequest(ref, frame);
+        return;
+      }
       case "error":
         this.onError(frame.data);
         return;
       case "presence.pong":
       case "chat.sync.result":
-        if (ref !== undefined) this.settleRequest(ref, frame);
-        return;
-      case "chat.message.updated":
-      case "chat.message.hidden":
-        // Message changes reach the app through the "frame" event (emitted above);
-        // an answer to a request of ours settles it.
         if (ref !== undefined) this.settleRequest(ref, frame);
         return;
       default: {
@@ -813,6 +888,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
         ...(e.type !== "text" ? { type: e.type } : {}),
         ...(e.text !== undefined ? { text: e.text } : {}),
         ...(e.payload !== undefined ? { payload: { ...e.payload } } : {}),
+        ...(e.replyTo !== undefined ? { replyTo: e.replyTo } : {}),
       },
     });
     if (!sent) this.inflight.delete(frameId);
@@ -831,7 +907,9 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       return;
     }
     const e = slot.entry;
-    const message: Message = {
+    // The ack has no quote: built from the quoted message as held (the sync brings it otherwise).
+    const quote = e.replyTo === undefined ? undefined : this.store.quoteOf(ack.conversationId, e.replyTo);
+    const message: ChatMessage = {
       id: ack.messageId,
       conversationId: ack.conversationId,
       seq: ack.seq,
@@ -842,6 +920,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       ...(e.payload !== undefined ? { payload: { ...e.payload } } : {}),
       clientMsgId: e.clientMsgId,
       createdAt: ack.createdAt,
+      ...(quote ? { replyTo: quote } : {}),
     };
     this.onMessages([message]);
   }
@@ -876,17 +955,23 @@ export class DuetClient extends Emitter<DuetClientEvents> {
   private onMessages(messages: readonly Message[]): void {
     const me = this.userId;
     const appended: Message[] = [];
+    const changed: Message[] = [];
     const touched = new Set<string>();
     for (const msg of messages) {
       if (msg.senderId === me) this.settleSent(msg);
       const m = this.store.model(msg.conversationId);
       const before = m ? m.messages.length : 0;
       const result = this.store.applyMessage(msg, me);
-      if (result === "gap") {
+      if (result === "duplicate") {
+        // Held already: a copy in a newer state (synced after a change) replaces it.
+        const next = this.store.applyUpdate(msg);
+        if (next) changed.push(next);
+      } else if (result === "gap") {
         this.gapQueue.add(msg.conversationId);
       } else if (result === "appended") {
         const model = this.store.model(msg.conversationId);
-        if (model) appended.push(...model.messages.slice(before));
+        // Stubs of messages this user hid (seq bookkeeping only) are not news.
+        if (model) appended.push(...model.messages.slice(before).filter((x) => !(x as ChatMessage).hiddenAt));
         touched.add(msg.conversationId);
       }
     }
@@ -898,6 +983,7 @@ export class DuetClient extends Emitter<DuetClientEvents> {
       }
     }
     if (appended.length) this.emit("messages", appended);
+    if (changed.length) this.emit("messagesChanged", changed);
     if (this.gapQueue.size && this.connected && !this.syncing) void this.syncLoop();
   }
 
@@ -959,24 +1045,31 @@ export class DuetClient extends Emitter<DuetClientEvents> {
     while (todo.length && this.connected) {
       const batch = todo.splice(0, 50);
       const before = new Map(batch.map((id) => [id, this.store.model(id)?.lastSeq ?? 0]));
+      const beforeChange = new Map(batch.map((id) => [id, this.store.model(id)?.lastChange ?? 0]));
       const result = await this.syncRequest({
         conversations: batch.map((conversationId) => ({
           conversationId,
           afterSeq: this.store.model(conversationId)?.lastSeq ?? 0,
+          // Unknown before the first sync: 0 asks for every change to the messages held.
+          afterChange: beforeChange.get(conversationId) ?? 0,
         })),
       });
       for (const c of result.conversations) {
         count += c.messages.length;
         this.applySyncConversation(c);
+        this.onChanged(c.conversationId, applySyncChanges(this.store, c, true));
         const m = this.store.model(c.conversationId);
         const progressed = (m?.lastSeq ?? 0) > (before.get(c.conversationId) ?? 0);
-        if (c.hasMore && progressed) todo.push(c.conversationId);
+        const changesProgressed = (m?.lastChange ?? 0) > (beforeChange.get(c.conversationId) ?? 0);
+        if ((c.hasMore && progressed) || (c.hasMoreChanges === true && changesProgressed)) todo.push(c.conversationId);
       }
     }
     return count;
   }
 
-  private async syncRequest(data: { conversations?: { conversationId: string; afterSeq: number }[] }): Promise<SyncResult> {
+  private async syncRequest(data: {
+    conversations?: { conversationId: string; afterSeq: number; afterChange?: number }[];
+  }): Promise<SyncResult> {
     const frame = await this.request({ type: "chat.sync", data: { ...data, limit: this.opts.syncLimit ?? 100 } });
     if (frame.type !== "chat.sync.result") throw new Error(`unexpected answer to chat.sync: ${frame.type}`);
     return frame.data;

@@ -7,8 +7,9 @@
  * - {@link DuetSession}: a signed-in session whose short-lived access token
  *   is renewed with a rotating refresh token; logout, log out everywhere.
  * - {@link createRestClient}: the typed REST client (openapi-fetch), and
- *   {@link DuetPrivacy} (presence privacy, blocks, reports) and
- *   {@link DuetAttachments} (uploads to object storage) over it.
+ *   {@link DuetPrivacy} (presence privacy, blocks, reports) over it.
+ * - Message changes (edit, unsend, hide, react, replies) on {@link DuetClient},
+ *   and {@link DuetAttachments} (presigned uploads and downloads).
  * - Wire types generated from the server's contracts: `paths`/`components`
  *   (REST) and one type per WebSocket frame with the {@link ServerFrame} and
  *   {@link ClientFrame} unions.
@@ -18,7 +19,7 @@ export { DuetClient, DuetServerError } from "./client.js";
 export type { DuetClientEvents, DuetClientOptions, SendHandle, SendResult } from "./client.js";
 export { ChatStore } from "./store.js";
 export { Emitter } from "./emitter.js";
-export type { ChatSnapshot, ConnectionStatus, ConversationState, PresenceState } from "./store.js";
+export type { ChatMessage, ChatSnapshot, ConnectionStatus, ConversationState, PresenceState } from "./store.js";
 export { KeyValueOutboxStorage, MemoryOutboxStorage, PERMANENT_SEND_ERRORS } from "./outbox.js";
 export type { OutboxEntry, OutboxStorage } from "./outbox.js";
 export { ManualOnlineSource, alwaysOnline, browserOnlineSource } from "./online.js";
@@ -29,9 +30,9 @@ export { createRestClient } from "./rest.js";
 export { DuetSession, SessionEndedError } from "./session.js";
 export type { DuetSessionOptions, SessionTokens } from "./session.js";
 export { DuetPrivacy } from "./privacy.js";
-export { DuetAttachments } from "./attachments.js";
-export type { AttachmentDownload, AttachmentInfo, AttachmentKind, NewAttachment } from "./attachments.js";
 export type { BlockedUser, PresenceVisibility, PrivacySettings, Report, ReportReason, ReportTarget } from "./privacy.js";
+export { AttachmentUploadError, DuetAttachments } from "./attachments.js";
+export type { AttachmentInfo, AttachmentDownload, AttachmentKind, NewAttachment } from "./attachments.js";
 export type { DuetRestClient, RestClientOptions } from "./rest.js";
 export { randomId } from "./ids.js";
 export type { WebSocketConstructor, WebSocketLike, SocketCloseEvent, SocketMessageEvent } from "./transport.js";

@@ -16,6 +16,8 @@ export interface OutboxEntry {
   readonly type: MessageType;
   readonly text?: string;
   readonly payload?: { readonly [k: string]: unknown };
+  /** The id of the message it quotes. */
+  readonly replyTo?: string;
   /** Local compose time (ISO 8601), for display while pending. */
   readonly composedAt: string;
   /** `pending` until acknowledged; `failed` after a permanent error. */
@@ -97,6 +99,8 @@ export const PERMANENT_SEND_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(
   "cannot_message_self",
   "user_not_found",
   "conversation_not_found",
+  // The quoted message is not in this conversation (or was unsent): send it anew without the quote.
+  "reply_not_found",
   // A block: the user may retry by hand (`retry`) once it is lifted.
   "recipient_unavailable",
   "user_blocked",

@@ -8,9 +8,16 @@
  * only change identity when something in them changed, so React can bind with
  * `useSyncExternalStore(store.subscribe, store.getSnapshot)`. Listeners are
  * called once per burst of changes (a microtask later), not once per frame.
+ *
+ * Message changes (edits, unsends, reactions, hides) replace a held message
+ * by id when they are newer than the copy held, judged by `changeSeq` (the
+ * conversation's change position of the message's latest change): the same
+ * change arriving live and again in a sync applies once. A message hidden
+ * (deleted for me) stays in the model as a stub so the seq bookkeeping has
+ * no gap, and leaves the snapshot.
  * @module
  */
-import type { Message, PresenceStatus } from "./generated/protocol.js";
+import type { Message, PresenceStatus, ReplyPreview } from "./generated/protocol.js";
 import type { OutboxEntry } from "./outbox.js";
 
 /** A peer's presence as last reported. */
@@ -24,7 +31,12 @@ export interface ConversationState {
   readonly id: string;
   /** The other member, once known (from a message, `trackConversation` or the REST list). */
   readonly peerId?: string;
-  /** Every message from the start of the view, once each, in seq order. */
+  /**
+   * Every message from the start of the view, once each, in seq order, each
+   * in its latest state (`editedAt`, `reactions`, the quoted `replyTo` as it
+   * is now); an unsent one as its tombstone (`deletedAt`, no content); the
+   * ones you hid are left out.
+   */
   readonly messages: readonly Message[];
   /** Outgoing messages not yet acknowledged (`pending`) or refused (`failed`), in compose order. */
   readonly outbox: readonly OutboxEntry[];
@@ -34,7 +46,7 @@ export interface ConversationState {
   readonly myReadSeq: number;
   readonly peerDeliveredSeq: number;
   readonly peerReadSeq: number;
-  /** Messages from the peer past my read marker. */
+  /** Messages from the peer past my read marker (unsent and hidden ones not counted). */
   readonly unreadCount: number;
   readonly peerTyping: boolean;
   readonly peerPresence?: PresenceState;
@@ -62,6 +74,14 @@ export class ConversationModel {
   readonly messages: Message[] = [];
   /** Messages received past a gap, by seq, until the gap is filled. */
   readonly ahead = new Map<number, Message>();
+  /** Position in `messages` by id (messages are only ever appended). */
+  readonly index = new Map<string, number>();
+  /** Changes to messages not held yet, applied when they arrive (if still newer). */
+  readonly early = new Map<string, ChatMessage>();
+  /** Ids hidden (deleted for me) before the message arrived. */
+  readonly hiddenEarly = new Set<string>();
+  /** The change cursor of the last sync (`afterChange` of the next); unknown before the first. */
+  lastChange: number | undefined;
   readonly outbox = new Map<string, OutboxEntry>();
   lastSeq: number;
   myDeliveredSeq = 0;
@@ -83,6 +103,38 @@ export class ConversationModel {
 
 /** @internal What applying a message did. */
 export type ApplyResult = "appended" | "duplicate" | "gap";
+
+/**
+ * A message as the store holds it: the generated `Message` (with its
+ * `replyTo`, `editedAt`/`editCount`, `deletedAt`, `reactions` and
+ * `changeSeq`) plus `hiddenAt`, set on the stub of a message you hid (never
+ * in a snapshot: it only keeps the seqs gap-free).
+ */
+export type ChatMessage = Message & { readonly hiddenAt?: string };
+
+/** Whether `next` is a later state of the message than `held`. A hide is final. */
+function isNewer(next: ChatMessage, held: ChatMessage): boolean {
+  if (held.hiddenAt) return false;
+  if (next.hiddenAt) return true;
+  return (next.changeSeq ?? 0) > (held.changeSeq ?? 0);
+}
+
+/** What is left of a message the user hid: enough for the seq bookkeeping. */
+function hiddenStub(msg: Message, changeSeq: number | undefined): ChatMessage {
+  const held = msg as ChatMessage;
+  return {
+    id: msg.id,
+    conversationId: msg.conversationId,
+    seq: msg.seq,
+    senderId: msg.senderId,
+    receiverId: msg.receiverId,
+    type: msg.type,
+    clientMsgId: msg.clientMsgId,
+    createdAt: msg.createdAt,
+    hiddenAt: new Date().toISOString(),
+    ...(changeSeq !== undefined || held.changeSeq !== undefined ? { changeSeq: changeSeq ?? held.changeSeq } : {}),
+  } as ChatMessage;
+}
 
 /** The observable store; the realtime client feeds it. */
 export class ChatStore {
@@ -168,6 +220,7 @@ export class ChatStore {
     const m = this.ensure(msg.conversationId);
     if (me && !m.peerId) m.peerId = msg.senderId === me ? msg.receiverId : msg.senderId;
     if (msg.seq <= m.lastSeq || m.ahead.has(msg.seq)) return "duplicate";
+    msg = this.withEarlyChanges(m, msg);
     if (me && msg.senderId === me && m.outbox.delete(msg.clientMsgId)) this.touch(m);
     if (msg.seq !== m.lastSeq + 1) {
       m.ahead.set(msg.seq, msg);
@@ -182,7 +235,96 @@ export class ChatStore {
     return "appended";
   }
 
+  /**
+   * @internal Applies a message's new state (`chat.message.updated`, a sync's
+   * `changes`, a REST answer): returns the new state when it replaced a held
+   * message, undefined when it was not newer, or was kept aside for a
+   * message not held yet (ignored below the view's start: never shown).
+   */
+  applyUpdate(msg: Message): Message | undefined {
+    const m = this.ensure(msg.conversationId);
+    const next = msg as ChatMessage;
+    const i = m.index.get(msg.id);
+    const held = i === undefined ? undefined : (m.messages[i] as ChatMessage | undefined);
+    if (i !== undefined && held) {
+      if (!isNewer(next, held)) return undefined;
+      m.messages[i] = next;
+      if (!next.hiddenAt) this.refreshQuotes(m, next);
+      this.touch(m);
+      return next;
+    }
+    const ahead = m.ahead.get(msg.seq) as ChatMessage | undefined;
+    if (ahead?.id === msg.id) {
+      if (isNewer(next, ahead)) m.ahead.set(msg.seq, next);
+      return undefined;
+    }
+    if (msg.seq <= m.lastSeq) return undefined;
+    const kept = m.early.get(msg.id);
+    if (!kept || isNewer(next, kept)) m.early.set(msg.id, next);
+    return undefined;
+  }
+
+  /** @internal How a reply to a held message quotes it now (for the sender's own acknowledged reply). */
+  quoteOf(conversationId: string, messageId: string): ReplyPreview | undefined {
+    const m = this.models.get(conversationId);
+    const i = m?.index.get(messageId);
+    const q = i === undefined ? undefined : (m?.messages[i] as ChatMessage | undefined);
+    if (!q) return undefined;
+    return {
+      id: q.id,
+      seq: q.seq,
+      senderId: q.senderId,
+      type: q.type,
+      ...(q.deletedAt ? { deletedAt: q.deletedAt } : q.text !== undefined ? { text: q.text } : {}),
+    };
+  }
+
+  /** @internal The user hid a message (delete for me): returns its stub when a held message left the view. */
+  applyHidden(conversationId: string, messageId: string, changeSeq?: number): Message | undefined {
+    const m = this.ensure(conversationId);
+    const i = m.index.get(messageId);
+    const held = i === undefined ? undefined : m.messages[i];
+    if (i !== undefined && held) {
+      if ((held as ChatMessage).hiddenAt) return undefined;
+      const stub = hiddenStub(held, changeSeq);
+      m.messages[i] = stub;
+      this.touch(m);
+      return stub;
+    }
+    for (const [seq, msg] of m.ahead) if (msg.id === messageId) m.ahead.set(seq, hiddenStub(msg, changeSeq));
+    m.hiddenEarly.add(messageId);
+    return undefined;
+  }
+
+  /** A message arriving with changes seen before it: the newest state wins. */
+  private withEarlyChanges(m: ConversationModel, msg: Message): Message {
+    let out = msg as ChatMessage;
+    const early = m.early.get(msg.id);
+    if (early) {
+      m.early.delete(msg.id);
+      if (isNewer(early, out)) out = early;
+    }
+    if (m.hiddenEarly.delete(msg.id) && !out.hiddenAt) out = hiddenStub(out, undefined);
+    return out;
+  }
+
+  /** Messages quoting `quoted` show its latest text, or that it was unsent. */
+  private refreshQuotes(m: ConversationModel, quoted: ChatMessage): void {
+    for (let j = 0; j < m.messages.length; j++) {
+      const q = m.messages[j] as ChatMessage | undefined;
+      const preview = q?.replyTo;
+      if (!q || preview?.id !== quoted.id) continue;
+      const { text: _t, deletedAt: _d, ...rest } = preview;
+      const fresh = {
+        ...rest,
+        ...(quoted.deletedAt ? { deletedAt: quoted.deletedAt } : quoted.text !== undefined ? { text: quoted.text } : {}),
+      };
+      m.messages[j] = { ...q, replyTo: fresh } as ChatMessage;
+    }
+  }
+
   private append(m: ConversationModel, msg: Message, me: string | undefined): void {
+    m.index.set(msg.id, m.messages.length);
     m.messages.push(msg);
     m.lastSeq = msg.seq;
     if (me && msg.senderId !== me) m.peerTyping = false;
@@ -219,15 +361,15 @@ export class ChatStore {
     const me = this.userId;
     let unread = 0;
     for (let i = m.messages.length - 1; i >= 0; i--) {
-      const msg = m.messages[i];
+      const msg = m.messages[i] as ChatMessage | undefined;
       if (!msg || msg.seq <= m.myReadSeq) break;
-      if (msg.senderId !== me) unread++;
+      if (msg.senderId !== me && !msg.hiddenAt && !msg.deletedAt) unread++;
     }
     const presence = m.peerId ? this.presenceById.get(m.peerId) : undefined;
     return Object.freeze({
       id: m.id,
       ...(m.peerId ? { peerId: m.peerId } : {}),
-      messages: Object.freeze(m.messages.slice()),
+      messages: Object.freeze(m.messages.filter((msg) => !(msg as ChatMessage).hiddenAt)),
       outbox: Object.freeze([...m.outbox.values()]),
       lastSeq: m.lastSeq,
       myDeliveredSeq: m.myDeliveredSeq,

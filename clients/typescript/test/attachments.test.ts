@@ -1,50 +1,52 @@
 // Attachments through the SDK against a real node and the local S3 server
-// (scripts/s3.sh sets DUET_S3_*; without it this test fails, by design).
+// (scripts/s3.sh): uploaded through the presigned URL, sent through the
+// outbox, downloaded by the peer byte for byte; refusals as typed errors.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Suite, conversationOf, waitFor } from "./harness.js";
-import { DuetServerError } from "../src/index.js";
+import { randomBytes } from "node:crypto";
+import { Suite, codeOf, connectedPair, conversationOf, s3Env, waitFor } from "./harness.js";
 
-const suite = new Suite();
+const suite = new Suite(s3Env);
 
-test("a photo uploaded by ann is sent live and downloaded by bob byte for byte", async () => {
-  assert.ok(process.env.DUET_S3_ENDPOINT, "DUET_S3_ENDPOINT is not set: run scripts/test, or source scripts/s3.sh and ensure_s3");
-  const ann = await suite.node.register("Ann");
-  const bob = await suite.node.register("Bob");
-  const conv = await conversationOf(suite.node, ann, bob);
-  const a = suite.node.client(ann);
-  const b = suite.node.client(bob);
-  suite.clients.push(a, b);
-  await a.start();
-  await b.start();
-  a.trackConversation(conv, { peerId: bob.id });
-  b.trackConversation(conv, { peerId: ann.id });
-  await waitFor([a, b], () => a.isConnected && b.isConnected, "both connected");
+test("an image sent with sendAttachment is downloaded by the peer byte for byte", async () => {
+  const { conv, A, B } = await connectedPair(suite, "Mia", "Ned");
 
-  const photo = new Uint8Array(50_000).map((_, i) => (i * 7) % 256);
-  const info = await a.attachments.upload(conv, { kind: "image", contentType: "image/jpeg", data: photo, fileName: "cat.jpg" });
-  assert.deepEqual(info, { attachmentId: info.attachmentId, kind: "image", contentType: "image/jpeg", size: photo.byteLength, fileName: "cat.jpg" });
-  const result = await a.send(conv, { type: "image", text: "our cat", payload: { attachmentId: info.attachmentId, width: 400, height: 300 } }).result;
-  assert.equal(result.status, "sent");
+  // Not a real PNG: the server checks the declared type and size, not the pixels.
+  const bytes = new Uint8Array(randomBytes(50_000));
+  const handle = await A.sendAttachment(conv, { kind: "image", contentType: "image/png", data: bytes, fileName: "cat.png", caption: "my cat" });
+  const result = await handle.result;
+  assert.equal(result.status, "sent", JSON.stringify(result));
 
-  const received = () => b.store.getConversation(conv)?.messages.find((m) => m.type === "image");
-  await waitFor([b], () => received() !== undefined, "bob has the photo message");
-  assert.deepEqual(received()?.payload, {
-    attachmentId: info.attachmentId,
-    contentType: "image/jpeg",
-    size: photo.byteLength,
-    fileName: "cat.jpg",
-    width: 400,
-    height: 300,
-  });
-  const download = await b.attachments.download(conv, info.attachmentId);
-  const response = await fetch(download.url);
-  assert.equal(response.status, 200);
-  assert.deepEqual(new Uint8Array(await response.arrayBuffer()), photo);
+  await waitFor([B], () => B.store.getConversation(conv)?.messages.length === 1, "ned gets the message");
+  const msg = B.store.getConversation(conv)?.messages[0];
+  assert.equal(msg?.type, "image");
+  assert.equal(msg?.text, "my cat");
+  const attachmentId = msg?.payload?.attachmentId;
+  assert.equal(typeof attachmentId, "string");
+  assert.equal(msg?.payload?.contentType, "image/png");
+  assert.equal(msg?.payload?.size, bytes.byteLength);
 
-  // A stranger gets no URL.
+  const download = await B.attachments.downloadUrl(conv, attachmentId as string);
+  assert.equal(download.size, bytes.byteLength);
+  assert.equal(download.fileName, "cat.png");
+  const res = await fetch(download.url);
+  assert.equal(res.status, 200);
+  assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes);
+
+  // Someone outside the conversation gets nothing.
   const eve = await suite.node.register("Eve");
-  const e = suite.node.client(eve);
-  suite.clients.push(e);
-  await assert.rejects(e.attachments.download(conv, info.attachmentId), (err) => err instanceof DuetServerError && err.data.code === "conversation_not_found");
+  const E = suite.node.client(eve);
+  suite.clients.push(E);
+  assert.equal(await codeOf(E.attachments.downloadUrl(conv, attachmentId as string)), "conversation_not_found");
+});
+
+test("a refused upload rejects with the server's code and sends nothing", async () => {
+  const ann = await suite.node.register("Ola");
+  const bob = await suite.node.register("Pia");
+  const conv = await conversationOf(suite.node, ann, bob);
+  const A = suite.node.client(ann);
+  suite.clients.push(A);
+  const refused = A.sendAttachment(conv, { kind: "image", contentType: "text/html", data: new Uint8Array(10) });
+  assert.equal(await codeOf(refused), "invalid_content_type");
+  assert.equal(A.store.getConversation(conv)?.outbox.length ?? 0, 0);
 });

@@ -9,9 +9,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { before, after } from "node:test";
+import assert from "node:assert/strict";
 import WebSocket from "ws";
 import {
   DuetClient,
+  DuetServerError,
   createRestClient,
   type ChatSnapshot,
   type DuetClientOptions,
@@ -285,20 +287,72 @@ export function assertContiguous(snapshot: ChatSnapshot, conversationId: string)
 }
 
 /**
+ * The node settings of the local S3 server that `scripts/test` starts
+ * (`scripts/s3.sh`'s `ensure_s3` exports `DUET_TEST_S3_*`). Throws when they
+ * are not set: a test that needs object storage fails without it, never skips.
+ */
+export function s3Env(): Record<string, string> {
+  const names = ["ENDPOINT", "ACCESS_KEY", "SECRET_KEY", "BUCKET", "REGION"];
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    const value = process.env[`DUET_TEST_S3_${name}`];
+    if (!value) {
+      throw new Error(
+        `DUET_TEST_S3_${name} is not set: run scripts/test, or \`source scripts/services.sh; source scripts/s3.sh; ensure_s3\` first`,
+      );
+    }
+    env[`DUET_S3_${name}`] = value;
+  }
+  return env;
+}
+
+/**
  * One node for a test file: started before its tests, stopped after them
  * together with every client they opened. `node` is set once `before` ran.
+ * `env` may be a function, read then (so a missing setting fails the tests).
  */
 export class Suite {
   node!: TestNode;
   readonly clients: DuetClient[] = [];
 
-  constructor(env: Record<string, string> = {}) {
+  constructor(env: Record<string, string> | (() => Record<string, string>) = {}) {
     before(async () => {
-      this.node = await TestNode.start(env);
+      this.node = await TestNode.start(typeof env === "function" ? env() : env);
     });
     after(async () => {
       for (const c of this.clients) c.stop();
       await this.node.stop();
     });
   }
+}
+
+/** The server's error code of a refused call (fails when the call succeeds). */
+export async function codeOf(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (err) {
+    assert.ok(err instanceof DuetServerError, String(err));
+    return err.data.code;
+  }
+  assert.fail("the call was not refused");
+}
+
+/** Two new users, their conversation, and a started, connected client each tracking it. */
+export async function connectedPair(
+  suite: Suite,
+  nameA: string,
+  nameB: string,
+): Promise<{ ann: TestUser; bob: TestUser; conv: string; A: DuetClient; B: DuetClient }> {
+  const ann = await suite.node.register(nameA);
+  const bob = await suite.node.register(nameB);
+  const conv = await conversationOf(suite.node, ann, bob);
+  const A = suite.node.client(ann);
+  const B = suite.node.client(bob);
+  suite.clients.push(A, B);
+  A.trackConversation(conv, { peerId: bob.id });
+  B.trackConversation(conv, { peerId: ann.id });
+  await A.start();
+  await B.start();
+  await waitFor([A, B], () => A.isConnected && B.isConnected, "both connected");
+  return { ann, bob, conv, A, B };
 }

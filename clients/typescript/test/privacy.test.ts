@@ -1,21 +1,10 @@
 // Privacy, blocks and reports through the SDK's typed methods, against a real node.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Suite, conversationOf, waitFor } from "./harness.js";
+import { Suite, codeOf, conversationOf, waitFor } from "./harness.js";
 import { DuetServerError } from "../src/index.js";
 
 const suite = new Suite({ DUET_REPORT_RATE_PER_SEC: "1", DUET_REPORT_BURST: "1" });
-
-/** The server's error code of a rejected call. */
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(err instanceof DuetServerError, String(err));
-    return err.data.code;
-  }
-  assert.fail("the call was not refused");
-}
 
 test("presence visibility: read, set, and followed by live presence", async () => {
   const ann = await suite.node.register("Ann");

@@ -86,6 +86,17 @@ async function waitMessages(page, tail, timeout = T) {
 }
 
 const mine = (page, text) => page.getByTestId("msg-mine").filter({ hasText: text });
+const theirs = (page, text) => page.getByTestId("msg-theirs").filter({ hasText: text });
+/** Bob's page once he signed in again (the later steps use it). */
+let b2;
+/** A 1×1 PNG: a real image the browser decodes. */
+const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==", "base64");
+
+/** Opens a message's actions (its ⋯ button) and picks one. */
+async function act(bubble, action) {
+  await bubble.getByTestId("msg-menu").click();
+  await bubble.page().getByTestId(action).click();
+}
 
 async function signUp(page, user) {
   await page.goto(APP_URL);
@@ -170,6 +181,7 @@ try {
   await step("Bob signs in on a fresh page: the newest history page, earlier ones on demand", async () => {
     const ctx = await browser.newContext({ viewport });
     const page = await ctx.newPage();
+    b2 = page;
     await page.goto(APP_URL);
     await page.getByTestId("auth-toggle").click();
     await page.getByTestId("email").fill(bob.email);
@@ -186,6 +198,55 @@ try {
     await waitMessages(page, all);
     await page.getByTestId("load-earlier").waitFor({ state: "detached", timeout: T });
     await waitText(a.getByTestId("peer-status"), "online");
+  });
+
+  await step("Alice edits a message: Bob sees the new text, marked edited", async () => {
+    await act(mine(a, "written on the train"), "action-edit");
+    await a.getByTestId("editing-banner").waitFor({ timeout: T });
+    await a.getByTestId("composer").fill("written on the plane");
+    await a.getByTestId("send").click();
+    await theirs(b2, "written on the plane").getByTestId("msg-edited").waitFor({ timeout: T });
+    await waitMessages(b2, ["one", "two", "three", "written on the plane"]);
+  });
+
+  await step("Bob reacts: the chip appears on Alice's screen, and goes when he takes it back", async () => {
+    await act(theirs(b2, "written on the plane"), "react-👍");
+    await mine(a, "written on the plane").getByTestId("reaction-👍").waitFor({ timeout: T });
+    await act(theirs(b2, "written on the plane"), "react-👍");
+    await mine(a, "written on the plane").getByTestId("reaction-👍").waitFor({ state: "detached", timeout: T });
+    await act(theirs(b2, "two"), "react-❤️");
+    await mine(a, "two").getByTestId("reaction-❤️").waitFor({ timeout: T });
+  });
+
+  await step("Bob replies quoting; Alice unsends the quoted message: tombstone and quote follow on Bob's screen", async () => {
+    await act(theirs(b2, "three"), "action-reply");
+    await b2.getByTestId("reply-banner").waitFor({ timeout: T });
+    await b2.getByTestId("composer").fill("three is my favourite");
+    await b2.getByTestId("send").click();
+    const reply = theirs(a, "three is my favourite");
+    await waitText(reply.getByTestId("msg-quote-text"), "three");
+    await act(mine(a, "three"), "action-unsend");
+    await b2.getByTestId("msg-tombstone").first().waitFor({ timeout: T });
+    await waitText(mine(b2, "three is my favourite").getByTestId("msg-quote-text"), "This message was deleted");
+    await waitText(reply.getByTestId("msg-quote-text"), "This message was deleted");
+  });
+
+  await step("Alice sends an image: it appears on Bob's screen", async () => {
+    const [chooser] = await Promise.all([a.waitForEvent("filechooser", { timeout: T }), a.getByTestId("attach").click()]);
+    await chooser.setFiles({ name: "dot.png", mimeType: "image/png", buffer: PNG });
+    await mine(a, "").getByTestId("msg-image").last().waitFor({ timeout: T });
+    await b2.getByTestId("msg-theirs").getByTestId("msg-image").last().waitFor({ timeout: T });
+    // Loaded through the presigned download URL (same origin via e2e/serve.mjs).
+    await b2.waitForFunction(() => [...document.querySelectorAll("img")].some((i) => i.src.includes("X-Amz-Signature") && i.complete && i.naturalWidth === 1), null, { timeout: T });
+    // Bob's screen with the changes: edited, a reaction, a quote of an unsent message, the image.
+    mkdirSync(SHOTS, { recursive: true });
+    await b2.screenshot({ path: path.join(SHOTS, "expo-chat-changes.png") });
+  });
+
+  await step("Bob deletes a message for himself: gone from his screen, still on Alice's", async () => {
+    await act(theirs(b2, "one"), "action-hide");
+    await theirs(b2, "one").waitFor({ state: "detached", timeout: T });
+    await mine(a, "one").waitFor({ timeout: T });
   });
 } finally {
   await browser.close();

@@ -1,23 +1,29 @@
 // A tiny static server for the web export that also proxies Duet's API and
 // its /ws upgrade, so the browser sees one origin (an app served from another
 // origin needs that origin in Duet's DUET_ALLOWED_ORIGINS instead).
+// With S3_URL and BUCKET it proxies `/BUCKET/...` to the object store too
+// (Duet is then given this server as DUET_S3_PUBLIC_ENDPOINT): presigned
+// uploads and downloads stay same-origin, so the local S3 server needs no
+// CORS set-up. The Host header is passed unchanged, because the presigned
+// signature covers it.
 //
-//   node e2e/serve.mjs DIST_DIR PORT DUET_URL
+//   node e2e/serve.mjs DIST_DIR PORT DUET_URL [S3_URL BUCKET]
 // Prints "listening on http://127.0.0.1:PORT" once ready.
 import { createReadStream, existsSync, statSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 
-const [dir = "dist", portArg = "0", duetUrl = "http://127.0.0.1:8080"] = process.argv.slice(2);
+const [dir = "dist", portArg = "0", duetUrl = "http://127.0.0.1:8080", s3Url, bucket] = process.argv.slice(2);
 const root = path.resolve(dir);
 const duet = new URL(duetUrl);
+const s3 = s3Url && bucket ? { url: new URL(s3Url), path: new RegExp(`^/${bucket.replace(/[^A-Za-z0-9.-]/g, "")}/`) } : undefined;
 const API = /^\/(auth|me|users|conversations|search|devices|ws)(\/|\?|$)/;
 const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".json": "application/json", ".css": "text/css", ".png": "image/png", ".ico": "image/x-icon", ".svg": "image/svg+xml", ".ttf": "font/ttf" };
 
-function proxy(req, res) {
+function proxy(req, res, to = duet) {
   const upstream = http.request(
-    { host: duet.hostname, port: duet.port, method: req.method, path: req.url, headers: req.headers },
+    { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
@@ -38,7 +44,12 @@ function serveFile(req, res) {
   createReadStream(file).pipe(res);
 }
 
-const server = http.createServer((req, res) => (API.test(req.url ?? "") ? proxy(req, res) : serveFile(req, res)));
+const server = http.createServer((req, res) => {
+  const url = req.url ?? "";
+  if (s3 && s3.path.test(url)) proxy(req, res, s3.url);
+  else if (API.test(url)) proxy(req, res);
+  else serveFile(req, res);
+});
 
 // WebSocket: replay the upgrade request to Duet and splice the two sockets.
 server.on("upgrade", (req, socket, head) => {

@@ -1,32 +1,16 @@
 // One conversation: history (the newest page synced by the SDK, earlier pages
 // from REST as you scroll up), live messages, the peer's typing and presence,
-// ticks, the composer.
+// ticks, the composer; a message's actions (react, reply, edit, unsend,
+// delete for me) and attaching an image.
 import { useEffect, useRef, useState } from "react";
 import { Pressable, ScrollView, Text, TextInput, View, type NativeScrollEvent, type NativeSyntheticEvent } from "react-native";
+import type { ChatMessage } from "@duet/client";
+import { pickImage } from "./attach";
+import { MessageBubble, summary, type Tick } from "./MessageBubble";
+import { MessageMenu, type MessageAction } from "./MessageMenu";
 import { OfflineBanner } from "./OfflineBanner";
 import { errorText, shortTime, useChat, usePeers, type HistoryMessage, type Session } from "./session";
 import { colors, ui } from "./ui";
-
-type Tick = "pending" | "failed" | "sent" | "delivered" | "read";
-const TICKS: Record<Tick, { mark: string; color: string }> = {
-  pending: { mark: "🕓", color: colors.muted },
-  failed: { mark: "!", color: "#b91c1c" },
-  sent: { mark: "✓", color: colors.muted },
-  delivered: { mark: "✓✓", color: colors.muted },
-  read: { mark: "✓✓", color: colors.accent },
-};
-
-function Bubble({ mine, text, time, tick }: { mine: boolean; text: string; time: string; tick?: Tick }) {
-  return (
-    <View testID={mine ? "msg-mine" : "msg-theirs"} style={{ alignSelf: mine ? "flex-end" : "flex-start", maxWidth: "80%", backgroundColor: mine ? "#dbeafe" : "#f3f4f6", borderRadius: 12, paddingHorizontal: 12, paddingVertical: 6, marginVertical: 2 }}>
-      <Text style={{ fontSize: 16 }} testID="msg-text">{text}</Text>
-      <View style={[ui.row, { justifyContent: "flex-end", gap: 4 }]}>
-        <Text style={[ui.muted, { fontSize: 11 }]}>{time}</Text>
-        {tick && <Text testID={`tick-${tick}`} aria-label={tick} style={{ fontSize: 11, color: TICKS[tick].color }}>{TICKS[tick].mark}</Text>}
-      </View>
-    </View>
-  );
-}
 
 export function Chat({ session, conversationId, onBack }: { session: Session; conversationId: string; onBack: () => void }) {
   const chat = useChat(session);
@@ -37,6 +21,10 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
   const [olderDone, setOlderDone] = useState(false);
   const [loading, setLoading] = useState(false);
   const [historyError, setHistoryError] = useState<string>();
+  const [selected, setSelected] = useState<string>();
+  const [replyTo, setReplyTo] = useState<ChatMessage>();
+  const [editing, setEditing] = useState<ChatMessage>();
+  const [actionError, setActionError] = useState<string>();
   const scroll = useRef<ScrollView>(null);
   const atBottom = useRef(true);
   const keepFromBottom = useRef<number | undefined>(undefined);
@@ -59,7 +47,9 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
   const earlierPages = older.filter((m) => m.seq < firstHeld);
   const firstShown = earlierPages[0]?.seq ?? firstHeld;
   const hasEarlier = !olderDone && firstShown > 1;
-  const messages: readonly Pick<HistoryMessage, "id" | "seq" | "senderId" | "text" | "type" | "createdAt">[] = [...earlierPages, ...c.messages];
+  // REST pages carry the same fields as synced messages (their payload typed looser).
+  const messages: readonly ChatMessage[] = [...(earlierPages as unknown as ChatMessage[]), ...c.messages];
+  const chosen = selected ? messages.find((m) => m.id === selected && !m.deletedAt) : undefined;
 
   const loadEarlier = async () => {
     if (loading || !hasEarlier) return;
@@ -95,9 +85,54 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
   const send = () => {
     const text = draft.trim();
     if (!text) return;
-    duet.send(conversationId, text);
+    if (editing) {
+      const id = editing.id;
+      setEditing(undefined);
+      duet.edit(conversationId, id, text).catch((err: unknown) => setActionError(errorText(err)));
+    } else {
+      duet.send(conversationId, replyTo ? { text, replyTo: replyTo.id } : text);
+      setReplyTo(undefined);
+      atBottom.current = true;
+    }
     setDraft("");
-    atBottom.current = true;
+  };
+  const attach = async () => {
+    setActionError(undefined);
+    try {
+      const image = await pickImage();
+      if (image) await duet.sendAttachment(conversationId, { kind: "image", ...image, ...(replyTo ? { replyTo: replyTo.id } : {}) });
+      setReplyTo(undefined);
+      atBottom.current = true;
+    } catch (err) {
+      setActionError(errorText(err));
+    }
+  };
+  const act = (m: ChatMessage, a: MessageAction) => {
+    setSelected(undefined);
+    setActionError(undefined);
+    const failed = (err: unknown) => setActionError(errorText(err));
+    switch (a.kind) {
+      case "react":
+        duet.react(conversationId, m.id, a.emoji).catch(failed);
+        return;
+      case "reply":
+        setEditing(undefined);
+        setReplyTo(m);
+        return;
+      case "edit":
+        setReplyTo(undefined);
+        setEditing(m);
+        setDraft(m.text ?? "");
+        return;
+      case "unsend":
+        duet.unsend(conversationId, m.id).catch(failed);
+        return;
+      case "hide":
+        duet.hide(conversationId, m.id).catch(failed);
+        return;
+      case "close":
+        return;
+    }
   };
 
   const presence = c.peerPresence;
@@ -137,13 +172,35 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
         {messages.map((m) => {
           const mine = m.senderId === chat.userId;
           const tick: Tick | undefined = !mine ? undefined : m.seq <= c.peerReadSeq ? "read" : m.seq <= c.peerDeliveredSeq ? "delivered" : "sent";
-          return <Bubble key={m.id} mine={mine} text={m.text ?? `[${m.type}]`} time={shortTime(m.createdAt)} {...(tick ? { tick } : {})} />;
+          return <MessageBubble key={m.id} session={session} message={m} mine={mine} onActions={() => setSelected(m.id)} {...(tick ? { tick } : {})} />;
         })}
         {c.outbox.map((e) => (
-          <Bubble key={e.clientMsgId} mine text={e.text ?? `[${e.type}]`} time={shortTime(e.composedAt)} tick={e.status} />
+          <MessageBubble
+            key={e.clientMsgId}
+            session={session}
+            mine
+            tick={e.status}
+            message={{ id: e.clientMsgId, conversationId, type: e.type, createdAt: e.composedAt, ...(e.text !== undefined ? { text: e.text } : {}) }}
+          />
         ))}
       </ScrollView>
+      {chosen && <MessageMenu message={chosen} me={chat.userId} onAction={(a) => act(chosen, a)} />}
+      {actionError && <Text style={[ui.error, { paddingHorizontal: 12 }]} testID="action-error">{actionError}</Text>}
+      {(replyTo || editing) && (
+        <View style={[ui.row, { paddingHorizontal: 12, paddingTop: 6 }]} testID={editing ? "editing-banner" : "reply-banner"}>
+          <Text style={[ui.muted, { flex: 1 }]} numberOfLines={1}>
+            {editing ? "Editing: " : "Replying to: "}
+            {summary((editing ?? replyTo)!)}
+          </Text>
+          <Pressable testID="compose-cancel" onPress={() => (setReplyTo(undefined), editing && setDraft(""), setEditing(undefined))}>
+            <Text style={ui.link}>✕</Text>
+          </Pressable>
+        </View>
+      )}
       <View style={[ui.row, { padding: 8, borderTopWidth: 1, borderColor: colors.border }]}>
+        <Pressable testID="attach" onPress={attach} accessibilityLabel="Attach an image" style={{ paddingHorizontal: 4 }}>
+          <Text style={{ fontSize: 24, color: colors.accent }}>+</Text>
+        </Pressable>
         <TextInput
           style={[ui.input, { flex: 1 }]}
           testID="composer"
@@ -156,7 +213,7 @@ export function Chat({ session, conversationId, onBack }: { session: Session; co
           onSubmitEditing={send}
           blurOnSubmit={false}
         />
-        <Pressable style={ui.button} testID="send" onPress={send}><Text style={ui.buttonText}>Send</Text></Pressable>
+        <Pressable style={ui.button} testID="send" onPress={send}><Text style={ui.buttonText}>{editing ? "Save" : "Send"}</Text></Pressable>
       </View>
     </View>
   );

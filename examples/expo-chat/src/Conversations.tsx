@@ -1,6 +1,7 @@
 // The conversation list (last message, unread badge, typing) and "start a chat by email".
 import { useState } from "react";
 import { FlatList, Pressable, Text, TextInput, View } from "react-native";
+import { summary } from "./MessageBubble";
 import { OfflineBanner } from "./OfflineBanner";
 import { errorText, shortTime, useChat, usePeers, type Session } from "./session";
 import { colors, ui } from "./ui";
@@ -44,7 +45,7 @@ export function Conversations({ session, onOpen, onSignOut }: { session: Session
           const name = session.peer(c.peerId)?.name ?? "…";
           const pending = c.outbox[c.outbox.length - 1];
           const last = c.messages[c.messages.length - 1];
-          const preview = c.peerTyping ? "typing…" : pending ? pending.text : last ? (last.senderId === chat.userId ? "You: " : "") + (last.text ?? `[${last.type}]`) : "";
+          const preview = c.peerTyping ? "typing…" : pending ? pending.text : last ? (last.senderId === chat.userId ? "You: " : "") + summary(last) : "";
           return (
             <Pressable testID={`conv-${name}`} onPress={() => onOpen(id)} style={{ flexDirection: "row", alignItems: "center", gap: 12, paddingHorizontal: 16, paddingVertical: 12, borderBottomWidth: 1, borderColor: colors.border }}>
               <View style={{ flex: 1 }}>

@@ -296,6 +296,107 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/conversations/{id}/attachments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start an upload into a conversation of yours. Limited per user
+         *     (`DUET_ATTACHMENT_UPLOADS_PER_HOUR`).
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `request_too_large` (413): The request body is larger than the server accepts.
+         *     - `unsupported_media_type` (415): The body is not `application/json`.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `invalid_content_type` (400): `contentType` is not one allowed for the attachment's `kind`.
+         *     - `attachment_too_large` (400): `size` is above the limit of the attachment's `kind`.
+         *     - `invalid_file_name` (400): `fileName` is empty, longer than 255 characters, or contains a control character, `/` or `\`.
+         *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
+         *     - `attachments_unavailable` (503): Attachments are not configured on this server (no object storage, `DUET_S3_ENDPOINT`).
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["createAttachment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/attachments/{attachmentId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An uploaded attachment of a conversation of yours, with a short-lived
+         *     download URL (`DUET_ATTACHMENT_URL_TTL_SECS`).
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `attachment_not_found` (404): No such attachment in this conversation, or it is not the caller's to use.
+         *     - `attachment_not_uploaded` (409): The attachment's upload is not completed (`POST .../complete`).
+         *     - `attachments_unavailable` (503): Attachments are not configured on this server (no object storage, `DUET_S3_ENDPOINT`).
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        get: operations["getAttachment"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/attachments/{attachmentId}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Complete an upload: the server checks the object in the store (size
+         *     and content type as declared). Idempotent.
+         * @description Errors:
+         *     - `bad_request` (400): The request is malformed: bad JSON, a missing or mistyped field or parameter, or a value outside its declared bounds.
+         *     - `unauthorized` (401): Missing, invalid or expired bearer token, unknown account, or wrong email or password.
+         *     - `token_expired` (401): The access token has expired: refresh it (`POST /auth/refresh`) and retry.
+         *     - `session_revoked` (401): The session of this token ended (logout, log out everywhere, password change, or a reused refresh token): sign in again.
+         *     - `conversation_not_found` (404): No such conversation, or the caller is not a member.
+         *     - `attachment_not_found` (404): No such attachment in this conversation, or it is not the caller's to use.
+         *     - `upload_missing` (409): The attachment's object is not in storage: upload it to the `upload.url` first.
+         *     - `upload_mismatch` (409): The uploaded object's size or content type is not what was declared; it was deleted: upload the declared file again.
+         *     - `attachments_unavailable` (503): Attachments are not configured on this server (no object storage, `DUET_S3_ENDPOINT`).
+         *     - `origin_not_allowed` (403): The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST).
+         *     - `internal` (500): An unexpected server fault; the cause is logged, not returned.
+         *     - `unavailable` (503): A dependency (the database) is unavailable; nothing was done, retry.
+         */
+        post: operations["completeAttachment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/conversations/{id}/delivered": {
         parameters: {
             query?: never;
@@ -375,6 +476,9 @@ export interface paths {
          *     - `invalid_text` (400): `text` contains a NUL character.
          *     - `invalid_payload` (400): `payload` is missing for a non-text message, present on a text message, not an object, or contains NUL.
          *     - `payload_too_large` (400): `payload` is larger than 16 KiB of JSON.
+         *     - `attachment_not_found` (404): No such attachment in this conversation, or it is not the caller's to use.
+         *     - `attachment_not_uploaded` (409): The attachment's upload is not completed (`POST .../complete`).
+         *     - `attachment_kind_mismatch` (400): The message `type` is not the attachment's `kind` (`image`, `video`, `audio`, `file`).
          *     - `idempotency_conflict` (409): `clientMsgId` was used before for a message with other content, or `clientEditId` for another edit.
          *     - `reply_not_found` (404): `replyTo` is not a message of this conversation, or it was unsent.
          *     - `rate_limited` (429): Too many requests; retry after `Retry-After` seconds (WebSocket: `retryAfterMs`).
@@ -885,6 +989,44 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * AttachmentDownload
+         * @description An attachment with a short-lived download URL.
+         */
+        AttachmentDownload: {
+            /** Format: uuid */
+            attachmentId: string;
+            contentType: string;
+            /**
+             * Format: date-time
+             * @description The URL works until then; ask again for a new one.
+             */
+            expiresAt: string;
+            fileName?: string;
+            kind: components["schemas"]["AttachmentKind"];
+            /** Format: int64 */
+            size: number;
+            /** @description A presigned GET on the object store. */
+            url: string;
+        };
+        /**
+         * AttachmentInfo
+         * @description A completed attachment, ready to be sent in a message of its `kind`.
+         */
+        AttachmentInfo: {
+            /** Format: uuid */
+            attachmentId: string;
+            contentType: string;
+            fileName?: string;
+            kind: components["schemas"]["AttachmentKind"];
+            /** Format: int64 */
+            size: number;
+        };
+        /**
+         * @description What an attachment is; each kind is sent as the message type of the same name.
+         * @enum {string}
+         */
+        AttachmentKind: "image" | "video" | "audio" | "file";
+        /**
          * AuthResponse
          * @description A signed-in caller's tokens (register, login, refresh, password change).
          */
@@ -992,6 +1134,25 @@ export interface components {
              */
             updatedAt: string;
         };
+        /**
+         * CreateAttachmentRequest
+         * @description An upload to start.
+         */
+        CreateAttachmentRequest: {
+            /** @description The file's media type; each kind allows its own (`docs/protocol.md`, "Attachments"). */
+            contentType: string;
+            /**
+             * @description The name the receiver saves the file under: 1 to 255 characters, no
+             *     control characters, `/` or `\`, and not a program or a web page.
+             */
+            fileName?: string;
+            kind: components["schemas"]["AttachmentKind"];
+            /**
+             * Format: int64
+             * @description The file's exact size in bytes; at most the kind's limit (`DUET_ATTACHMENT_MAX_*_BYTES`).
+             */
+            size: number;
+        };
         /** CreateConversationRequest */
         CreateConversationRequest: {
             /**
@@ -999,6 +1160,15 @@ export interface components {
              * @description The other user.
              */
             peerId: string;
+        };
+        /**
+         * CreatedAttachment
+         * @description A started upload.
+         */
+        CreatedAttachment: {
+            /** Format: uuid */
+            attachmentId: string;
+            upload: components["schemas"]["UploadTarget"];
         };
         /** Device */
         Device: {
@@ -1089,6 +1259,15 @@ export interface components {
          *     | `invalid_report_target` | 400 | A report names exactly one of `userId` and `messageId`. |
          *     | `message_not_found` | 404 | No such message in a conversation of the caller's. |
          *     | `invalid_details` | 400 | `details` is longer than 1000 characters or contains a control character other than a line break or tab. |
+         *     | `attachments_unavailable` | 503 | Attachments are not configured on this server (no object storage, `DUET_S3_ENDPOINT`). |
+         *     | `invalid_content_type` | 400 | `contentType` is not one allowed for the attachment's `kind`. |
+         *     | `attachment_too_large` | 400 | `size` is above the limit of the attachment's `kind`. |
+         *     | `invalid_file_name` | 400 | `fileName` is empty, longer than 255 characters, or contains a control character, `/` or `\`. |
+         *     | `attachment_not_found` | 404 | No such attachment in this conversation, or it is not the caller's to use. |
+         *     | `upload_missing` | 409 | The attachment's object is not in storage: upload it to the `upload.url` first. |
+         *     | `upload_mismatch` | 409 | The uploaded object's size or content type is not what was declared; it was deleted: upload the declared file again. |
+         *     | `attachment_not_uploaded` | 409 | The attachment's upload is not completed (`POST .../complete`). |
+         *     | `attachment_kind_mismatch` | 400 | The message `type` is not the attachment's `kind` (`image`, `video`, `audio`, `file`). |
          *     | `invalid_json` | 400 | WebSocket: the frame is not JSON. |
          *     | `invalid_frame` | 400 | WebSocket: the frame is not an object with a string `type`, an optional 1 to 64 character `id`, a numeric `ts` and `data`. |
          *     | `unknown_type` | 400 | WebSocket: no such frame type. |
@@ -1103,7 +1282,7 @@ export interface components {
          *     | `origin_not_allowed` | 403 | The browser `Origin` is not one of `DUET_ALLOWED_ORIGINS` (WebSocket and REST). |
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_timeout" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_client_edit_id" | "reply_not_found" | "not_message_sender" | "edit_window_closed" | "message_deleted" | "invalid_emoji" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
+        ErrorCode: "bad_request" | "unauthorized" | "not_found" | "method_not_allowed" | "request_timeout" | "request_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable" | "invalid_email" | "password_too_short" | "password_too_long" | "password_too_weak" | "invalid_password" | "invalid_name" | "invalid_phone" | "email_taken" | "phone_taken" | "user_not_found" | "token_expired" | "session_revoked" | "invalid_refresh_token" | "refresh_token_reused" | "wrong_password" | "cannot_message_self" | "conversation_not_found" | "invalid_client_msg_id" | "text_required" | "text_empty" | "text_too_long" | "invalid_text" | "invalid_payload" | "payload_too_large" | "idempotency_conflict" | "invalid_client_edit_id" | "reply_not_found" | "not_message_sender" | "edit_window_closed" | "message_deleted" | "invalid_emoji" | "invalid_seq" | "seq_out_of_range" | "invalid_range" | "invalid_limit" | "invalid_cursor" | "invalid_query" | "invalid_token" | "recipient_unavailable" | "user_blocked" | "cannot_block_self" | "invalid_report_target" | "message_not_found" | "invalid_details" | "attachments_unavailable" | "invalid_content_type" | "attachment_too_large" | "invalid_file_name" | "attachment_not_found" | "upload_missing" | "upload_mismatch" | "attachment_not_uploaded" | "attachment_kind_mismatch" | "invalid_json" | "invalid_frame" | "unknown_type" | "invalid_data" | "binary_not_supported" | "already_authenticated" | "invalid_target" | "invalid_user_ids" | "not_a_peer" | "duplicate_conversation" | "too_many_conversations" | "origin_not_allowed";
         /** LoginRequest */
         LoginRequest: {
             email: string;
@@ -1362,7 +1541,13 @@ export interface components {
              *     A retry with the same key and content returns the stored message.
              */
             clientMsgId: string;
-            /** @description A JSON object for non-text messages (at most 16 KiB). */
+            /**
+             * @description A JSON object for non-text messages (at most 16 KiB). `image`, `video`,
+             *     `audio` and `file` messages name a completed upload: `{attachmentId}`
+             *     and optional `width`, `height`, `durationMs`, `waveform` (`docs/protocol.md`,
+             *     "Attachments"); the server stores them with the attachment's `contentType`,
+             *     `size` and `fileName`. `location` payloads are free.
+             */
             payload?: {
                 [key: string]: unknown;
             };
@@ -1379,6 +1564,32 @@ export interface components {
         /** UnregisterDeviceRequest */
         UnregisterDeviceRequest: {
             token: string;
+        };
+        /**
+         * @description The HTTP method of an upload.
+         * @enum {string}
+         */
+        UploadMethod: "PUT";
+        /**
+         * UploadTarget
+         * @description Where and how to upload the bytes.
+         */
+        UploadTarget: {
+            /**
+             * Format: date-time
+             * @description The URL works until then.
+             */
+            expiresAt: string;
+            /**
+             * @description Headers to send as they are (the signature covers them). The body must
+             *     be exactly `size` bytes with its `Content-Length` (no chunked upload).
+             */
+            headers: {
+                [key: string]: string;
+            };
+            method: components["schemas"]["UploadMethod"];
+            /** @description A presigned URL on the object store, for this object only. */
+            url: string;
         };
         /**
          * User
@@ -2187,6 +2398,286 @@ export interface operations {
             };
         };
     };
+    createAttachment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateAttachmentRequest"];
+            };
+        };
+        responses: {
+            /** @description The upload is recorded; PUT the bytes to `upload.url`, then complete it. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedAttachment"];
+                };
+            };
+            /** @description `bad_request`, `invalid_content_type`, `attachment_too_large`, `invalid_file_name` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `request_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `attachments_unavailable`, `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getAttachment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                attachmentId: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The attachment and a URL to download it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachmentDownload"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `attachment_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `attachment_not_uploaded` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `attachments_unavailable`, `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    completeAttachment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                attachmentId: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The uploaded object is the declared one: the attachment can be sent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachmentInfo"];
+                };
+            };
+            /** @description `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`, `token_expired`, `session_revoked` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `origin_not_allowed` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conversation_not_found`, `attachment_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `upload_missing`, `upload_mismatch` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `internal` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `attachments_unavailable`, `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     markDelivered: {
         parameters: {
             query?: never;
@@ -2407,7 +2898,7 @@ export interface operations {
                     "application/json": components["schemas"]["Message"];
                 };
             };
-            /** @description `bad_request`, `invalid_client_msg_id`, `text_required`, `text_empty`, `text_too_long`, `invalid_text`, `invalid_payload`, `payload_too_large` */
+            /** @description `bad_request`, `invalid_client_msg_id`, `text_required`, `text_empty`, `text_too_long`, `invalid_text`, `invalid_payload`, `payload_too_large`, `attachment_kind_mismatch` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2434,7 +2925,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `conversation_not_found`, `reply_not_found` */
+            /** @description `conversation_not_found`, `attachment_not_found`, `reply_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2443,7 +2934,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `idempotency_conflict` */
+            /** @description `attachment_not_uploaded`, `idempotency_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
