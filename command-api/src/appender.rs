@@ -201,6 +201,7 @@ impl AppendRow {
             // A replay answers without reactions: the live copy and reads carry them.
             reactions: None,
             change_seq: self.change_seq,
+            hidden_at: None,
         })
     }
 }

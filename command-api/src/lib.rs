@@ -118,8 +118,13 @@ impl Commands {
         message_id: MessageId,
     ) -> Result<Changed, ApiError> {
         self.limit_sends(user_id).await?;
+        let attachment = self.attachments.of_message(conversation_id, message_id).await?;
         let changed = changes::unsend(&self.ctx.db, self.ctx.settings.edit_window_secs, user_id, conversation_id, message_id).await?;
         self.announce(origin, &changed).await;
+        // The object goes with the content (only the sender gets this far).
+        if let Some(id) = attachment {
+            self.attachments.forget_unsent(conversation_id, id).await;
+        }
         Ok(changed)
     }
 

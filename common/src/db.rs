@@ -57,7 +57,7 @@ async fn warm_up(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     let planned = sqlx::raw_sql(
         "do $$ begin \
            if to_regproc('duet_append') is not null and to_regproc('duet_receipts') is not null then \
-             perform * from duet_append('{}', '{}', '{}', '{}', '{}', '{}', '{}', now(), '', 1); \
+             perform * from duet_append('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', now(), '', 1); \
              perform * from duet_receipts('{}', '{}', '{}', '{}', now(), '', 1); \
            end if; \
          end $$",

@@ -111,6 +111,20 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub change_seq: Option<i64>,
+    /// Set only in `chat.sync` results, on a message the caller deleted for
+    /// themselves: a stub without `text`, `payload`, `replyTo` or
+    /// `reactions`, there so the seqs a client holds stay gap-free.
+    #[serde(with = "rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    #[sqlx(default)]
+    pub hidden_at: Option<DateTime<Utc>>,
+}
+
+impl Message {
+    /// The stub of a message its reader hid at `at`: what sync returns in its place.
+    pub fn into_hidden_stub(self, at: DateTime<Utc>) -> Message {
+        Message { text: None, payload: None, reply_to: None, reactions: None, hidden_at: Some(at), ..self }
+    }
 }
 
 fn is_zero(n: &i32) -> bool {

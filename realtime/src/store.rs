@@ -28,8 +28,10 @@ pub async fn messages_between(
     .await?)
 }
 
-/// Messages of a conversation after `after` as `user` sees them (without
-/// the ones they hid), oldest first, at most `limit`: sync's new messages.
+/// Messages of a conversation after `after` as `user` sees them, oldest
+/// first, at most `limit`: sync's new messages. A message the user hid
+/// comes as its stub ([`Message::into_hidden_stub`]), so the seqs a client
+/// holds stay gap-free.
 pub async fn visible_after(
     db: &PgPool,
     user: UserId,
@@ -37,19 +39,25 @@ pub async fn visible_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Message>, ApiError> {
-    Ok(sqlx::query_as(concat!(
+    let messages: Vec<Message> = sqlx::query_as(concat!(
         "select ",
         message_columns!(),
-        " from messages where conversation_id = $1 and seq > $2 \
-           and not exists (select 1 from message_hides h where h.user_id = $4 and h.message_id = messages.id) \
-         order by seq limit $3"
+        ", (select h.created_at from message_hides h where h.user_id = $4 and h.message_id = messages.id) as hidden_at \
+         from messages where conversation_id = $1 and seq > $2 order by seq limit $3"
     ))
     .bind(conversation_id)
     .bind(after)
     .bind(limit)
     .bind(user)
     .fetch_all(db)
-    .await?)
+    .await?;
+    Ok(messages
+        .into_iter()
+        .map(|m| match m.hidden_at {
+            Some(at) => m.into_hidden_stub(at),
+            None => m,
+        })
+        .collect())
 }
 
 /// Messages up to `up_to_seq` (those a device holds) that changed after

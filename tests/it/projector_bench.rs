@@ -55,6 +55,7 @@ async fn projector_throughput() {
             deleted_at: None,
             reactions: None,
             change_seq: None,
+            hidden_at: None,
         });
     }
     for chunk in messages.chunks(2000) {

@@ -115,8 +115,14 @@ async fn delete_for_me_hides_a_message_from_my_history_sync_and_unread_only() {
     let ids = |messages: Vec<serde_json::Value>| messages.iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(app.history(&bob, conversation).await), vec![second["id"].clone(), third["id"].clone()]);
     assert_eq!(ids(app.history(&ann, conversation).await), vec![first["id"].clone(), second["id"].clone(), third["id"].clone()]);
+    // A fresh device gets every seq, the hidden one as a stub without content: no gap to resync forever.
     let synced = b.sync(json!({"conversations": [{"conversationId": conversation, "afterSeq": 0}]})).await;
-    assert_eq!(ids(synced["conversations"][0]["messages"].as_array().unwrap().clone()), vec![second["id"].clone(), third["id"].clone()]);
+    let messages = synced["conversations"][0]["messages"].as_array().unwrap().clone();
+    assert_eq!(ids(messages.clone()), vec![first["id"].clone(), second["id"].clone(), third["id"].clone()]);
+    assert_eq!(messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let stub = &messages[0];
+    assert!(stub["hiddenAt"].is_string() && stub.get("text").is_none() && stub.get("payload").is_none(), "{stub}");
+    assert!(messages[1].get("hiddenAt").is_none() && messages[1]["text"] == "keep me");
     let cursor = json!({"conversations": [{"conversationId": conversation, "afterSeq": 3, "afterChange": 0}]});
     let synced = b.sync(cursor).await["conversations"][0].clone();
     assert_eq!((&synced["hidden"], &synced["changes"]), (&json!([first["id"]]), &json!([])), "{synced}");

@@ -25,7 +25,8 @@ use duet_common::ErrorCode;
 use crate::Commands;
 
 /// Every command-side operation.
-pub type CommandApi = (AuthApi, SessionsApi, ConversationsApi, MessagesApi, AttachmentsApi, MessageChangesApi, DevicesApi, PrivacyApi, ReportsApi);
+pub type CommandApi =
+    (AuthApi, SessionsApi, ConversationsApi, MessagesApi, AttachmentsApi, MessageChangesApi, DevicesApi, PrivacyApi, ReportsApi);
 
 /// The refusals of every command-side operation, by operation id.
 pub fn errors() -> impl Iterator<Item = (&'static str, &'static [ErrorCode])> {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duet_common::error::{ApiError, ErrorCode};
-use duet_common::ids::{AttachmentId, ConversationId, UserId};
+use duet_common::ids::{AttachmentId, ConversationId, MessageId, UserId};
 use duet_common::ratelimit::Decision;
 use duet_common::throttle::Window;
 use duet_common::{AppContext, domain::MessageType};
@@ -225,6 +225,48 @@ impl Attachments {
     /// content that must go: an unsent message's attachment.
     pub async fn delete_object(&self, attachment: &Attachment) -> Result<(), ApiError> {
         self.storage()?.delete(&attachment.object_key).await
+    }
+
+    /// The attachment an unsend is about to erase from `message`: its id,
+    /// when the message is an attachment message the sender has not unsent yet.
+    pub async fn of_message(&self, conversation: ConversationId, message: MessageId) -> Result<Option<AttachmentId>, ApiError> {
+        let id: Option<Option<String>> = sqlx::query_scalar(
+            "select payload ->> 'attachmentId' from messages \
+             where id = $1 and conversation_id = $2 and deleted_at is null and type in ('image', 'video', 'audio', 'file')",
+        )
+        .bind(message)
+        .bind(conversation)
+        .fetch_optional(&self.ctx.db)
+        .await?;
+        Ok(id.flatten().and_then(|id| id.parse::<uuid::Uuid>().ok()).map(AttachmentId))
+    }
+
+    /// After an unsend: deletes the object and the row of attachment `id`
+    /// unless a live message of the conversation still names it (a resend
+    /// under another `clientMsgId` shares the upload). Best effort: the
+    /// unsend stands whatever the store answers; a failure is logged.
+    pub async fn forget_unsent(&self, conversation: ConversationId, id: AttachmentId) {
+        let forgotten = async {
+            let named: bool = sqlx::query_scalar(
+                "select exists (select 1 from messages where conversation_id = $1 and deleted_at is null \
+                   and type in ('image', 'video', 'audio', 'file') and payload ->> 'attachmentId' = $2)",
+            )
+            .bind(conversation)
+            .bind(id.0.to_string())
+            .fetch_one(&self.ctx.db)
+            .await?;
+            if named {
+                return Ok(());
+            }
+            if let Some(attachment) = self.find(conversation, id).await? {
+                self.delete_object(&attachment).await?;
+                sqlx::query("delete from attachments where id = $1").bind(id).execute(&self.ctx.db).await?;
+            }
+            Ok::<_, ApiError>(())
+        };
+        if let Err(e) = forgotten.await {
+            tracing::warn!(error = %e, attachment = %id.0, "could not delete an unsent message's attachment");
+        }
     }
 
     /// The attachment `id` of `conversation`, whatever its state.

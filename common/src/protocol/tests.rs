@@ -63,6 +63,7 @@ fn the_borrowed_message_frame_is_the_event_frame() {
         deleted_at: None,
         reactions: None,
         change_seq: None,
+        hidden_at: None,
     };
     let text = message_frame(&message);
     assert!(!text.contains("null"), "absent fields are omitted: {text}");

@@ -36,6 +36,7 @@ fn message(seq: i64, to_user: bool) -> Op {
             deleted_at: None,
             reactions: None,
             change_seq: None,
+            hidden_at: None,
         },
         to_user,
     }

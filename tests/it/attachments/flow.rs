@@ -6,7 +6,8 @@ use duet_common::protocol::ServerKind;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::{bytes, complete, create, download, put, send, spawn_with, uploaded};
+use super::{Store, bytes, complete, create, download, object_key, put, send, spawn_with, uploaded};
+use crate::helpers::assert_error;
 use crate::jobs::PushTest;
 use crate::ws::WsClient;
 
@@ -63,6 +64,14 @@ async fn an_image_uploaded_through_its_presigned_url_is_downloaded_by_the_peer_b
     assert_eq!(complete(&app, &ann, conversation, &id).await, (StatusCode::OK, completed));
     let (status, again) = app.post(&messages, Some(&ann.token), send).await;
     assert_eq!((status, &again["id"]), (StatusCode::OK, &message["id"]), "{again}");
+
+    // Unsent: the object goes with the content; the URL Bob holds finds nothing, and no new one is issued.
+    let store = Store::new(&app);
+    assert!(store.exists(&object_key(conversation, &id)).await);
+    assert_eq!(app.unsend(&ann, conversation, &message).await.0, StatusCode::OK);
+    assert!(!store.exists(&object_key(conversation, &id)).await, "the unsent message's object is still in the store");
+    assert_eq!(reqwest::get(file["url"].as_str().unwrap()).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_error(&download(&app, &bob, conversation, &id).await, StatusCode::NOT_FOUND, "attachment_not_found");
 }
 
 #[tokio::test]

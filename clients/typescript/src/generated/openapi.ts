@@ -1336,6 +1336,13 @@ export interface components {
              * @description When the sender last edited the text; absent if never.
              */
             editedAt?: string;
+            /**
+             * Format: date-time
+             * @description Set only in `chat.sync` results, on a message the caller deleted for
+             *     themselves: a stub without `text`, `payload`, `replyTo` or
+             *     `reactions`, there so the seqs a client holds stay gap-free.
+             */
+            hiddenAt?: string;
             /** Format: uuid */
             id: string;
             /** @description A non-text message's JSON object; absent on text messages. */

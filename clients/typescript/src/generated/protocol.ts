@@ -555,6 +555,12 @@ export interface Message {
    * When the sender last edited the text; absent if never.
    */
   editedAt?: string;
+  /**
+   * Set only in `chat.sync` results, on a message the caller deleted for
+   * themselves: a stub without `text`, `payload`, `replyTo` or
+   * `reactions`, there so the seqs a client holds stay gap-free.
+   */
+  hiddenAt?: string;
   id: string;
   /**
    * A non-text message's JSON object; absent on text messages.
