@@ -36,9 +36,8 @@ class Scenario:
     recover_within: float = 5.0
     # From the fault's end: every node answers /readyz 200 with every component
     # healthy. A component counts as healthy again only once it has made
-    # progress, which after a PostgreSQL crash (recovery, then every pooled
-    # connection found dead) took 5.7 to 9.5 s here; that the workers are back
-    # within 5 s is what `push_within` checks (the bound).
+    # progress; that the workers are back within 5 s is what `push_within`
+    # checks (the bound).
     ready_within: float = 15.0
     # PostgreSQL scenarios: a push to an offline user, sent as soon as
     # PostgreSQL is back, reaches the fake FCM within this many seconds.
@@ -47,6 +46,15 @@ class Scenario:
     bench_args: Callable = field(default=lambda at: [])
     # Seconds the fault's own steps may take (a restart), added to the run.
     slack: float = 0.0
+
+
+# After a PostgreSQL fault a restarted job worker reports healthy at its
+# first apalis heartbeat (`DUET_JOBS_HEARTBEAT_SECS`, 10 s) after the pool
+# found its dead connections (up to 2.5 s) and the restart backoff (up to
+# 3 s): up to about 16 s, measured 16.5 s once on a debug build in the test
+# command (release builds: 0.4 to 0.7 s, docs/reliability.md). The push,
+# checked within 5 s, shows the workers really are back.
+PG_READY_WITHIN = 25.0
 
 
 def nothing(c):
@@ -76,13 +84,13 @@ SCENARIOS = [
              during=During(0.9, 1000)),
     Scenario("pg-restart", "PostgreSQL restarted (pg_ctl -m fast)",
              begin=lambda c: c.primary.restart("fast"), end=nothing, hold=(0, 0),
-             recover_within=10, push_within=5, slack=3),
+             recover_within=10, push_within=5, ready_within=PG_READY_WITHIN, slack=3),
     Scenario("pg-crash", "PostgreSQL crashed (pg_ctl -m immediate), started again",
              begin=lambda c: c.primary.stop("immediate"), end=lambda c: c.primary.start(), hold=(2, 5),
-             recover_within=10, push_within=5, slack=3),
+             recover_within=10, push_within=5, ready_within=PG_READY_WITHIN, slack=3),
     Scenario("pg-pause", "PostgreSQL SIGSTOPped (postmaster and every backend)",
              begin=lambda c: c.primary.pause(), end=lambda c: c.primary.resume(), hold=(5, 10),
-             recover_within=10, push_within=5),
+             recover_within=10, push_within=5, ready_within=PG_READY_WITHIN),
     Scenario("replica-pause", "replica replay paused (pg_wal_replay_pause)",
              begin=lambda c: c.replica.sql("select pg_wal_replay_pause()"),
              end=lambda c: c.replica.sql("select pg_wal_replay_resume()"), hold=(5, 10)),

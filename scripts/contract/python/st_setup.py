@@ -60,6 +60,7 @@ SEMANTIC_400 = {
     "report": "invalid_report_target: exactly one of userId and messageId; not oneself or one's own message",
     "editMessage": "text_empty: text is checked after trimming",
     "setReaction": "invalid_emoji: exactly one emoji, which a pattern cannot state",
+    "createAttachment": "invalid_content_type, attachment_too_large, invalid_file_name: the allowed types and the size limit depend on the kind; names of programs and pages are refused",
 }
 semantic = "".join(
     f"""
