@@ -137,9 +137,8 @@ impl Commands {
         message_id: MessageId,
         emoji: Option<&str>,
     ) -> Result<Changed, ApiError> {
-        if let Some(emoji) = emoji {
-            duet_common::reactions::validate_emoji(emoji)?;
-        }
+        // Checked before the rate limit: a refused emoji costs no token.
+        let emoji = emoji.map(duet_common::reactions::validate_emoji).transpose()?;
         self.limit_sends(user_id).await?;
         let changed = reactions::react(&self.ctx.db, user_id, conversation_id, message_id, emoji).await?;
         self.announce(origin, &changed).await;

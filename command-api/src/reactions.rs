@@ -12,7 +12,6 @@ use duet_common::error::ErrorCode;
 use duet_common::events::DomainEvent;
 use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::protocol::ChangeKind;
-use duet_common::reactions::validate_emoji;
 use sqlx::PgPool;
 
 use crate::appender::now_micros;
@@ -29,15 +28,15 @@ pub struct Hidden {
 
 /// Sets (`Some`) or removes (`None`) the caller's reaction. Setting the
 /// reaction the caller already has, or removing none, changes nothing and
-/// answers the message as it is.
+/// answers the message as it is. `emoji` was checked by the caller
+/// (`duet_common::reactions::validate_emoji`).
 pub async fn react(
     db: &PgPool,
     user: UserId,
     conversation_id: ConversationId,
     message_id: MessageId,
-    emoji: Option<&str>,
+    emoji: Option<String>,
 ) -> Result<Changed, ApiError> {
-    let emoji = emoji.map(validate_emoji).transpose()?;
     let mut locked = lock(db, user, conversation_id).await?;
     let message = locked.message(message_id).await?;
     if message.deleted_at.is_some() {
