@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use duet::Service;
 use duet_common::{last_seen, presence};
 use duet_jobs::queue::LASTSEEN_QUEUE;
-use fred::prelude::*;
 
 use super::{PushTest, counter};
 

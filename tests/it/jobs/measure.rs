@@ -6,7 +6,6 @@ use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::time::{Duration, Instant};
 
 use duet::Service;
-use fred::prelude::*;
 
 use super::{PushTest, apns_token};
 
