@@ -62,7 +62,7 @@ impl AppContext {
             Some(url) => (db::connect_lazy(url, settings.db_pool_size)?, true),
             None => (db.clone(), false),
         };
-        let redis = redis::connect(&settings.redis_url, 4).await.context("Failed to set up Redis")?;
+        let redis = redis::connect(&settings.redis_url, settings.redis_ca_file.as_deref(), 4).await.context("Failed to set up Redis")?;
         redis::warn_if_evicting(&redis).await;
         let jwt = Arc::new(JwtKeys::new(&settings)?);
         let keys = Keys::new(settings.redis_prefix.clone());

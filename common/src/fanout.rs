@@ -1,6 +1,8 @@
 //! One process's live fan-out: each event goes straight to this node's own
-//! sessions, then through Redis Pub/Sub to every other node that holds a
-//! session of its users (docs/decisions/0001-live-delivery.md).
+//! sessions, then through Redis sharded Pub/Sub (`SPUBLISH` on each user's
+//! `user:{u}` channel) to every other node that holds a session of its
+//! users (docs/decisions/0001-live-delivery.md). In a Redis Cluster a
+//! channel lives on its slot's master, so fan-out scales with the masters.
 //!
 //! The node's own sessions need no Redis hop. The realtime gateway attaches
 //! its hub as [`LocalSessions`] and is handed each event as the very payload
@@ -238,7 +240,26 @@ impl Outlet {
         let sent = match chunk.as_slice() {
             [Event { users, payload }] if users.len() == 1 => {
                 let (channel, payload) = (keys.user_channel(users[0]), payload.clone());
-                self.redis.call_on(client, |client| async move { client.publish(channel, payload).await }).await
+                self.redis.call_on(client, |client| async move { client.spublish(channel, payload).await }).await
+            }
+            // A script runs on one node: in a cluster the channels' slots
+            // differ, so each SPUBLISH goes to its own master (a pipeline:
+            // still one round trip per master, in order per channel).
+            _ if client.is_clustered() => {
+                let publishes: Vec<(String, String)> = chunk
+                    .iter()
+                    .flat_map(|Event { users, payload }| users.iter().map(|user| (keys.user_channel(*user), payload.clone())))
+                    .collect();
+                self.redis
+                    .call_on(client, |client| async move {
+                        let pipeline = client.pipeline();
+                        for (channel, payload) in publishes {
+                            let _: () = pipeline.spublish(channel, payload).await?;
+                        }
+                        let reached: Vec<i64> = pipeline.all().await?;
+                        Ok(reached.into_iter().sum())
+                    })
+                    .await
             }
             _ => {
                 let mut args = Vec::with_capacity(chunk.iter().map(|e| 2 + e.users.len()).sum());
@@ -301,7 +322,8 @@ async fn repair(out: Weak<Outlet>) {
     }
 }
 
-/// Publishes groups of ARGV = [channel count, payload, channel...]...; returns the receivers reached.
+/// Publishes groups of ARGV = [channel count, payload, channel...]...; returns
+/// the receivers reached. On a single server only (channels of many slots).
 static PUBLISH_ALL: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
@@ -309,7 +331,7 @@ local reached, i = 0, 1
 while i <= #ARGV do
   local last = i + 1 + tonumber(ARGV[i])
   for j = i + 2, last do
-    reached = reached + redis.call('PUBLISH', ARGV[j], ARGV[i + 1])
+    reached = reached + redis.call('SPUBLISH', ARGV[j], ARGV[i + 1])
   end
   i = last + 1
 end

@@ -7,12 +7,13 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `user:<u>` | channel | live events for user `u`'s sessions ([`crate::live`]) |
-//! | `events` | stream | the outbox events, read by consumer groups ([`crate::stream`]) |
-//! | `presence:user:<u>` | string, TTL | `u` is online ([`crate::presence`]) |
-//! | `presence:sessions:<u>` | sorted set, TTL | `u`'s session ids, scored by when each expires |
-//! | `presence:expiries` | sorted set | when each user's presence lapses |
-//! | `lastseen:pending` | sorted set | last-seen times not yet written to PostgreSQL ([`crate::last_seen`]) |
+//! | `user:{u}` | shard channel | live events for user `u`'s sessions ([`crate::live`]; `SPUBLISH`/`SSUBSCRIBE`) |
+//! | `events:{n}` | stream | shard `n` of the outbox events, read by consumer groups ([`crate::stream`]; [`stream_shard`]) |
+//! | `events` | stream | the unsharded stream of earlier versions, drained once after an upgrade |
+//! | `presence:{p<n>}:user:<u>` | string, TTL | `u` is online ([`crate::presence`]; `n` = [`presence_shard`] of `u`) |
+//! | `presence:{p<n>}:sessions:<u>` | sorted set, TTL | `u`'s session ids, scored by when each expires |
+//! | `presence:{p<n>}:expiries` | sorted set | when the presence of each user of shard `n` lapses |
+//! | `lastseen:{p<n>}:pending` | sorted set | last-seen times of shard `n`'s users not yet written to PostgreSQL ([`crate::last_seen`]) |
 //! | `rl:send:<u>`, `rl:handshake:<ip>`, `rl:lookup:<u>`, `rl:search:<u>` | hash, TTL | token buckets ([`crate::ratelimit`]) |
 //! | `rl:login:ip:<ip>`, `rl:register:<ip>`, `rl:upload:<u>` | integer, TTL | per-window counts ([`crate::throttle::Window`]) |
 //! | `rl:login:pair:<email>:<ip>`, `rl:login:account:<email>` | hash, TTL | login backoffs ([`crate::throttle::Backoff`]) |
@@ -23,8 +24,16 @@
 //! | `proj:ready` | string | the projections are complete (absent: cold, readers use PostgreSQL) |
 //! | `proj:rebuild-lock` | string, TTL | one rebuild at a time |
 //!
-//! The `{u}` hash tag keeps one user's projection keys in one cluster slot,
-//! so one Lua script may touch all of them.
+//! Redis Cluster: every script and multi-key command touches one hash slot,
+//! named by the `{...}` hash tag. The `{u}` tag keeps one user's projection
+//! keys and channel in one slot, so one Lua script may touch all of them.
+//! Presence and pending last-seen times are written on every connect and
+//! heartbeat, and their sweepers need one user's keys and the expiry set in
+//! one script: they are split over [`PRESENCE_SHARDS`] tags (`{p0}` ...),
+//! spread over the masters, and the sweepers walk every shard. The event
+//! stream is split over `DUET_STREAM_SHARDS` streams for the same reason.
+//! Rate-limit scripts touch one key each and need no tag. The prefix must
+//! not contain `{`, or it would become every key's hash tag.
 
 use std::net::IpAddr;
 
@@ -49,35 +58,52 @@ impl Keys {
         format!("{}{}", self.prefix, rest)
     }
 
-    /// The channel of one user's live events.
+    /// The (shard) channel of one user's live events.
     pub fn user_channel(&self, user: UserId) -> String {
-        self.key(format_args!("user:{user}"))
+        self.key(format_args!("user:{{{user}}}"))
     }
 
-    /// The stream the relay fills and the consumer groups read.
-    pub fn events(&self) -> String {
+    /// The user whose channel this is (see [`Keys::user_channel`]).
+    pub fn user_of_channel(&self, channel: &str) -> Option<UserId> {
+        channel.strip_prefix(&self.prefix)?.strip_prefix("user:{")?.strip_suffix('}')?.parse().ok()
+    }
+
+    /// Shard `shard` of the event stream (see [`stream_shard`]).
+    pub fn events(&self, shard: u16) -> String {
+        self.key(format_args!("events:{{{shard}}}"))
+    }
+
+    /// Every shard of the event stream, in shard order.
+    pub fn event_streams(&self, shards: u16) -> Vec<String> {
+        (0..shards).map(|shard| self.events(shard)).collect()
+    }
+
+    /// The one event stream of versions before the stream was sharded.
+    pub fn unsharded_events(&self) -> String {
         self.key(format_args!("events"))
     }
 
     pub fn presence(&self, user: UserId) -> String {
-        self.key(format_args!("presence:user:{user}"))
+        self.key(format_args!("presence:{{p{}}}:user:{user}", presence_shard(user)))
     }
 
-    /// What [`Keys::presence`] keys start with.
-    pub fn presence_prefix(&self) -> String {
-        self.key(format_args!("presence:user:"))
+    /// What the [`Keys::presence`] keys of presence shard `shard` start with.
+    pub fn presence_prefix(&self, shard: u16) -> String {
+        self.key(format_args!("presence:{{p{shard}}}:user:"))
     }
 
     pub fn presence_sessions(&self, user: UserId) -> String {
-        self.key(format_args!("presence:sessions:{user}"))
+        self.key(format_args!("presence:{{p{}}}:sessions:{user}", presence_shard(user)))
     }
 
-    pub fn presence_expiries(&self) -> String {
-        self.key(format_args!("presence:expiries"))
+    /// When the presence of each user of presence shard `shard` lapses.
+    pub fn presence_expiries(&self, shard: u16) -> String {
+        self.key(format_args!("presence:{{p{shard}}}:expiries"))
     }
 
-    pub fn last_seen_pending(&self) -> String {
-        self.key(format_args!("lastseen:pending"))
+    /// Pending last-seen times of the users of presence shard `shard`.
+    pub fn last_seen_pending(&self, shard: u16) -> String {
+        self.key(format_args!("lastseen:{{p{shard}}}:pending"))
     }
 
     /// The bucket of a user's sends, REST and WebSocket together.
@@ -157,6 +183,23 @@ impl Keys {
     }
 }
 
+/// Shards of presence and pending last-seen times (see the module docs).
+/// Fixed: changing it strands what the old shards hold.
+pub const PRESENCE_SHARDS: u16 = 32;
+
+/// The presence shard of a user.
+pub fn presence_shard(user: UserId) -> u16 {
+    (user.0.as_u128() % u128::from(PRESENCE_SHARDS)) as u16
+}
+
+/// The event stream shard of a conversation's events, of `shards`: its id
+/// modulo the count (ids are UUIDv7, whose low bits are random). Events
+/// without a conversation go to shard 0. Stable across processes and
+/// versions, so one conversation's events stay in one stream, in order.
+pub fn stream_shard(conversation: Option<ConversationId>, shards: u16) -> u16 {
+    conversation.map_or(0, |c| (c.0.as_u128() % u128::from(shards.max(1))) as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +212,31 @@ mod tests {
         for key in [keys.conversation_list(user), keys.entry(user, conversation), keys.unread(user, conversation)] {
             assert!(key.starts_with("duet:proj:") && key.contains(&tag), "{key}");
         }
+        assert_eq!(keys.user_channel(user), format!("duet:user:{tag}"));
+        assert_eq!(keys.user_of_channel(&keys.user_channel(user)), Some(user));
+    }
+
+    #[test]
+    fn a_users_presence_keys_share_their_shards_tag() {
+        let keys = Keys::new("duet:");
+        let user = UserId::new();
+        let shard = presence_shard(user);
+        let tag = format!("{{p{shard}}}");
+        for key in [keys.presence(user), keys.presence_sessions(user), keys.presence_expiries(shard), keys.last_seen_pending(shard)] {
+            assert!(key.contains(&tag), "{key}");
+        }
+        assert!(keys.presence(user).starts_with(&keys.presence_prefix(shard)));
+    }
+
+    #[test]
+    fn a_conversation_stays_on_one_stream_shard() {
+        let conversation = ConversationId::new();
+        let shard = stream_shard(Some(conversation), 4);
+        assert!(shard < 4);
+        assert_eq!(stream_shard(Some(conversation), 4), shard);
+        assert_eq!(stream_shard(None, 4), 0);
+        assert_eq!(stream_shard(Some(conversation), 1), 0);
+        let used: std::collections::BTreeSet<u16> = (0..200).map(|_| stream_shard(Some(ConversationId::new()), 4)).collect();
+        assert_eq!(used.len(), 4, "new conversations spread over every shard");
     }
 }

@@ -1,7 +1,8 @@
 //! Pending `users.last_seen_at` writes, handed from the gateway to the jobs.
 //!
-//! `{prefix}lastseen:pending` is a sorted set of user ids scored by when
-//! they went offline (unix ms). `ZADD GT` coalesces a burst of disconnects
+//! `{prefix}lastseen:{p<n>}:pending` is a sorted set of the ids of the users
+//! of presence shard `n` ([`crate::keys`]) scored by when they went offline
+//! (unix ms). `ZADD GT` coalesces a burst of disconnects
 //! of one user into one entry with the latest time; the jobs service takes
 //! entries in batches and writes them to PostgreSQL.
 
@@ -25,7 +26,7 @@ pub async fn record(redis: &Pool, keys: &Keys, user_id: UserId, at: DateTime<Utc
     };
     let result: Result<i64, Error> = client
         .zadd(
-            keys.last_seen_pending(),
+            keys.last_seen_pending(crate::keys::presence_shard(user_id)),
             None,
             Some(Ordering::GreaterThan),
             false,

@@ -1,15 +1,18 @@
 //! Presence in Redis, shared by the gateway (which writes it) and the jobs
 //! (which read it to decide whether to push).
 //!
-//! - `presence:user:{id}`: a string `nodeId:unixMs` with a TTL
+//! Every key is in the user's presence shard (`{p<n>}`, see [`crate::keys`]),
+//! so each script touches one Redis Cluster slot.
+//!
+//! - `presence:{p<n>}:user:{id}`: a string `nodeId:unixMs` with a TTL
 //!   (`DUET_PRESENCE_TTL_SECS`), refreshed by every ping of any session.
 //!   The user is online while it exists.
-//! - `presence:sessions:{id}`: a sorted set of the user's session ids, scored
+//! - `presence:{p<n>}:sessions:{id}`: a sorted set of the user's session ids, scored
 //!   by when each expires (unix ms), with the same TTL. It lets a clean close
 //!   of the last session mark the user offline at once, while a crashed
 //!   session keeps the user online only until its own expiry.
 //!
-//! - `presence:expiries`: a sorted set of user ids scored by when their
+//! - `presence:{p<n>}:expiries`: a sorted set of the shard's user ids scored by when their
 //!   presence ends (unix ms); a clean close of the last session scores it
 //!   "now". [`claim_expired`] takes the users whose time has passed and whose
 //!   user key is gone: each goes offline exactly once, whichever node asks,
@@ -20,12 +23,13 @@
 //! unknown: callers get `None`, never a guess, and never wait longer.
 
 use crate::ids::{SessionId, UserId};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
-use crate::keys::Keys;
+use crate::keys::{Keys, PRESENCE_SHARDS, presence_shard};
 use crate::log_throttle::LogThrottle;
 use crate::redis::FastRedis;
 
@@ -72,7 +76,7 @@ return 0
 
 /// Marks a session alive for `ttl_ms`. `Some(true)` if the user just came online.
 pub async fn touch(redis: &FastRedis, keys: &Keys, user_id: UserId, session_id: SessionId, node_id: &str, ttl_ms: u64) -> Option<bool> {
-    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()];
+    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries(presence_shard(user_id))];
     let args = vec![session_id.to_string(), node_id.to_owned(), ttl_ms.to_string(), user_id.to_string()];
     let result: Result<i64, _> = redis.call(|client| async move { TOUCH.evalsha_with_reload(&client, keys, args).await }).await;
     match result {
@@ -88,7 +92,7 @@ pub async fn touch(redis: &FastRedis, keys: &Keys, user_id: UserId, session_id: 
 
 /// Ends a session. `Some(true)` if the user is now offline.
 pub async fn leave(redis: &FastRedis, keys: &Keys, user_id: UserId, session_id: SessionId) -> Option<bool> {
-    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries()];
+    let keys = vec![keys.presence(user_id), keys.presence_sessions(user_id), keys.presence_expiries(presence_shard(user_id))];
     let args = vec![session_id.to_string(), user_id.to_string()];
     let result: Result<i64, _> = redis.call(|client| async move { LEAVE.evalsha_with_reload(&client, keys, args).await }).await;
     match result {
@@ -110,7 +114,27 @@ pub async fn online(redis: &FastRedis, keys: &Keys, users: &[UserId]) -> Option<
     // One MGET (user keys are strings): a command per user would cost a
     // round trip and a syscall pair each.
     let keys: Vec<String> = users.iter().map(|user| keys.presence(*user)).collect();
-    match redis.call(|client| async move { client.mget::<Vec<Option<String>>, _>(keys).await }).await {
+    let read = |client: Client| async move {
+        if !client.is_clustered() {
+            return client.mget::<Vec<Option<String>>, _>(keys).await;
+        }
+        // One MGET per presence shard (one slot each), together; answers back in the asked order.
+        let mut by_shard: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, user) in users.iter().enumerate() {
+            by_shard.entry(presence_shard(*user)).or_default().push(i);
+        }
+        let reads =
+            by_shard.values().map(|at| client.mget::<Vec<Option<String>>, _>(at.iter().map(|&i| keys[i].clone()).collect::<Vec<_>>()));
+        let answers = futures_util::future::try_join_all(reads).await?;
+        let mut found = vec![None; users.len()];
+        for (at, answer) in by_shard.values().zip(answers) {
+            for (&i, value) in at.iter().zip(answer) {
+                found[i] = value;
+            }
+        }
+        Ok(found)
+    };
+    match redis.call(read).await {
         Ok(found) if found.len() == users.len() => Some(found.into_iter().map(|v| v.is_some()).collect()),
         Ok(found) => {
             tracing::warn!(asked = users.len(), answered = found.len(), "presence read answered the wrong count");
@@ -127,7 +151,7 @@ pub async fn online(redis: &FastRedis, keys: &Keys, users: &[UserId]) -> Option<
 
 /// Takes up to `limit` users whose presence has ended: KEYS = [expiries];
 /// ARGV = [user key prefix, limit]. Returns a flat list `user, ended_ms, …`.
-/// (User keys are derived in the script: fine on one Redis, not on a cluster.)
+/// (User keys are derived in the script: they share the expiry set's slot.)
 static CLAIM_EXPIRED: LazyLock<Script> = LazyLock::new(|| {
     Script::from_lua(
         r#"
@@ -151,25 +175,31 @@ return out
 /// Users whose presence ended (by a clean close or by TTL), each returned
 /// once across all callers, with when it ended. Empty when Redis is down.
 pub async fn claim_expired(redis: &Pool, keys: &Keys, limit: usize) -> Vec<(UserId, chrono::DateTime<chrono::Utc>)> {
-    let user_prefix = keys.presence_prefix();
     let Some(client) = crate::redis::connected(redis) else { return Vec::new() };
-    let result: Result<Vec<String>, Error> =
-        CLAIM_EXPIRED.evalsha_with_reload(client, vec![keys.presence_expiries()], vec![user_prefix, limit.to_string()]).await;
-    match result {
-        Ok(flat) => flat
-            .chunks_exact(2)
-            .filter_map(|pair| {
+    let mut ended = Vec::new();
+    // Shard by shard, at most `limit` in all; a full answer makes the caller ask again.
+    for shard in 0..PRESENCE_SHARDS {
+        let left = limit - ended.len();
+        if left == 0 {
+            break;
+        }
+        let (expiries, user_prefix) = (keys.presence_expiries(shard), keys.presence_prefix(shard));
+        let result: Result<Vec<String>, Error> =
+            CLAIM_EXPIRED.evalsha_with_reload(client, vec![expiries], vec![user_prefix, left.to_string()]).await;
+        match result {
+            Ok(flat) => ended.extend(flat.chunks_exact(2).filter_map(|pair| {
                 let user = pair[0].parse().ok()?;
                 let ms = pair[1].parse::<f64>().ok()? as i64;
                 Some((user, chrono::DateTime::from_timestamp_millis(ms)?))
-            })
-            .collect(),
-        Err(e) => {
-            static SWEEP_FAILED: LogThrottle = LogThrottle::every_10s();
-            if let Some(suppressed) = SWEEP_FAILED.check() {
-                tracing::warn!(error = %e, suppressed, "presence sweep failed");
+            })),
+            Err(e) => {
+                static SWEEP_FAILED: LogThrottle = LogThrottle::every_10s();
+                if let Some(suppressed) = SWEEP_FAILED.check() {
+                    tracing::warn!(error = %e, suppressed, "presence sweep failed");
+                }
+                break;
             }
-            Vec::new()
         }
     }
+    ended
 }

@@ -13,7 +13,6 @@ use crate::domain::Message;
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
 use fred::types::sorted_sets::{ZRange, ZRangeBound, ZRangeKind};
-use futures_util::TryStreamExt;
 
 /// Whether the projections are complete; when not (cold, or being
 /// rebuilt), readers answer from PostgreSQL.
@@ -122,7 +121,7 @@ fn to_entry(conversation_id: ConversationId, hash: HashMap<String, String>) -> a
 /// Every projection key with its content, in a canonical text form.
 pub async fn dump(ctx: &AppContext) -> anyhow::Result<BTreeMap<String, String>> {
     let client = ctx.redis.next();
-    let found: Vec<Key> = client.scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await?;
+    let found = crate::redis::scan_all(client, ctx.keys.all_projections()).await?;
     let prefix_len = ctx.keys.prefix().len();
     let mut out = BTreeMap::new();
     for key in found {

@@ -10,13 +10,23 @@
 //! through [`FastRedis`]: a short deadline per call, and a circuit breaker
 //! ([`crate::breaker`]) that, once Redis has failed or been late a few times
 //! in a row, refuses calls at once until a single probe finds it healthy.
+//!
+//! The URL alone says what Redis is (fred's forms): `redis://` one server,
+//! `redis-cluster://h:p?node=h2:p2` a Cluster, `redis-sentinel://h:p?
+//! sentinelServiceName=NAME&node=h2:p2` a master behind Sentinel (fred asks
+//! the sentinels for the master again at every reconnect, so a failover is
+//! followed); an `s` after `redis` (`rediss://`, `rediss-cluster://`,
+//! `rediss-sentinel://`) adds TLS, trusting `DUET_REDIS_CA_FILE` or else
+//! the system's roots.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use fred::prelude::*;
+use futures_util::TryStreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -25,9 +35,10 @@ use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 
-/// Builds and starts connecting a client pool; returns at once even if Redis is down.
-pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let pool = builder(url)?.build_pool(size).context("Failed to build the Redis pool")?;
+/// Builds and starts connecting a client pool; returns at once even if Redis
+/// is down. `ca_file`: see [`config`].
+pub async fn connect(url: &str, ca_file: Option<&Path>, size: usize) -> anyhow::Result<Pool> {
+    let pool = builder(config(url, ca_file)?).build_pool(size).context("Failed to build the Redis pool")?;
     let _ = pool.connect_pool();
     // Give a healthy Redis a moment so the first requests find it connected.
     let _ = tokio::time::timeout(Duration::from_secs(2), pool.wait_for_connect()).await;
@@ -171,9 +182,38 @@ fn is_outage(e: &Error) -> bool {
     matches!(e.kind(), ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Backpressure)
 }
 
-fn builder(url: &str) -> anyhow::Result<Builder> {
+/// The client configuration `url` names (see the module docs), failing fast
+/// while Redis is down. A TLS URL trusts the CAs in the PEM file `ca_file`
+/// if given (else the system's roots); other URLs ignore it.
+pub fn config(url: &str, ca_file: Option<&Path>) -> anyhow::Result<Config> {
     let mut config = Config::from_url(url).context("Failed to parse REDIS_URL")?;
     config.fail_fast = true;
+    if let (Some(tls), Some(path)) = (config.tls.as_mut(), ca_file) {
+        tls.connector = trusting(path)?;
+    }
+    Ok(config)
+}
+
+/// A rustls connector (ring, like sqlx) that trusts only the CAs in `path`.
+fn trusting(path: &Path) -> anyhow::Result<fred::types::config::TlsConnector> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("Failed to read DUET_REDIS_CA_FILE {shown}"))? {
+        let cert = cert.with_context(|| format!("DUET_REDIS_CA_FILE {shown} holds a malformed certificate"))?;
+        roots.add(cert).with_context(|| format!("DUET_REDIS_CA_FILE {shown} holds an unusable CA certificate"))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "DUET_REDIS_CA_FILE {shown} holds no certificate");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("rustls has no TLS version in common with ring")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tls.into())
+}
+
+fn builder(config: Config) -> Builder {
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|perf| {
@@ -187,7 +227,28 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
             conn.tcp.nodelay = Some(true);
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
-    Ok(builder)
+    builder
+}
+
+/// Every key matching `pattern`: on each master of a cluster (a SCAN reads one server).
+pub async fn scan_all(client: &Client, pattern: String) -> Result<Vec<Key>, Error> {
+    if client.is_clustered() {
+        client.scan_cluster_buffered(pattern, Some(1000), None).try_collect().await
+    } else {
+        client.scan_buffered(pattern, Some(1000), None).try_collect().await
+    }
+}
+
+/// Deletes `keys`, in calls of up to 500 keys of one slot each in a cluster.
+pub async fn delete_all(client: &Client, keys: Vec<Key>) -> Result<(), Error> {
+    let groups: Vec<Vec<Key>> =
+        if client.is_clustered() { fred::util::group_by_hash_slot(keys)?.into_values().map(Vec::from).collect() } else { vec![keys] };
+    for group in groups {
+        for chunk in group.chunks(500) {
+            let _: i64 = client.del(chunk.to_vec()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether Redis, set to `maxmemory` bytes under `policy`, may evict single

@@ -57,6 +57,19 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis_url: String,
 
+    /// PEM file of the CA(s) that sign the Redis servers' certificates, for
+    /// `rediss://` URLs (and the TLS forms of cluster and sentinel URLs);
+    /// unset: the system's trusted roots.
+    #[arg(long, env = "DUET_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
+    /// Shards of the event stream (`events:{0}` ... ); one conversation's
+    /// events always go to the same one, in order. Every process of a
+    /// deployment must use the same number: a relay with more shards writes
+    /// streams that consumers with fewer never read.
+    #[arg(long, env = "DUET_STREAM_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub stream_shards: u16,
+
     /// Prefix of every Redis key and channel, so several deployments (or tests) can share one Redis.
     #[arg(long, env = "DUET_REDIS_PREFIX", default_value = "duet:")]
     pub redis_prefix: String,

@@ -1,9 +1,19 @@
 //! Consumer groups on the event stream.
 //!
-//! The projector's relay moves committed outbox rows onto one Redis stream,
-//! `events`. Every service that reacts to events reads it in a consumer
+//! The projector's relay moves committed outbox rows onto the Redis event
+//! stream, sharded: `events:{n}` for n below `DUET_STREAM_SHARDS`, one
+//! conversation's events all in one shard, in order ([`crate::keys::stream_shard`]).
+//! Every service that reacts to events reads every shard in a consumer
 //! group of its own: the projections (`projector`) and the push triggers
 //! (`push`). Within a group, the processes running it share the entries.
+//! Each shard is read by a loop of its own, on a connection of its own (one
+//! XREADGROUP per shard: a read of several streams would span cluster
+//! slots), and acknowledged in its own stream.
+//!
+//! Upgrade from the unsharded stream (`events`): while that key exists, the
+//! groups read it too, from where they were, until nothing is left in it
+//! for them; after that it is read no more (delete it once every group has
+//! drained it). Nothing written before the upgrade is skipped.
 //!
 //! An entry is acknowledged only after its handler succeeded. Entries a
 //! crashed consumer left pending are taken over with XAUTOCLAIM once idle
@@ -56,9 +66,10 @@ pub trait EventHandler: Send + Sync {
     fn handle(&self, entries: &[Entry]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// Creates `group` (reading from the stream's start) if it does not exist.
-pub async fn ensure_group(ctx: &AppContext, group: &str) -> anyhow::Result<()> {
-    let result: Result<(), Error> = ctx.redis.next().xgroup_create(ctx.keys.events(), group, "0", true).await;
+/// Creates `group` on `stream` (reading from its start) if it does not
+/// exist; `create_stream`: also the stream itself if it does not.
+pub async fn ensure_group(client: &Client, stream: &str, group: &str, create_stream: bool) -> anyhow::Result<()> {
+    let result: Result<(), Error> = client.xgroup_create(stream, group, "0", create_stream).await;
     match result {
         Err(e) if !e.details().contains("BUSYGROUP") => Err(e).context("Failed to create the consumer group"),
         _ => Ok(()),
@@ -73,7 +84,7 @@ struct State {
 }
 
 /// Runs one consumer of `group` under supervision (see [`crate::supervise`]),
-/// reported as `component`, until `stop` is cancelled.
+/// reported as `component`, until `stop` is cancelled. `reader`: see [`run`].
 pub async fn supervised<H: EventHandler>(
     ctx: AppContext,
     reader: Pool,
@@ -89,11 +100,17 @@ pub async fn supervised<H: EventHandler>(
         .await
 }
 
-/// Reads `group` and hands each batch to `handler` until `stop` is
-/// cancelled; returns the first error (the supervisor restarts it, and a
-/// restarted consumer first re-reads its own pending entries). `reader` is
-/// a connection of its own: a blocking XREADGROUP would stall every command
-/// queued behind it.
+/// Clients a consumer's `reader` pool needs: one per stream it may read
+/// (every shard, and the unsharded stream of earlier versions).
+pub fn reader_size(ctx: &AppContext) -> usize {
+    usize::from(ctx.settings.stream_shards) + 1
+}
+
+/// Reads `group` on every shard and hands each batch to `handler` until
+/// `stop` is cancelled; returns the first error (the supervisor restarts
+/// it, and a restarted consumer first re-reads its own pending entries).
+/// `reader` has connections of its own ([`reader_size`] clients): a
+/// blocking XREADGROUP would stall every command queued behind it.
 pub async fn run(
     ctx: AppContext,
     reader: Pool,
@@ -103,26 +120,76 @@ pub async fn run(
     health: Health,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let clients = reader.clients();
+    let client = |i: usize| &clients[i % clients.len()];
+    let unsharded = ctx.keys.unsharded_events();
+    let upgrading = ctx.redis.next().exists::<i64, _>(unsharded.as_str()).await.context("Failed to look for the unsharded stream")? == 1;
+    let shards = ctx.keys.event_streams(ctx.settings.stream_shards);
+    let count = shards.len();
+    let mut loops: Vec<_> = shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| run_stream(&ctx, client(i), group, stream, Until::Stopped, &config, handler.as_ref(), &health, &stop))
+        .collect();
+    if upgrading {
+        loops.push(run_stream(&ctx, client(count), group, unsharded, Until::Drained, &config, handler.as_ref(), &health, &stop));
+    }
+    futures_util::future::try_join_all(loops).await?;
+    Ok(())
+}
+
+/// How many entries of `stream` the group's consumers hold unacknowledged.
+async fn pending(ctx: &AppContext, stream: &str, group: &str) -> anyhow::Result<u64> {
+    // XPENDING summary: [count, smallest id, greatest id, consumers]
+    let summary: Value = ctx.redis.next().xpending(stream, group, ()).await?;
+    Ok(summary.into_array().first().and_then(|count| count.as_u64()).unwrap_or(0))
+}
+
+/// When a stream's loop ends (besides a stop or a failure).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Stopped,
+    /// Nothing is left for the group: the unsharded stream of earlier versions.
+    Drained,
+}
+
+/// One stream's loop of [`run`].
+#[allow(clippy::too_many_arguments)]
+async fn run_stream(
+    ctx: &AppContext,
+    reader: &Client,
+    group: &str,
+    stream: String,
+    until: Until,
+    config: &ConsumerConfig,
+    handler: &impl EventHandler,
+    health: &Health,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     // Also after Redis lost the stream or its group: recreated from the
-    // stream's start (handling twice is harmless).
-    ensure_group(&ctx, group).await?;
-    let stream = ctx.keys.events();
+    // stream's start (handling twice is harmless). The unsharded stream is
+    // never created: it only exists from before the upgrade.
+    ensure_group(ctx.redis.next(), &stream, group, until == Until::Stopped).await?;
     let mut state = State { from_pending: true, last_claim: Instant::now() };
     let mut last_prune = Instant::now();
     while !stop.is_cancelled() {
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
-            if let Err(e) = forget_idle_consumers(&ctx, group, FORGET_IDLE).await {
-                tracing::debug!(group, error = format!("{e:#}"), "could not prune idle consumers");
+            if let Err(e) = forget_idle_in(ctx, &stream, group, FORGET_IDLE).await {
+                tracing::debug!(group, stream = %stream, error = format!("{e:#}"), "could not prune idle consumers");
             }
         }
         // Never interrupted mid-step: a graceful stop acknowledges what it
         // read (a read blocks for at most a second).
         let started = Instant::now();
-        let Read { count, waited } = step(&ctx, &reader, group, &stream, &config, handler.as_ref(), &mut state)
+        let Read { count, waited } = step(ctx, reader, group, &stream, config, handler, &mut state)
             .await
-            .with_context(|| format!("The {group} consumer failed"))?;
+            .with_context(|| format!("The {group} consumer of {stream} failed"))?;
         health.ok();
+        if until == Until::Drained && waited && count == 0 && pending(ctx, &stream, group).await? == 0 {
+            tracing::info!(group, stream = %stream, "the unsharded event stream is drained for this group");
+            return Ok(());
+        }
         if !waited && count > 0 && (count as u64) < config.batch {
             tokio::select! {
                 _ = stop.cancelled() => {}
@@ -142,7 +209,7 @@ struct Read {
 
 async fn step(
     ctx: &AppContext,
-    reader: &Pool,
+    reader: &Client,
     group: &str,
     stream: &str,
     config: &ConsumerConfig,
@@ -155,8 +222,7 @@ async fn step(
         handle(ctx, group, stream, handler, claimed).await?;
     }
     let id = if state.from_pending { "0" } else { ">" };
-    let read =
-        |block| reader.next().xreadgroup::<Value, _, _, _, _>(group, config.name.as_str(), Some(config.batch), block, false, stream, id);
+    let read = |block| reader.xreadgroup::<Value, _, _, _, _>(group, config.name.as_str(), Some(config.batch), block, false, stream, id);
     // What is waiting first; only when nothing is, block for what comes next.
     let mut entries = parse_read(read(None).await?)?;
     let waited = entries.is_empty() && !state.from_pending;
@@ -237,13 +303,22 @@ pub const FORGET_IDLE: Duration = Duration::from_secs(3600);
 /// How often each consumer looks for idle ones to forget.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Removes consumers of crashed or retired processes from `group` (each
-/// process has its own name, so the group would otherwise collect them
-/// forever). Only ones with nothing pending: their work is never dropped.
+/// Removes consumers of crashed or retired processes from `group` on every
+/// shard (each process has its own name, so the group would otherwise
+/// collect them forever). Only ones with nothing pending: their work is
+/// never dropped.
 pub async fn forget_idle_consumers(ctx: &AppContext, group: &str, idle_for: Duration) -> anyhow::Result<usize> {
-    let stream = ctx.keys.events();
+    let mut forgotten = 0;
+    for stream in ctx.keys.event_streams(ctx.settings.stream_shards) {
+        forgotten += forget_idle_in(ctx, &stream, group, idle_for).await?;
+    }
+    Ok(forgotten)
+}
+
+/// [`forget_idle_consumers`] on one stream.
+async fn forget_idle_in(ctx: &AppContext, stream: &str, group: &str, idle_for: Duration) -> anyhow::Result<usize> {
     let client = ctx.redis.next();
-    let consumers: Value = client.xinfo_consumers(&stream, group).await?;
+    let consumers: Value = client.xinfo_consumers(stream, group).await?;
     let mut forgotten = 0;
     for consumer in consumers.into_array() {
         let fields = consumer.into_array();
@@ -254,7 +329,7 @@ pub async fn forget_idle_consumers(ctx: &AppContext, group: &str, idle_for: Dura
             continue;
         };
         if pending == 0 && idle >= idle_for.as_millis() as u64 {
-            let _: i64 = client.xgroup_delconsumer(&stream, group, name.as_str()).await?;
+            let _: i64 = client.xgroup_delconsumer(stream, group, name.as_str()).await?;
             forgotten += 1;
         }
     }

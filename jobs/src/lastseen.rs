@@ -16,6 +16,7 @@ use anyhow::Context;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use chrono::{DateTime, Utc};
 use duet_common::AppContext;
+use duet_common::keys::PRESENCE_SHARDS;
 use duet_common::supervise::Health;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
@@ -57,29 +58,47 @@ return removed
 static TAKE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua("return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')"));
 
-/// Moves one batch from Redis into a job; returns how many entries it moved.
+/// Moves one batch from Redis into a job: up to `limit` entries, taken
+/// shard by shard (each presence shard has its own pending set); returns
+/// how many entries it moved.
 pub async fn move_batch(ctx: &AppContext, metrics: &JobMetrics, limit: usize) -> anyhow::Result<usize> {
-    let key = ctx.keys.last_seen_pending();
-    let flat: Vec<String> = TAKE
-        .evalsha_with_reload(ctx.redis.next(), vec![key.clone()], vec![limit.to_string()])
-        .await
-        .context("Failed to read pending lastSeen entries")?;
-    let entries: Vec<(UserId, i64)> =
-        flat.chunks_exact(2).filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].parse::<f64>().ok()? as i64))).collect();
-    if flat.is_empty() {
+    let mut taken: Vec<(String, Vec<String>)> = Vec::new();
+    let mut left = limit;
+    for shard in 0..PRESENCE_SHARDS {
+        if left == 0 {
+            break;
+        }
+        let key = ctx.keys.last_seen_pending(shard);
+        let flat: Vec<String> = TAKE
+            .evalsha_with_reload(ctx.redis.next(), vec![key.clone()], vec![left.to_string()])
+            .await
+            .context("Failed to read pending lastSeen entries")?;
+        if !flat.is_empty() {
+            left -= flat.len() / 2;
+            taken.push((key, flat));
+        }
+    }
+    if taken.is_empty() {
         return Ok(0);
     }
+    let entries: Vec<(UserId, i64)> = taken
+        .iter()
+        .flat_map(|(_, flat)| flat.chunks_exact(2))
+        .filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].parse::<f64>().ok()? as i64)))
+        .collect();
     if !entries.is_empty() {
         let mut conn = ctx.db.acquire().await?;
         queue::push(&mut conn, queue::LASTSEEN_QUEUE, &LastSeenBatch { entries }, Duration::ZERO, MAX_ATTEMPTS).await?;
         JobMetrics::inc(&metrics.enqueued, "lastseen");
     }
     // Unparseable members are removed too: they would block the set forever.
-    let _: i64 = REMOVE_UNCHANGED
-        .evalsha_with_reload(ctx.redis.next(), vec![key], flat.clone())
-        .await
-        .context("Failed to remove moved lastSeen entries")?;
-    Ok(flat.len() / 2)
+    for (key, flat) in taken {
+        let _: i64 = REMOVE_UNCHANGED
+            .evalsha_with_reload(ctx.redis.next(), vec![key], flat)
+            .await
+            .context("Failed to remove moved lastSeen entries")?;
+    }
+    Ok(limit - left)
 }
 
 /// Moves pending entries every `DUET_LASTSEEN_INTERVAL_MS`, back to back

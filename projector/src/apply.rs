@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use duet_common::AppContext;
 use duet_common::domain::Message;
 use duet_common::events::DomainEvent;
+use fred::interfaces::ClientLike;
 use fred::types::scripts::Script;
 use sqlx::PgPool;
 
@@ -273,8 +274,15 @@ fn fold(merges: &[Merge]) -> Vec<Fold<'_>> {
 /// Applies `merges`: folded per entry, a script call per chunk of entries,
 /// the chunks concurrently (merges commute). `Err` if any call failed:
 /// applying again is harmless.
+/// In a Redis Cluster a call's keys must share a slot: there, the folds are
+/// grouped by their user's slot, and a call never spans two.
 pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<()> {
-    let folds = fold(merges);
+    let mut folds = fold(merges);
+    let slot = |fold: &Fold<'_>| match ctx.redis.next().is_clustered() {
+        true => fred::util::redis_keyslot(ctx.keys.conversation_list(fold.user).as_bytes()),
+        false => 0,
+    };
+    folds.sort_by_cached_key(slot);
     let mut calls = Vec::new();
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     for (i, fold) in folds.iter().enumerate() {
@@ -286,7 +294,7 @@ pub async fn apply_merges(ctx: &AppContext, merges: &[Merge]) -> anyhow::Result<
                 ctx.keys.unread(fold.user, fold.conversation),
             ]);
         }
-        let last = i + 1 == folds.len();
+        let last = i + 1 == folds.len() || slot(&folds[i + 1]) != slot(fold);
         if last || keys.len() / 3 >= ENTRIES_PER_CALL || args.len() >= ARGS_PER_CALL {
             let (keys, args) = (std::mem::take(&mut keys), std::mem::take(&mut args));
             calls.push(async move { APPLY.evalsha_with_reload::<i64, _, _>(ctx.redis.next(), keys, args).await });

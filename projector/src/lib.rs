@@ -74,7 +74,8 @@ impl Projector {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         // Blocking reads get a connection of their own.
-        let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
+        let reader =
+            duet_common::redis::connect(&ctx.settings.redis_url, ctx.settings.redis_ca_file.as_deref(), stream::reader_size(ctx)).await?;
         let relay = {
             let (ctx, metrics, stop) = (ctx.clone(), metrics.clone(), stop.clone());
             let (batch, poll) = (config.relay_batch, config.relay_poll);
@@ -108,7 +109,8 @@ impl Projector {
         component: &'static str,
         handler: impl stream::EventHandler + 'static,
     ) -> anyhow::Result<()> {
-        let reader = duet_common::redis::connect(&ctx.settings.redis_url, 1).await?;
+        let reader =
+            duet_common::redis::connect(&ctx.settings.redis_url, ctx.settings.redis_ca_file.as_deref(), stream::reader_size(ctx)).await?;
         self.tasks.spawn(stream::supervised(ctx.clone(), reader, group, component, self.consumer.clone(), handler, self.stop.clone()));
         Ok(())
     }

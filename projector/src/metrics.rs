@@ -70,9 +70,38 @@ const UNKNOWN_LAG_SCAN: u64 = 10_000;
 
 pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
     let (unrelayed, oldest_unrelayed) = crate::relay::unrelayed(&ctx.db).await?;
-    let stream = ctx.keys.events();
+    let mut oldest_ms: Option<i64> = oldest_unrelayed.map(|t| t.timestamp_millis());
+    let (mut undelivered, mut unacked) = (0, 0);
+    for stream in ctx.keys.event_streams(ctx.settings.stream_shards) {
+        let shard = shard_lag(ctx, &stream).await;
+        undelivered += shard.undelivered;
+        unacked += shard.unacked;
+        if let Some(ms) = shard.oldest_ms {
+            oldest_ms = Some(oldest_ms.map_or(ms, |o| o.min(ms)));
+        }
+    }
+    let now_ms = Utc::now().timestamp_millis();
+    let age = oldest_ms.map(|ms| (now_ms - ms).max(0) as f64 / 1000.0).unwrap_or(0.0);
+    Ok(Lag {
+        unrelayed: unrelayed as u64,
+        undelivered,
+        unacked,
+        events_behind: unrelayed as u64 + undelivered + unacked,
+        oldest_pending_age_secs: age,
+    })
+}
+
+/// The projector group's lag on one stream shard.
+struct ShardLag {
+    undelivered: u64,
+    unacked: u64,
+    /// When the oldest entry not yet acknowledged was added (unix ms).
+    oldest_ms: Option<i64>,
+}
+
+async fn shard_lag(ctx: &AppContext, stream: &str) -> ShardLag {
     let client = ctx.redis.next();
-    let groups: Value = client.xinfo_groups(&stream).await.unwrap_or(Value::Null);
+    let groups: Value = client.xinfo_groups(stream).await.unwrap_or(Value::Null);
     let mut undelivered = 0;
     let mut unacked = 0;
     let mut last_delivered = String::from("0-0");
@@ -93,36 +122,28 @@ pub async fn measure(ctx: &AppContext) -> anyhow::Result<Lag> {
             // group's position instead of calling it zero.
             None => {
                 let after: Value =
-                    client.xrange(&stream, format!("({last_delivered}"), "+", Some(UNKNOWN_LAG_SCAN)).await.unwrap_or(Value::Null);
+                    client.xrange(stream, format!("({last_delivered}"), "+", Some(UNKNOWN_LAG_SCAN)).await.unwrap_or(Value::Null);
                 after.into_array().len() as u64
             }
         };
     }
     if !group_found {
         // No group (yet, or Redis lost it): everything in the stream is unread.
-        undelivered = client.xlen(&stream).await.unwrap_or(0);
+        undelivered = client.xlen(stream).await.unwrap_or(0);
     }
-    let mut oldest_ms: Option<i64> = oldest_unrelayed.map(|t| t.timestamp_millis());
+    let mut oldest_ms = None;
     // The oldest unacknowledged entry, and the first never delivered.
-    let pending: Value = client.xpending(&stream, GROUP, ()).await.unwrap_or(Value::Null);
+    let pending: Value = client.xpending(stream, GROUP, ()).await.unwrap_or(Value::Null);
     if let Some(id) = pending.into_array().get(1).and_then(|v| v.as_string()) {
         oldest_ms = min_ms(oldest_ms, &id);
     }
     if undelivered > 0 {
-        let next: Value = client.xrange(&stream, format!("({last_delivered}"), "+", Some(1)).await.unwrap_or(Value::Null);
+        let next: Value = client.xrange(stream, format!("({last_delivered}"), "+", Some(1)).await.unwrap_or(Value::Null);
         if let Some(id) = next.into_array().first().and_then(|e| e.clone().into_array().first().and_then(|v| v.as_string())) {
             oldest_ms = min_ms(oldest_ms, &id);
         }
     }
-    let now_ms = Utc::now().timestamp_millis();
-    let age = oldest_ms.map(|ms| (now_ms - ms).max(0) as f64 / 1000.0).unwrap_or(0.0);
-    Ok(Lag {
-        unrelayed: unrelayed as u64,
-        undelivered,
-        unacked,
-        events_behind: unrelayed as u64 + undelivered + unacked,
-        oldest_pending_age_secs: age,
-    })
+    ShardLag { undelivered, unacked, oldest_ms }
 }
 
 /// Stream ids start with their unix milliseconds.

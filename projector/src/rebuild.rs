@@ -21,7 +21,6 @@ use duet_common::domain::Message;
 use duet_common::message_columns;
 use fred::prelude::*;
 use fred::types::{Expiration, SetOptions};
-use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 use crate::apply::{Marker, Merge, Op, apply_merges};
@@ -77,10 +76,8 @@ async fn rebuild_locked(ctx: &AppContext) -> anyhow::Result<Rebuilt> {
     let started = std::time::Instant::now();
     let client = ctx.redis.next();
     let _: i64 = client.del(ctx.keys.projections_ready()).await?;
-    let doomed: Vec<Key> = client.scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await?;
-    for chunk in doomed.chunks(500) {
-        let _: i64 = client.del(chunk.to_vec()).await?;
-    }
+    let doomed = duet_common::redis::scan_all(client, ctx.keys.all_projections()).await?;
+    duet_common::redis::delete_all(client, doomed).await?;
     let mut rebuilt = Rebuilt::default();
     let mut after = (ConversationId::default(), UserId::default());
     loop {

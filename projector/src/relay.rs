@@ -9,8 +9,9 @@
 //! (migrations/0007_relay_position.sql).
 //!
 //! A pass takes a transaction-level advisory lock (several relays run, one
-//! pass at a time), reads up to a batch past the position, XADDs it, and
-//! moves the position. A crash after XADD and before commit publishes those
+//! pass at a time), reads up to a batch past the position, XADDs each event
+//! to its conversation's stream shard (`events:{n}`, see
+//! [`duet_common::keys::stream_shard`]) in order, and moves the position. A crash after XADD and before commit publishes those
 //! rows again: harmless, consumers are idempotent. Nothing is lost: the
 //! position only moves past rows that were published.
 //!
@@ -21,18 +22,21 @@
 //! back by a transaction still running are retried soon (see [`run`]): that
 //! transaction may belong to another process, or write no event at all.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use duet_common::AppContext;
+use duet_common::ids::ConversationId;
+use duet_common::keys::stream_shard;
 use duet_common::supervise::Health;
 use fred::types::scripts::Script;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ProjectorMetrics;
 
-/// Approximate length the stream is trimmed to on every XADD. Other consumer
+/// Approximate length each stream shard is trimmed to on every XADD. Other consumer
 /// groups (push jobs) read the same stream, so this is deliberately large:
 /// a group more than this many events behind loses the oldest (the
 /// projections themselves can always be rebuilt from PostgreSQL).
@@ -113,8 +117,8 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     // position the previous holder committed. Only rows whose writers, and
     // every transaction that could still write below them, have ended. The
     // payload is passed on as PostgreSQL's text, never decoded here.
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(concat!(
-        "select o.id, o.payload::text, o.txid::text from outbox o where ",
+    let rows: Vec<(i64, String, String, Option<ConversationId>)> = sqlx::query_as(concat!(
+        "select o.id, o.payload::text, o.txid::text, o.conversation_id from outbox o where ",
         past_position!(),
         " and o.txid < pg_snapshot_xmin(pg_current_snapshot()) order by o.txid, o.id limit $1"
     ))
@@ -122,24 +126,34 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     .fetch_all(&mut *tx)
     .await
     .context("Failed to read outbox rows")?;
-    let Some((last_id, _, last_txid)) = rows.last() else {
+    let Some((last_id, _, last_txid, _)) = rows.last() else {
         return Ok(0);
     };
-    // In order, one script call per chunk: a call costs a round trip and a
-    // syscall pair on each side, far more than an XADD.
-    let stream = ctx.keys.events();
-    for chunk in rows.chunks(XADDS_PER_CALL) {
-        let mut args = Vec::with_capacity(1 + 2 * chunk.len());
-        args.push(STREAM_MAXLEN.to_string());
-        for (id, payload, _) in chunk {
-            args.push(id.to_string());
-            args.push(payload.clone());
-        }
-        // Published before the position commits: a failure in between
-        // publishes them again rather than never.
-        let _: i64 =
-            XADD_ALL.evalsha_with_reload(ctx.redis.next(), vec![stream.clone()], args).await.context("Failed to XADD outbox events")?;
+    // Each shard's events in order, one script call per chunk (a call costs
+    // a round trip and a syscall pair on each side, far more than an XADD);
+    // the shards concurrently (in a cluster, on their own masters).
+    let shards = ctx.settings.stream_shards;
+    let mut by_shard: BTreeMap<u16, Vec<&(i64, String, String, Option<ConversationId>)>> = BTreeMap::new();
+    for row in &rows {
+        by_shard.entry(stream_shard(row.3, shards)).or_default().push(row);
     }
+    let publishes = by_shard.into_iter().map(|(shard, rows)| async move {
+        let stream = ctx.keys.events(shard);
+        let client = ctx.redis.next();
+        for chunk in rows.chunks(XADDS_PER_CALL) {
+            let mut args = Vec::with_capacity(1 + 2 * chunk.len());
+            args.push(STREAM_MAXLEN.to_string());
+            for (id, payload, _, _) in chunk {
+                args.push(id.to_string());
+                args.push(payload.clone());
+            }
+            // Published before the position commits: a failure in between
+            // publishes them again rather than never.
+            let _: i64 = XADD_ALL.evalsha_with_reload(client, vec![stream.clone()], args).await.context("Failed to XADD outbox events")?;
+        }
+        anyhow::Ok(())
+    });
+    futures_util::future::try_join_all(publishes).await?;
     sqlx::query("update relay_position set txid = $1::xid8, outbox_id = $2")
         .bind(last_txid)
         .bind(last_id)

@@ -1,6 +1,8 @@
 //! The node's local sessions, by user, and the Redis subscriptions that
 //! follow them: a user's channel is subscribed while the user has a session
 //! on this node (subscribed on the first, unsubscribed after the last).
+//! Channels are shard channels (`SSUBSCRIBE`): in a Redis Cluster each
+//! lives on the master of its slot, so fan-out scales with the masters.
 //!
 //! Subscription changes go through one task in order, so a quick
 //! connect-disconnect-connect never ends unsubscribed.
@@ -118,7 +120,7 @@ impl Hub {
 
     /// The user whose channel this is.
     pub fn user_of_channel(&self, channel: &str) -> Option<UserId> {
-        channel.strip_prefix(self.keys.prefix())?.strip_prefix("user:")?.parse().ok()
+        self.keys.user_of_channel(channel)
     }
 }
 
@@ -131,7 +133,7 @@ async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::U
                     done.send_replace(true);
                     continue;
                 }
-                if let Err(e) = subscriber.subscribe(channel.as_str()).await {
+                if let Err(e) = subscriber.ssubscribe(channel.as_str()).await {
                     // Live delivery for this user resumes when Redis reconnects
                     // (every local user is resubscribed); the client syncs meanwhile.
                     tracing::warn!(error = %e, %channel, "subscribe failed");
@@ -139,7 +141,7 @@ async fn apply_subscriptions(subscriber: SubscriberClient, mut commands: mpsc::U
                 done.send_replace(true);
             }
             SubCommand::Unsubscribe(channel) => {
-                if let Err(e) = subscriber.unsubscribe(channel.as_str()).await {
+                if let Err(e) = subscriber.sunsubscribe(channel.as_str()).await {
                     tracing::warn!(error = %e, %channel, "unsubscribe failed");
                 }
             }

@@ -66,7 +66,7 @@ impl Gateway {
     /// Connects the node's Redis subscriber and starts the background tasks
     /// (live dispatch, subscription changes, presence sweeper).
     pub async fn start(ctx: &AppContext, commands: Commands) -> anyhow::Result<Gateway> {
-        let subscriber = subscriber::connect(&ctx.settings.redis_url).await?;
+        let subscriber = subscriber::connect(&ctx.settings.redis_url, ctx.settings.redis_ca_file.as_deref()).await?;
         let (hub, subscriptions) = Hub::new(ctx.keys.clone(), subscriber.clone(), ctx.fast_redis.clone());
         ctx.live.attach(hub.clone());
         let stopping = CancellationToken::new();

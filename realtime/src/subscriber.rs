@@ -1,13 +1,16 @@
 //! The node's one Redis Pub/Sub connection: turns channel payloads into
 //! session work, and repairs what Pub/Sub may have lost.
 //!
-//! Pub/Sub is at-most-once. When the connection comes back after a drop,
-//! or when this node fell behind and the client library dropped messages
-//! (broadcast lag), every local user is resubscribed and every local
-//! session re-reads its conversations from PostgreSQL
-//! (docs/decisions/0001-live-delivery.md).
+//! Pub/Sub is at-most-once. When the connection comes back after a drop
+//! (also to a new master after a Sentinel or Cluster failover), when a
+//! Cluster's slots moved, or when this node fell behind and the client
+//! library dropped messages (broadcast lag), every local user is
+//! resubscribed and every local session re-reads its conversations from
+//! PostgreSQL (docs/decisions/0001-live-delivery.md).
 
 use duet_common::ids::UserId;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,17 +19,15 @@ use duet_common::fanout::LocalSessions;
 use duet_common::live::{Live, decode};
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
-use fred::prelude::{Builder, Config, ReconnectPolicy};
+use fred::prelude::{Builder, ReconnectPolicy};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::hub::Hub;
 use crate::session::{LiveMessage, Outbound};
 
 /// Builds the subscriber client and starts connecting; returns even if Redis is down.
-pub async fn connect(url: &str) -> anyhow::Result<SubscriberClient> {
-    let mut config = Config::from_url(url).context("Failed to parse REDIS_URL")?;
-    config.fail_fast = true;
-    let client = Builder::from_config(config)
+pub async fn connect(url: &str, ca_file: Option<&Path>) -> anyhow::Result<SubscriberClient> {
+    let client = Builder::from_config(duet_common::redis::config(url, ca_file)?)
         .with_performance_config(|perf| {
             perf.default_command_timeout = Duration::from_secs(2);
             // Bursts of fan-out must not overflow the client's buffer; if they
@@ -53,6 +54,7 @@ pub async fn connect(url: &str) -> anyhow::Result<SubscriberClient> {
 pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>, origin: String) {
     let mut messages = subscriber.message_rx();
     let mut reconnects = subscriber.reconnect_rx();
+    let mut cluster_changes = subscriber.cluster_change_rx();
     loop {
         tokio::select! {
             message = messages.recv() => match message {
@@ -72,19 +74,38 @@ pub async fn run(subscriber: SubscriberClient, hub: Arc<Hub>, origin: String) {
                 Err(RecvError::Closed) => return,
             },
             reconnect = reconnects.recv() => match reconnect {
-                Ok(_) | Err(RecvError::Lagged(_)) => {
-                    let channels = hub.channels();
-                    if !channels.is_empty()
-                        && let Err(e) = subscriber.subscribe(channels).await
-                    {
-                        tracing::warn!(error = %e, "resubscribe after reconnect failed");
-                    }
-                    resync(&hub);
-                }
+                Ok(_) | Err(RecvError::Lagged(_)) => resubscribe(&subscriber, &hub).await,
+                Err(RecvError::Closed) => return,
+            },
+            change = cluster_changes.recv() => match change {
+                Ok(_) | Err(RecvError::Lagged(_)) => resubscribe(&subscriber, &hub).await,
                 Err(RecvError::Closed) => return,
             },
         }
     }
+}
+
+/// Subscribes every local user's channel again (harmless for one still
+/// subscribed) and resyncs every local session: what was published while
+/// a channel was not subscribed is read from PostgreSQL.
+async fn resubscribe(subscriber: &SubscriberClient, hub: &Hub) {
+    let channels = hub.channels();
+    // One SSUBSCRIBE names channels of one slot in a cluster; a single server takes them all at once.
+    let groups: Vec<Vec<String>> = if subscriber.is_clustered() {
+        let mut by_slot: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        for channel in channels {
+            by_slot.entry(fred::util::redis_keyslot(channel.as_bytes())).or_default().push(channel);
+        }
+        by_slot.into_values().collect()
+    } else {
+        vec![channels]
+    };
+    for group in groups.into_iter().filter(|group| !group.is_empty()) {
+        if let Err(e) = subscriber.ssubscribe(group).await {
+            tracing::warn!(error = %e, "resubscribe after a reconnect failed");
+        }
+    }
+    resync(hub);
 }
 
 fn resync(hub: &Hub) {

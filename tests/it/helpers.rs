@@ -131,7 +131,6 @@ fn node_gone(settings: &Settings) -> bool {
 pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
     use anyhow::Context;
     use fred::prelude::*;
-    use futures_util::TryStreamExt;
     use sqlx::{AssertSqlSafe, Connection, Executor};
 
     let name = reqwest::Url::parse(&settings.database_url)?.path().trim_start_matches('/').to_owned();
@@ -150,12 +149,10 @@ pub async fn drop_test_data(settings: &Settings) -> anyhow::Result<()> {
             .context("Failed to drop the test database")?;
     }
     admin.close().await?;
-    let redis = Builder::from_config(Config::from_url(&settings.redis_url)?).build()?;
+    let redis = Builder::from_config(duet_common::redis::config(&settings.redis_url, settings.redis_ca_file.as_deref())?).build()?;
     redis.init().await.context("Failed to connect to Redis")?;
-    let keys: Vec<Key> = redis.scan_buffered(format!("{}*", settings.redis_prefix), Some(1000), None).try_collect().await?;
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis.unlink(chunk.to_vec()).await?;
-    }
+    let keys = duet_common::redis::scan_all(&redis, format!("{}*", settings.redis_prefix)).await?;
+    duet_common::redis::delete_all(&redis, keys).await?;
     redis.quit().await?;
     Ok(())
 }

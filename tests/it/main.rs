@@ -33,6 +33,7 @@ mod reactions;
 mod read_side_support;
 mod receipts;
 mod redis_faults;
+mod redis_topologies;
 mod replica;
 mod replies;
 mod sessions;

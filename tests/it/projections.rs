@@ -108,8 +108,8 @@ async fn every_event_folded_into_one_apply_gives_the_same_projections() {
     for event in outbox_events(&app).await {
         all.extend(merges(&pairs, event).await.unwrap());
     }
-    let doomed: Vec<Key> = ctx.redis.next().scan_buffered(ctx.keys.all_projections(), Some(1000), None).try_collect().await.unwrap();
-    let _: i64 = ctx.redis.next().del(doomed).await.unwrap();
+    let doomed = duet_common::redis::scan_all(ctx.redis.next(), ctx.keys.all_projections()).await.unwrap();
+    duet_common::redis::delete_all(ctx.redis.next(), doomed).await.unwrap();
     assert!(read::dump(&ctx).await.unwrap().is_empty());
 
     apply_merges(&ctx, &all).await.unwrap();
@@ -219,7 +219,8 @@ async fn a_killed_projector_leaves_nothing_behind_once_another_takes_over() {
     while duet_projector::relay::unrelayed(&app.db).await.unwrap().0 > 0 {
         duet_projector::relay::relay_once(&ctx, 100).await.unwrap();
     }
-    let stream = ctx.keys.events();
+    // (All five in one conversation, so on one stream shard.)
+    let stream = ctx.keys.events(duet_common::keys::stream_shard(Some(s.bc), ctx.settings.stream_shards));
     let _: Value = ctx.redis.next().xreadgroup("projector", "ghost", Some(20), None, false, stream.as_str(), ">").await.unwrap();
     // Pruning never forgets a consumer that still holds pending work.
     duet_common::stream::forget_idle_consumers(&ctx, duet_projector::consumer::GROUP, Duration::ZERO).await.unwrap();
@@ -309,7 +310,8 @@ async fn an_event_that_commits_late_below_the_position_is_still_relayed_once() {
     }
     assert_eq!(relay::backlog(&ctx).await.unwrap(), Backlog::Empty);
 
-    let stream = ctx.keys.events();
+    // (Events without a conversation go to shard 0.)
+    let stream = ctx.keys.events(0);
     let entries: Vec<(String, std::collections::HashMap<String, String>)> =
         ctx.redis.next().xrange(stream.as_str(), "-", "+", None).await.unwrap();
     let ids: Vec<i64> = entries

@@ -202,7 +202,7 @@ async fn messages_dropped_while_redis_stalls_reach_a_receiver_on_another_node_af
 async fn the_rate_limiter_falls_back_to_a_local_bucket_while_redis_is_stalled() {
     let redis = PrivateRedis::start().await;
     let settings = settings_on(&redis);
-    let pool = duet_common::redis::connect(&redis.url(), 1).await.unwrap();
+    let pool = duet_common::redis::connect(&redis.url(), None, 1).await.unwrap();
     let fast = FastRedis::new(pool, &settings, &duet_common::metrics::Metrics::new());
     let limiter = RateLimiter::new(1, 5);
     assert_eq!(limiter.check(&fast, "rl:up").await, Decision::Allowed, "Redis decides while it answers");

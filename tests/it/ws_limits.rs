@@ -214,7 +214,7 @@ async fn await_metric(app: &TestApp, series: &str, at_least: u64) {
 #[tokio::test]
 async fn nodes_leasing_from_one_bucket_never_admit_more_than_it_issues() {
     use duet_common::ratelimit::{Decision, RateLimiter};
-    let pool = duet_common::redis::connect("redis://127.0.0.1:6379", 1).await.unwrap();
+    let pool = duet_common::redis::connect("redis://127.0.0.1:6379", None, 1).await.unwrap();
     let redis = duet_common::redis::FastRedis::new(pool, &crate::helpers::fresh_settings(), &duet_common::metrics::Metrics::new());
     let key = format!("duet:test:{}:rl:lease", uuid::Uuid::new_v4().simple());
     let (rate, burst) = (40u32, 30u32);

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use duet::Service;
 use duet_common::{last_seen, presence};
 use duet_jobs::queue::LASTSEEN_QUEUE;
-use fred::prelude::*;
 
 use super::{PushTest, counter};
 
@@ -82,7 +81,7 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     super::job_settings(&mut settings);
     settings.lastseen_batch = 100;
     let app = crate::helpers::TestApp::spawn_settings(settings, Service::ALL).await;
-    let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
+    let redis = duet_common::redis::connect(&app.settings.redis_url, app.settings.redis_ca_file.as_deref(), 1).await.unwrap();
     let keys = duet_common::keys::Keys::new(app.settings.redis_prefix.clone());
     let fast = duet_common::redis::FastRedis::new(redis.clone(), &app.settings, &duet_common::metrics::Metrics::new());
     let t = PushTest { app, fake: crate::fake_push::FakePush::start().await, redis, fast, keys };
@@ -101,8 +100,8 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
     sqlx::query("update users set last_seen_at = $2 where id = $1").bind(ids[0]).bind(future).execute(&t.app.db).await.unwrap();
 
     // A thousand users go offline at once (one command, as a burst lands).
-    let members: Vec<(f64, String)> = ids.iter().enumerate().map(|(i, id)| ((base + i as i64) as f64, id.to_string())).collect();
-    let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, members).await.unwrap();
+    let members: Vec<(f64, UserId)> = ids.iter().enumerate().map(|(i, id)| ((base + i as i64) as f64, *id)).collect();
+    t.pend_last_seen(&members).await;
 
     let last = ids[999];
     wait_last_seen(&t, last, DateTime::from_timestamp_millis(base + 999).unwrap()).await;
@@ -120,7 +119,6 @@ async fn a_burst_of_disconnects_is_written_in_few_batches_and_never_backwards() 
         sqlx::query_scalar("select last_seen_at from users where id = $1").bind(ids[0]).fetch_one(&t.app.db).await.unwrap();
     assert_eq!(kept, future, "never moved backwards");
     assert_eq!(t.jobs(LASTSEEN_QUEUE).await.len(), 10, "1000 entries, batches of 100");
-    let pending: i64 = t.redis.zcard(t.keys.last_seen_pending()).await.unwrap();
-    assert_eq!(pending, 0);
+    assert_eq!(t.pending_last_seen().await, 0);
     assert_eq!(counter(&t.metrics().await, "jobs_succeeded", "lastseen"), 10);
 }

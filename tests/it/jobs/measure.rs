@@ -6,7 +6,6 @@ use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::time::{Duration, Instant};
 
 use duet::Service;
-use fred::prelude::*;
 
 use super::{PushTest, apns_token};
 
@@ -84,10 +83,8 @@ async fn measure_last_seen_batch_writer_throughput() {
     let n = 20_000;
     let ids: Vec<UserId> = users_with_devices(&t, n).await.into_iter().map(|u| u.0).collect();
     let now = chrono::Utc::now().timestamp_millis() as f64;
-    let members: Vec<(f64, String)> = ids.iter().map(|id| (now, id.to_string())).collect();
-    for chunk in members.chunks(5000) {
-        let _: i64 = t.redis.zadd(t.keys.last_seen_pending(), None, None, false, false, chunk.to_vec()).await.unwrap();
-    }
+    let members: Vec<(f64, UserId)> = ids.iter().map(|id| (now, *id)).collect();
+    t.pend_last_seen(&members).await;
     let start = Instant::now();
     let _worker = t.spawn_worker().await;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -8,7 +8,7 @@ mod push_failures;
 mod setup;
 mod supervision;
 
-use duet_common::ids::{ConversationId, SessionId};
+use duet_common::ids::{ConversationId, SessionId, UserId};
 use std::time::Duration;
 
 use duet::{Application, Service};
@@ -57,7 +57,7 @@ impl PushTest {
         job_settings(&mut settings);
         configure(&mut settings);
         let app = TestApp::spawn_settings(settings, services).await;
-        let redis = duet_common::redis::connect(&app.settings.redis_url, 1).await.unwrap();
+        let redis = duet_common::redis::connect(&app.settings.redis_url, app.settings.redis_ca_file.as_deref(), 1).await.unwrap();
         let keys = Keys::new(app.settings.redis_prefix.clone());
         let fast = duet_common::redis::FastRedis::new(redis.clone(), &app.settings, &duet_common::metrics::Metrics::new());
         PushTest { app, fake, redis, fast, keys }
@@ -103,30 +103,64 @@ impl PushTest {
         assert_eq!(came, Some(true), "presence written");
     }
 
+    /// Adds pending last-seen times (unix ms) as the gateways do, each in its user's shard.
+    pub async fn pend_last_seen(&self, entries: &[(f64, UserId)]) {
+        let mut by_shard: std::collections::BTreeMap<u16, Vec<(f64, String)>> = Default::default();
+        for (ms, user) in entries {
+            by_shard.entry(duet_common::keys::presence_shard(*user)).or_default().push((*ms, user.to_string()));
+        }
+        for (shard, members) in by_shard {
+            for chunk in members.chunks(5000) {
+                let _: i64 = self.redis.zadd(self.keys.last_seen_pending(shard), None, None, false, false, chunk.to_vec()).await.unwrap();
+            }
+        }
+    }
+
+    /// Last-seen times still pending in Redis, over every shard.
+    pub async fn pending_last_seen(&self) -> i64 {
+        let mut pending = 0;
+        for shard in 0..duet_common::keys::PRESENCE_SHARDS {
+            pending += self.redis.zcard::<i64, _>(self.keys.last_seen_pending(shard)).await.unwrap();
+        }
+        pending
+    }
+
     /// Waits until the push triggers have handled every event written so
     /// far: the outbox is all on the stream, and the `push` group has read
-    /// and acknowledged all of it. Fails the test after 20 s.
+    /// and acknowledged all of it on every shard. Fails the test after 20 s.
     pub async fn triggers_caught_up(&self) {
-        let stream = self.keys.events();
+        let streams = self.keys.event_streams(self.app.settings.stream_shards);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        'waiting: loop {
             let (unpublished, _) = duet_projector::relay::unrelayed(&self.app.db).await.unwrap();
-            let groups: Value = self.redis.xinfo_groups(&stream).await.unwrap_or(Value::Null);
-            // XINFO GROUPS: one [field, value, ...] list per group.
-            let field =
-                |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
-            let push: Option<Vec<Value>> = groups
-                .into_array()
-                .into_iter()
-                .map(|g| g.into_array())
-                .find(|fields| field(fields, "name").and_then(|v| v.as_string()).as_deref() == Some(duet_jobs::trigger::GROUP));
-            let count = |name: &str| push.as_deref().and_then(|fields| field(fields, name)).and_then(|v| v.as_i64());
-            if unpublished == 0 && count("lag") == Some(0) && count("pending") == Some(0) {
-                return;
-            }
             assert!(tokio::time::Instant::now() < deadline, "the push triggers did not catch up ({unpublished} unpublished)");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if unpublished > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            for stream in &streams {
+                if !self.group_caught_up(stream).await {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue 'waiting;
+                }
+            }
+            return;
         }
+    }
+
+    /// Whether the `push` group has read and acknowledged everything on `stream`.
+    async fn group_caught_up(&self, stream: &str) -> bool {
+        let groups: Value = self.redis.xinfo_groups(stream).await.unwrap_or(Value::Null);
+        // XINFO GROUPS: one [field, value, ...] list per group.
+        let field =
+            |fields: &[Value], name: &str| fields.chunks(2).find(|p| p[0].as_string().as_deref() == Some(name)).map(|p| p[1].clone());
+        let push: Option<Vec<Value>> = groups
+            .into_array()
+            .into_iter()
+            .map(|g| g.into_array())
+            .find(|fields| field(fields, "name").and_then(|v| v.as_string()).as_deref() == Some(duet_jobs::trigger::GROUP));
+        let count = |name: &str| push.as_deref().and_then(|fields| field(fields, name)).and_then(|v| v.as_i64());
+        count("lag") == Some(0) && count("pending") == Some(0)
     }
 
     /// Waits until at least `min` jobs are on `queue` and all have finished
