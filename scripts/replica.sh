@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# Makes sure a local PostgreSQL streaming replica of the primary (port 5432)
-# runs on port ${DUET_REPLICA_PORT:-5433}, creating it with
-# `pg_basebackup -R` when missing, and exports its address:
-#   DUET_TEST_REPLICA_URL  the replica's `postgres` database (tests swap in their own)
-#   DATABASE_REPLICA_URL   the replica's `duet` database (scripts/run), unless already set
+# Makes sure two local PostgreSQL streaming replicas of the primary (port
+# 5432) run on ports ${DUET_REPLICA_PORT:-5433} and ${DUET_REPLICA2_PORT:-5434},
+# creating each with `pg_basebackup -R` when missing, and exports their addresses:
+#   DUET_TEST_REPLICA_URL   the first replica's `postgres` database (tests swap in their own)
+#   DUET_TEST_REPLICA2_URL  the second's
+#   DATABASE_REPLICA_URL    both replicas' `duet` databases, comma-separated (scripts/run), unless already set
+# `ensure_replica_on PORT DATA_DIR` makes one replica (e.g. on a port of
+# your own, for a test that stops it).
 # Sourced by scripts/test and scripts/run after services.sh. Idempotent: the
 # primary is only reloaded (never restarted) unless its wal_level cannot
 # feed a replica. Runs the PostgreSQL binaries as the postgres user.
 set -euo pipefail
 
 DUET_REPLICA_PORT=${DUET_REPLICA_PORT:-5433}
+DUET_REPLICA2_PORT=${DUET_REPLICA2_PORT:-5434}
 
 as_postgres() { # command...
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
 
 ensure_replica() {
-  local ver bin conf data primary_psql
+  local ver
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  ensure_replica_on "$DUET_REPLICA_PORT" "/var/lib/postgresql/$ver/duet-replica"
+  ensure_replica_on "$DUET_REPLICA2_PORT" "/var/lib/postgresql/$ver/duet-replica-$DUET_REPLICA2_PORT"
+  export DUET_TEST_REPLICA_URL="postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/postgres"
+  export DUET_TEST_REPLICA2_URL="postgres://postgres@127.0.0.1:$DUET_REPLICA2_PORT/postgres"
+  export DATABASE_REPLICA_URL="${DATABASE_REPLICA_URL:-postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/duet,postgres://postgres@127.0.0.1:$DUET_REPLICA2_PORT/duet}"
+}
+
+ensure_replica_on() { # port, data directory, [again]
+  local port=$1 data=$2 ver bin conf primary_psql
   ver=$(ls /etc/postgresql | sort -V | tail -1)
   bin=/usr/lib/postgresql/$ver/bin
   conf=/etc/postgresql/$ver/main
-  data=/var/lib/postgresql/$ver/duet-replica
   primary_psql=(psql "${PG_URL_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}" -Atq)
 
   # The primary must stream WAL to 127.0.0.1 without a password.
@@ -60,9 +73,9 @@ ensure_replica() {
       rm -f "$data/standby.signal"
     fi
   fi
-  if ! pg_isready -h 127.0.0.1 -p "$DUET_REPLICA_PORT" -q 2>/dev/null; then
+  if ! pg_isready -h 127.0.0.1 -p "$port" -q 2>/dev/null; then
     if [ ! -f "$data/standby.signal" ]; then
-      echo "creating the streaming replica in $data (port $DUET_REPLICA_PORT)"
+      echo "creating the streaming replica in $data (port $port)"
       rm -rf "$data"
       mkdir -p "$data" && chown postgres:postgres "$data" && chmod 700 "$data"
       as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p 5432 -U postgres -D "$data" -R -X stream -c fast
@@ -71,7 +84,7 @@ ensure_replica() {
       max_connections=$("${primary_psql[@]}" -c 'show max_connections')
       as_postgres tee "$data/postgresql.conf" >/dev/null <<CONF
 listen_addresses = '127.0.0.1'
-port = $DUET_REPLICA_PORT
+port = $port
 unix_socket_directories = '/var/run/postgresql'
 max_connections = $max_connections
 hot_standby = on
@@ -85,16 +98,16 @@ host all all 127.0.0.1/32 trust
 HBA
       as_postgres touch "$data/pg_ident.conf"
     fi
-    echo "starting the streaming replica on port $DUET_REPLICA_PORT"
+    echo "starting the streaming replica on port $port"
     mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
     as_postgres "$bin/pg_ctl" -D "$data" -l "$data/replica.log" -w -t 60 start >/dev/null
   fi
-  wait_for "the PostgreSQL replica" pg_isready -h 127.0.0.1 -p "$DUET_REPLICA_PORT" -q
-  local url="postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/postgres"
+  wait_for "the PostgreSQL replica" pg_isready -h 127.0.0.1 -p "$port" -q
+  local url="postgres://postgres@127.0.0.1:$port/postgres"
   # A test that failed while replay was paused must not leave it paused.
   psql "$url" -Atqc "select pg_wal_replay_resume() where pg_get_wal_replay_pause_state() <> 'not paused'" >/dev/null
   if [ "$(psql "$url" -Atqc 'select pg_is_in_recovery()')" != t ]; then
-    echo "error: the server on port $DUET_REPLICA_PORT is not a replica" >&2
+    echo "error: the server on port $port is not a replica" >&2
     return 1
   fi
   # A replica stopped while the primary recycled the WAL it still needed can
@@ -109,16 +122,14 @@ HBA
     sleep 0.5
   done
   if [ -z "$caught" ]; then
-    if [ "${1:-}" = again ]; then
-      echo "error: the replica on port $DUET_REPLICA_PORT does not stream from the primary" >&2
+    if [ "${3:-}" = again ]; then
+      echo "error: the replica on port $port does not stream from the primary" >&2
       return 1
     fi
-    echo "the replica on port $DUET_REPLICA_PORT cannot catch up with the primary; recreating it"
+    echo "the replica on port $port cannot catch up with the primary; recreating it"
     as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
     rm -f "$data/standby.signal"
-    ensure_replica again
+    ensure_replica_on "$port" "$data" again
     return
   fi
-  export DUET_TEST_REPLICA_URL="$url"
-  export DATABASE_REPLICA_URL="${DATABASE_REPLICA_URL:-postgres://postgres@127.0.0.1:$DUET_REPLICA_PORT/duet}"
 }

@@ -10,6 +10,7 @@ use crate::auth::JwtKeys;
 use crate::fanout::Fanout;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::replicas::Replicas;
 use crate::sessions::SessionCheck;
 use crate::settings::{Environment, Settings};
 use crate::supervise::Components;
@@ -20,10 +21,8 @@ pub struct AppContext {
     pub settings: Arc<Settings>,
     /// The primary: all writes, and reads that must see them.
     pub db: PgPool,
-    /// History and search reads; the primary when no replica is configured.
-    pub replica: PgPool,
-    /// Whether `replica` is a real replica (not the primary).
-    pub has_replica: bool,
+    /// History and search reads; none configured: they use the primary.
+    pub replicas: Arc<Replicas>,
     pub redis: fred::prelude::Pool,
     /// The same Redis for what sends, handshakes and presence wait on: a short
     /// deadline and a circuit breaker, so a stuck Redis degrades them instead of stalling them.
@@ -58,9 +57,9 @@ impl AppContext {
         db::ensure_database(&settings.database_url).await?;
         db::migrate(&settings.database_url).await?;
         let db = db::connect(&settings.database_url, settings.db_pool_size).await?;
-        let (replica, has_replica) = match &settings.database_replica_url {
-            Some(url) => (db::connect_lazy(url, settings.db_pool_size)?, true),
-            None => (db.clone(), false),
+        let replicas = match &settings.database_replica_url {
+            Some(urls) => Replicas::connect_lazy(urls, settings.db_pool_size)?,
+            None => Replicas::default(),
         };
         let redis = redis::connect(&settings.redis_url, settings.redis_ca_file.as_deref(), 4).await.context("Failed to set up Redis")?;
         redis::warn_if_evicting(&redis).await;
@@ -75,8 +74,7 @@ impl AppContext {
         Ok(AppContext {
             settings: Arc::new(settings),
             db,
-            replica,
-            has_replica,
+            replicas: Arc::new(replicas),
             redis,
             fast_redis,
             keys,

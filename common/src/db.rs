@@ -70,16 +70,6 @@ async fn warm_up(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// A pool that connects on first use: a replica that is down at start-up
-/// must not stop the process.
-pub fn connect_lazy(url: &str, size: u32) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url.parse().context("Failed to parse DATABASE_REPLICA_URL")?;
-    Ok(PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy_with(options.application_name("duet-replica")))
-}
-
 /// Applies pending migrations over a connection of its own. sqlx holds an
 /// advisory lock meanwhile, so processes that start together apply them
 /// once. Run before [`connect`]: a pool connection's warm-up calls the write

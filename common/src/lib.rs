@@ -30,6 +30,7 @@ pub mod reactions;
 pub mod read_model;
 pub mod readiness;
 pub mod redis;
+pub mod replicas;
 pub mod sessions;
 pub mod settings;
 pub mod stream;

@@ -45,7 +45,7 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/duet", hide_env_values = true)]
     pub database_url: String,
 
-    /// Streaming replica for history and search reads; reads use the primary when unset.
+    /// Streaming replicas for history and search reads, comma-separated (taken in turn); reads use the primary when unset.
     #[arg(long, env = "DATABASE_REPLICA_URL", hide_env_values = true)]
     pub database_replica_url: Option<String>,
 

@@ -20,7 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// How long a read waits for the replica to catch up before using the primary.
 pub const REPLICA_WAIT: Duration = Duration::from_millis(300);
@@ -68,21 +68,32 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// `host:port` of a configured replica: one value per replica.
+    pub replica: String,
+}
+
 /// Counts of where reads were served from.
 #[derive(Clone)]
 pub struct ReadMetrics {
     history: Family<SourceLabels, Counter>,
+    replicas: Family<ReplicaLabels, Counter>,
     lists: Family<SourceLabels, Counter>,
 }
 
 impl ReadMetrics {
     pub fn register(ctx: &AppContext) -> Self {
-        let m = ReadMetrics { history: Family::default(), lists: Family::default() };
+        let m = ReadMetrics { history: Family::default(), replicas: Family::default(), lists: Family::default() };
         ctx.metrics.register(
             "query_history_reads",
             "History and search reads by source: replica, replica_after_wait, primary_fallback (replica behind), primary (no replica)",
             m.history.clone(),
         );
+        ctx.metrics.register("query_replica_reads", "History and search reads served by each read replica", m.replicas.clone());
+        for replica in ctx.replicas.names() {
+            m.replica_read_counter(replica);
+        }
         ctx.metrics.register(
             "query_conversation_lists",
             "Conversation list reads by source: redis, postgres_cold, postgres_redis_down",
@@ -93,6 +104,15 @@ impl ReadMetrics {
 
     pub fn history_source(&self, source: &'static str) {
         self.history.get_or_create(&SourceLabels { source }).inc();
+    }
+
+    /// Counts a read `replica` served.
+    pub fn replica_read(&self, replica: &str) {
+        self.replica_read_counter(replica).inc();
+    }
+
+    fn replica_read_counter(&self, replica: &str) -> Counter {
+        self.replicas.get_or_create(&ReplicaLabels { replica: replica.to_owned() }).clone()
     }
 
     pub fn list_source(&self, source: &'static str) {
@@ -130,15 +150,12 @@ pub async fn page(
 ) -> Result<(MessagePage, Source), ApiError> {
     let (after, before, limit) = validate(&req)?;
     let need = req.after_seq.unwrap_or(0).max(req.min_seq.unwrap_or(0));
-    if ctx.has_replica {
-        match from_replica(ctx, metrics, conversation, viewer, need, after, before, limit, req.after_seq.is_some()).await {
-            Ok(Some(found)) => return Ok(found),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "replica unavailable; reading history from the primary");
-                metrics.history_source("primary_fallback");
-            }
+    if ctx.replicas.any() {
+        let read = Read { conversation, viewer, need, after, before, limit, forward: req.after_seq.is_some() };
+        if let Some(found) = from_replicas(ctx, metrics, &read).await {
+            return Ok(found);
         }
+        metrics.history_source("primary_fallback");
     } else {
         metrics.history_source("primary");
     }
@@ -148,10 +165,8 @@ pub async fn page(
     Ok((page, source_of(in_recovery)))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn from_replica(
-    ctx: &AppContext,
-    metrics: &ReadMetrics,
+/// One history read: whose, which page, and the seq the server must have.
+struct Read {
     conversation: ConversationId,
     viewer: UserId,
     need: i64,
@@ -159,25 +174,51 @@ async fn from_replica(
     before: i64,
     limit: i64,
     forward: bool,
-) -> Result<Option<(MessagePage, Source)>, sqlx::Error> {
-    let mut conn = ctx.replica.acquire().await?;
+}
+
+/// The page from the first replica in turn that has reached `need`; the
+/// others are tried next (a failed one is left out for a while), and while
+/// every reachable replica is behind, they are asked again until
+/// [`REPLICA_WAIT`]. `None` when none could serve it: the primary must.
+async fn from_replicas(ctx: &AppContext, metrics: &ReadMetrics, read: &Read) -> Option<(MessagePage, Source)> {
     let started = Instant::now();
     let mut waited = false;
     loop {
-        let (replica_seq, in_recovery) = replica_state(&mut conn, conversation).await?;
-        if replica_seq >= need {
-            metrics.history_source(if waited { "replica_after_wait" } else { "replica" });
-            let page = fetch(&mut conn, conversation, viewer, after, before, limit, forward).await?;
-            return Ok(Some((page, source_of(in_recovery))));
+        let mut behind = None;
+        for replica in ctx.replicas.in_turn() {
+            match from_replica(&replica.pool, read).await {
+                Ok(Ok(found)) => {
+                    metrics.history_source(if waited { "replica_after_wait" } else { "replica" });
+                    metrics.replica_read(&replica.name);
+                    return Some(found);
+                }
+                Ok(Err(replica_seq)) => behind = Some(replica_seq),
+                Err(e) => replica.mark_down(&e),
+            }
         }
+        let Some(replica_seq) = behind else {
+            tracing::warn!("no read replica available; reading history from the primary");
+            return None;
+        };
         if started.elapsed() >= REPLICA_WAIT {
-            tracing::info!(%conversation, need, replica_seq, "replica behind the client's seq; reading from the primary");
-            metrics.history_source("primary_fallback");
-            return Ok(None);
+            tracing::info!(conversation = %read.conversation, need = read.need, replica_seq, "replicas behind the client's seq; reading from the primary");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited = true;
     }
+}
+
+/// The page from this replica, or the seq it has reached if that is below
+/// what the read needs. The check and the page run on one connection.
+async fn from_replica(pool: &PgPool, read: &Read) -> Result<Result<(MessagePage, Source), i64>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let (replica_seq, in_recovery) = replica_state(&mut conn, read.conversation).await?;
+    if replica_seq < read.need {
+        return Ok(Err(replica_seq));
+    }
+    let page = fetch(&mut conn, read.conversation, read.viewer, read.after, read.before, read.limit, read.forward).await?;
+    Ok(Ok((page, source_of(in_recovery))))
 }
 
 /// The conversation's newest seq on this server (-1 if it has not arrived

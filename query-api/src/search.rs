@@ -2,9 +2,9 @@
 //!
 //! PostgreSQL full-text search with the `simple` configuration (no
 //! stemming: chats mix languages) over `messages_text_search_idx`, with
-//! web-search syntax (`"exact phrase"`, `-not`, `or`). Served by the replica
-//! when there is one, so it may trail the newest writes by the replication
-//! lag; the primary answers if the replica is down.
+//! web-search syntax (`"exact phrase"`, `-not`, `or`). Served by the replicas
+//! in turn when there are any, so it may trail the newest writes by the
+//! replication lag; the primary answers if every replica is down.
 //!
 //! Only current text is indexed (an edit replaces it, an unsend erases it),
 //! so old and unsent text is never found; messages the caller hid are left out.
@@ -38,19 +38,18 @@ pub async fn search(q: &Queries, user: UserId, text: &str, limit: Option<i64>) -
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidLimit, format!("`limit` must be between 1 and {MAX_LIMIT}")));
     }
-    let items = match run(&q.ctx.replica, user, text, limit).await {
-        Ok(items) => {
-            q.metrics.history_source(if q.ctx.has_replica { "replica" } else { "primary" });
-            items
+    for replica in q.ctx.replicas.in_turn() {
+        match run(&replica.pool, user, text, limit).await {
+            Ok(items) => {
+                q.metrics.history_source("replica");
+                q.metrics.replica_read(&replica.name);
+                return Ok(SearchResults { items });
+            }
+            Err(e) => replica.mark_down(&e),
         }
-        Err(e) if q.ctx.has_replica => {
-            tracing::warn!(error = %e, "replica unavailable; searching on the primary");
-            q.metrics.history_source("primary_fallback");
-            run(&q.ctx.db, user, text, limit).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(SearchResults { items })
+    }
+    q.metrics.history_source(if q.ctx.replicas.any() { "primary_fallback" } else { "primary" });
+    Ok(SearchResults { items: run(&q.ctx.db, user, text, limit).await? })
 }
 
 async fn run(db: &PgPool, user: UserId, text: &str, limit: i64) -> Result<Vec<Message>, sqlx::Error> {

@@ -24,6 +24,8 @@ mod messages;
 mod migrations;
 mod openapi;
 mod ops;
+mod pg_tls;
+mod pgbouncer;
 mod plans;
 mod privacy;
 mod process;

@@ -22,6 +22,11 @@ fn replica_admin_url() -> String {
     std::env::var("DUET_TEST_REPLICA_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/postgres".into())
 }
 
+/// The second replica's admin URL: `DUET_TEST_REPLICA2_URL`, or the default port.
+fn replica2_admin_url() -> String {
+    std::env::var("DUET_TEST_REPLICA2_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5434/postgres".into())
+}
+
 /// Held while a test uses the replica; dropping the connection releases the lock.
 struct ReplicaGuard {
     _lock: PgConnection,
@@ -56,7 +61,11 @@ fn replica_settings() -> Settings {
 
 /// Waits until the replica has replayed the conversation up to `seq`.
 async fn replicated(app: &TestApp, conversation: ConversationId, seq: i64) {
-    let url = app.settings.database_replica_url.clone().unwrap();
+    replicated_on(app.settings.database_replica_url.clone().unwrap(), conversation, seq).await
+}
+
+/// Waits until the replica at `url` has replayed the conversation up to `seq`.
+async fn replicated_on(url: String, conversation: ConversationId, seq: i64) {
     eventually("the replica to catch up", Duration::from_secs(20), || {
         let url = url.clone();
         async move {
@@ -82,7 +91,12 @@ async fn page(app: &TestApp, token: &str, path: &str) -> (Vec<i64>, String) {
 
 /// A node reading history from the replica, and Ann's three messages to Bob.
 async fn three_messages_on_a_replica_backed_node() -> (TestApp, TestUser, TestUser, ConversationId) {
-    let app = TestApp::spawn_settings(replica_settings(), duet::Service::ALL).await;
+    three_messages_on(replica_settings()).await
+}
+
+/// A node with `settings`, and Ann's three messages to Bob.
+async fn three_messages_on(settings: Settings) -> (TestApp, TestUser, TestUser, ConversationId) {
+    let app = TestApp::spawn_settings(settings, duet::Service::ALL).await;
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&ann, &bob).await;
@@ -185,4 +199,76 @@ async fn analysts_read_the_views_on_the_replica_and_nothing_else() {
     assert_eq!(replies, 0);
     let raw = sqlx::query("select count(*) from messages").fetch_one(&mut analyst).await.unwrap_err();
     assert!(raw.to_string().contains("permission denied"), "{raw}");
+}
+
+/// Settings for a fresh database read from the same database on each of `replicas` (admin URLs).
+fn settings_with_replicas(replicas: &[String]) -> Settings {
+    let mut settings = fresh_settings();
+    let name = settings.database_url.rsplit('/').next().unwrap().to_owned();
+    let urls: Vec<String> = replicas.iter().map(|url| with_database(url, &name)).collect();
+    settings.database_replica_url = Some(urls.join(","));
+    settings
+}
+
+/// `duet_query_replica_reads_total` of the replica at `url`, from the node's metrics.
+fn replica_reads(metrics: &str, url: &str) -> u64 {
+    let url = reqwest::Url::parse(url).unwrap();
+    let series = format!("duet_query_replica_reads_total{{replica=\"{}:{}\"}} ", url.host_str().unwrap(), url.port().unwrap());
+    let line = metrics.lines().find(|line| line.starts_with(&series)).unwrap_or_else(|| panic!("no {series} in {metrics}"));
+    line[series.len()..].parse().unwrap()
+}
+
+#[tokio::test]
+async fn reads_take_the_two_replicas_in_turn() {
+    let _replica = take_replica().await;
+    let replicas = [replica_admin_url(), replica2_admin_url()];
+    let (app, _ann, bob, conversation) = three_messages_on(settings_with_replicas(&replicas)).await;
+    let name = app.settings.database_url.rsplit('/').next().unwrap().to_owned();
+    for url in &replicas {
+        replicated_on(with_database(url, &name), conversation, 3).await;
+    }
+    let path = format!("/conversations/{conversation}/messages?minSeq=3");
+    for _ in 0..4 {
+        assert_eq!(page(&app, &bob.token, &path).await, (vec![1, 2, 3], "replica".to_owned()));
+    }
+    let (_, search) = app.get("/search?q=m2", Some(&bob.token)).await;
+    assert_eq!(search["items"][0]["seq"], 2, "{search}");
+    let metrics = app.metrics().await;
+    let counts = replicas.map(|url| replica_reads(&metrics, &url));
+    assert_eq!(counts.iter().sum::<u64>(), 5, "{metrics}");
+    assert!(counts.iter().all(|&n| n >= 2), "each replica serves its share: {counts:?}");
+    assert!(metrics.contains("duet_query_history_reads_total{source=\"replica\"} 5"), "{metrics}");
+}
+
+#[tokio::test]
+async fn reads_go_on_when_a_replica_is_down_or_drops_its_connections() {
+    let _replica = take_replica().await;
+    // Nothing listens on this port (the pg helper's range): a stopped replica.
+    let stopped = "postgres://postgres@127.0.0.1:42999/postgres".to_owned();
+    let live = replica_admin_url();
+    let (app, _ann, bob, conversation) = three_messages_on(settings_with_replicas(&[stopped.clone(), live.clone()])).await;
+    let name = app.settings.database_url.rsplit('/').next().unwrap().to_owned();
+    replicated_on(with_database(&live, &name), conversation, 3).await;
+    let path = format!("/conversations/{conversation}/messages?minSeq=3");
+    for _ in 0..4 {
+        assert_eq!(page(&app, &bob.token, &path).await, (vec![1, 2, 3], "replica".to_owned()));
+    }
+    let metrics = app.metrics().await;
+    assert_eq!(replica_reads(&metrics, &stopped), 0, "{metrics}");
+    assert_eq!(replica_reads(&metrics, &live), 4, "{metrics}");
+
+    // The live replica drops the node's connections (as when it restarts):
+    // the next read is still served, by the primary if no replica is left.
+    let mut admin = PgConnection::connect(&live).await.unwrap();
+    let ended: Vec<bool> =
+        sqlx::query_scalar("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()")
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert!(!ended.is_empty(), "the node held connections to the replica");
+    let (seqs, _) = page(&app, &bob.token, &path).await;
+    assert_eq!(seqs, vec![1, 2, 3]);
+    let (_, search) = app.get("/search?q=m2", Some(&bob.token)).await;
+    assert_eq!(search["items"][0]["seq"], 2, "{search}");
 }
