@@ -73,6 +73,10 @@ pub struct ChatArgs {
     /// is given up and replaced.
     #[arg(long, default_value_t = 10)]
     pub stall_timeout: u64,
+    /// Pad each message's text to this many bytes (ASCII), to measure what
+    /// larger messages cost (docs/capacity.md); 0 keeps the short default text.
+    #[arg(long, default_value_t = 0)]
+    pub text_bytes: usize,
 }
 
 /// The run's settings every session shares.
@@ -82,6 +86,7 @@ pub(crate) struct Options {
     pub(crate) receipts: bool,
     pub(crate) drain_timeout: Duration,
     pub(crate) stall_timeout: Duration,
+    pub(crate) text_bytes: usize,
 }
 
 /// Counters shared by every session, for the progress line.
@@ -137,6 +142,7 @@ pub async fn run_report(args: &ChatArgs) -> anyhow::Result<ChatReport> {
         receipts: args.receipts,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+        text_bytes: args.text_bytes,
     });
     let totals = Arc::new(Totals::default());
     let start = Instant::now() + Duration::from_millis(200);

@@ -312,7 +312,7 @@ impl Run {
                 conversation_id: Some(self.s.conversation),
                 receiver_id: None,
                 client_msg_id: client_msg_id.clone(),
-                text: Some(format!("bench message {k}")),
+                text: Some(message_text(k, self.s.options.text_bytes)),
                 kind: None,
                 payload: None,
                 reply_to: None,
@@ -401,4 +401,15 @@ impl From<&WireMessage> for Seen {
     fn from(m: &WireMessage) -> Seen {
         Seen { seq: m.seq, id: m.id.clone(), client_msg_id: m.client_msg_id.clone(), sender_id: m.sender_id.clone() }
     }
+}
+
+/// Message `k`'s text: "bench message k", padded with '.' to `bytes` when
+/// that is longer (the server's limit is 4,000 characters).
+fn message_text(k: u64, bytes: usize) -> String {
+    let mut text = format!("bench message {k}");
+    if text.len() < bytes {
+        text.push(' ');
+        text.extend(std::iter::repeat_n('.', bytes - text.len()));
+    }
+    text
 }
