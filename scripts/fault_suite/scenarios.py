@@ -46,6 +46,10 @@ class Scenario:
     bench_args: Callable = field(default=lambda at: [])
     # Seconds the fault's own steps may take (a restart), added to the run.
     slack: float = 0.0
+    # scripts/cluster's scenarios: what "back" means beyond throughput, a
+    # probe polled from the fault's begin (its time is `settledAfterS`)
+    # and bounded by `recover_within` too.
+    settled: Optional[Callable] = None
 
 
 # After a PostgreSQL fault a restarted job worker reports healthy at its
@@ -107,3 +111,33 @@ SCENARIOS = [
 ]
 
 BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+# ----- scripts/fault-suite --cluster: the production-shaped deployment (deployment.py) -----
+# Each fault is for good (hold 0, nothing ends it): the times are from the
+# fault, and the deployment's restore() starts the victim again afterwards.
+
+def busiest_gateway(c):
+    return max((g for g in c.gateways() if g.running()), key=lambda g: c.metric(g, "duet_ws_connections"))
+
+
+def kill_redis_master(c):
+    """SIGKILLs a master: Redis Cluster promotes its replica, Sentinel fails over."""
+    victim = c.redis_masters()[0]
+    c.fault_victim = victim.name
+    victim.kill()
+
+
+CLUSTER_SCENARIOS = [
+    Scenario("gateway-kill", "the busiest gateway SIGKILLed; its clients reconnect through HAProxy to the others",
+             begin=lambda c: busiest_gateway(c).signal(signal.SIGKILL), end=nothing, hold=(0, 0),
+             recover_within=15, settled=lambda c: c.clients_connected()),
+    Scenario("redis-master-kill", "a Redis master SIGKILLed (Cluster: its replica promoted; Sentinel: failover)",
+             begin=kill_redis_master, end=nothing, hold=(0, 0), recover_within=20,
+             settled=lambda c: c.redis_failed_over()),
+    Scenario("replica-stop", "a PostgreSQL replica stopped (pg_ctl -m fast): history reads move on",
+             begin=lambda c: c.replicas[0].stop("fast"), end=nothing, hold=(0, 0), recover_within=15,
+             settled=lambda c: c.history_reads_ok()),
+]
+
+CLUSTER_BY_NAME = {s.name: s for s in CLUSTER_SCENARIOS}
