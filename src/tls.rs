@@ -23,8 +23,8 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("DUET_TLS_CERT: cannot read a PEM certificate chain from {}", cert.display()))?;
     anyhow::ensure!(!chain.is_empty(), "DUET_TLS_CERT: {} holds no certificate", cert.display());
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("DUET_TLS_KEY: cannot read a PEM private key from {}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("DUET_TLS_KEY: cannot read a PEM private key from {}", key.display()))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?

@@ -99,10 +99,16 @@ defaults
     retries 2
     option forwardfor
     # Health: every process's /readyz on its admin port (503 while PostgreSQL
-    # is unreachable or a component is down too long).
+    # is unreachable or a component is down too long). A busy process may
+    # answer late: 3 s per check, 3 failures before it is out. Open WebSockets
+    # are left alone when a gateway is marked down (no shutdown-sessions):
+    # cutting them all on a late health check made a reconnect storm on a
+    # loaded machine (every client of the gateway at once, 2026-12-07), and a
+    # gateway that really died has closed them already.
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+    timeout check 3s
+    default-server inter 1s fall 3 rise 2
 
 frontend public
     bind 127.0.0.1:{self.port} ssl crt {bundle} alpn http/1.1

@@ -298,6 +298,8 @@ def evaluate(result, scenario, profile, json_path, log_path, final_problems):
         fail("no timeline in the JSON: the throughput bounds cannot be judged")
     elif "back" in events:
         judge_timeline(result, scenario, timeline, events)
+        if scenario.settled:
+            ack_recovery(result, timeline, events)
     if scenario.settled and "begin" in events:
         if "settledAfter" in events:
             numbers["settledAfterS"] = round(events["settledAfter"], 2)
@@ -381,6 +383,18 @@ def judge_timeline(result, scenario, timeline, events):
              f"of offered and p99 < {p99_bound:.0f} ms); seconds (t, acked, offered, p99) before: {bad}")
 
 
+def ack_recovery(result, timeline, events):
+    """Seconds from the fault's begin until every later second's acks reach 90% of the offered rate."""
+    seconds = {e["t"]: e for e in timeline if e.get("offered", 0) > 0}
+    good = None
+    for s in range(max(seconds), int(events["begin"]) - 1, -1):
+        if s in seconds and seconds[s]["acked"] < RECOVERED_ACK_RATIO * seconds[s]["offered"]:
+            break
+        good = s
+    if good is not None:
+        result["numbers"]["ackRecoveredAfterS"] = round(max(0.0, good - events["begin"]), 2)
+
+
 # ----- the whole suite -----
 COLUMNS = [
     ("scenario", 16, lambda s: s["name"]),
@@ -393,6 +407,7 @@ COLUMNS = [
     ("recovered s", 11, lambda s: fmt(s["median"].get("recoveredAfterS"))),
     ("ready s", 7, lambda s: fmt(s["median"].get("readyAfterS"))),
     ("settled s", 9, lambda s: fmt(s["median"].get("settledAfterS"))),
+    ("acks back s", 11, lambda s: fmt(s["median"].get("ackRecoveredAfterS"))),
     ("push s", 6, lambda s: fmt(s["median"].get("pushAfterS"))),
 ]
 
