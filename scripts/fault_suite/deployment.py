@@ -405,9 +405,8 @@ class Deployment:
             running = [r for r in self.redis if r.running()]
             return all("cluster_state:ok" in r.cli("cluster", "info") for r in running) and len(self.redis_masters()) == 3
         if self.redis_mode == "sentinel":
-            killed = next(r for r in self.redis if r.name == self.fault_victim)
             addr = self.sentinels[0].cli("sentinel", "get-master-addr-by-name", SENTINEL_SERVICE).split()
-            return len(addr) == 2 and addr[1] != str(killed.port)
+            return len(addr) == 2 and addr[1] != str(self.fault_victim.port)
         return True
 
     def history_reads_ok(self):
@@ -613,7 +612,7 @@ def bench(args):
                "seconds": round(time.monotonic() - started), "achievedRate": round(report["achieved_rate"], 1),
                "ackP50Ms": report["ack_ms"]["p50"], "ackP99Ms": report["ack_ms"]["p99"],
                "deliveryP50Ms": report["delivery_ms"]["p50"], "deliveryP99Ms": report["delivery_ms"]["p99"],
-               "verdict": report["verdict"], "cpuSeconds": cpu,
+               "verdict": report["verdict"], "clean": done.returncode == 0, "projections": report.get("projections"), "cpuSeconds": cpu,
                **{k: report[k] for k in ("sent", "acked", "lost", "unexpected", "duplicates", "order_errors", "reconnects")}}
     print(json.dumps(summary, indent=2))
     return 0 if done.returncode == 0 else 1

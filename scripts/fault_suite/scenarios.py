@@ -138,15 +138,20 @@ def start_victim(c):
     c.fault_victim.start()
 
 
+def drain(at):
+    """A loaded 11-process debug deployment can trail by many seconds: give the last acks time before the final sync."""
+    return ["--drain-timeout", "60"]
+
+
 CLUSTER_SCENARIOS = [
     Scenario("gateway-kill", "the busiest gateway SIGKILLed (its clients reconnect through HAProxy to the others), started again",
-             begin=kill_busiest_gateway, end=start_victim, hold=(5, 8), recover_within=15, slack=5,
+             begin=kill_busiest_gateway, end=start_victim, hold=(5, 8), recover_within=15, slack=5, bench_args=drain,
              settled=lambda c: c.clients_connected()),
     Scenario("redis-master-kill", "a Redis master SIGKILLed (Cluster: its replica promoted; Sentinel: failover), started again",
-             begin=kill_redis_master, end=start_victim, hold=(10, 15), recover_within=20, slack=2,
+             begin=kill_redis_master, end=start_victim, hold=(10, 15), recover_within=20, slack=4, bench_args=drain,
              settled=lambda c: c.redis_failed_over()),
     Scenario("replica-stop", "a PostgreSQL replica stopped (pg_ctl -m fast): history reads move on; started again",
-             begin=stop_replica, end=start_victim, hold=(8, 12), recover_within=15, slack=3,
+             begin=stop_replica, end=start_victim, hold=(8, 12), recover_within=15, slack=8, bench_args=drain,
              settled=lambda c: c.history_reads_ok()),
 ]
 

@@ -486,7 +486,8 @@ def main():
     args.cluster = args.cluster or args.smoke
     known = CLUSTER_BY_NAME if args.cluster else BY_NAME
     args.pairs = args.pairs or (10 if args.smoke else 20)
-    args.rate = args.rate or (100 if args.smoke else 200)
+    # 11 debug-build processes share the machine with the servers and the bench: half the rate.
+    args.rate = args.rate or (100 if args.cluster else 200)
     profile = Profile(args.full, "smoke" if args.smoke else None)
     default = ["gateway-kill"] if args.smoke else [s.name for s in (CLUSTER_SCENARIOS if args.cluster else SCENARIOS)]
     if args.cluster and args.redis == "standalone" and not args.scenarios:
