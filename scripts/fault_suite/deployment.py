@@ -595,16 +595,16 @@ def bench(args):
         groups = process_groups(state)
     cmd = [bench_bin, "chat", *targets, "--pairs", str(args.pairs), "--rate", str(args.rate), "--duration", str(args.duration),
            "--verify-db", db, "--json"]
-    log(" ".join(cmd))
+    print(" ".join(cmd), file=sys.stderr)
     before = cpu_seconds(groups)
     started = time.monotonic()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 600)
         usage = os.times()
+        cpu = cpu_seconds(groups, before)
     finally:
         if single:
             single.kill_now()
-    cpu = cpu_seconds(groups, before)
     cpu["duet-bench"] = round(usage.children_user + usage.children_system, 1)
     sys.stderr.write(done.stderr[-3000:])
     report = json.loads(done.stdout.strip().splitlines()[-1])
