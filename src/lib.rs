@@ -28,6 +28,7 @@ use read_side::ReadSide;
 mod openapi;
 mod read_side;
 mod server;
+mod tls;
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -141,6 +142,8 @@ pub struct Application {
     admin: TcpAcceptor,
     admin_addr: SocketAddr,
     services: Vec<Service>,
+    /// TLS on the public listener, when `DUET_TLS_CERT` and `DUET_TLS_KEY` are set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Accepts with Nagle's algorithm off. poem leaves it on, and then a small
@@ -167,6 +170,10 @@ impl Application {
     /// Connects to PostgreSQL and Redis, applies migrations and binds the public and admin listeners.
     pub async fn build(settings: Settings, services: &[Service]) -> anyhow::Result<Self> {
         let ctx = AppContext::build(settings).await?;
+        let tls = match (&ctx.settings.tls_cert, &ctx.settings.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         // The command side enqueues jobs even where no worker runs.
         duet_jobs::setup(&ctx.db).await?;
         let acceptor = TcpListener::bind(ctx.settings.http_addr)
@@ -179,7 +186,7 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind the admin listener on {} (DUET_ADMIN_ADDR)", ctx.settings.admin_addr))?;
         let admin_addr = bound_addr(&admin)?;
-        Ok(Application { ctx, acceptor: NoDelay(acceptor), addr, admin, admin_addr, services: services.to_vec() })
+        Ok(Application { ctx, acceptor: NoDelay(acceptor), addr, admin, admin_addr, services: services.to_vec(), tls })
     }
 
     /// The bound address (useful with port 0).
@@ -198,7 +205,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { ctx, acceptor, addr, admin, admin_addr, services } = self;
+        let Application { ctx, acceptor, addr, admin, admin_addr, services, tls } = self;
         let serves = |s| services.contains(&s);
         let job_metrics = duet_jobs::JobMetrics::register(&ctx.metrics);
         // The gateway sends through the same Commands (append writers) as REST.
@@ -243,7 +250,7 @@ impl Application {
             .nest("/", api.into_endpoint().with_if(!ctx.settings.allowed_origins.is_empty(), cors(&ctx.settings.allowed_origins)))
             .data(ctx.jwt.clone())
             .data(ctx.clone());
-        tracing::info!(%addr, %admin_addr, ?services, node = %ctx.node_id, "duet listening");
+        tracing::info!(%addr, %admin_addr, tls = tls.is_some(), ?services, node = %ctx.node_id, "duet listening");
         let shutdown = shutdown.shared();
         let jobs_shutdown = shutdown.clone();
         let admin_shutdown = shutdown.clone();
@@ -265,6 +272,7 @@ impl Application {
             (Duration::from_secs(ctx.settings.http_body_timeout_secs), Duration::from_secs(ctx.settings.http_header_timeout_secs.max(1)));
         let http = server::serve(
             acceptor,
+            tls,
             wrap(app, ctx.metrics.clone(), routes, bodies, body_timeout),
             header_timeout,
             http_shutdown,
@@ -273,6 +281,7 @@ impl Application {
         // Same metrics, own route labels: admin paths stay a bounded set.
         let admin_http = server::serve(
             admin,
+            None,
             wrap(admin_app, ctx.metrics.clone(), admin_routes(), BodySchemas::default(), body_timeout),
             header_timeout,
             admin_shutdown,

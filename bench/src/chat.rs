@@ -69,6 +69,10 @@ pub struct ChatArgs {
     /// Seconds --verify-db waits for the query API to agree with PostgreSQL.
     #[arg(long, default_value_t = 10)]
     pub settle_timeout: u64,
+    /// PEM file of a CA to trust besides the public roots, for `wss://` and
+    /// `https://` nodes with a certificate from a local CA (scripts/ca.sh).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Seconds of silence (a ping probe unanswered) after which a connection
     /// is given up and replaced.
     #[arg(long, default_value_t = 10)]
@@ -126,7 +130,10 @@ pub async fn run_report(args: &ChatArgs) -> anyhow::Result<ChatReport> {
     args.schedule.check()?;
     anyhow::ensure!(args.url.len() == args.http.len(), "give one --http per --url (index-aligned)");
     let nodes = args.url.len();
-    let http = reqwest::Client::new();
+    if let Some(ca) = &args.ca_file {
+        client::trust_ca(ca)?;
+    }
+    let http = client::http_client()?;
     let users_n = args.schedule.pairs * 2;
     eprintln!("setting up {} users in {} conversations on {nodes} node(s)…", users_n, args.schedule.pairs);
     let (users, conversations) = client::setup_pairs_on(&http, &args.http, args.schedule.pairs, "bench").await?;

@@ -2,6 +2,8 @@
 //! split into a frame sender and a stream of decoded frames.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail};
 use duet_common::protocol::{AuthOk, ClientEvent, ClientFrame, ServerKind};
@@ -11,9 +13,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type WsTx = SplitSink<Ws, WsMessage>;
@@ -23,6 +29,62 @@ pub type WsRx = SplitStream<Ws>;
 pub struct User {
     pub id: String,
     pub token: String,
+}
+
+/// Whom this process's clients trust over TLS (`wss://`, `https://`).
+struct Trust {
+    /// For WebSockets: the public roots and the extra CA.
+    config: Arc<ClientConfig>,
+    /// The extra CA as given, for reqwest.
+    ca_pem: Option<Vec<u8>>,
+}
+
+static TRUST: OnceLock<Trust> = OnceLock::new();
+
+/// Trusts the CA certificate(s) in the PEM file `ca` besides the public
+/// roots, for every client this process makes (a local CA such as
+/// scripts/ca.sh's). Call it before the first connection; it can be set once.
+pub fn trust_ca(ca: &Path) -> anyhow::Result<()> {
+    let pem = std::fs::read(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--ca-file {}: not PEM certificates", ca.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "--ca-file {}: no certificate in it", ca.display());
+    let mut roots = public_roots();
+    for cert in certs {
+        roots.add(cert).with_context(|| format!("--ca-file {}: not a usable CA certificate", ca.display()))?;
+    }
+    let trust = Trust { config: client_config(roots), ca_pem: Some(pem) };
+    TRUST.set(trust).map_err(|_| anyhow::anyhow!("the trusted CA is already set"))
+}
+
+fn trust() -> &'static Trust {
+    TRUST.get_or_init(|| Trust { config: client_config(public_roots()), ca_pem: None })
+}
+
+fn public_roots() -> RootCertStore {
+    RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
+
+/// On ring, like reqwest's rustls: one crypto provider in the build.
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// An HTTP client trusting what [`trust_ca`] added.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = &trust().ca_pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).context("the trusted CA")? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// Registers a throwaway user; returns its id and token.
@@ -98,7 +160,8 @@ pub async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
     let uri = request.uri().clone();
     let host = uri.host().context("url host")?;
-    let port = uri.port_u16().unwrap_or(80);
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let addr: SocketAddr = tokio::net::lookup_host((host, port)).await?.next().context("resolve")?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(source) = source {
@@ -106,7 +169,8 @@ pub async fn connect(url: &str, token: &str, source: Option<IpAddr>) -> anyhow::
     }
     let stream = socket.connect(addr).await.context("tcp connect")?;
     stream.set_nodelay(true)?;
-    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.context("ws handshake")?;
+    let tls = secure.then(|| Connector::Rustls(trust().config.clone()));
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(request, stream, None, tls).await.context("ws handshake")?;
     let (tx, mut rx) = ws.split();
     while let Some(frame) = rx.next().await {
         if let WsMessage::Text(text) = frame? {

@@ -98,6 +98,15 @@ pub struct Settings {
     #[arg(long, env = "DUET_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
 
+    /// PEM certificate chain: the public listener then serves HTTPS and WSS
+    /// itself (deployments without a TLS-terminating balancer). Needs `DUET_TLS_KEY`.
+    #[arg(long, env = "DUET_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `DUET_TLS_CERT`.
+    #[arg(long, env = "DUET_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// HS256 secret for access tokens, the key `default`. Required in production unless `DUET_JWT_KEYS` is set.
     #[arg(long, env = "DUET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -376,6 +385,9 @@ impl Settings {
                 self.append_writers
             );
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("DUET_TLS_CERT and DUET_TLS_KEY go together: set both to serve TLS, or neither");
+        }
         self.attachments.validate()?;
         Ok(())
     }
@@ -480,6 +492,18 @@ mod tests {
         s.db_pool_size = 8;
         assert!(s.validate().unwrap_err().to_string().contains("DUET_DB_POOL_SIZE (8) must exceed"));
         s.db_pool_size = 9;
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_the_key_its_certificate() {
+        let mut s = settings();
+        s.tls_cert = Some("server.pem".into());
+        assert!(s.validate().unwrap_err().to_string().contains("DUET_TLS_CERT and DUET_TLS_KEY go together"));
+        s.tls_cert = None;
+        s.tls_key = Some("server.key".into());
+        assert!(s.validate().is_err());
+        s.tls_cert = Some("server.pem".into());
         assert!(s.validate().is_ok());
     }
 }

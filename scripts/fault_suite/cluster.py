@@ -26,12 +26,14 @@ from fake_push import FakeFcm
 
 PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(x) for x in v.split(".")])[-1] / "bin"
 _taken_ports = set()
+# The fault suite's ports; scripts/cluster (deployment.py) uses its own range.
+PORTS = range(20000, 40001)
 
 
 def free_port():
-    """A free TCP port in 20000-40000 (other helpers' tools use other ranges)."""
+    """A free TCP port in PORTS (other helpers' tools use other ranges)."""
     while True:
-        port = random.randint(20000, 40000)
+        port = random.randint(PORTS.start, PORTS.stop - 1)
         if port in _taken_ports:
             continue
         with socket.socket() as s:
@@ -69,8 +71,9 @@ def wait_until(what, probe, timeout, interval=0.1):
         time.sleep(interval)
 
 
-def http(method, url, body=None, token=None, timeout=5):
-    """(status, parsed JSON or text); status 0 when the connection failed."""
+def http(method, url, body=None, token=None, timeout=5, context=None, headers=None):
+    """(status, parsed JSON or text); status 0 when the connection failed. `context`: TLS trust for https;
+    `headers`, when given, is filled with the response's headers."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -78,8 +81,10 @@ def http(method, url, body=None, token=None, timeout=5):
     if token:
         request.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             status, text = response.status, response.read().decode()
+            if headers is not None:
+                headers.update({k.lower(): v for k, v in response.headers.items()})
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read().decode()
     except (OSError, urllib.error.URLError) as e:
@@ -198,25 +203,38 @@ class Postgres:
 
 
 class Redis:
-    def __init__(self, root):
-        self.dir = root / "redis"
+    """One redis-server; `extra` adds arguments (cluster mode, replicaof, sentinel)."""
+
+    # scripts/cluster's servers outlive the script that started them (their own session).
+    detach = False
+
+    def __init__(self, root, name="redis", extra=(), binary="redis-server"):
+        self.name, self.extra, self.binary = name, list(extra), binary
+        self.dir = root / name
         self.dir.mkdir(exist_ok=True)
-        self.log = root / "redis.log"
+        self.log = root / f"{name}.log"
         self.port = free_port()
         self.proc = None
 
+    def argv(self):
+        return [self.binary, *self.extra, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--logfile", str(self.log)]
+
     def start(self):
         """Starts an empty Redis (no persistence: a restart is a restart empty)."""
-        self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), "--logfile", str(self.log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=self.detach)
         wait_until(f"Redis on {self.port}", self.ready, 20)
 
     def ready(self):
-        done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, timeout=5)
-        return done.stdout.strip() == "PONG"
+        return self.cli("ping") == "PONG"
+
+    def cli(self, *args):
+        """A redis-cli command's output ("" when it fails or times out)."""
+        try:
+            done = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            return ""
+        return done.stdout.strip()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -271,12 +289,15 @@ class Proxy:
 class Node:
     """One `duet serve` process; restarts keep its port and append to its log."""
 
-    def __init__(self, root, index, duet_bin, env):
+    detach = False
+
+    def __init__(self, root, index, duet_bin, env, only=None):
         self.index, self.duet_bin = index, duet_bin
         self.port, self.admin_port = free_port(), free_port()
         # Its own admin port too (/metrics), kept across restarts like the public one.
         self.env = {**env, "DUET_HTTP_ADDR": f"127.0.0.1:{self.port}", "DUET_ADMIN_ADDR": f"127.0.0.1:{self.admin_port}"}
         self.log = root / f"node{index}.log"
+        self.argv = [str(duet_bin), "serve", *(["--only", only] if only else [])]
         self.proc = None
 
     @property
@@ -291,7 +312,7 @@ class Node:
         with open(self.log, "ab") as log:
             log.write(f"\n===== fault-suite: node {self.index} starting at {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
-            self.proc = subprocess.Popen([self.duet_bin, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.detach)
 
         def up():
             if self.proc.poll() is not None:
@@ -314,7 +335,7 @@ class Node:
         """Problems that keep this node from counting as healthy: [] when ready with every component healthy."""
         if not self.running():
             return [f"node {self.index}: not running (exit {self.proc.returncode if self.proc else None})"]
-        status, body = http("GET", f"{self.http}/readyz", timeout=3)
+        status, body = http("GET", f"http://127.0.0.1:{self.admin_port}/readyz", timeout=3)
         if status == 0:
             return [f"node {self.index}: /readyz unreachable: {body}"]
         if not isinstance(body, dict):
@@ -395,6 +416,10 @@ class Cluster:
         for proxy in self.proxies:
             wait_until(f"{proxy.name} carrying a node's Redis connections", lambda: (proxy.mode() or {}).get("connections", 0) > 0, 20)
         return time.monotonic() - t
+
+    def bench_targets(self):
+        """duet-bench's arguments naming the nodes: each node directly."""
+        return [a for n in self.nodes for a in ("--url", n.ws)] + [a for n in self.nodes for a in ("--http", n.http)]
 
     def wait_ready(self, timeout):
         try:

@@ -46,6 +46,10 @@ class Scenario:
     bench_args: Callable = field(default=lambda at: [])
     # Seconds the fault's own steps may take (a restart), added to the run.
     slack: float = 0.0
+    # scripts/cluster's scenarios: what "back" means beyond throughput, a
+    # probe polled from the fault's begin (its time is `settledAfterS`)
+    # and bounded by `recover_within` too.
+    settled: Optional[Callable] = None
 
 
 # After a PostgreSQL fault a restarted job worker reports healthy at its
@@ -107,3 +111,48 @@ SCENARIOS = [
 ]
 
 BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+# ----- scripts/fault-suite --cluster: the production-shaped deployment (deployment.py) -----
+# The victim is started again after the hold: the times that matter are
+# from the fault's begin (`settledAfterS`, and `ackRecoveredAfterS`: from
+# the begin until every second's acks keep up with the offered rate).
+
+def kill_busiest_gateway(c):
+    c.fault_victim = max((g for g in c.gateways() if g.running()), key=lambda g: c.metric(g, "duet_ws_connections"))
+    c.fault_victim.signal(signal.SIGKILL)
+
+
+def kill_redis_master(c):
+    """SIGKILLs a master: Redis Cluster promotes its replica, Sentinel fails over."""
+    c.fault_victim = c.redis_masters()[0]
+    c.fault_victim.kill()
+
+
+def stop_replica(c):
+    c.fault_victim = c.replicas[0]
+    c.fault_victim.stop("fast")
+
+
+def start_victim(c):
+    c.fault_victim.start()
+
+
+def drain(at):
+    """A loaded 11-process debug deployment can trail by many seconds: give the last acks time before the final sync."""
+    return ["--drain-timeout", "60"]
+
+
+CLUSTER_SCENARIOS = [
+    Scenario("gateway-kill", "the busiest gateway SIGKILLed (its clients reconnect through HAProxy to the others), started again",
+             begin=kill_busiest_gateway, end=start_victim, hold=(5, 8), recover_within=15, slack=5, bench_args=drain,
+             settled=lambda c: c.clients_connected()),
+    Scenario("redis-master-kill", "a Redis master SIGKILLed (Cluster: its replica promoted; Sentinel: failover), started again",
+             begin=kill_redis_master, end=start_victim, hold=(10, 15), recover_within=20, slack=4, bench_args=drain,
+             settled=lambda c: c.redis_failed_over()),
+    Scenario("replica-stop", "a PostgreSQL replica stopped (pg_ctl -m fast): history reads move on; started again",
+             begin=stop_replica, end=start_victim, hold=(8, 12), recover_within=15, slack=8, bench_args=drain,
+             settled=lambda c: c.history_reads_ok()),
+]
+
+CLUSTER_BY_NAME = {s.name: s for s in CLUSTER_SCENARIOS}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 from cluster import Cluster, http, tail, wait_until
-from scenarios import BY_NAME, SCENARIOS
+from scenarios import BY_NAME, CLUSTER_BY_NAME, CLUSTER_SCENARIOS, SCENARIOS
 
 REPO = Path(__file__).resolve().parents[2]
 # After a fault: every second's acks >= 90% of offered, p99 under the larger
@@ -39,8 +39,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Profile:
-    def __init__(self, full):
-        self.name = "full" if full else "quick"
+    def __init__(self, full, name=None):
+        self.name = name or ("full" if full else "quick")
         self.full = full
         self.at = 5 if full else 3  # second of the run the fault begins at
         self.after = 15 if full else 8  # seconds the run goes on after the fault ends
@@ -109,6 +109,20 @@ class PushProbe:
 
 
 # ----- one run -----
+def watch_settled(cluster, scenario, t0, events):
+    """Polls the scenario's own probe from the fault's begin, for up to 90 s."""
+    begin = t0 + events["begin"]
+    while time.monotonic() < begin + 90 and not cluster.closing:
+        try:
+            if scenario.settled(cluster):
+                events["settledAfter"] = time.monotonic() - begin
+                return
+        except Exception as e:
+            events["settledProblem"] = str(e)
+        time.sleep(0.1)
+    events.setdefault("settledProblem", "not within 90 s")
+
+
 def inject(cluster, scenario, profile, t0, events, probe, run_over):
     """The fault thread: begin at t0 + at, end after hold; then watch readiness and send the push probe.
     `run_over` (duet-bench exited) cancels a fault not yet begun and ends a begun one at once."""
@@ -121,6 +135,8 @@ def inject(cluster, scenario, profile, t0, events, probe, run_over):
         events["begin"] = rel()
         scenario.begin(cluster)
         events["begun"] = rel()
+        if scenario.settled:
+            threading.Thread(target=watch_settled, args=(cluster, scenario, t0, events), daemon=True).start()
         run_over.wait(max(0.0, t0 + events["begin"] + profile.hold(scenario) - time.monotonic()))
         if cluster.closing:
             return
@@ -154,11 +170,7 @@ def inject(cluster, scenario, profile, t0, events, probe, run_over):
 
 
 def bench_command(cluster, scenario, profile, args):
-    cmd = [os.environ.get("DUET_BENCH", str(REPO / "target/debug/duet-bench")), "chat"]
-    for node in cluster.nodes:
-        cmd += ["--url", node.ws]
-    for node in cluster.nodes:
-        cmd += ["--http", node.http]
+    cmd = [os.environ.get("DUET_BENCH", str(REPO / "target/debug/duet-bench")), "chat", *cluster.bench_targets()]
     cmd += ["--pairs", str(args.pairs), "--rate", str(args.rate), "--duration", str(profile.duration(scenario)),
             "--verify-db", cluster.primary.url("duet"), "--json", *scenario.bench_args(profile.at)]
     return cmd
@@ -286,6 +298,15 @@ def evaluate(result, scenario, profile, json_path, log_path, final_problems):
         fail("no timeline in the JSON: the throughput bounds cannot be judged")
     elif "back" in events:
         judge_timeline(result, scenario, timeline, events)
+        if scenario.settled:
+            ack_recovery(result, timeline, events)
+    if scenario.settled and "begin" in events:
+        if "settledAfter" in events:
+            numbers["settledAfterS"] = round(events["settledAfter"], 2)
+            if events["settledAfter"] > scenario.recover_within:
+                fail(f"settled only {events['settledAfter']:.1f} s after the fault began (bound {scenario.recover_within} s)")
+        else:
+            fail(f"never settled after the fault: {events.get('settledProblem', 'the run ended first')}")
     if "readyAfter" in events:
         numbers["readyAfterS"] = round(events["readyAfter"], 2)
         if events["readyAfter"] > scenario.ready_within:
@@ -362,6 +383,18 @@ def judge_timeline(result, scenario, timeline, events):
              f"of offered and p99 < {p99_bound:.0f} ms); seconds (t, acked, offered, p99) before: {bad}")
 
 
+def ack_recovery(result, timeline, events):
+    """Seconds from the fault's begin until every later second's acks reach 90% of the offered rate."""
+    seconds = {e["t"]: e for e in timeline if e.get("offered", 0) > 0}
+    good = None
+    for s in range(max(seconds), int(events["begin"]) - 1, -1):
+        if s in seconds and seconds[s]["acked"] < RECOVERED_ACK_RATIO * seconds[s]["offered"]:
+            break
+        good = s
+    if good is not None:
+        result["numbers"]["ackRecoveredAfterS"] = round(max(0.0, good - events["begin"]), 2)
+
+
 # ----- the whole suite -----
 COLUMNS = [
     ("scenario", 16, lambda s: s["name"]),
@@ -373,6 +406,8 @@ COLUMNS = [
     ("p99 in fault ms", 15, lambda s: fmt(s["median"].get("faultP99Ms"))),
     ("recovered s", 11, lambda s: fmt(s["median"].get("recoveredAfterS"))),
     ("ready s", 7, lambda s: fmt(s["median"].get("readyAfterS"))),
+    ("settled s", 9, lambda s: fmt(s["median"].get("settledAfterS"))),
+    ("acks back s", 11, lambda s: fmt(s["median"].get("ackRecoveredAfterS"))),
     ("push s", 6, lambda s: fmt(s["median"].get("pushAfterS"))),
 ]
 
@@ -440,14 +475,32 @@ def main():
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("FAULT_SUITE_NODES", 2)))
     parser.add_argument("--check-infra", action="store_true",
                         help="no duet-bench: start the cluster, inject and end each fault, restore, send a push probe; checks the suite itself")
-    parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--pairs", type=int)
+    parser.add_argument("--rate", type=int)
+    parser.add_argument("--cluster", action="store_true",
+                        help="the production-shaped deployment of scripts/cluster instead (HAProxy over TLS, one process per "
+                             "service, Redis Cluster or Sentinel, two replicas): its own scenarios")
+    parser.add_argument("--smoke", action="store_true", help="with --cluster: a short run through the balancer with one gateway kill")
+    parser.add_argument("--redis", choices=["cluster", "sentinel", "standalone"], default="cluster", help="with --cluster: Redis topology")
     args = parser.parse_args()
-    profile = Profile(args.full)
-    names = args.scenarios.split(",") if args.scenarios else [s.name for s in SCENARIOS]
-    unknown = [n for n in names if n not in BY_NAME]
+    args.cluster = args.cluster or args.smoke
+    if args.smoke:
+        # The smoke checks correctness and reconnection (verdict, clients back, acks
+        # keeping up), not latency: in the test command the machine is busy with others.
+        global RECOVERED_P99_MS
+        RECOVERED_P99_MS = 1e9
+    known = CLUSTER_BY_NAME if args.cluster else BY_NAME
+    args.pairs = args.pairs or (10 if args.smoke else 20)
+    # 11 debug-build processes share the machine with the servers and the bench: half the rate.
+    args.rate = args.rate or (100 if args.cluster else 200)
+    profile = Profile(args.full, "smoke" if args.smoke else None)
+    default = ["gateway-kill"] if args.smoke else [s.name for s in (CLUSTER_SCENARIOS if args.cluster else SCENARIOS)]
+    if args.cluster and args.redis == "standalone" and not args.scenarios:
+        default = [n for n in default if n != "redis-master-kill"]  # one server: no failover to measure
+    names = args.scenarios.split(",") if args.scenarios else default
+    unknown = [n for n in names if n not in known]
     if unknown:
-        parser.error(f"unknown scenarios {unknown}; known: {', '.join(BY_NAME)}")
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(known)}")
     if args.nodes < 2:
         parser.error("--nodes must be at least 2 (the pairs' users sit on different nodes)")
 
@@ -456,20 +509,26 @@ def main():
     out.mkdir(parents=True)
     duet = os.environ.get("DUET_BIN", str(REPO / "target/debug/duet"))
     bench = os.environ.get("DUET_BENCH", str(REPO / "target/debug/duet-bench"))
-    cluster = Cluster(duet, bench, args.nodes, out)
+    if args.cluster:
+        from deployment import Deployment
+        cluster = Deployment(out / "cluster", duet, args.redis)
+        cluster.clients = 2 * args.pairs
+    else:
+        cluster = Cluster(duet, bench, args.nodes, out)
     # SIGTERM (a CI timeout) cleans up like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     summaries = []
     started = time.monotonic()
     try:
-        log(f"fault suite ({profile.name}): {len(names)} scenarios x {profile.runs}, {args.nodes} nodes, "
+        log(f"fault suite ({profile.name}): {len(names)} scenarios x {profile.runs}, "
+            f"{f'scripts/cluster (Redis {args.redis})' if args.cluster else f'{args.nodes} nodes'}, "
             f"{args.pairs} pairs at {args.rate} msg/s; files in {out}")
-        log(f"cluster up in {cluster.start():.1f} s: primary :{cluster.primary.port}, replica :{cluster.replica.port}, "
-            f"redis :{cluster.redis.port}, nodes {[n.port for n in cluster.nodes]}")
+        log(f"cluster up in {cluster.start():.1f} s: " + (f"{cluster.https}, {len(cluster.nodes)} Duet processes" if args.cluster else
+            f"primary :{cluster.primary.port}, replica :{cluster.replica.port}, redis :{cluster.redis.port}, nodes {[n.port for n in cluster.nodes]}"))
         if args.check_infra:
             return check_infra(cluster, names, profile)
         for name in names:
-            scenario = BY_NAME[name]
+            scenario = known[name]
             runs = []
             for i in range(profile.runs):
                 log(f"{name} ({i + 1}/{profile.runs}): {scenario.what}, {profile.hold(scenario)} s, run of {profile.duration(scenario)} s")
@@ -484,7 +543,8 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.close()
     elapsed = time.monotonic() - started
-    results = {"profile": profile.name, "startedUtc": stamp, "seconds": round(elapsed), "nodes": args.nodes, "pairs": args.pairs,
+    results = {"profile": profile.name, "startedUtc": stamp, "seconds": round(elapsed), "nodes": len(cluster.nodes),
+               "deployment": f"scripts/cluster, Redis {args.redis}" if args.cluster else f"{args.nodes} nodes", "pairs": args.pairs,
                "rate": args.rate, "duetBin": duet, "bench": bench, "logs": cluster.logs(), "scenarios": summaries,
                "pass": bool(summaries) and all(s["pass"] for s in summaries) and len(summaries) == len(names)}
     (out / "results.json").write_text(json.dumps(results, indent=2))

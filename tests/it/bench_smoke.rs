@@ -19,6 +19,7 @@ fn args(nodes: &[&TestApp], schedule: Schedule) -> ChatArgs {
         vanish_at: Vec::new(),
         verify_db: None,
         settle_timeout: 10,
+        ca_file: None,
         stall_timeout: 10,
     }
 }

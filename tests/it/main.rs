@@ -41,6 +41,7 @@ mod replica;
 mod replies;
 mod sessions;
 mod timeouts;
+mod tls;
 mod ws_delivery;
 mod ws_limits;
 mod ws_nodes;
