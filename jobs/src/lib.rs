@@ -18,7 +18,6 @@ pub mod trigger;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::{Event, EventListenerExt, WorkerBuilder, WorkerError};
@@ -51,10 +50,10 @@ pub async fn run(ctx: AppContext, metrics: JobMetrics, shutdown: impl Future<Out
             let worker = WorkerBuilder::new(worker_name("push", &ctx, generation))
                 .backend(queue::storage::<push::PushJob>(&ctx.db, &ctx.settings, queue::PUSH_QUEUE))
                 .data(pusher.clone())
-                .on_event(progress(health.clone()))
+                .on_event(progress(health))
                 .build(push::handle);
-            let (db, stop) = (ctx.db.clone(), stop.clone());
-            async move { healthy_once_answered(worker.run_until(until(stop)), &db, &health).await.context("The push worker failed") }
+            let stop = stop.clone();
+            async move { worker.run_until(until(stop)).await.context("The push worker failed") }
         })
     };
     let lastseen_worker = {
@@ -65,10 +64,10 @@ pub async fn run(ctx: AppContext, metrics: JobMetrics, shutdown: impl Future<Out
             let worker = WorkerBuilder::new(worker_name("lastseen", &ctx, generation))
                 .backend(queue::storage::<lastseen::LastSeenBatch>(&ctx.db, &ctx.settings, queue::LASTSEEN_QUEUE))
                 .data(writer.clone())
-                .on_event(progress(health.clone()))
+                .on_event(progress(health))
                 .build(lastseen::handle);
-            let (db, stop) = (ctx.db.clone(), stop.clone());
-            async move { healthy_once_answered(worker.run_until(until(stop)), &db, &health).await.context("The lastSeen worker failed") }
+            let stop = stop.clone();
+            async move { worker.run_until(until(stop)).await.context("The lastSeen worker failed") }
         })
     };
     let mover = supervise(ctx.components.register("lastseen-mover", true), stop.clone(), |health| {
@@ -94,27 +93,6 @@ fn worker_name(queue: &str, ctx: &AppContext, generation: u64) -> String {
 async fn until(stop: CancellationToken) -> Result<(), WorkerError> {
     stop.cancelled().await;
     Ok(())
-}
-
-/// Runs a worker, marking it healthy as soon as PostgreSQL answers while it
-/// runs. Its first heartbeat (`DUET_JOBS_HEARTBEAT_SECS` away) would say so
-/// too, but after a PostgreSQL restart that kept `/readyz` at 503 for up to
-/// a heartbeat longer than the worker was actually down.
-async fn healthy_once_answered<T>(run: impl Future<Output = T>, db: &sqlx::PgPool, health: &Health) -> T {
-    let answered = async {
-        loop {
-            if sqlx::query("select 1").execute(db).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    tokio::pin!(run);
-    tokio::select! {
-        done = &mut run => return done,
-        () = answered => health.ok(),
-    }
-    run.await
 }
 
 /// A worker is healthy once its backend answers: a heartbeat (the first one
