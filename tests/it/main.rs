@@ -24,7 +24,6 @@ mod messages;
 mod migrations;
 mod openapi;
 mod ops;
-mod partitioning;
 mod pg_tls;
 mod pgbouncer;
 mod plans;
