@@ -102,6 +102,9 @@ pub async fn relay_once(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     }
 }
 
+/// An outbox row as the relay reads it: id, payload (PostgreSQL's text), txid, conversation.
+type OutboxRow = (i64, String, String, Option<ConversationId>);
+
 /// Publishes up to `batch` rows past the position; returns how many.
 async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     // The position need not be flushed before the relay goes on: if a crash
@@ -117,7 +120,7 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     // position the previous holder committed. Only rows whose writers, and
     // every transaction that could still write below them, have ended. The
     // payload is passed on as PostgreSQL's text, never decoded here.
-    let rows: Vec<(i64, String, String, Option<ConversationId>)> = sqlx::query_as(concat!(
+    let rows: Vec<OutboxRow> = sqlx::query_as(concat!(
         "select o.id, o.payload::text, o.txid::text, o.conversation_id from outbox o where ",
         past_position!(),
         " and o.txid < pg_snapshot_xmin(pg_current_snapshot()) order by o.txid, o.id limit $1"
@@ -133,7 +136,7 @@ async fn publish_batch(ctx: &AppContext, batch: i64) -> anyhow::Result<usize> {
     // a round trip and a syscall pair on each side, far more than an XADD);
     // the shards concurrently (in a cluster, on their own masters).
     let shards = ctx.settings.stream_shards;
-    let mut by_shard: BTreeMap<u16, Vec<&(i64, String, String, Option<ConversationId>)>> = BTreeMap::new();
+    let mut by_shard: BTreeMap<u16, Vec<&OutboxRow>> = BTreeMap::new();
     for row in &rows {
         by_shard.entry(stream_shard(row.3, shards)).or_default().push(row);
     }

@@ -178,7 +178,6 @@ listen stats
 class Deployment:
     def __init__(self, root, duet_bin, redis_mode="cluster"):
         self.root, self.duet_bin, self.redis_mode = Path(root).resolve(), duet_bin, redis_mode
-        self.replica_list = takes_replica_list(duet_bin)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self.certs = self.root / "certs"
         # PostgreSQL's files live under /tmp: the postgres user cannot enter the worktree.
@@ -263,7 +262,7 @@ class Deployment:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DUET_", "DATABASE_", "REDIS_"))},
             "DATABASE_URL": self.primary.url("duet") + "?sslmode=disable",
-            "DATABASE_REPLICA_URL": ",".join(replicas) if self.replica_list else replicas[0],
+            "DATABASE_REPLICA_URL": ",".join(replicas),
             "REDIS_URL": self.redis_url(),
             "DUET_JWT_SECRET": self.secret,
             "DUET_DB_POOL_SIZE": "8",
@@ -476,14 +475,6 @@ class Deployment:
 
     def save(self):
         (self.root / "state.json").write_text(json.dumps(self.state(), indent=2))
-
-
-def takes_replica_list(duet_bin):
-    """Whether this duet reads from several replicas (DATABASE_REPLICA_URL a comma-separated list);
-    an older one gets the first replica only."""
-    done = subprocess.run([duet_bin, "serve", "--help"], capture_output=True, text=True, timeout=30)
-    help_text = done.stdout.split("--database-replica-url", 1)[-1].split("[env:", 1)[0]
-    return "comma-separated" in help_text
 
 
 def ours(pid, argv):

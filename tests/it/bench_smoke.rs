@@ -21,6 +21,7 @@ fn args(nodes: &[&TestApp], schedule: Schedule) -> ChatArgs {
         settle_timeout: 10,
         ca_file: None,
         stall_timeout: 10,
+        text_bytes: 0,
     }
 }
 

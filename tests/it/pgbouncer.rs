@@ -19,7 +19,9 @@ async fn failures(pool: &PgPool) -> Vec<String> {
             for i in 0..50i32 {
                 let sql = format!("select $1::int + $2::int + {i}");
                 match sqlx::query_scalar::<_, i32>(AssertSqlSafe(sql)).bind(client).bind(i).fetch_one(&pool).await {
-                    Ok(sum) => assert_eq!(sum, client + 2 * i, "a wrong answer is worse than an error"),
+                    // Seen here too: Bind reaching another client's statement of the same name.
+                    Ok(sum) if sum != client + 2 * i => failed.push(format!("wrong answer from another prepared statement: {sum}")),
+                    Ok(_) => {}
                     Err(e) => failed.push(e.to_string()),
                 }
             }
