@@ -43,14 +43,15 @@ async fn job_workers_restart_after_their_database_fails_and_deliver_a_push() {
     // Every fetch fails: the workers die ("fetch_next failed") and, restarted, fail again.
     on_database(&t, "alter table apalis.jobs rename to jobs_away").await;
     let down = readyz_until(&t, "a push worker down too long", |status, r| {
-        status == StatusCode::SERVICE_UNAVAILABLE && r["components"]["push-worker"]["healthy"] == false
+        // The lastseen worker may be the one that turned readiness off first.
+        let push = &r["components"]["push-worker"];
+        status == StatusCode::SERVICE_UNAVAILABLE && push["healthy"] == false && push["downForMs"].as_u64() > Some(300)
     })
     .await;
     assert_eq!(down["ready"], false);
     assert_eq!(down["postgres"], true);
     assert!(down["components"]["push-worker"]["restarts"].as_u64().unwrap() >= 1, "{down}");
     assert!(down["components"]["lastseen-worker"]["restarts"].as_u64().unwrap() >= 1, "{down}");
-    assert!(down["components"]["push-worker"]["downForMs"].as_u64().unwrap() > 300, "{down}");
 
     on_database(&t, "alter table apalis.jobs_away rename to jobs").await;
     let back = readyz_until(&t, "every component healthy again", |status, r| {
