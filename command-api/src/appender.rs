@@ -142,10 +142,11 @@ impl Batch for Appends {
         append_batch(conn, requests).await
     }
 
-    /// A lone append that lost a race on `(sender, clientMsgId)` to another
-    /// process finds the winner's row on the next try; anything else is final.
+    /// A lone append that lost a race on `(conversation, sender, clientMsgId)`
+    /// to another process finds the winner's row on the next try; anything
+    /// else is final.
     async fn alone_failed(&self, lane: &mut Lane, request: &AppendRequest, err: sqlx::Error) -> Result<Appended, ApiError> {
-        if !is_constraint_violation(&err, "messages_sender_client_msg_id_key") {
+        if !is_constraint_violation(&err, "messages_conversation_sender_client_msg_id_key") {
             return Err(err.into());
         }
         match lane.run(self, std::slice::from_ref(request)).await {

@@ -158,22 +158,28 @@ pub async fn edit(db: &PgPool, window_secs: u64, user: UserId, request: EditRequ
     locked.not_blocked(user).await?;
     let change = locked.next_change().await?;
     let count: i32 = sqlx::query_scalar(
-        "update messages set text = $2, edited_at = $3, edit_count = edit_count + 1, change_seq = $4 where id = $1 returning edit_count",
+        "update messages set text = $2, edited_at = $3, edit_count = edit_count + 1, change_seq = $4 \
+         where conversation_id = $5 and id = $1 returning edit_count",
     )
     .bind(message.id)
     .bind(&text)
     .bind(now)
     .bind(change)
+    .bind(message.conversation_id)
     .fetch_one(&mut *locked.tx)
     .await?;
-    sqlx::query("insert into message_edits (sender_id, client_edit_id, message_id, edit_count, created_at) values ($1, $2, $3, $4, $5)")
-        .bind(user)
-        .bind(&request.client_edit_id)
-        .bind(message.id)
-        .bind(count)
-        .bind(now)
-        .execute(&mut *locked.tx)
-        .await?;
+    sqlx::query(
+        "insert into message_edits (sender_id, client_edit_id, message_id, edit_count, created_at, conversation_id) \
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(user)
+    .bind(&request.client_edit_id)
+    .bind(message.id)
+    .bind(count)
+    .bind(now)
+    .bind(message.conversation_id)
+    .execute(&mut *locked.tx)
+    .await?;
     let message = locked.message(message.id).await?;
     locked.commit(DomainEvent::MessageEdited { message: message.clone() }).await?;
     Ok(Changed { message, change: ChangeKind::Edited, fresh: true })
@@ -198,12 +204,16 @@ pub async fn unsend(
     let now = now_micros();
     sender_within_window(&message, user, window_secs, now)?;
     let change = locked.next_change().await?;
-    sqlx::query("update messages set text = null, payload = null, reply_to = null, deleted_at = $2, change_seq = $3 where id = $1")
-        .bind(message_id)
-        .bind(now)
-        .bind(change)
-        .execute(&mut *locked.tx)
-        .await?;
+    sqlx::query(
+        "update messages set text = null, payload = null, reply_to = null, deleted_at = $2, change_seq = $3 \
+         where conversation_id = $4 and id = $1",
+    )
+    .bind(message_id)
+    .bind(now)
+    .bind(change)
+    .bind(conversation_id)
+    .execute(&mut *locked.tx)
+    .await?;
     sqlx::query("delete from message_reactions where message_id = $1").bind(message_id).execute(&mut *locked.tx).await?;
     erase_outbox_copies(&mut locked.tx, message_id, now).await?;
     let message = locked.message(message_id).await?;

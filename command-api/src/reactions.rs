@@ -74,7 +74,12 @@ pub async fn react(
                 .await?;
         }
     }
-    sqlx::query("update messages set change_seq = $2 where id = $1").bind(message_id).bind(change).execute(&mut *locked.tx).await?;
+    sqlx::query("update messages set change_seq = $2 where conversation_id = $3 and id = $1")
+        .bind(message_id)
+        .bind(change)
+        .bind(conversation_id)
+        .execute(&mut *locked.tx)
+        .await?;
     let message = locked.message(message_id).await?;
     locked.commit(DomainEvent::ReactionChanged { conversation_id, message_id, user_id: user, emoji, change_seq: change }).await?;
     Ok(Changed { message, change: ChangeKind::Reaction, fresh: true })

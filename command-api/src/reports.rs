@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use duet_common::ApiError;
 use duet_common::error::ErrorCode;
-use duet_common::ids::{MessageId, UserId};
+use duet_common::ids::{ConversationId, MessageId, UserId};
 use duet_common::ratelimit::Decision;
 use poem_openapi::{Enum, Object};
 use serde::Serialize;
@@ -100,8 +100,8 @@ impl Commands {
                 (user, None)
             }
             ReportTarget::Message(message) => {
-                let sender: UserId = sqlx::query_scalar(
-                    "select m.sender_id from messages m \
+                let (sender, conversation): (UserId, ConversationId) = sqlx::query_as(
+                    "select m.sender_id, m.conversation_id from messages m \
                      join conversation_members cm on cm.conversation_id = m.conversation_id and cm.user_id = $2 \
                      where m.id = $1",
                 )
@@ -113,21 +113,22 @@ impl Commands {
                 if sender == reporter {
                     return Err(ApiError::new(ErrorCode::InvalidReportTarget, "you cannot report your own message"));
                 }
-                (sender, Some(message))
+                (sender, Some((message, conversation)))
             }
         };
         let report = Report { id: Uuid::new_v4(), reported_user_id: reported, created_at: now_micros() };
         sqlx::query(
-            "insert into reports (id, reporter_id, reported_user_id, message_id, reason, details, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
+            "insert into reports (id, reporter_id, reported_user_id, message_id, reason, details, created_at, conversation_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(report.id)
         .bind(reporter)
         .bind(reported)
-        .bind(message)
+        .bind(message.map(|(id, _)| id))
         .bind(reason.as_str())
         .bind(details)
         .bind(report.created_at)
+        .bind(message.map(|(_, conversation)| conversation))
         .execute(&self.ctx.db)
         .await?;
         Ok(report)

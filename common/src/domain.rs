@@ -167,7 +167,8 @@ pub struct Reaction {
 /// The columns of `messages` as [`Message`] reads them, for `select` lists
 /// over `messages` (not aliased): `concat!("select ", message_columns!(),
 /// " from messages …")`. The reply preview and the reactions are read live
-/// (a primary-key probe each, only for replies and reacted messages).
+/// (a primary-key probe each, only for replies and reacted messages; a
+/// reply is in its message's conversation, so on its partition).
 #[macro_export]
 macro_rules! message_columns {
     () => {
@@ -176,7 +177,7 @@ macro_rules! message_columns {
          case when messages.reply_to is not null then (\
            select jsonb_build_object('id', q.id, 'seq', q.seq, 'senderId', q.sender_id, 'type', q.type, 'text', q.text, \
              'deletedAt', q.deleted_at) \
-           from messages q where q.id = messages.reply_to) end as reply_to, \
+           from messages q where q.conversation_id = messages.conversation_id and q.id = messages.reply_to) end as reply_to, \
          case when messages.change_seq is not null then (\
            select jsonb_agg(jsonb_build_object('emoji', x.emoji, 'count', x.n, 'userIds', x.users) order by x.first) \
            from (select r.emoji, count(*) as n, jsonb_agg(r.user_id order by r.created_at, r.user_id) as users, \

@@ -24,6 +24,7 @@ mod messages;
 mod migrations;
 mod openapi;
 mod ops;
+mod partitioning;
 mod pg_tls;
 mod pgbouncer;
 mod plans;
