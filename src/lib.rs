@@ -307,6 +307,8 @@ fn bound_addr(acceptor: &TcpAcceptor) -> anyhow::Result<SocketAddr> {
 async fn start_projector(ctx: AppContext, job_metrics: duet_jobs::JobMetrics) -> anyhow::Result<duet_projector::Projector> {
     let mut config = duet_projector::ProjectorConfig::new(format!("projector-{}", ctx.node_id));
     config.relay_poll = Duration::from_millis(ctx.settings.relay_poll_ms.max(1));
+    config.outbox_upkeep_every = Duration::from_secs(ctx.settings.outbox_upkeep_secs.max(1));
+    config.outbox_retention = ctx.settings.outbox_retention_hours.map(|h| Duration::from_secs(h * 3600));
     let mut projector = duet_projector::Projector::start(&ctx, config).await?;
     // Pushes are decided from the same stream: events become jobs.
     let triggers = duet_jobs::Triggers::new(&ctx, job_metrics);

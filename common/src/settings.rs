@@ -292,6 +292,15 @@ pub struct Settings {
     #[arg(long, env = "DUET_RELAY_POLL_MS", default_value_t = 100)]
     pub relay_poll_ms: u64,
 
+    /// How often the projector makes the outbox's next partitions and drops expired ones, in seconds.
+    #[arg(long, env = "DUET_OUTBOX_UPKEEP_SECS", default_value_t = 60)]
+    pub outbox_upkeep_secs: u64,
+
+    /// Hours a published outbox event is kept before its partition may be dropped. Unset: kept for ever
+    /// (`analytics.message_receipts` reads receipt times from the outbox, so a retention bounds its history).
+    #[arg(long, env = "DUET_OUTBOX_RETENTION_HOURS")]
+    pub outbox_retention_hours: Option<u64>,
+
     /// How often workers look for delayed jobs (new jobs wake them at once via LISTEN/NOTIFY), in ms.
     #[arg(long, env = "DUET_JOBS_POLL_MS", default_value_t = 1000)]
     pub jobs_poll_ms: u64,

@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod metrics;
 pub mod rebuild;
 pub mod relay;
+pub mod upkeep;
 
 use std::time::Duration;
 
@@ -38,6 +39,10 @@ pub struct ProjectorConfig {
     pub relay_poll: Duration,
     /// How often lag is measured and cold projections are looked for.
     pub check_every: Duration,
+    /// How often the outbox's partitions are kept up ([`upkeep`]).
+    pub outbox_upkeep_every: Duration,
+    /// How long published outbox events are kept; None keeps them all.
+    pub outbox_retention: Option<Duration>,
 }
 
 impl ProjectorConfig {
@@ -54,6 +59,8 @@ impl ProjectorConfig {
             relay_batch: 256,
             relay_poll: Duration::from_millis(500),
             check_every: Duration::from_secs(1),
+            outbox_upkeep_every: Duration::from_secs(60),
+            outbox_retention: None,
         }
     }
 }
@@ -67,8 +74,9 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// Starts the relay, the consumer and the lag/health task; the relay
-    /// and the consumer run supervised (components "relay" and "projector").
+    /// Starts the relay, the outbox upkeep, the consumer and the lag/health
+    /// task; the first three run supervised (components "relay",
+    /// "outbox-upkeep" and "projector").
     pub async fn start(ctx: &AppContext, config: ProjectorConfig) -> anyhow::Result<Self> {
         let metrics = ProjectorMetrics::register(ctx);
         let stop = CancellationToken::new();
@@ -85,6 +93,13 @@ impl Projector {
             }
         };
         tasks.spawn(relay);
+        let upkeep = {
+            let (ctx, stop) = (ctx.clone(), stop.clone());
+            let (every, retention) = (config.outbox_upkeep_every, config.outbox_retention);
+            let health = ctx.components.register("outbox-upkeep", false);
+            async move { supervise(health, stop.clone(), |health| upkeep::run(ctx.clone(), every, retention, health, stop.clone())).await }
+        };
+        tasks.spawn(upkeep);
         let projections = consumer::Projections { ctx: ctx.clone(), pairs: apply::Pairs::new(ctx.db.clone()), metrics: metrics.clone() };
         tasks.spawn(stream::supervised(
             ctx.clone(),

@@ -16,7 +16,7 @@ async fn health_readiness_metrics_and_docs_are_served() {
     let names: Vec<&str> = components.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["lastseen-mover", "lastseen-worker", "presence-sweeper", "projector", "push-triggers", "push-worker", "relay"],
+        ["lastseen-mover", "lastseen-worker", "outbox-upkeep", "presence-sweeper", "projector", "push-triggers", "push-worker", "relay"],
         "{ready}"
     );
     for (name, health) in components {

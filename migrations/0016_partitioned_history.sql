@@ -1,16 +1,19 @@
--- `messages` partitioned by HASH (conversation_id) into 16 partitions
--- (docs/decisions/0009-partitioning.md). Everything about one conversation
--- lives on one partition: its seq (unique (conversation_id, seq)), its
--- idempotency keys (unique (conversation_id, sender_id, client_msg_id)) and
--- every row that refers to one of its messages (foreign keys on
--- (conversation_id, message_id)). A unique key of a partitioned table must
--- include the partition key, so the primary key is (conversation_id, id)
--- and a send's idempotency key is per conversation.
+-- History partitioned (docs/decisions/0009-partitioning.md): `messages` by
+-- HASH (conversation_id) into 16 partitions, the outbox by RANGE (id) in
+-- partitions of 10,000,000 events.
 --
--- This converts a live database in its own transaction: the table is
--- rebuilt under a new name and swapped in, and what depended on the old one
--- (views, foreign keys, triggers) is made again. For a big production
--- table see the online path in the decision.
+-- `messages`: everything about one conversation lives on one partition:
+-- its seq (unique (conversation_id, seq)), its idempotency keys (unique
+-- (conversation_id, sender_id, client_msg_id)) and every row that refers to
+-- one of its messages (foreign keys on (conversation_id, message_id)). A
+-- unique key of a partitioned table must include the partition key, so the
+-- primary key is (conversation_id, id) and a send's idempotency key is per
+-- conversation.
+--
+-- The outbox: the relay makes partitions ahead of the ids and may drop the
+-- ones it has wholly published once they are older than the retention
+-- (duet_outbox_maintain below); a DEFAULT partition catches any row that
+-- comes before its partition exists, so an insert never fails.
 
 -- The rows that refer to messages carry their conversation. message_reactions
 -- and message_hides already do; message_edits and reports get it here.
@@ -25,15 +28,16 @@ alter table message_hides drop constraint message_hides_message_id_fkey;
 alter table message_edits drop constraint message_edits_message_id_fkey;
 alter table reports drop constraint reports_message_id_fkey;
 
--- The views over messages, to be made again over the new table (in the
--- order they were made: a view over another view comes after it).
-create temporary table messages_views on commit drop as
+-- The views over messages and the outbox, to be made again over the new
+-- tables (in the order they were made: a view over another view comes
+-- after it).
+create temporary table history_views on commit drop as
 select c.oid, format('%I.%I', n.nspname, c.relname) as name, pg_get_viewdef(c.oid) as definition, c.relacl
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'v' and c.oid in (
     with recursive dependents(oid) as (
         select r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid
-        where d.refobjid = 'messages'::regclass and r.ev_class <> 'messages'::regclass
+        where d.refobjid in ('messages'::regclass, 'outbox'::regclass) and r.ev_class <> d.refobjid
         union
         select r.ev_class from dependents p join pg_depend d on d.refobjid = p.oid join pg_rewrite r on r.oid = d.objid
         where r.ev_class <> p.oid
@@ -65,7 +69,6 @@ create table messages (
     change_seq      bigint,
     constraint messages_pkey primary key (conversation_id, id),
     constraint messages_conversation_seq_key unique (conversation_id, seq),
-    constraint messages_conversation_sender_client_msg_id_key unique (conversation_id, sender_id, client_msg_id),
     constraint messages_seq_positive check (seq > 0),
     constraint messages_type_known check (type in ('text', 'image', 'file', 'audio', 'video', 'location'))
 ) partition by hash (conversation_id);
@@ -92,7 +95,127 @@ create index messages_change_idx on messages (conversation_id, change_seq) where
 create index messages_text_search_idx on messages using gin (to_tsvector('simple', coalesce(text, '')));
 create index messages_id_idx on messages (id);
 
+-- The idempotency key is made after every other index, on purpose.
+-- duet_append's lookup (conversation, sender, client_msg_id) runs in a
+-- cached generic plan. Made while the partitions' statistics say "empty",
+-- every index that contains conversation_id costs the same for it
+-- (limit 1 costs by start-up), and on equal costs the planner keeps the
+-- index made last. Were that messages_receiver_idx, each append would walk
+-- the partition's whole receiver index. Made last, the key wins the tie.
+-- The guard test plans::an_append_planned_while_messages_was_empty_still_
+-- probes_the_idempotency_key fails if this ever changes: a later migration
+-- that adds an index to messages must remake this key after it.
+alter table messages add constraint messages_conversation_sender_client_msg_id_key
+    unique (conversation_id, sender_id, client_msg_id);
+
 drop table messages_unpartitioned cascade;
+
+-- The outbox, by RANGE (id). Ids come from the identity, so a partition
+-- fills and is then only read; the relay's order (txid, id) is served by
+-- each partition's (txid, id) index, whatever the partitioning.
+alter table outbox rename to outbox_unpartitioned;
+alter table outbox_unpartitioned rename constraint outbox_pkey to outbox_unpartitioned_pkey;
+alter sequence outbox_id_seq rename to outbox_unpartitioned_id_seq;
+alter index outbox_relay_idx rename to outbox_unpartitioned_relay_idx;
+alter index outbox_message_idx rename to outbox_unpartitioned_message_idx;
+alter index outbox_reply_idx rename to outbox_unpartitioned_reply_idx;
+
+create table outbox (
+    id              bigint generated always as identity,
+    event_type      text not null,
+    conversation_id uuid,
+    payload         jsonb not null,
+    created_at      timestamptz not null default now(),
+    txid            xid8 not null default pg_current_xact_id(),
+    constraint outbox_pkey primary key (id)
+) partition by range (id);
+create table outbox_default partition of outbox default;
+
+create index outbox_relay_idx on outbox (txid, id);
+create index outbox_message_idx on outbox ((payload #>> '{message,id}'))
+    where event_type in ('message_appended', 'message_edited');
+create index outbox_reply_idx on outbox ((payload #>> '{message,replyTo,id}'))
+    where payload #>> '{message,replyTo,id}' is not null;
+
+-- Partition upkeep, run by the relay every few minutes (and here): makes
+-- outbox_p<n> (ids n*10M .. (n+1)*10M - 1) for the partition holding the
+-- highest id and the two after it; with `keep` not null, drops each
+-- partition below it whose rows are all published (behind relay_position)
+-- and whose newest row is older than `keep`. Returns what it did.
+--
+-- Locks: a partition is made as a table of its own, then attached (SHARE
+-- UPDATE EXCLUSIVE on the outbox: appends go on), taking over any rows the
+-- DEFAULT partition caught in its range. A drop detaches first, which needs
+-- the outbox's ACCESS EXCLUSIVE lock: lock_timeout keeps that wait short,
+-- and a partition not dropped now is dropped on a later pass. Its rows are
+-- checked under the lock, so a transaction that wrote into it late has
+-- committed by then and is seen.
+create function duet_outbox_maintain(keep interval) returns table (action text, partition_name text)
+language plpgsql as $$
+declare
+    span constant bigint := 10000000;
+    top bigint;
+    bottom bigint;
+    lowest_unpublished bigint;
+    name text;
+    recent boolean;
+    p record;
+begin
+    -- One upkeep at a time across relays ("duetoutb" in ASCII).
+    perform pg_advisory_xact_lock(7238803526843004258);
+    top := coalesce((select max(o.id) from outbox o), 0);
+    -- Rows the DEFAULT partition holds (all of them during the migration)
+    -- get their partitions too.
+    bottom := least(top, (select min(d.id) from outbox_default d));
+    for n in bottom / span .. top / span + 2 loop
+        name := format('outbox_p%s', n);
+        continue when to_regclass(name) is not null;
+        execute format('create table %I (like outbox including defaults including constraints)', name);
+        execute format('with moved as (delete from outbox_default where id >= %s and id < %s returning *) '
+                       'insert into %I select * from moved', n * span, (n + 1) * span, name);
+        execute format('alter table outbox attach partition %I for values from (%s) to (%s)', name, n * span, (n + 1) * span);
+        action := 'created';
+        partition_name := name;
+        return next;
+    end loop;
+
+    if keep is null then
+        return;
+    end if;
+    set local lock_timeout = '200ms';
+    for p in
+        select c.relname, (substring(c.relname from 9)::bigint + 1) * span as upper_bound
+        from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'outbox'::regclass and c.relname ~ '^outbox_p\d+$'
+        order by 2
+    loop
+        -- Never the partition still being filled.
+        exit when p.upper_bound > top;
+        begin
+            execute format('lock table %I in access exclusive mode', p.relname);
+            lowest_unpublished := (select min(o.id) from outbox o
+                                   where (o.txid, o.id) > (select r.txid, r.outbox_id from relay_position r));
+            exit when lowest_unpublished is not null and lowest_unpublished < p.upper_bound;
+            execute format('select coalesce(max(created_at) >= now() - $1, false) from %I', p.relname) into strict recent using keep;
+            exit when recent;
+            execute format('alter table outbox detach partition %I', p.relname);
+            execute format('drop table %I', p.relname);
+            action := 'dropped';
+            partition_name := p.relname;
+            return next;
+        exception when lock_not_available then
+            exit;
+        end;
+    end loop;
+end
+$$;
+
+insert into outbox (id, event_type, conversation_id, payload, created_at, txid) overriding system value
+select id, event_type, conversation_id, payload, created_at, txid from outbox_unpartitioned;
+select setval(pg_get_serial_sequence('outbox', 'id'), last_value, is_called) from outbox_unpartitioned_id_seq;
+-- The partitions for the rows just copied (they sit in DEFAULT until then).
+select * from duet_outbox_maintain(null);
+drop table outbox_unpartitioned cascade;
 
 do $$
 declare
@@ -100,7 +223,7 @@ declare
 begin
     -- (The keyword is an argument so that tests/it/migrations.rs, which
     -- reads the files for the objects they create, sees no view named %s.)
-    for v in select * from messages_views order by oid loop
+    for v in select * from history_views order by oid loop
         execute format('create %s %s as %s', 'view', v.name, v.definition);
     end loop;
 end
