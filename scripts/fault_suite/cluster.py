@@ -27,7 +27,12 @@ from fake_push import FakeFcm
 PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(x) for x in v.split(".")])[-1] / "bin"
 _taken_ports = set()
 # The fault suite's ports; scripts/cluster (deployment.py) uses its own range.
-PORTS = range(20000, 40001)
+# Both stay below the kernel's ephemeral ports (32768 and up here): a port
+# found free there can be taken by an outgoing connection before the server
+# binds it (seen: a node's admin listener, "Address already in use").
+PORTS = range(16000, 22000)
+# Offsets from each port that must be free too (a Redis Cluster node's bus).
+ALSO_FREE = ()
 
 
 def free_port():
@@ -36,13 +41,19 @@ def free_port():
         port = random.randint(PORTS.start, PORTS.stop - 1)
         if port in _taken_ports:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if not all(bindable(p) for p in (port, *(port + offset for offset in ALSO_FREE))):
+            continue
         _taken_ports.add(port)
         return port
+
+
+def bindable(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def as_postgres(args):

@@ -10,7 +10,7 @@ sending each user's WebSocket to one gateway by consistent hashing.
 
 The servers are the fault suite's (cluster.py), started detached so they
 outlive `start`; a state file under the data directory lets `stop` and
-`status` find them. Ports come from 43000-44999.
+`status` find them. Ports come from 12000-15999.
 """
 
 import argparse
@@ -31,7 +31,10 @@ import cluster as base
 from cluster import Node, Postgres, Redis, free_port, http, run, tail, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-base.PORTS = range(43000, 45000)
+# Redis Cluster nodes also bind port + 10000 (their bus): 22000-26000, still
+# below the ephemeral ports and apart from the fault suite's range.
+base.PORTS = range(12000, 16000)
+base.ALSO_FREE = (10000,)
 Node.detach = Redis.detach = True
 
 # Process kinds and how many of each: `duet serve --only KIND`.
