@@ -510,7 +510,8 @@ def main():
     duet = os.environ.get("DUET_BIN", str(REPO / "target/debug/duet"))
     bench = os.environ.get("DUET_BENCH", str(REPO / "target/debug/duet-bench"))
     if args.cluster:
-        from deployment import Deployment
+        from deployment import Deployment, ensure_packages
+        ensure_packages()  # HAProxy and the others, on a fresh machine
         cluster = Deployment(out / "cluster", duet, args.redis)
         cluster.clients = 2 * args.pairs
     else:
