@@ -11,6 +11,7 @@ use duet_common::protocol::ServerKind;
 use duet_common::ratelimit::{Decision, RateLimiter};
 use duet_common::redis::FastRedis;
 use duet_common::settings::Settings;
+use duet_common::throttle::{Backoff, Window};
 use tokio::time::Instant;
 
 use crate::helpers::{TestApp, fresh_settings};
@@ -222,4 +223,43 @@ async fn the_rate_limiter_falls_back_to_a_local_bucket_while_redis_is_stalled() 
     let refused = limiter.check(&fast, "rl:stalled").await;
     assert!(matches!(refused, Decision::Limited { .. }), "over budget: {refused:?}");
     assert!(started.elapsed() < PROMPT, "checks waited {:?}", started.elapsed());
+}
+
+/// With Redis stalled, the login and registration throttles (a window, a
+/// backoff) decide on this node's own records with the same rules: the
+/// budget, then refusals saying when to come back; a success clears the backoff.
+#[tokio::test]
+async fn the_login_and_registration_throttles_decide_locally_while_redis_is_stalled() {
+    let redis = PrivateRedis::start().await;
+    let settings = settings_on(&redis);
+    let pool = duet_common::redis::connect(&redis.url(), None, 1).await.unwrap();
+    let fast = FastRedis::new(pool, &settings, &duet_common::metrics::Metrics::new());
+    let window = Window::new(3, Duration::from_secs(3600));
+    let backoff = Backoff::new(2, Duration::from_secs(60));
+    assert_eq!(window.check(&fast, "rl:register:up").await, Decision::Allowed, "Redis decides while it answers");
+    assert_eq!(backoff.attempt(&fast, "rl:login:up").await, Decision::Allowed);
+
+    let _paused = redis.pause();
+    for i in 0..3 {
+        assert_eq!(window.check(&fast, "rl:register:stalled").await, Decision::AllowedLocally, "request {i} of the window's 3");
+    }
+    match window.check(&fast, "rl:register:stalled").await {
+        Decision::Limited { retry_after_ms } => assert!(retry_after_ms > 3_500_000 && retry_after_ms <= 3_600_000, "{retry_after_ms}"),
+        other => panic!("a fourth registration in the hour: {other:?}"),
+    }
+    assert_eq!(window.check(&fast, "rl:register:other").await, Decision::AllowedLocally, "each key has its own window");
+
+    // Two free attempts, a third that starts a 1 s wait, then refusals until it ends.
+    for i in 0..2 {
+        assert_eq!(backoff.attempt(&fast, "rl:login:stalled").await, Decision::AllowedLocally, "attempt {i}");
+    }
+    let third = Instant::now();
+    assert_eq!(backoff.attempt(&fast, "rl:login:stalled").await, Decision::AllowedLocally, "the third attempt");
+    match backoff.attempt(&fast, "rl:login:stalled").await {
+        Decision::Limited { retry_after_ms } => assert!(retry_after_ms > 0 && retry_after_ms <= 1_000, "{retry_after_ms}"),
+        // (Only if this machine stalled past the wait.)
+        other => assert!(third.elapsed() >= Duration::from_secs(1), "an attempt inside the wait: {other:?}"),
+    }
+    backoff.clear(&fast, "rl:login:stalled").await;
+    assert_eq!(backoff.attempt(&fast, "rl:login:stalled").await, Decision::AllowedLocally, "a success starts the count again");
 }
